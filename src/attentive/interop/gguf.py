@@ -1,0 +1,277 @@
+"""Read a LLaMA-family GGUF file into Hugging Face names, float32 weights and a tokenizer.
+
+GGUF (llama.cpp's format) keeps weights, quantised in blocks, plus all metadata (shape of
+the model, tokenizer vocabulary, merges, chat template) in one file. This module turns it
+into what the rest of attentive and ``transformers.LlamaForCausalLM`` expect:
+
+- ``state_dict``: ``model.embed_tokens.weight``, ``model.layers.{i}.self_attn.q_proj.weight``,
+  ``...k_proj``, ``...v_proj``, ``...o_proj``, ``model.layers.{i}.mlp.gate_proj/up_proj/
+  down_proj.weight``, ``model.layers.{i}.input_layernorm.weight``,
+  ``model.layers.{i}.post_attention_layernorm.weight``, ``model.norm.weight`` and
+  ``lm_head.weight`` (only when the file has a separate output matrix; otherwise
+  ``config.tie_word_embeddings`` is True). All float32, Linear weights ``(out, in)``.
+- q/k rows are put back in Hugging Face's rotary order: llama.cpp's converter interleaves
+  the two halves of each head (it rotates adjacent pairs, HF rotates halves), we undo it.
+
+Only the ``gguf`` package is used to parse the file; nothing in it is executed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SUPPORTED_TYPES", "LlamaGGUFConfig", "GGUFLlama", "read_metadata", "llama_config",
+    "dequantize_tensor", "read_tensors", "to_hf_llama", "unpermute_rotary", "build_tokenizer",
+    "load_gguf_llama",
+]
+
+# Tensor types we dequantise (all handled by gguf.quants.dequantize, checked against numpy).
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+
+
+@dataclass
+class LlamaGGUFConfig:
+    """Shape of a LLaMA-family model as stored in GGUF metadata (``llama.*`` keys)."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    ffn_size: int
+    rope_theta: float
+    rms_norm_eps: float
+    vocab_size: int
+    context_length: int
+    tie_word_embeddings: bool
+    bos_token_id: int | None
+    eos_token_id: int | None
+    head_dim: int
+
+    def to_hf(self) -> dict[str, Any]:
+        """Keyword arguments for ``transformers.LlamaConfig``."""
+        return {
+            "num_hidden_layers": self.num_layers, "hidden_size": self.hidden_size,
+            "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+            "intermediate_size": self.ffn_size, "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps, "vocab_size": self.vocab_size,
+            "max_position_embeddings": self.context_length, "head_dim": self.head_dim,
+            "tie_word_embeddings": self.tie_word_embeddings, "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id, "hidden_act": "silu",
+            "attention_bias": False, "mlp_bias": False,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GGUFLlama:
+    """Everything read from one file: config, HF-named float32 weights, tokenizer."""
+
+    config: LlamaGGUFConfig
+    state_dict: dict[str, torch.Tensor]
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    chat_template: str | None
+    metadata: dict[str, Any]
+
+
+def _reader(path: str | Path):
+    import gguf
+
+    path = Path(path)
+    try:
+        return gguf.GGUFReader(path, "r")
+    except FileNotFoundError:
+        raise ValueError(f"GGUF file not found: {path}") from None
+    except (ValueError, struct.error, IndexError, OSError) as err:
+        raise ValueError(f"{path} is not a readable GGUF file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def read_metadata(reader) -> dict[str, Any]:
+    """All key/value fields as plain Python values (arrays as lists)."""
+    out: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        value = field.contents()
+        out[key] = value
+    return out
+
+
+def _need(meta: dict[str, Any], key: str) -> Any:
+    if key not in meta:
+        raise ValueError(f"GGUF metadata lacks {key!r}; a LLaMA-family file needs it")
+    return meta[key]
+
+
+def llama_config(meta: dict[str, Any], tensor_names: set[str]) -> LlamaGGUFConfig:
+    """Config from ``{arch}.*`` metadata; only LLaMA-layout architectures are accepted."""
+    arch = meta.get("general.architecture")
+    if arch not in ("llama", "mistral"):
+        raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: llama, mistral")
+    hidden = int(_need(meta, f"{arch}.embedding_length"))
+    heads = int(_need(meta, f"{arch}.attention.head_count"))
+    tokens = meta.get("tokenizer.ggml.tokens")
+    vocab = int(meta.get(f"{arch}.vocab_size", len(tokens) if tokens else 0))
+    if vocab == 0:
+        raise ValueError("GGUF metadata has neither a vocab_size nor a token list")
+    return LlamaGGUFConfig(
+        num_layers=int(_need(meta, f"{arch}.block_count")),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv", heads)),
+        ffn_size=int(_need(meta, f"{arch}.feed_forward_length")),
+        rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        # Stored as float32: print-and-parse gives back the intended decimal (1e-05).
+        rms_norm_eps=float(str(np.float32(_need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
+        vocab_size=vocab,
+        context_length=int(meta.get(f"{arch}.context_length", 2048)),
+        tie_word_embeddings="output.weight" not in tensor_names,
+        bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
+        eos_token_id=meta.get("tokenizer.ggml.eos_token_id"),
+        head_dim=int(meta.get(f"{arch}.attention.key_length", hidden // heads)),
+    )
+
+
+def dequantize_tensor(tensor) -> torch.Tensor:
+    """One ``ReaderTensor`` as float32, shaped in PyTorch order (GGUF lists dims reversed)."""
+    from gguf.quants import dequantize
+
+    kind = tensor.tensor_type.name
+    if kind not in SUPPORTED_TYPES:
+        raise ValueError(f"tensor {tensor.name!r} has GGUF type {kind}; supported: "
+                         f"{', '.join(SUPPORTED_TYPES)}")
+    shape = tuple(int(d) for d in reversed(list(tensor.shape)))
+    values = dequantize(np.asarray(tensor.data), tensor.tensor_type)
+    # Plain F32 tensors come back as read-only views of the memory map: copy them.
+    values = np.array(values, dtype=np.float32, copy=True).reshape(shape)
+    return torch.from_numpy(values)
+
+
+def read_tensors(reader) -> dict[str, torch.Tensor]:
+    """Every tensor in the file, dequantised, under its GGUF name."""
+    return {t.name: dequantize_tensor(t) for t in reader.tensors}
+
+
+def unpermute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Undo llama.cpp's q/k row permutation, back to HF's rotate-half layout.
+
+    llama.cpp writes row ``h*d + 2*i + j`` from HF row ``h*d + j*d/2 + i`` (d = head_dim),
+    so each head's two halves are interleaved; here they are separated again.
+    """
+    rows = weight.shape[0]
+    half = rows // n_heads // 2
+    return (weight.reshape(n_heads, half, 2, *weight.shape[1:])
+            .transpose(1, 2).reshape(weight.shape))
+
+
+_LAYER_MAP = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+_TOP_MAP = {"token_embd.weight": "model.embed_tokens.weight",
+            "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+
+
+def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig
+                ) -> dict[str, torch.Tensor]:
+    """GGUF names -> ``LlamaForCausalLM`` names, with q/k rows un-permuted."""
+    out: dict[str, torch.Tensor] = {}
+    for name, value in tensors.items():
+        if name in _TOP_MAP:
+            out[_TOP_MAP[name]] = value
+            continue
+        parts = name.split(".")
+        if name == "rope_freqs.weight":
+            continue  # llama3 rope scaling factors; recomputed from config by HF
+        if len(parts) != 4 or parts[0] != "blk" or parts[2] not in _LAYER_MAP:
+            raise ValueError(f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
+                             f"{', '.join(_TOP_MAP)}, blk.N.({'|'.join(_LAYER_MAP)}).weight")
+        if parts[2] == "attn_q":
+            value = unpermute_rotary(value, config.num_heads)
+        elif parts[2] == "attn_k":
+            value = unpermute_rotary(value, config.num_kv_heads)
+        out[f"model.layers.{parts[1]}.{_LAYER_MAP[parts[2]]}.{parts[3]}"] = value
+    return out
+
+
+def build_tokenizer(meta: dict[str, Any]):
+    """A ``PreTrainedTokenizerFast`` from the vocabulary and merges stored in the metadata.
+
+    Supports GPT-2 style byte-level BPE (``tokenizer.ggml.model == "gpt2"``). The
+    pre-tokenizer follows ``tokenizer.ggml.pre``: "smollm" splits every digit, then applies
+    the GPT-2 regex, which is what SmolLM's own tokenizer.json does.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"GGUF tokenizer model {kind!r} is not supported; supported: gpt2")
+    pre = meta.get("tokenizer.ggml.pre", "default")
+    if pre not in ("smollm", "gpt2", "default"):
+        raise ValueError(f"GGUF pre-tokenizer {pre!r} is not supported; supported: smollm, gpt2")
+    tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
+    types: list[int] = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
+    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if pre == "smollm":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    bos_id = meta.get("tokenizer.ggml.bos_token_id")
+    if meta.get("tokenizer.ggml.add_bos_token") and bos_id is not None:
+        bos = tokens[bos_id]
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                          special_tokens=[(bos, bos_id)])])
+    # Token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+    special = [AddedToken(t, special=True, normalized=False)
+               for t, k in zip(tokens, types) if k == 3]
+    user = [AddedToken(t, special=False, normalized=False)
+            for t, k in zip(tokens, types) if k == 4]
+    tok.add_special_tokens(special)
+    if user:
+        tok.add_tokens(user)
+
+    def name(key: str) -> str | None:
+        idx = meta.get(f"tokenizer.ggml.{key}_token_id")
+        return tokens[idx] if idx is not None and 0 <= idx < len(tokens) else None
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=name("bos"), eos_token=name("eos"),
+        unk_token=name("unknown"), pad_token=name("padding"),
+        clean_up_tokenization_spaces=False)
+    template = meta.get("tokenizer.chat_template")
+    if template:
+        fast.chat_template = template
+    return fast
+
+
+def load_gguf_llama(path: str | Path, *, with_tokenizer: bool = True) -> GGUFLlama:
+    """Read a LLaMA-family GGUF file: config, HF-named float32 state dict, tokenizer."""
+    reader = _reader(path)
+    meta = read_metadata(reader)
+    names = {t.name for t in reader.tensors}
+    config = llama_config(meta, names)
+    state = to_hf_llama(read_tensors(reader), config)
+    tokenizer = build_tokenizer(meta) if with_tokenizer else None
+    return GGUFLlama(config=config, state_dict=state, tokenizer=tokenizer,
+                     chat_template=meta.get("tokenizer.chat_template"), metadata=meta)
