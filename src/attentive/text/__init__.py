@@ -1,0 +1,33 @@
+"""Tokenizers (byte-level BPE, characters) and the special tokens they share."""
+
+from attentive.text.bpe import BPETokenizer
+from attentive.text.char import CharTokenizer
+from attentive.text.special import (
+    BOS,
+    BOS_ID,
+    EOS,
+    EOS_ID,
+    PAD,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK,
+    UNK_ID,
+)
+from attentive.text.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
+
+__all__ = [
+    "BOS",
+    "BOS_ID",
+    "BPETokenizer",
+    "CharTokenizer",
+    "EOS",
+    "EOS_ID",
+    "PAD",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "TOKENIZER_FILE",
+    "Tokenizer",
+    "UNK",
+    "UNK_ID",
+    "load_tokenizer",
+]
