@@ -35,6 +35,7 @@ def toy_dataset() -> OfflineDataset:
     return OfflineDataset(
         env_id="Toy-v0",
         max_episode_steps=5,
+        n_actions=2,
         policy_names=("a", "b"),
         observations=np.arange(n * 2, dtype=np.float32).reshape(n, 2),
         actions=np.arange(n, dtype=np.int64) % 2,
@@ -60,6 +61,7 @@ def test_generate_roundtrip(cartpole):
     )
     back = load_dataset(path)
     assert back.env_id == "CartPole-v1" and back.policy_names == ds.policy_names
+    assert back.n_actions == 2 and back.max_episode_steps == 500
     for key in ("observations", "actions", "rewards", "dones", "terminals", "episode_returns", "episode_policies"):
         np.testing.assert_array_equal(getattr(back, key), getattr(ds, key))
     again = generate_dataset("CartPole-v1", episodes_per_policy=8, seed=3)

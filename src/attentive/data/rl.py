@@ -245,6 +245,7 @@ class OfflineDataset:
 
     env_id: str
     max_episode_steps: int
+    n_actions: int  # size of the discrete action space (not just the actions seen)
     policy_names: tuple[str, ...]
     observations: np.ndarray  # (T, S) float32
     actions: np.ndarray  # (T,) int64
@@ -269,10 +270,6 @@ class OfflineDataset:
     @property
     def obs_dim(self) -> int:
         return self.observations.shape[1]
-
-    @property
-    def n_actions(self) -> int:
-        return int(self.actions.max()) + 1
 
     @property
     def returns_to_go(self) -> np.ndarray:
@@ -318,6 +315,7 @@ class OfflineDataset:
         arrays["env_id"] = np.array(self.env_id)
         arrays["policy_names"] = np.array(self.policy_names, dtype=str)
         arrays["max_episode_steps"] = np.array(self.max_episode_steps, dtype=np.int64)
+        arrays["n_actions"] = np.array(self.n_actions, dtype=np.int64)
         arrays["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -337,7 +335,8 @@ def load_dataset(path: str | Path) -> OfflineDataset:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not an .npz RL dataset ({exc})") from exc
-    missing = [k for k in (*_ARRAY_KEYS, "env_id", "policy_names", "max_episode_steps") if k not in arrays]
+    scalars = ("env_id", "policy_names", "max_episode_steps", "n_actions")
+    missing = [k for k in (*_ARRAY_KEYS, *scalars) if k not in arrays]
     if missing:
         raise ValueError(f"{path}: not an RL dataset (missing {', '.join(missing)})")
     version = int(arrays.get("format_version", FORMAT_VERSION))
@@ -346,11 +345,13 @@ def load_dataset(path: str | Path) -> OfflineDataset:
     ds = OfflineDataset(
         env_id=str(arrays["env_id"]),
         max_episode_steps=int(arrays["max_episode_steps"]),
+        n_actions=int(arrays["n_actions"]),
         policy_names=tuple(str(n) for n in arrays["policy_names"]),
         **{key: arrays[key] for key in _ARRAY_KEYS},
     )
-    if int(ds.episode_lengths.sum()) != ds.num_steps or len(ds.observations) != ds.num_steps:
-        raise ValueError(f"{path}: episode lengths sum to {int(ds.episode_lengths.sum())}, but it has {ds.num_steps} steps")
+    total = int(ds.episode_lengths.sum())
+    if total != ds.num_steps or len(ds.observations) != ds.num_steps:
+        raise ValueError(f"{path}: episode lengths sum to {total}, but it has {ds.num_steps} steps")
     return ds
 
 
@@ -380,6 +381,7 @@ def generate_dataset(
                 policy_index.append(p)
                 seeds.append(ep_seed)
         max_steps = env.spec.max_episode_steps if env.spec is not None else None
+        n_actions = int(env.action_space.n)
     finally:
         env.close()
     lengths = np.array([len(e.actions) for e in episodes], dtype=np.int64)
@@ -392,6 +394,7 @@ def generate_dataset(
     ds = OfflineDataset(
         env_id=env_id,
         max_episode_steps=int(max_steps or lengths.max()),
+        n_actions=n_actions,
         policy_names=tuple(p.name for p in policies),
         observations=np.concatenate([e.observations for e in episodes]),
         actions=np.concatenate([e.actions for e in episodes]),
@@ -423,7 +426,8 @@ class SegmentBatch:
     mask: torch.Tensor  # (B, K) bool
 
     def to(self, device: torch.device | str) -> SegmentBatch:
-        return SegmentBatch(*(getattr(self, f).to(device) for f in ("states", "actions", "returns_to_go", "timesteps", "mask")))
+        fields = ("states", "actions", "returns_to_go", "timesteps", "mask")
+        return SegmentBatch(*(getattr(self, f).to(device) for f in fields))
 
 
 def sample_segments(
