@@ -51,7 +51,7 @@ class CharTokenizer(Tokenizer):
         try:
             return [stoi[c] for c in text]
         except KeyError:
-            unknown = sorted({c for c in text if c not in stoi})
+            unknown = list(dict.fromkeys(c for c in text if c not in stoi))  # first-seen order
             shown = ", ".join(repr(c) for c in unknown[:_SHOW_UNKNOWN])
             more = f" and {len(unknown) - _SHOW_UNKNOWN} more" if len(unknown) > _SHOW_UNKNOWN else ""
             raise ValueError(f"characters not in the vocabulary: {shown}{more}") from None
