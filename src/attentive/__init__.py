@@ -1,0 +1,17 @@
+"""attentive: the Transformer from its parts.
+
+Public API::
+
+    import attentive
+    attentive.presets()                       # names of model presets
+    model = attentive.build("transformer-base")
+    attentive.save(model, "ckpt/")            # safetensors + config.json, atomic
+    model = attentive.load("ckpt/")
+"""
+
+from .config import build, build_model, load_config, preset_config, presets
+from .train.checkpoint import load_model as load, save_model as save
+
+__version__ = "0.1.0"
+
+__all__ = ["build", "build_model", "load", "load_config", "preset_config", "presets", "save", "__version__"]

@@ -1,0 +1,202 @@
+"""Typed model configs and the registry of named presets.
+
+Every model family has a dataclass config (a subclass of ``ModelConfig``) that travels with
+its weights as ``config.json`` and rebuilds the exact model. Families register their config
+and model class with ``register_model``; named presets (``transformer-base``, ``gpt2-small``,
+...) are registered with ``register_preset`` next to the family that defines them.
+``build(name, **overrides)`` turns a preset into a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from .nn.feedforward import FEEDFORWARDS
+from .nn.layers import LayerSpec
+from .nn.norm import NORMS
+from .nn.positional import POSITIONALS
+
+
+@dataclass
+class ModelConfig:
+    """Base for model configs: validation, JSON round-trip, checked overrides."""
+
+    model_type: ClassVar[str] = "base"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field; subclasses extend this."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_size", "_layers", "d_model", "d_ff", "num_heads", "max_len")) and isinstance(value, int):
+                if value <= 0:
+                    raise ValueError(f"{type(self).__name__}.{f.name} must be positive, got {value}")
+            if "dropout" in f.name and isinstance(value, float) and not 0.0 <= value < 1.0:
+                raise ValueError(f"{type(self).__name__}.{f.name} must be in [0, 1), got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, **dataclasses.asdict(self)}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = {k: v for k, v in data.items() if k != "model_type"}
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {cls.field_names()}")
+        return cls(**data)
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        unknown = sorted(set(overrides) - set(self.field_names()))
+        if unknown:
+            raise ValueError(
+                f"override(s) {unknown} are not fields of {type(self).__name__}; valid fields: {self.field_names()}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """Fields shared by every Transformer stack: what one layer is and how positions enter."""
+
+    d_model: int = 512
+    num_heads: int = 8
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    d_ff: int = 2048
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    ffn: str = "relu"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    norm_first: bool = False
+    positional: str = "sinusoidal"
+    max_len: int = 1024
+    rope_base: float = 10000.0
+    bias: bool = True
+    attn_impl: str = "auto"
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(f"{name}: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        kv = self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+        if kv <= 0 or self.num_heads % kv:
+            raise ValueError(f"{name}: num_heads ({self.num_heads}) must be divisible by num_kv_heads ({kv})")
+        for field_name, value, allowed in (
+            ("ffn", self.ffn, FEEDFORWARDS), ("norm", self.norm, NORMS), ("positional", self.positional, POSITIONALS),
+            ("attn_impl", self.attn_impl, ("auto", "reference", "fused")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}.{field_name} = {value!r} is not one of {allowed}")
+
+    def layer_spec(self) -> LayerSpec:
+        return LayerSpec(
+            d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff, num_kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim, ffn=self.ffn, norm=self.norm, norm_eps=self.norm_eps,
+            norm_first=self.norm_first, dropout=self.dropout, attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout, bias=self.bias, attn_impl=self.attn_impl,
+        )
+
+
+# ----------------------------------------------------------------------------- registries
+
+_MODELS: dict[str, tuple[type[ModelConfig], Callable]] = {}
+
+
+@dataclass
+class Preset:
+    name: str
+    config: ModelConfig
+    description: str
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_model(config_cls: type[ModelConfig]):
+    """Class decorator: ``@register_model(MyConfig) class MyModel(nn.Module)``."""
+
+    def decorator(model_cls):
+        _MODELS[config_cls.model_type] = (config_cls, model_cls)
+        model_cls.config_class = config_cls
+        return model_cls
+
+    return decorator
+
+
+def register_preset(name: str, config: ModelConfig, description: str) -> None:
+    _PRESETS[name] = Preset(name, config, description)
+
+
+def _load_families() -> None:
+    from . import models  # noqa: F401  (importing registers every family and its presets)
+
+
+def presets() -> list[str]:
+    """Names of all registered model presets."""
+    _load_families()
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    _load_families()
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(sorted(_PRESETS))}")
+    return _PRESETS[name]
+
+
+def preset_config(name: str, **overrides: Any) -> ModelConfig:
+    """The config of a named preset, with checked overrides."""
+    config = get_preset(name).config
+    return config.replace(**overrides) if overrides else config
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a config from its JSON form (dispatching on ``model_type``)."""
+    _load_families()
+    model_type = data.get("model_type")
+    if model_type not in _MODELS:
+        raise ValueError(f"unknown model_type {model_type!r} in config; known types: {sorted(_MODELS)}")
+    return _MODELS[model_type][0].from_dict(data)
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no config.json at {path}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    return config_from_dict(data)
+
+
+def build_model(config: ModelConfig):
+    """Instantiate the model class registered for ``config``'s family."""
+    _load_families()
+    if config.model_type not in _MODELS:
+        raise ValueError(f"no model registered for model_type {config.model_type!r}")
+    return _MODELS[config.model_type][1](config)
+
+
+def build(name_or_config: str | ModelConfig, **overrides: Any):
+    """``build("transformer-base", dropout=0.3)`` -> a freshly initialised model."""
+    if isinstance(name_or_config, ModelConfig):
+        config = name_or_config.replace(**overrides) if overrides else name_or_config
+    else:
+        config = preset_config(name_or_config, **overrides)
+    return build_model(config)

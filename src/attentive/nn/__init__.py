@@ -1,0 +1,19 @@
+"""The layer library: embeddings, positions, masks, attention, caches, FFNs, norms, layers, stacks.
+
+No I/O and no training code lives here; models compose these parts.
+"""
+
+from .attention import MultiHeadAttention, attention
+from .cache import DynamicCache, KVCache, StaticCache
+from .embedding import OutputProjection, TokenEmbedding
+from .feedforward import FeedForward, GatedFeedForward, make_feedforward
+from .layers import DecoderLayer, EncoderLayer, LayerSpec, TransformerLayer
+from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
+from .norm import RMSNorm, make_norm
+from .positional import (
+    ALiBi, LearnedPositionalEmbedding, PositionalEncoding, RelativePositionBias, RotaryEmbedding,
+    SinusoidalPositionalEncoding, make_positional, sinusoidal_table,
+)
+from .stack import StackOutput, TransformerStack
+
+__all__ = [name for name in dir() if not name.startswith("_")]

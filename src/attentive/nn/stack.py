@@ -1,0 +1,113 @@
+"""A stack of N layers with its positional encoding: the paper's encoder and decoder stacks.
+
+The stack takes embeddings (token, patch, audio or trajectory embeddings alike), adds or
+prepares positions, builds the masks once, and runs its layers. Models own the embeddings
+and heads; stacks own what happens between them.
+
+Dimension names: B batch, T sequence (queries), Tk keys (past + new), S memory length,
+D model width, H heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .layers import LayerSpec, TransformerLayer
+from .masks import causal_mask, combine_masks, key_mask as expand_key_mask
+from .norm import make_norm
+from .positional import PositionalEncoding
+
+
+@dataclass
+class StackOutput:
+    hidden: Tensor  # (B, T, D)
+    self_attentions: list[Tensor] = field(default_factory=list)  # each (B, H, T, Tk)
+    cross_attentions: list[Tensor] = field(default_factory=list)  # each (B, H, T, S)
+
+
+class TransformerStack(nn.Module):
+    """N identical layers. ``causal`` makes it a decoder stack; ``cross_attention`` adds memory."""
+
+    def __init__(
+        self,
+        spec: LayerSpec,
+        num_layers: int,
+        positional: PositionalEncoding,
+        *,
+        causal: bool,
+        cross_attention: bool = False,
+        memory_dim: int | None = None,
+        final_norm: bool | None = None,
+        embed_dropout: float | None = None,
+    ):
+        super().__init__()
+        self.causal = causal
+        self.positional = positional
+        self.embed_dropout = nn.Dropout(spec.dropout if embed_dropout is None else embed_dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(spec, cross_attention=cross_attention, memory_dim=memory_dim) for _ in range(num_layers)
+        )
+        final_norm = spec.norm_first if final_norm is None else final_norm  # pre-LN ends with a norm
+        self.final_norm = make_norm(spec.norm, spec.d_model, spec.norm_eps, spec.bias) if final_norm else None
+
+    def self_attention_mask(
+        self, batch_valid: Tensor | None, q_len: int, past: int, k_len: int, device
+    ) -> tuple[Tensor | None, bool]:
+        """(mask, is_causal) for self-attention; no mask is materialised when is_causal suffices."""
+        keys = expand_key_mask(batch_valid) if batch_valid is not None else None  # (B, 1, 1, Tk)
+        if keys is not None and keys.shape[-1] != k_len:
+            raise ValueError(
+                f"key mask covers {keys.shape[-1]} positions, but attention sees {k_len} keys "
+                f"({past} cached + {q_len} new)"
+            )
+        if not self.causal:
+            return keys, False
+        if keys is None and past == 0 and k_len == q_len:
+            return None, True
+        if keys is None and q_len == 1 and k_len == past + 1:
+            return None, False  # one new token attends to every past token
+        return combine_masks(causal_mask(q_len, k_len, past=past, device=device), keys), False
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        key_mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache=None,
+        need_weights: bool = False,
+    ) -> StackOutput:
+        """x ``(B, T, D)`` embeddings. ``key_mask (B, Tk)`` bool, True = real token (Tk = cached +
+        new when a cache is used). ``memory (B, S, D)`` with ``memory_mask (B, S)`` for cross-
+        attention. ``positions (B, T)`` default to slots ``past .. past + T - 1``."""
+        if x.dim() != 3:
+            raise ValueError(f"a stack takes embeddings of shape (batch, seq, d_model), got {tuple(x.shape)}")
+        batch, q_len, _ = x.shape
+        past = cache.get_seq_length() if cache is not None else 0
+        k_len = (cache.key_length if cache is not None else None) or past + q_len
+        slots = torch.arange(past, past + q_len, device=x.device)  # (T,)
+        positions = slots[None] if positions is None else positions  # (B|1, T)
+
+        x = self.embed_dropout(self.positional.add_to(x, positions))
+        rope = self.positional.rotary(positions)
+        bias = self.positional.attention_bias(slots, torch.arange(k_len, device=x.device))  # (1, H, T, Tk)
+        mask, is_causal = self.self_attention_mask(key_mask, q_len, past, k_len, x.device)
+        cross_mask = expand_key_mask(memory_mask) if memory_mask is not None else None  # (B, 1, 1, S)
+
+        out = StackOutput(hidden=x)
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(
+                x, memory, mask=mask, is_causal=is_causal, memory_mask=cross_mask, bias=bias, rope=rope,
+                cache=cache, layer_idx=i, need_weights=need_weights,
+            )
+            if need_weights:
+                out.self_attentions.append(weights["self"])
+                if "cross" in weights:
+                    out.cross_attentions.append(weights["cross"])
+        out.hidden = self.final_norm(x) if self.final_norm is not None else x
+        return out

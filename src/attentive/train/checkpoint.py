@@ -1,0 +1,130 @@
+"""Checkpoints: safetensors weights + JSON config, written atomically, loaded without unpickling.
+
+A checkpoint is a folder::
+
+    config.json          the model config (rebuilds the exact model)
+    model.safetensors    the weights (tied tensors stored once)
+    ...                  whatever else the caller adds (tokenizer.json, trainer state, plots)
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import ModelConfig, build_model, load_config
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with each shared (tied) tensor kept once, contiguous, on CPU."""
+    seen: dict[tuple[int, torch.Size], str] = {}
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tensor.shape)
+        if tensor.numel() and key in seen:
+            continue
+        seen[key] = name
+        out[name] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def save_model(model: nn.Module, directory: str | Path, config: ModelConfig | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = config if config is not None else model.config
+    save_tensors(directory / WEIGHTS_NAME, unique_state_dict(model), metadata={"format": "pt"})
+    save_json(directory / CONFIG_NAME, config.to_dict())
+    return directory
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning any failure into a one-line CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no weights file at {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy ``tensors`` into ``model``; the first name or shape that does not fit is an error."""
+    expected = model.state_dict()
+    for name, tensor in tensors.items():
+        if name not in expected:
+            raise CheckpointError(f"{source}: tensor {name!r} is not a parameter of {type(model).__name__}")
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(expected[name].shape)}"
+            )
+    present = {expected[n].data_ptr() for n in tensors if n in expected}
+    for name, tensor in expected.items():
+        if name not in tensors and tensor.data_ptr() not in present and tensor.numel():
+            raise CheckpointError(f"{source}: tensor {name!r} is missing")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            expected[name].copy_(tensor)
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model from ``config.json`` and load ``model.safetensors``; never unpickles."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder {directory} does not exist")
+    try:
+        config = load_config(directory)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{directory}: bad config ({err})") from None
+    model = build_model(config)
+    load_state_into(model, read_tensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
+    return model.to(device)
