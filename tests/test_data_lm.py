@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from attentive.data import RandomBlockSampler, load_tinyshakespeare, sequential_blocks, split_train_val
+from attentive.data import (
+    RandomBlockSampler,
+    load_tinyshakespeare,
+    sequential_blocks,
+    split_train_val,
+)
 from attentive.text import CharTokenizer
 
 
@@ -38,8 +43,12 @@ def test_random_blocks_shape_shift_and_determinism():
     again = RandomBlockSampler(tokens, block_size=16, batch_size=4, seed=5)
     assert all(torch.equal(sampler.batch(s)[0], again.batch(s)[0]) for s in (0, 1, 77))
     assert not torch.equal(sampler.batch(0)[0], sampler.batch(1)[0])
-    assert not torch.equal(sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=6).batch(0)[0])
-    assert not torch.equal(sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=5, rank=1).batch(0)[0])
+    assert not torch.equal(
+        sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=6).batch(0)[0]
+    )
+    assert not torch.equal(
+        sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=5, rank=1).batch(0)[0]
+    )
 
 
 def test_random_blocks_resume_matches():
@@ -67,7 +76,7 @@ def test_random_blocks_errors():
 @pytest.mark.parametrize("n,block,batch", [(101, 10, 3), (100, 10, 4), (11, 10, 2), (2, 5, 1)])
 def test_sequential_blocks_cover_every_target_once(n, block, batch):
     tokens = torch.arange(n)
-    targets, inputs = [], []
+    targets = []
     for x, y in sequential_blocks(tokens, block, batch):
         assert x.shape == y.shape and x.shape[0] <= batch and x.shape[1] <= block
         assert torch.equal(y, x + 1)

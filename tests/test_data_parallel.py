@@ -8,7 +8,8 @@ from attentive.data import MULTI30K_SPLITS, load_multi30k, read_parallel, read_t
 
 
 @pytest.mark.parametrize(
-    "split,size", [("train", 29000), ("val", 1014), ("test_2016_flickr", 1000), ("test_2017_flickr", 1000)]
+    "split,size",
+    [("train", 29000), ("val", 1014), ("test_2016_flickr", 1000), ("test_2017_flickr", 1000)],
 )
 def test_multi30k_sizes(split, size):
     pairs = load_multi30k(split)
@@ -20,11 +21,21 @@ def test_multi30k_direction_and_alignment():
     de_en = load_multi30k("val")
     en_de = load_multi30k("val", src="en", tgt="de")
     assert [(t, s) for s, t in de_en] == en_de
-    assert de_en[0] == ("Eine Gruppe von Männern lädt Baumwolle auf einen Lastwagen", "A group of men are loading cotton onto a truck")
+    assert de_en[0] == (
+        "Eine Gruppe von Männern lädt Baumwolle auf einen Lastwagen",
+        "A group of men are loading cotton onto a truck",
+    )
     assert set(MULTI30K_SPLITS) == {"train", "val", "test_2016_flickr", "test_2017_flickr"}
 
 
-@pytest.mark.parametrize("kwargs,match", [({"split": "dev"}, "unknown Multi30k split"), ({"split": "val", "src": "fr"}, "'fr' is not bundled"), ({"split": "val", "src": "en"}, "both 'en'")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"split": "dev"}, "unknown Multi30k split"),
+        ({"split": "val", "src": "fr"}, "'fr' is not bundled"),
+        ({"split": "val", "src": "en"}, "both 'en'"),
+    ],
+)
 def test_multi30k_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_multi30k(**kwargs)
@@ -100,5 +111,7 @@ def test_read_tsv(tmp_path):
 @pytest.mark.parametrize("line,n", [("only one field", 1), ("a\tb\tc", 3)])
 def test_read_tsv_bad_field_count(tmp_path, line, n):
     path = _write(tmp_path / "bad.tsv", f"ok\tfine\n{line}\n")
-    with pytest.raises(ValueError, match=rf"bad\.tsv:2: expected 2 tab-separated fields .*found {n}"):
+    with pytest.raises(
+        ValueError, match=rf"bad\.tsv:2: expected 2 tab-separated fields .*found {n}"
+    ):
         read_tsv(path)

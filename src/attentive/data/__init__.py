@@ -22,14 +22,28 @@ def bundled_file(*parts: str) -> Traversable:
     """
     resource = files(__name__).joinpath("bundled", *parts)
     if not resource.is_file():
-        raise FileNotFoundError(f"bundled data file not found: {'/'.join(parts)} (looked in {resource})")
+        raise FileNotFoundError(
+            f"bundled data file not found: {'/'.join(parts)} (looked in {resource})"
+        )
     return resource
 
 
 # Re-exports, after bundled_file: these modules use it.
-from attentive.data.batching import PairBatch, TokenBatchSampler, collate_pairs, pad_sequences, pair_lengths  # noqa: E402
-from attentive.data.lm import RandomBlockSampler, load_tinyshakespeare, sequential_blocks, split_train_val  # noqa: E402
-from attentive.data.parallel import (  # noqa: E402
+# ruff: noqa: E402
+from attentive.data.batching import (
+    PairBatch,
+    TokenBatchSampler,
+    collate_pairs,
+    pad_sequences,
+    pair_lengths,
+)
+from attentive.data.lm import (
+    RandomBlockSampler,
+    load_tinyshakespeare,
+    sequential_blocks,
+    split_train_val,
+)
+from attentive.data.parallel import (
     MULTI30K_SPLITS,
     ParallelCorpus,
     load_multi30k,

@@ -58,7 +58,9 @@ class TokenBatchSampler:
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
         if bucket_width < 1:
             raise ValueError(f"bucket_width must be >= 1, got {bucket_width}")
         if max_sentences is not None and max_sentences < 1:
@@ -75,7 +77,11 @@ class TokenBatchSampler:
         self.max_sentences = max_sentences
         self.epoch = 0
 
-        too_long = [i for i, (s, t) in enumerate(zip(self.src_len, self.tgt_len)) if s + t > max_tokens]
+        too_long = [
+            i
+            for i, (s, t) in enumerate(zip(self.src_len, self.tgt_len, strict=True))
+            if s + t > max_tokens
+        ]
         if too_long and not drop_too_long:
             i = too_long[0]
             raise ValueError(
@@ -87,7 +93,9 @@ class TokenBatchSampler:
         dropped = set(too_long)
         self._kept = [i for i in range(len(self.src_len)) if i not in dropped]
         if len(self._kept) < world_size:
-            raise ValueError(f"{len(self._kept)} example(s) cannot fill one batch on each of {world_size} ranks")
+            raise ValueError(
+                f"{len(self._kept)} example(s) cannot fill one batch on each of {world_size} ranks"
+            )
         self._cache: tuple[int, list[list[int]]] | None = None
 
     @property
@@ -152,7 +160,9 @@ class TokenBatchSampler:
         return batches
 
 
-def _split_lengths(lengths: Sequence[int] | Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+def _split_lengths(
+    lengths: Sequence[int] | Sequence[tuple[int, int]],
+) -> tuple[list[int], list[int]]:
     """(source lengths, target lengths) from ints (target 0) or (src, tgt) pairs."""
     src, tgt = [], []
     for i, item in enumerate(lengths):
@@ -161,7 +171,9 @@ def _split_lengths(lengths: Sequence[int] | Sequence[tuple[int, int]]) -> tuple[
         elif isinstance(item, (tuple, list)) and len(item) == 2:
             s, t = int(item[0]), int(item[1])
         else:
-            raise TypeError(f"lengths[{i}] = {item!r}: expected an int or a (src_len, tgt_len) pair")
+            raise TypeError(
+                f"lengths[{i}] = {item!r}: expected an int or a (src_len, tgt_len) pair"
+            )
         if s < 0 or t < 0:
             raise ValueError(f"lengths[{i}] = {item!r}: lengths must be non-negative")
         src.append(s)
@@ -173,7 +185,7 @@ def _split_lengths(lengths: Sequence[int] | Sequence[tuple[int, int]]) -> tuple[
 
 @dataclass
 class PairBatch:
-    """A collated translation batch; padding is ``pad_id`` everywhere except labels' ``label_pad_id``."""
+    """A collated translation batch, padded with ``pad_id`` (labels: ``label_pad_id``)."""
 
     src: torch.Tensor  # (batch, src_len) long
     tgt_in: torch.Tensor  # (batch, tgt_len) long: BOS + y, the decoder input

@@ -22,7 +22,9 @@ T = TypeVar("T", str, torch.Tensor, list)
 
 def load_tinyshakespeare() -> str:
     """The bundled Tiny Shakespeare text (1,115,394 characters)."""
-    return gzip.decompress(bundled_file("tinyshakespeare", "input.txt.gz").read_bytes()).decode("utf-8")
+    return gzip.decompress(bundled_file("tinyshakespeare", "input.txt.gz").read_bytes()).decode(
+        "utf-8"
+    )
 
 
 def split_train_val(data: T, train_fraction: float = 0.9) -> tuple[T, T]:
@@ -44,18 +46,25 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def _as_stream(tokens: torch.Tensor, block_size: int) -> torch.Tensor:
     """Validate a 1-D token stream long enough for one (x, y) block."""
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
-        raise TypeError(f"tokens must be a 1-D tensor, got {type(tokens).__name__} {getattr(tokens, 'shape', '')}")
+        raise TypeError(
+            f"tokens must be a 1-D tensor, "
+            f"got {type(tokens).__name__} {getattr(tokens, 'shape', '')}"
+        )
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if len(tokens) < block_size + 1:
-        raise ValueError(f"{len(tokens)} tokens are too few for block_size={block_size} (need block_size + 1)")
+        raise ValueError(
+            f"{len(tokens)} tokens are too few for block_size={block_size} (need block_size + 1)"
+        )
     return tokens.long()
 
 
 class RandomBlockSampler:
     """Random (x, y) blocks; ``batch(step)`` is deterministic in (seed, step, rank)."""
 
-    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int = 0, rank: int = 0):
+    def __init__(
+        self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int = 0, rank: int = 0
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tokens = _as_stream(tokens, block_size)
