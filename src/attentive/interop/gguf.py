@@ -8,8 +8,10 @@ into what the rest of attentive and ``transformers.LlamaForCausalLM`` expect:
   ``...k_proj``, ``...v_proj``, ``...o_proj``, ``model.layers.{i}.mlp.gate_proj/up_proj/
   down_proj.weight``, ``model.layers.{i}.input_layernorm.weight``,
   ``model.layers.{i}.post_attention_layernorm.weight``, ``model.norm.weight`` and
-  ``lm_head.weight`` (only when the file has a separate output matrix; otherwise
-  ``config.tie_word_embeddings`` is True). All float32, Linear weights ``(out, in)``.
+  ``lm_head.weight``. When the file has no separate ``output.weight``,
+  ``config.tie_word_embeddings`` is True and ``lm_head.weight`` is the very same tensor
+  object as ``model.embed_tokens.weight`` (so a strict ``load_state_dict`` works; dedupe
+  before saving with safetensors). All float32, Linear weights ``(out, in)``.
 - q/k rows are put back in Hugging Face's rotary order: llama.cpp's converter interleaves
   the two halves of each head (it rotates adjacent pairs, HF rotates halves), we undo it.
 
@@ -203,6 +205,8 @@ def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig
         elif parts[2] == "attn_k":
             value = unpermute_rotary(value, config.num_kv_heads)
         out[f"model.layers.{parts[1]}.{_LAYER_MAP[parts[2]]}.{parts[3]}"] = value
+    if "lm_head.weight" not in out and config.tie_word_embeddings:
+        out["lm_head.weight"] = out["model.embed_tokens.weight"]
     return out
 
 
