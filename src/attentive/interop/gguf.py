@@ -134,7 +134,8 @@ def llama_config(meta: dict[str, Any], tensor_names: set[str]) -> LlamaGGUFConfi
         ffn_size=int(_need(meta, f"{arch}.feed_forward_length")),
         rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
         # Stored as float32: print-and-parse gives back the intended decimal (1e-05).
-        rms_norm_eps=float(str(np.float32(_need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
+        rms_norm_eps=float(str(np.float32(
+            _need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
         vocab_size=vocab,
         context_length=int(meta.get(f"{arch}.context_length", 2048)),
         tie_word_embeddings="output.weight" not in tensor_names,

