@@ -99,14 +99,16 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Copy ``tensors`` into ``model``; the first name or shape that does not fit is an error."""
     expected = model.state_dict()
-    for name, tensor in tensors.items():
+    # 'first' means first in the model's own (module) order, not the file's (alphabetical) order
+    for name, want in expected.items():
+        if name in tensors and tuple(tensors[name].shape) != tuple(want.shape):
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the model expects "
+                f"{tuple(want.shape)}"
+            )
+    for name in tensors:
         if name not in expected:
             raise CheckpointError(f"{source}: tensor {name!r} is not a parameter of {type(model).__name__}")
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise CheckpointError(
-                f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected[name].shape)}"
-            )
     present = {expected[n].data_ptr() for n in tensors if n in expected}
     for name, tensor in expected.items():
         if name not in tensors and tensor.data_ptr() not in present and tensor.numel():

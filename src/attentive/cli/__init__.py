@@ -1,0 +1,1 @@
+"""Command line: one small module per command; each parses, calls the library, prints."""

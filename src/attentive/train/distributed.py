@@ -1,0 +1,120 @@
+"""torch.distributed plumbing: one process per device, launched by ``torchrun``.
+
+``torchrun --nproc-per-node N -m attentive train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK;
+``DistContext.from_env`` joins the process group (NCCL on GPU, gloo on CPU). Without those
+variables everything runs as a single process, unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1 or dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: str = "auto") -> "DistContext":
+        """Join the process group if launched by torchrun; pick the device and backend."""
+        want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            return cls(device=torch.device("cuda" if want_cuda else "cpu"))
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if want_cuda:
+            torch.cuda.set_device(local_rank)
+            dev = torch.device("cuda", local_rank)
+        else:
+            dev = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        return cls(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+    def sum_number(self, value: float) -> float:
+        """Sum a Python number over ranks (no device work when running alone)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor(float(value), dtype=torch.float64 if self.device.type == "cpu" else torch.float32,
+                         device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.item()
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, ctx: DistContext, strategy: str = "ddp") -> nn.Module:
+    """DistributedDataParallel (replicas) or FSDP2 ``fully_shard`` (sharded) when distributed."""
+    if not ctx.enabled:
+        return model
+    if strategy == "ddp":
+        device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if strategy == "fsdp":
+        from .fsdp import shard_model
+
+        return shard_model(model, ctx)
+    raise ValueError(f"unknown strategy {strategy!r}; expected 'ddp' or 'fsdp'")
+
+
+def no_sync(model: nn.Module, skip: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
+    if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    if skip and hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        return _ResyncFSDP(model)
+    return nullcontext()
+
+
+class _ResyncFSDP:
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.model.set_requires_gradient_sync(True)
+        return False
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model

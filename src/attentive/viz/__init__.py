@@ -1,0 +1,1 @@
+"""Pictures: loss curves, attention heatmaps, attention rollout."""
