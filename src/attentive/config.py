@@ -159,8 +159,8 @@ def get_preset(name: str) -> Preset:
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
     """The config of a named preset, with checked overrides."""
-    config = get_preset(name).config
-    return config.replace(**overrides) if overrides else config
+    # always a copy: configs are mutable dataclasses and the registered preset must stay pristine
+    return get_preset(name).config.replace(**overrides)
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:

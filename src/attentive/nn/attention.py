@@ -7,7 +7,9 @@
 * ``fused``: ``torch.nn.functional.scaled_dot_product_attention``, which dispatches to flash,
   memory-efficient or cuDNN kernels on GPU.
 
-``impl="auto"`` takes the fused path unless the weights are asked for.
+``impl="auto"`` takes the fused path unless the weights are asked for. ``need_weights=True``
+always takes the reference path (the only one that materialises the weights), whatever ``impl``
+says, so a model built with ``attn_impl="fused"`` can still show its attention maps.
 
 Masks are boolean, True = may attend (see ``masks.py``). A query whose keys are all masked
 gets a zero output on both paths, never NaN.
@@ -96,7 +98,7 @@ def attention(
         empty_rows = ~mask.any(dim=-1, keepdim=True)  # (B?, H?, Tq, 1)
         mask = mask | empty_rows
 
-    use_reference = impl == "reference" or (impl == "auto" and need_weights)
+    use_reference = impl == "reference" or need_weights
     if use_reference:
         out, weights = _reference(q, k, v, mask, bias, is_causal, dropout_p, scale)
     else:
@@ -120,7 +122,9 @@ def _reference(q, k, v, mask, bias, is_causal, dropout_p, scale):
         mask = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
+    # softmax in at least float32 (bf16/fp16 inputs), but never below the input's precision (float64)
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)
+    weights = torch.softmax(scores.to(softmax_dtype), dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights  # (B, H, Tq, Dh)
 

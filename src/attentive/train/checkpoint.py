@@ -33,6 +33,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
     path = Path(path)
@@ -40,6 +46,8 @@ def atomic_write(path: str | Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would
+        os.chmod(tmp, 0o666 & ~_current_umask())
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
