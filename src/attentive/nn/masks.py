@@ -40,12 +40,22 @@ def key_mask(valid: Tensor) -> Tensor:
     return valid[:, None, None, :]
 
 
-def causal_mask(q_len: int, k_len: int | None = None, *, past: int = 0, device=None) -> Tensor:
+def causal_mask(
+    q_len: int, k_len: int | None = None, *, past: int = 0, device=None, q_slots: Tensor | None = None
+) -> Tensor:
     """Causal mask ``(1, 1, Tq, Tk)``: query i (at slot ``past + i``) sees keys at slots <= its own.
 
     With a KV cache the queries are the last tokens, so the mask is aligned bottom-right;
     keys beyond ``past + q_len`` (unfilled slots of a static cache) are never visible.
+    ``q_slots (Tq,)`` gives the query slots as a tensor instead (a static cache written at
+    ``cache_position``): the mask then follows the tensor, with no host sync and one graph
+    for every step.
     """
+    if q_slots is not None:
+        if k_len is None:
+            raise ValueError("causal_mask with q_slots needs k_len (the static cache's length)")
+        k_slots = torch.arange(k_len, device=q_slots.device)  # (Tk,)
+        return (k_slots[None, :] <= q_slots[:, None])[None, None]  # (1, 1, Tq, Tk)
     k_len = past + q_len if k_len is None else k_len
     q_slots = torch.arange(past, past + q_len, device=device)  # (Tq,)
     k_slots = torch.arange(k_len, device=device)  # (Tk,)

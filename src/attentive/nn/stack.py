@@ -54,9 +54,12 @@ class TransformerStack(nn.Module):
         self.final_norm = make_norm(spec.norm, spec.d_model, spec.norm_eps, spec.bias) if final_norm else None
 
     def self_attention_mask(
-        self, batch_valid: Tensor | None, q_len: int, past: int, k_len: int, device
+        self, batch_valid: Tensor | None, q_len: int, past: int, k_len: int, device, q_slots: Tensor | None = None
     ) -> tuple[Tensor | None, bool]:
-        """(mask, is_causal) for self-attention; no mask is materialised when is_causal suffices."""
+        """(mask, is_causal) for self-attention; no mask is materialised when is_causal suffices.
+
+        ``q_slots (T,)``: the queries' cache slots as a tensor (static cache with ``cache_position``).
+        """
         keys = expand_key_mask(batch_valid) if batch_valid is not None else None  # (B, 1, 1, Tk)
         if keys is not None and keys.shape[-1] != k_len:
             raise ValueError(
@@ -65,6 +68,8 @@ class TransformerStack(nn.Module):
             )
         if not self.causal:
             return keys, False
+        if q_slots is not None:
+            return combine_masks(causal_mask(q_len, k_len, q_slots=q_slots), keys), False
         if keys is None and past == 0 and k_len == q_len:
             return None, True
         if keys is None and q_len == 1 and k_len == past + 1:
@@ -90,13 +95,18 @@ class TransformerStack(nn.Module):
         batch, q_len, _ = x.shape
         past = cache.get_seq_length() if cache is not None else 0
         k_len = (cache.key_length if cache is not None else None) or past + q_len
-        slots = torch.arange(past, past + q_len, device=x.device)  # (T,)
+        # a static cache written at a tensor of slots keeps every step one fixed graph (CUDA graphs)
+        cache_position = getattr(cache, "cache_position", None) if cache is not None else None
+        if cache_position is None:
+            slots = torch.arange(past, past + q_len, device=x.device)  # (T,)
+        else:
+            slots = cache_position  # (T,)
         positions = slots[None] if positions is None else positions  # (B|1, T)
 
         x = self.embed_dropout(self.positional.add_to(x, positions))
         rope = self.positional.rotary(positions)
         bias = self.positional.attention_bias(slots, torch.arange(k_len, device=x.device))  # (1, H, T, Tk)
-        mask, is_causal = self.self_attention_mask(key_mask, q_len, past, k_len, x.device)
+        mask, is_causal = self.self_attention_mask(key_mask, q_len, past, k_len, x.device, q_slots=cache_position)
         cross_mask = expand_key_mask(memory_mask) if memory_mask is not None else None  # (B, 1, 1, S)
 
         out = StackOutput(hidden=x)

@@ -1,0 +1,72 @@
+"""The fused, chunked cross-entropy gives the plain loss and the plain gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attentive.nn.loss import cross_entropy, linear_cross_entropy
+
+
+def _plain(hidden, weight, bias, targets, **kw):
+    logits = hidden @ weight.t() + (bias if bias is not None else 0)
+    return cross_entropy(logits, targets, **kw)
+
+
+def _grads(fn, hidden, weight, bias, targets, **kw):
+    params = [t.detach().clone().requires_grad_() for t in (hidden, weight) + ((bias,) if bias is not None else ())]
+    loss = fn(params[0], params[1], params[2] if bias is not None else None, targets, **kw)
+    loss.backward()
+    return loss.detach(), [p.grad for p in params]
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, reduction, with_bias):
+    hidden = torch.randn(2, 11, 16, dtype=torch.float64)
+    weight = torch.randn(37, 16, dtype=torch.float64)
+    bias = torch.randn(37, dtype=torch.float64) if with_bias else None
+    targets = torch.randint(0, 37, (2, 11))
+    targets[0, :3] = -100  # ignored rows (padding)
+    kw = dict(label_smoothing=label_smoothing, reduction=reduction)
+    want, want_grads = _grads(_plain, hidden, weight, bias, targets, **kw)
+    got, got_grads = _grads(
+        lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=5, **k), hidden, weight, bias, targets, **kw
+    )
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_linear_cross_entropy_scales_with_upstream_gradient_and_skips_grads_in_eval():
+    hidden = torch.randn(6, 8, requires_grad=True)
+    weight = torch.randn(10, 8, requires_grad=True)
+    targets = torch.randint(0, 10, (6,))
+    (3.0 * linear_cross_entropy(hidden, weight, targets)).backward()
+    g3 = hidden.grad.clone()
+    hidden.grad = None
+    linear_cross_entropy(hidden, weight, targets).backward()
+    torch.testing.assert_close(g3, 3 * hidden.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets), _plain(hidden, weight, None, targets))
+
+
+def test_linear_cross_entropy_under_bf16_autocast_is_close_to_float32():
+    hidden = torch.randn(64, 32)
+    weight = torch.randn(100, 32) * 0.1
+    targets = torch.randint(0, 100, (64,))
+    want = _plain(hidden, weight, None, targets, reduction="mean")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = linear_cross_entropy(hidden, weight, targets, reduction="mean", chunk_size=16)
+    assert got.dtype == torch.float32
+    assert abs(got.item() - want.item()) < 2e-2
+
+
+def test_linear_cross_entropy_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="reduction"):
+        linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.zeros(2, dtype=torch.long), reduction="none")
+    with pytest.raises(ValueError, match="weight"):
+        linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="leading"):
+        linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.zeros(3, dtype=torch.long))
