@@ -1,0 +1,58 @@
+"""Attention heatmaps: which source tokens each output token attended to.
+
+``plot_attention(weights, source_tokens, output_tokens, png)`` draws ``weights (H, T, S)`` as
+one panel per head (source tokens along x, output tokens along y), or one panel of the
+head-average with ``average=True``. Rows are probability distributions (each sums to 1).
+
+Dimension names: H heads, T output tokens, S source tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from torch import Tensor
+
+
+def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: list[str], png_path: str | Path,
+                   average: bool = False, title: str = "") -> Path:
+    """Write a PNG heatmap of ``weights (H, T, S)``; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if weights.dim() != 3:
+        raise ValueError(f"attention weights must be (heads, output, source), got shape {tuple(weights.shape)}")
+    heads, t_len, s_len = weights.shape
+    if (t_len, s_len) != (len(output_tokens), len(source_tokens)):
+        raise ValueError(f"weights cover {t_len} output x {s_len} source tokens, labels give "
+                         f"{len(output_tokens)} x {len(source_tokens)}")
+    panels = weights.float().mean(0, keepdim=True) if average else weights.float()  # (P, T, S)
+    names = ["mean of heads"] if average else [f"head {h}" for h in range(heads)]
+    cols = min(len(panels), 4)
+    rows = math.ceil(len(panels) / cols)
+    cell = 0.32
+    width = max(3.0, cell * s_len + 1.5)
+    height = max(2.5, cell * t_len + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), dpi=100, squeeze=False)
+    for ax, panel, name in zip(axes.flat, panels, names):
+        image = ax.imshow(panel.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(s_len), source_tokens, rotation=90, fontsize=8)
+        ax.set_yticks(range(t_len), output_tokens, fontsize=8)
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png_path.with_name(png_path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path
