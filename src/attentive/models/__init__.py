@@ -1,6 +1,8 @@
 """Model families: thin compositions of the layer library. Importing registers them all."""
 
+from .decision import DecisionTransformer, DecisionTransformerConfig
 from .decoder_lm import DecoderLM, DecoderLMConfig
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["DecoderLM", "DecoderLMConfig", "EncoderDecoder", "EncoderDecoderConfig"]
