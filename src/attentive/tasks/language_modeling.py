@@ -190,20 +190,23 @@ CPU_TRAIN = TrainConfig(
     checkpoint_every=1000, precision="auto", device="auto",
 )
 
-# 5 minutes on one H100/H200 (bf16): nanoGPT's shakespeare-char shape (6 x 384, block 256,
-# dropout 0.2) made LLaMA-style, trained longer at a higher rate.
+# One H100/H200 (bf16, compiled). Compute is not the limit here (a 21M-parameter model runs
+# 1,000 steps of 64 x 256 characters in well under a minute); the 1M training characters are: every
+# model we tried overfits after about 12 epochs (750-1,000 steps), so the recipe is a deep, heavily
+# dropped-out model on a short schedule, fixed in steps (the time limit is only a cap). Measured
+# on an H200: final validation loss 1.479 (best along the way 1.469, at step 750); see README.
 GPU_MODEL = DecoderLMConfig(
-    num_layers=6, d_model=384, num_heads=6, d_ff=1024, ffn="swiglu", norm="rmsnorm", positional="rope",
-    bias=False, dropout=0.2, attention_dropout=0.0, tie_embeddings=True,
+    num_layers=12, d_model=384, num_heads=6, d_ff=1024, ffn="swiglu", norm="rmsnorm", positional="rope",
+    bias=False, dropout=0.25, attention_dropout=0.1, tie_embeddings=True,
 )
 GPU_DATA = LMDataConfig(block_size=256, batch_size=64, eval_batch_size=128, eval_tokens=None)
 GPU_OPTIM = OptimConfig(
-    optimizer="adamw", lr=2e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, schedule="cosine",
-    warmup_steps=200, min_lr_ratio=0.05,
+    optimizer="adamw", lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, schedule="cosine",
+    warmup_steps=100, min_lr_ratio=0.1,
 )
 GPU_TRAIN = TrainConfig(
-    out_dir="runs/shakespeare-char-gpu", max_steps=1_000_000, max_minutes=4.5, log_every=100, eval_every=1000,
-    checkpoint_every=2000, precision="auto", device="auto", compile=True,
+    out_dir="runs/shakespeare-char-gpu", max_steps=1200, max_minutes=4.5, log_every=50, eval_every=250,
+    checkpoint_every=600, precision="auto", device="auto", compile=True,
 )
 
 
@@ -212,6 +215,7 @@ def shakespeare_char(overrides: dict[str, Any]) -> Recipe:
     return build_lm_recipe("shakespeare-char", CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN, overrides)
 
 
-@register_recipe("shakespeare-char-gpu", "Tiny Shakespeare, characters: 5 min on one H100/H200, val loss <= 1.40")
+@register_recipe("shakespeare-char-gpu",
+                 "Tiny Shakespeare, characters: one H100/H200, 1,200 steps (< 1 min); val loss 1.48 on an H200")
 def shakespeare_char_gpu(overrides: dict[str, Any]) -> Recipe:
     return build_lm_recipe("shakespeare-char-gpu", GPU_MODEL, GPU_DATA, GPU_OPTIM, GPU_TRAIN, overrides)
