@@ -11,7 +11,11 @@ Public API::
 
 from .config import build, build_model, load_config, preset_config, presets
 from .train.checkpoint import load_model as load, save_model as save
+from .interop.pretrained import from_pretrained  # BERT, LLaMA and Whisper weights in our classes
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "build_model", "load", "load_config", "preset_config", "presets", "save", "__version__"]
+__all__ = [
+    "build", "build_model", "from_pretrained", "load", "load_config", "preset_config", "presets", "save",
+    "__version__",
+]

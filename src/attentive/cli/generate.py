@@ -43,10 +43,17 @@ def resolve_model(args, device):
                      "or --model PATH (a pretrained model)")
 
 
+def _temperature(args) -> float:
+    """--temperature if given; else 0.8, or greedy for --chat (a small model's answers drift when sampled)."""
+    if args.temperature is not None:
+        return args.temperature
+    return 0.0 if getattr(args, "chat", False) else 0.8
+
+
 def generation_config(args) -> GenerationConfig:
     """The sampling settings from the flags; nonsensical values raise ValueError with the reason."""
     return GenerationConfig(
-        max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else args.temperature,
+        max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
         stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache,
     )
@@ -90,7 +97,7 @@ def register(sub) -> None:
     add_model_options(p)
     p.add_argument("prompt", nargs="?", default="", help="text to continue (default: empty, start from BOS)")
     p.add_argument("--max-new-tokens", type=int, default=200, metavar="N")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 = greedy (default 0.8)")
+    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (default 0.8; 0 with --chat)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--top-k", type=int, metavar="K", help="sample among the K most likely tokens")
     p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass in (0, 1]")

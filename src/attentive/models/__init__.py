@@ -3,6 +3,11 @@
 from .decision import DecisionTransformer, DecisionTransformerConfig
 from .decoder_lm import DecoderLM, DecoderLMConfig
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
+from .encoder import Encoder, EncoderConfig
+from .speech import SpeechConfig, SpeechModel
 from .vit import VisionTransformer, ViTConfig
 
-__all__ = ["DecoderLM", "DecoderLMConfig", "EncoderDecoder", "EncoderDecoderConfig"]
+__all__ = [
+    "DecoderLM", "DecoderLMConfig", "EncoderDecoder", "EncoderDecoderConfig",
+    "Encoder", "EncoderConfig", "SpeechConfig", "SpeechModel",
+]
