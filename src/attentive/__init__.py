@@ -7,15 +7,17 @@ Public API::
     model = attentive.build("transformer-base")
     attentive.save(model, "ckpt/")            # safetensors + config.json, atomic
     model = attentive.load("ckpt/")
+    out = attentive.generate(model, tokenizer, "ROMEO:", max_new_tokens=100, seed=1)  # decoder LMs
 """
 
 from .config import build, build_model, load_config, preset_config, presets
 from .train.checkpoint import load_model as load, save_model as save
 from .interop.pretrained import from_pretrained  # BERT, LLaMA and Whisper weights in our classes
+from .decode.sampling import generate  # text from decoder-only language models
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "build", "build_model", "from_pretrained", "load", "load_config", "preset_config", "presets", "save",
+    "build", "build_model", "from_pretrained", "generate", "load", "load_config", "preset_config", "presets", "save",
     "__version__",
 ]
