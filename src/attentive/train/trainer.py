@@ -13,13 +13,18 @@ Run folder::
     out/metrics.jsonl                                    one JSON record per log / evaluation
     out/loss.png                                         train and validation loss
     out/train_config.json, results.json
+
+Under ``torchrun`` every rank runs this loop on its own shard of the data (the task's
+``train_batches(epoch, rank, world_size)``); gradients are averaged by DDP or FSDP2, losses and
+unit counts are summed across ranks, and only rank 0 logs, plots and writes. Checkpoints are
+consolidated (full tensors, the single-process layout), so a run resumes at any world size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -30,9 +35,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import build_model
 from ..tasks.base import Task
 from ..viz.curves import plot_loss_curve
-from .checkpoint import CheckpointError, atomic_write_text, load_state_into, read_tensors, save_json, save_model
+from .checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    atomic_write_text,
+    load_state_into,
+    read_tensors,
+    save_json,
+    save_tensors,
+    unique_state_dict,
+)
 from .distributed import DistContext, no_sync, unwrap, wrap_model
 from .optim import OptimConfig, lr_at, make_optimizer
 from .state import load_trainer_state, save_trainer_state
@@ -40,6 +56,7 @@ from .state import load_trainer_state, save_trainer_state
 PRECISIONS = ("auto", "fp32", "bf16")
 # bf16 dense peak we hold MFU against (measured large-matmul rates on the cards we use)
 PEAK_BF16_FLOPS = {"H100": 760e12, "H200": 790e12, "A100": 312e12}
+RANK_RNG = "rank_rng.safetensors"  # each rank's torch RNG states, for exact distributed resume
 
 
 @dataclass
@@ -105,6 +122,8 @@ class Trainer:
         self.step, self.epoch, self.batch_index, self.elapsed = 0, 0, 0, 0.0
         self.units_seen = 0
         self.last_eval: dict[str, float] = {}
+        self.sharded = False  # FSDP: parameters are DTensor shards; set when fit() wraps the model
+        self._gathered: tuple[int, dict[str, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------ setup
     def _resolve_precision(self) -> str:
@@ -127,33 +146,97 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step-N`` atomically (temp folder, then rename) and refresh the
-        inference files at the top of the run folder."""
-        state_model = self._full_state_model()
+        """Write ``checkpoints/step-N`` atomically and refresh the inference files at the top of
+        the run folder.
+
+        Every rank takes part in gathering (FSDP shards, per-rank RNG states); rank 0 alone
+        writes, into ``step-N.tmp``, and renames it into place only once every file is on disk.
+        A run killed at any moment leaves complete checkpoints and at most a ``.tmp`` folder,
+        which resume ignores and the next save clears.
+        """
+        weights = self._full_state_dict()
+        optimizer = self.optimizer
+        if self.sharded:
+            from .fsdp import FullOptimizerState
+
+            gathered = FullOptimizerState(self.optimizer).state_dict()
+            optimizer = _StateSnapshot(gathered)
+        rank_rng = self._gather_rank_rng()
         if not self.dist.is_main:
             self.dist.barrier()
             return None
         root = self.out_dir / "checkpoints"
         root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob("step-*.tmp"):  # left by a run killed while writing
+            shutil.rmtree(stale, ignore_errors=True)
         final = root / f"step-{self.step:07d}"
         tmp = root / f"step-{self.step:07d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        save_model(state_model, tmp)
+        self._write_weights(tmp, weights)
         self.task.save_artifacts(tmp)
-        save_trainer_state(tmp, self.optimizer, self._progress_state())
-        if final.exists():
-            shutil.rmtree(final)
+        save_trainer_state(tmp, optimizer, self._progress_state())
+        if rank_rng:
+            save_tensors(tmp / RANK_RNG, rank_rng, metadata={"world_size": str(self.dist.world_size)})
+        _fsync_dir(tmp)
+        old = root / f"step-{self.step:07d}.old.tmp"
+        if final.exists():  # the same step saved again: move the old copy aside, never delete first
+            final.rename(old)
         tmp.rename(final)
-        for old in checkpoint_dirs(self.out_dir)[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        save_model(state_model, self.out_dir)  # the run folder itself is a loadable checkpoint
+        _fsync_dir(root)
+        shutil.rmtree(old, ignore_errors=True)
+        for stale in checkpoint_dirs(self.out_dir)[: -self.config.keep_checkpoints]:
+            shutil.rmtree(stale, ignore_errors=True)
+        self._write_weights(self.out_dir, weights)  # the run folder itself is a loadable checkpoint
         self.task.save_artifacts(self.out_dir)
         self.dist.barrier()
         return final
 
-    def _full_state_model(self) -> nn.Module:
-        return unwrap(self.model)
+    def _full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full weights as CPU tensors on rank 0 (``{}`` elsewhere); gathered once per step.
+
+        Under FSDP this is a collective that every rank must call.
+        """
+        if self._gathered is not None and self._gathered[0] == self.step:
+            return self._gathered[1]
+        if self.sharded:
+            from .fsdp import full_state_dict
+
+            tensors = full_state_dict(self.model)
+        else:
+            tensors = unique_state_dict(unwrap(self.model)) if self.dist.is_main else {}
+        self._gathered = (self.step, tensors)
+        return tensors
+
+    def _write_weights(self, directory: Path, weights: dict[str, torch.Tensor]) -> None:
+        """``model.safetensors`` + ``config.json``: the layout ``attentive.load`` reads."""
+        save_tensors(directory / WEIGHTS_NAME, weights, metadata={"format": "pt"})
+        save_json(directory / CONFIG_NAME, unwrap(self.model).config.to_dict())
+
+    def _gather_rank_rng(self) -> dict[str, torch.Tensor]:
+        """Every rank's torch RNG states (dropout masks differ per rank), on rank 0. Collective."""
+        if not self.dist.enabled:
+            return {}
+        out: dict[str, torch.Tensor] = {}
+        for r, state in enumerate(self.dist.all_gather_bytes(torch.get_rng_state())):
+            out[f"rank{r}.torch"] = state
+        if self.device.type == "cuda":
+            for r, state in enumerate(self.dist.all_gather_bytes(torch.cuda.get_rng_state(self.device))):
+                out[f"rank{r}.cuda"] = state
+        return out if self.dist.is_main else {}
+
+    def _restore_rank_rng(self, checkpoint: Path, old_world: int) -> None:
+        """Same world size: each rank takes back its own RNG states. Otherwise rank 0 keeps the
+        state ``load_trainer_state`` restored and the other ranks fork their own streams."""
+        if not self.dist.enabled:
+            return
+        path = checkpoint / RANK_RNG
+        if old_world == self.dist.world_size and path.exists():
+            states = read_tensors(path)
+            torch.set_rng_state(states[f"rank{self.dist.rank}.torch"])
+            if self.device.type == "cuda" and f"rank{self.dist.rank}.cuda" in states:
+                torch.cuda.set_rng_state(states[f"rank{self.dist.rank}.cuda"], self.device)
+        elif self.dist.rank:
+            torch.manual_seed(self.config.seed + 1_000_003 * self.step + self.dist.rank)
 
     def _progress_state(self) -> dict[str, Any]:
         return {
@@ -164,21 +247,45 @@ class Trainer:
     def resume(self) -> bool:
         """Load the newest complete checkpoint in the run folder, if any."""
         found = checkpoint_dirs(self.out_dir)
+        self._check_ranks_agree(found)
         if not found:
             return False
         latest = found[-1]
         try:
-            load_state_into(unwrap(self.model), read_tensors(latest / "model.safetensors"), source=str(latest))
-            progress = load_trainer_state(latest, self.optimizer)
+            tensors = read_tensors(latest / WEIGHTS_NAME)
+            optimizer = self.optimizer
+            if self.sharded:
+                from .fsdp import FullOptimizerState, load_full_state_dict
+
+                load_full_state_dict(self.model, tensors, source=str(latest))
+                optimizer = FullOptimizerState(self.optimizer)
+            else:
+                load_state_into(unwrap(self.model), tensors, source=str(latest))
+            del tensors
+            progress = load_trainer_state(latest, optimizer)
         except (OSError, KeyError, json.JSONDecodeError) as err:
             raise CheckpointError(f"cannot resume from {latest}: {err}") from None
         self.step, self.epoch, self.batch_index = progress["step"], progress["epoch"], progress["batch_index"]
         self.elapsed, self.units_seen = progress["elapsed"], progress.get("units_seen", 0)
         self.task.load_state_dict(progress.get("task", {}))
+        self._restore_rank_rng(latest, progress.get("world_size", 1))
         if progress.get("world_size", 1) != self.dist.world_size:
             self._rescale_data_position(progress.get("world_size", 1))
         self._truncate_metrics()
         return True
+
+    def _check_ranks_agree(self, found: list[Path]) -> None:
+        """Every rank must resume from the same checkpoint, or the collectives deadlock."""
+        if not self.dist.enabled:
+            return
+        latest = int(found[-1].name.split("-", 1)[1]) if found else -1
+        steps = self.dist.all_gather_numbers(latest)
+        if len(set(steps)) > 1:
+            raise CheckpointError(
+                f"ranks see different newest checkpoints in {self.out_dir / 'checkpoints'} "
+                f"(step by rank, -1 = none: {[int(s) for s in steps]}); the run folder must be on a "
+                "filesystem that every node shares"
+            )
 
     def _rescale_data_position(self, old_world: int) -> None:
         """Across a change of world size, continue from the same fraction of the epoch."""
@@ -225,13 +332,31 @@ class Trainer:
         # every rank stops at the same step
         return self.dist.sum_number(float(self.elapsed >= 60 * self.config.max_minutes)) > 0
 
+    def _eval_model(self) -> nn.Module | None:
+        """The model rank 0 evaluates; ``None`` on the other ranks.
+
+        Under DDP that is the replica itself. Under FSDP the full weights are gathered (a
+        collective) into a plain copy, so a task's evaluation (greedy / beam decoding, method
+        calls besides ``forward``) runs on rank 0 alone without collectives inside it.
+        """
+        if not self.sharded:
+            return unwrap(self.model) if self.dist.is_main else None
+        weights = self._full_state_dict()
+        if not self.dist.is_main:
+            return None
+        plain = build_model(unwrap(self.model).config)
+        load_state_into(plain, weights, source="gathered FSDP weights")
+        return plain.to(self.device)
+
     def evaluate(self) -> dict[str, float]:
-        model = unwrap(self.model)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), self.autocast():
-            metrics = self.task.evaluate(model) if self.dist.is_main else {}
-        model.train(was_training)
+        model = self._eval_model()
+        metrics: dict[str, float] = {}
+        if model is not None:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad(), self.autocast():
+                metrics = self.task.evaluate(model)
+            model.train(was_training)
         self.dist.barrier()
         if metrics:
             self.last_eval = metrics
@@ -248,9 +373,12 @@ class Trainer:
             from .fsdp import apply_activation_checkpointing
 
             apply_activation_checkpointing(self.model)
-        self.model = wrap_model(self.model, self.dist, cfg.strategy)
+        mixed_precision = self.precision == "bf16" and self.device.type == "cuda"
+        self.model = wrap_model(self.model, self.dist, cfg.strategy, mixed_precision=mixed_precision)
+        self.sharded = cfg.strategy == "fsdp" and self.dist.enabled
         self.optimizer = make_optimizer(self.model, cfg.optim, self.device)
-        resumed = self.resume() if getattr(self, "resume_requested", False) else False
+        if getattr(self, "resume_requested", False):
+            self.resume()
         if self.dist.is_main:
             save_json(self.out_dir / "train_config.json", cfg.to_dict())
         step_model = torch.compile(self.model, fullgraph=False) if cfg.compile else self.model
@@ -267,15 +395,18 @@ class Trainer:
         units_window, window_time, window_start = 0, 0.0, self.step
         while self.step < cfg.max_steps and not self._time_up():
             t0 = time.perf_counter()
+            self._gathered = None  # weights are about to change
             micro = [self._next_batch() for _ in range(cfg.grad_accum)]
             local_units = sum(self.task.count(b) for b in micro)
             total_units = int(self.dist.sum_number(local_units))
             scale = self.dist.world_size / max(total_units, 1)
             for i, batch in enumerate(micro):
                 batch = self.task.to_device(batch, self.device)
-                with no_sync(self.model, skip=i < len(micro) - 1), self.autocast():
-                    loss, _ = self.task.loss(step_model, batch)
-                (loss * scale).backward()
+                # backward inside no_sync: FSDP2 reads the flag in backward, DDP in forward
+                with no_sync(self.model, skip=i < len(micro) - 1):
+                    with self.autocast():
+                        loss, _ = self.task.loss(step_model, batch)
+                    (loss * scale).backward()
                 loss_sum_window += loss.detach().float()
             lr = lr_at(self.step + 1, cfg.optim, self._progress_fraction())
             for group in self.optimizer.param_groups:
@@ -300,6 +431,8 @@ class Trainer:
                           f"{self.task.unit}_per_s": rate, "elapsed_s": round(self.elapsed, 2)}
                 if flops_per_unit and peak:
                     record["mfu"] = rate * flops_per_unit / (peak * self.dist.world_size)
+                if self.device.type == "cuda":
+                    record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
                 self._log(record)
                 if bar is not None:
                     postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", f"{self.task.unit}/s": f"{rate:,.0f}"}
@@ -326,10 +459,10 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation on the main rank; results saved to ``results.json``."""
-        model = unwrap(self.model)
-        model.eval()
+        model = self._eval_model()
         results: dict[str, Any] = {}
-        if self.dist.is_main:
+        if model is not None:
+            model.eval()
             with torch.no_grad():
                 results = self.task.final_evaluate(model)
             results = {"step": self.step, "train_minutes": round(self.elapsed / 60, 2), **results}
@@ -340,6 +473,30 @@ class Trainer:
     def _plot(self) -> None:
         if self.dist.is_main and (self.out_dir / "metrics.jsonl").exists():
             plot_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png", title=self.task.name)
+
+
+class _StateSnapshot:
+    """A gathered optimiser state dict behind the ``state_dict()`` call ``save_trainer_state`` makes."""
+
+    def __init__(self, state: dict[str, Any]):
+        self._state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable: flush the directory entry (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,
