@@ -102,8 +102,11 @@ def test_rl_data_writes_a_dataset(capsys, tmp_path):
     out_file = tmp_path / "cartpole.npz"
     code, out, _ = run_cli(capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file),
                            "--episodes-per-policy", "2")
-    assert code == 0 and "heuristic-eps0.10" in out and "saved 10 episodes" in out
-    assert load_dataset(out_file).num_episodes == 10
+    assert code == 0 and "heuristic-param-noise" in out and "saved 12 episodes" in out
+    assert load_dataset(out_file).num_episodes == 12
+    code, out, _ = run_cli(capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file), "--stock",
+                           "--episodes-per-policy", "2")
+    assert code == 0 and "param-noise" not in out and load_dataset(out_file).num_episodes == 10
 
 
 def test_rl_eval_prints_mean_and_std_and_plots(capsys, dt_dir, tmp_path):

@@ -7,14 +7,17 @@ import pytest
 import torch
 
 import attentive
-from attentive.data.rl import Agent, evaluate_policy, generate_dataset, sample_segments
+from attentive.data.rl import Agent, cartpole_heuristic, evaluate_policy, generate_dataset, sample_segments
 from attentive.models.decision import DecisionTransformer, DecisionTransformerConfig
 from attentive.tasks.offline_rl import (
+    PARAMETER_NOISE,
     DecisionTransformerAgent,
     OfflineRLConfig,
     OfflineRLTask,
+    ParameterNoisePolicy,
     RLArtifacts,
     evaluate_returns,
+    make_dataset,
 )
 from attentive.train.recipes import get_recipe
 from attentive.train.trainer import Trainer
@@ -120,6 +123,28 @@ def test_agent_conditions_on_the_return_still_to_come(small_dataset):
     assert agent.mask[0].tolist() == [False, False, True, True, True]
 
 
+def test_parameter_noise_policy_is_the_heuristic_with_fresh_gains_each_episode():
+    weights, sigma = PARAMETER_NOISE["CartPole-v1"]
+    observations = np.random.default_rng(0).normal(size=(200, 4))
+    exact = ParameterNoisePolicy("p", 2, weights, 0 * sigma, np.random.default_rng(0))
+    assert [exact.act(o, 0.0) for o in observations] == [cartpole_heuristic(o) for o in observations]
+    noisy = ParameterNoisePolicy("p", 2, weights, sigma, np.random.default_rng(0))
+    first = noisy.weights.copy()
+    noisy.reset()
+    assert not np.allclose(first, noisy.weights)
+    np.testing.assert_array_equal(first[2:], weights[2:])  # only the position / velocity gains move
+
+
+def test_recipe_mix_adds_parameter_noise_for_cartpole_only():
+    cartpole = make_dataset("CartPole-v1", episodes_per_policy=2, seed=0)
+    assert cartpole.policy_names[-1] == "heuristic-param-noise" and len(cartpole.policy_names) == 6
+    stock = make_dataset("CartPole-v1", episodes_per_policy=2, seed=0, parameter_noise=False)
+    assert stock.policy_names == generate_dataset("CartPole-v1", 2, 0).policy_names
+    np.testing.assert_array_equal(stock.actions, cartpole.actions[: stock.num_steps])  # same episodes first
+    with pytest.raises(ValueError, match="unknown environment"):
+        make_dataset("NoSuchEnv-v0", 2)
+
+
 def test_artifacts_round_trip(tmp_path, small_dataset):
     artifacts = RLArtifacts.from_dataset(small_dataset, rtg_scale=500.0, targets=[100.0, 500.0])
     artifacts.save(tmp_path)
@@ -158,7 +183,7 @@ def test_tiny_decision_transformer_trains_with_the_shared_trainer(tmp_path):
     assert losses[-1] < losses[0]
     assert [r["target"] for r in results["returns"]] == [100.0, 500.0]
     assert results["best_behaviour_policy"].startswith("heuristic")
-    assert any(tmp_path.glob("dataset-CartPole-v1-4x-seed0.npz"))
+    assert (tmp_path / "dataset-CartPole-v1-pn-4x-seed0.npz").is_file()
     model = attentive.load(tmp_path)
     artifacts = RLArtifacts.load(tmp_path)
     assert artifacts.env_id == "CartPole-v1" and artifacts.rtg_scale == 500.0

@@ -19,11 +19,11 @@ def _number(text: str, flag: str) -> float:
 
 
 def run_data(args) -> int:
-    from ..data.rl import generate_dataset
+    from ..tasks.offline_rl import make_dataset
 
     if args.episodes_per_policy <= 0:
         raise ValueError(f"--episodes-per-policy must be > 0, got {args.episodes_per_policy}")
-    dataset = generate_dataset(args.env, args.episodes_per_policy, args.seed, path=args.out)
+    dataset = make_dataset(args.env, args.episodes_per_policy, args.seed, not args.stock, path=args.out)
     print(dataset.summary())
     print(f"saved {dataset.num_episodes} episodes to {args.out}")
     return 0
@@ -60,11 +60,14 @@ def run_eval(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("rl-data", help="generate an offline RL dataset (.npz) from a mix of behaviour policies")
+    p = sub.add_parser("rl-data", help="generate an offline RL dataset (.npz) from a mix of behaviour policies "
+                       "(the one the dt-* recipes train on)")
     p.add_argument("--env", default="CartPole-v1", help="gymnasium id: CartPole-v1, Acrobot-v1 (default CartPole-v1)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--episodes-per-policy", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="episode i of policy p resets with seed + p * episodes + i")
+    p.add_argument("--stock", action="store_true",
+                   help="only random, heuristic and epsilon-noisy heuristics (no parameter-noise heuristic)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_data)
 

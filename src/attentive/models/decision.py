@@ -43,9 +43,9 @@ class DecisionTransformerConfig(TransformerConfig):
     context_len: int = 20
     max_timestep: int = 500
     num_layers: int = 3
-    d_model: int = 128
-    num_heads: int = 1
-    d_ff: int = 512
+    d_model: int = 64
+    num_heads: int = 2
+    d_ff: int = 256
     dropout: float = 0.1
     attention_dropout: float = 0.1
     ffn: str = "gelu"
@@ -144,10 +144,10 @@ class DecisionTransformer(nn.Module):
 register_preset(
     "dt-cartpole",
     DecisionTransformerConfig(),
-    "Decision Transformer for CartPole-v1: 3 layers, 128 wide, 20-step context (60 tokens)",
+    "Decision Transformer for CartPole-v1: 3 layers, 64 wide, 20-step context (60 tokens)",
 )
 register_preset(
     "dt-acrobot",
     DecisionTransformerConfig(state_dim=6, n_actions=3),
-    "Decision Transformer for Acrobot-v1: 3 layers, 128 wide, 20-step context, 3 actions",
+    "Decision Transformer for Acrobot-v1: 3 layers, 64 wide, 20-step context, 3 actions",
 )

@@ -24,7 +24,7 @@ from .init import init_xavier
 
 @dataclass
 class ViTConfig(TransformerConfig):
-    """ViT hyper-parameters. Defaults: a small MNIST model (28x28 grey, 4x4 patches).
+    """ViT hyper-parameters. Defaults: a small MNIST model (28x28 grey, 7x7 patches).
 
     ``pixel_mean`` / ``pixel_std`` normalise raw 0..1 pixels inside the model, so a checkpoint
     classifies an image file without knowing how its training data was scaled.
@@ -32,20 +32,20 @@ class ViTConfig(TransformerConfig):
 
     model_type = "vit"
     image_size: int = 28
-    patch_size: int = 4
+    patch_size: int = 7
     in_channels: int = 1
     num_classes: int = 10
-    num_layers: int = 6
-    d_model: int = 64
+    num_layers: int = 4
+    d_model: int = 128
     num_heads: int = 4
-    d_ff: int = 128
+    d_ff: int = 256
     dropout: float = 0.0
     attention_dropout: float = 0.0
     ffn: str = "gelu"
     norm_first: bool = True
     norm_eps: float = 1e-6
     positional: str = "learned"
-    max_len: int = 50  # position table rows; at least num_tokens
+    max_len: int = 50  # position table rows; at least num_tokens (17 here, 50 for 4x4 patches)
     pixel_mean: float = 0.1307
     pixel_std: float = 0.3081
 
@@ -158,7 +158,7 @@ class VisionTransformer(nn.Module):
 register_preset(
     "vit-mnist",
     ViTConfig(),
-    "a 6-layer, 64-wide ViT for 28x28 MNIST in 4x4 patches (CPU-sized)",
+    "a 4-layer, 128-wide ViT for 28x28 MNIST in 7x7 patches (CPU-sized)",
 )
 register_preset(
     "vit-b16",

@@ -27,9 +27,11 @@ from torch import Tensor, nn
 
 from ..config import build_model, preset_config
 from ..data.rl import (
+    BehaviourPolicy,
     OfflineDataset,
     SegmentBatch,
     StateStats,
+    behaviour_policies,
     generate_dataset,
     load_dataset,
     make_env,
@@ -42,6 +44,60 @@ from ..train.trainer import TrainConfig
 from .base import Task
 
 ARTIFACTS_NAME = "rl.json"
+
+
+# ----------------------------------------------------------------------------- data
+
+# The CartPole heuristic (data.rl.cartpole_heuristic) is the linear rule w . obs > 0 with these
+# weights over (x, v, theta, omega); parameter noise perturbs them by N(0, sigma) per episode.
+PARAMETER_NOISE = {
+    "CartPole-v1": (np.array([0.0, 0.0, 0.2, 1.0]), np.array([0.05, 0.1, 0.0, 0.0])),
+}
+
+
+class ParameterNoisePolicy(BehaviourPolicy):
+    """The heuristic with noise in its parameters rather than its actions (Plappert et al., 2018).
+
+    Each episode draws fresh gains for the cart's position and velocity, terms the heuristic
+    leaves out. Most draws drift off the track as the heuristic does, or worse; some keep
+    the cart centred for all 500 steps. Its mean return (~300) stays far below 500, but
+    unlike epsilon-noise, whose most likely action is always the heuristic's, its best
+    episodes act differently from its worst ones, which a return-conditioned model can use.
+    """
+
+    def __init__(self, name: str, n_actions: int, weights: np.ndarray, sigma: np.ndarray, rng: np.random.Generator):
+        super().__init__(name, n_actions, heuristic=self._rule, rng=rng)
+        self.base, self.sigma = np.asarray(weights, np.float64), np.asarray(sigma, np.float64)
+        self.reset()
+
+    def reset(self) -> None:
+        self.weights = self.base + self.sigma * self.rng.standard_normal(self.base.shape)
+
+    def _rule(self, observation: np.ndarray) -> int:
+        return int(float(np.dot(self.weights, observation)) > 0)
+
+
+def recipe_policies(env_id: str, n_actions: int, seed: int = 0, parameter_noise: bool = True) -> list[BehaviourPolicy]:
+    """The data layer's mix (random, heuristic, epsilon-noisy heuristics), plus the parameter-noise
+    heuristic where one is defined for ``env_id`` and ``parameter_noise`` is on."""
+    policies = behaviour_policies(env_id, n_actions, seed)
+    if parameter_noise and env_id in PARAMETER_NOISE:
+        weights, sigma = PARAMETER_NOISE[env_id]
+        rng = np.random.default_rng([seed, len(policies)])
+        policies.append(ParameterNoisePolicy("heuristic-param-noise", n_actions, weights, sigma, rng))
+    return policies
+
+
+def make_dataset(
+    env_id: str, episodes_per_policy: int = 200, seed: int = 0, parameter_noise: bool = True,
+    path: str | Path | None = None,
+) -> OfflineDataset:
+    """Generate the Decision Transformer recipes' dataset (see :func:`recipe_policies`)."""
+    env = make_env(env_id)  # a one-line error for an unknown id, before any work
+    n_actions = int(env.action_space.n)
+    env.close()
+    policies = recipe_policies(env_id, n_actions, seed, parameter_noise)
+    return generate_dataset(env_id, episodes_per_policy, seed, path=path, policies=policies)
 
 
 # ----------------------------------------------------------------------------- inference state
@@ -229,6 +285,7 @@ class OfflineRLConfig:
     dataset: str | None = None  # .npz from `attentive rl-data`; None: generate into the run folder
     episodes_per_policy: int = 200
     data_seed: int = 0
+    parameter_noise: bool = True  # add the parameter-noise heuristic to the mix (CartPole)
     batch_size: int = 64
     batches_per_epoch: int = 500
     rtg_scale: float | None = None  # None: the largest |return| in the data
@@ -329,10 +386,11 @@ def _dataset_for(config: OfflineRLConfig, out_dir: str) -> OfflineDataset:
         if dataset.env_id != config.env_id:
             raise ValueError(f"{config.dataset} holds {dataset.env_id} episodes, but the recipe is for {config.env_id}")
         return dataset
-    path = Path(out_dir) / f"dataset-{config.env_id}-{config.episodes_per_policy}x-seed{config.data_seed}.npz"
+    mix = "pn" if config.parameter_noise and config.env_id in PARAMETER_NOISE else "stock"
+    path = Path(out_dir) / f"dataset-{config.env_id}-{mix}-{config.episodes_per_policy}x-seed{config.data_seed}.npz"
     if path.is_file():
         return load_dataset(path)
-    return generate_dataset(config.env_id, config.episodes_per_policy, config.data_seed, path=path)
+    return make_dataset(config.env_id, config.episodes_per_policy, config.data_seed, config.parameter_noise, path)
 
 
 def _build(overrides: dict[str, Any], preset: str, data: OfflineRLConfig, train: TrainConfig,
@@ -362,8 +420,8 @@ def _optim(lr: float, warmup: int) -> OptimConfig:
 def dt_cartpole(overrides: dict[str, Any]) -> Recipe:
     return _build(
         overrides, "dt-cartpole",
-        OfflineRLConfig(env_id="CartPole-v1", targets=(100.0, 250.0, 500.0)),
-        TrainConfig(max_steps=4000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
+        OfflineRLConfig(env_id="CartPole-v1", episodes_per_policy=300, targets=(100.0, 250.0, 500.0)),
+        TrainConfig(max_steps=5000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
         _optim(6e-4, 400),
     )
 
@@ -372,7 +430,7 @@ def dt_cartpole(overrides: dict[str, Any]) -> Recipe:
 def dt_acrobot(overrides: dict[str, Any]) -> Recipe:
     return _build(
         overrides, "dt-acrobot",
-        OfflineRLConfig(env_id="Acrobot-v1", targets=(-200.0, -120.0, -70.0)),
-        TrainConfig(max_steps=4000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
+        OfflineRLConfig(env_id="Acrobot-v1", episodes_per_policy=300, targets=(-200.0, -120.0, -70.0)),
+        TrainConfig(max_steps=5000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
         _optim(6e-4, 400),
     )
