@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_encdec, tiny_gpt2
 
 import attentive
 from attentive.decode.cuda_graph import StaticDecoder
 from attentive.models import DecoderLM, EncoderDecoder
 from attentive.nn.loss import linear_cross_entropy
-from conftest import tiny_encdec, tiny_gpt2
 
 
 @pytest.fixture(autouse=True)

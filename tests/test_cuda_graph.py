@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_gpt2
 
 import attentive
 from attentive.decode.cuda_graph import StaticDecoder
 from attentive.decode.sampling import generate
 from attentive.models import DecoderLM
 from attentive.nn import DynamicCache
-from conftest import tiny_gpt2
 
 
 def _greedy_dynamic(model, ids: torch.Tensor, new: int) -> torch.Tensor:

@@ -185,7 +185,7 @@ class StaticDecoder:
         ids, real = left_pad(prompts, pad_id, self.device)
         new, steps = self.generate_ids(ids, max_new_tokens, real, stop_tokens=stop_tokens, check_every=check_every)
         rows = []
-        stop = set(int(t) for t in stop_tokens)
+        stop = {int(t) for t in stop_tokens}
         for row in new[:, :max(steps + 1, 1) if max_new_tokens else 0].tolist():
             cut = next((i for i, t in enumerate(row) if t in stop), len(row))
             rows.append(row[:cut])

@@ -1,0 +1,320 @@
+"""What every benchmark shares: arguments, timing, peak memory, MFU, tables and result files.
+
+Rules the numbers follow, whatever is measured:
+
+* warm-up runs (compilation, autotuning, allocator growth) are excluded; the figure reported is
+  the median of several timed runs, each ended by a device synchronisation;
+* peak memory is measured around the timed runs only: on CUDA ``max_memory_allocated`` (tensors,
+  not the allocator's cache); on CPU the process's peak resident set growth over what was
+  resident before the contestant ran (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``);
+* every contestant runs in the same process, one after another, each in a ``try`` so a peer
+  that fails (or is not installed) leaves a row saying why, not a lost table;
+* results are written after every contestant (``<name>.json`` and ``<name>.md`` in the output
+  folder: ``--out``, else ``$OUT``, else ``benchmarks/results``), so a run cut short by a
+  timeout still leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attentive.tasks.base import transformer_flops_per_token  # noqa: F401  (6N + 12 L d T, for MFU)
+from attentive.train.trainer import PEAK_BF16_FLOPS
+
+OURS = "attentive"
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    p.add_argument("--small", action="store_true", help="the small configs (default on CPU)")
+    p.add_argument("--full", action="store_true", help="the full configs (default on CUDA)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per contestant (median reported)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (compilation happens here)")
+    p.add_argument("--only", default=None, help="comma-separated substrings: run only matching contestants")
+    p.add_argument("--skip", default=None, help="comma-separated substrings: skip matching contestants")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--out", default=None, help="output folder (default $OUT, else benchmarks/results)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    return p
+
+
+def setup(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve defaults that depend on the device; seed; pick fast matmul settings."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    if args.small and args.full:
+        raise SystemExit("--small and --full exclude each other")
+    args.small = args.small or (not args.full and args.device == "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or os.environ.get("OUT") or str(Path(__file__).parent / "results")
+    args.out = Path(out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (only CUDA fp32 peers)
+    torch.backends.cudnn.allow_tf32 = True
+    return args
+
+
+def selected(args: argparse.Namespace, name: str) -> bool:
+    if args.no_compile and "compile" in name:
+        return False
+    if args.skip and any(s.strip() and s.strip() in name for s in args.skip.split(",")):
+        return False
+    return not args.only or any(s.strip() and s.strip() in name for s in args.only.split(","))
+
+
+# ----------------------------------------------------------------------------- device helpers
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def peak_flops(device: str) -> float | None:
+    """The bf16 dense peak MFU is held against (the trainer's table), None on CPU."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def free_memory(device: str) -> None:
+    gc.collect()
+    torch._dynamo.reset()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _vm_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA tensors, or CPU resident-set growth."""
+
+    def __init__(self, device: str):
+        self.device, self.bytes = device, None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            gc.collect()
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # reset VmHWM to the current resident set
+            except OSError:
+                pass
+            self._base = _vm_kib("VmRSS")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated()
+        else:
+            self.bytes = max(0, _vm_kib("VmHWM") - self._base) * 1024
+
+
+def time_runs(fn: Callable[[], Any], device: str, warmup: int, runs: int) -> list[float]:
+    """Seconds per call of ``fn`` over ``runs`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(runs):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    """One contestant's measurement."""
+
+    name: str  # e.g. "attentive (compiled)"
+    impl: str  # attentive | hf | x-transformers | torch.nn | sdpa ...
+    mode: str = ""  # eager | compiled | cuda-graph ... (ratios pair rows of the same mode)
+    seconds: float | None = None  # median per call
+    work: float | None = None  # units per call (tokens, sequences)
+    unit: str = "tok"
+    peak_bytes: int | None = None
+    flops_per_unit: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        return self.work / self.seconds if self.seconds and self.work else None
+
+
+class Report:
+    """Collects rows, prints the table, writes JSON + markdown after every row."""
+
+    def __init__(self, name: str, title: str, args: argparse.Namespace, config: dict[str, Any]):
+        self.name, self.title, self.args, self.config = name, title, args, config
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.extra_md: list[str] = []  # more markdown after the table (e.g. a summary by length)
+        self.peer_filter: Callable[[Row, Row], bool] | None = None  # which peers a row is compared with
+        self.peak = peak_flops(args.device)
+
+    def run(self, name: str, impl: str, mode: str, measure: Callable[[], Row]) -> Row | None:
+        """Run one contestant (``measure`` returns its Row) unless deselected; keep going on errors."""
+        if not selected(self.args, name):
+            return None
+        print(f"[{self.name}] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            row = measure()
+        except Exception as err:  # a failing peer must not sink the table
+            traceback.print_exc()
+            first_line = str(err).splitlines()[0][:160] if str(err) else ""
+            row = Row(name, impl, mode, error=f"{type(err).__name__}: {first_line}")
+        row.name, row.impl, row.mode = name, impl, mode
+        row.extra.setdefault("wall_s", round(time.perf_counter() - t0, 1))
+        self.rows.append(row)
+        free_memory(self.args.device)
+        self.write()
+        status = row.error or f"{fmt_rate(row.rate, row.unit)}  {fmt_ms(row.seconds)}  {fmt_bytes(row.peak_bytes)}"
+        print(f"[{self.name}] {name}: {status}", flush=True)
+        return row
+
+    def ratios(self, row: Row) -> str:
+        """This row's speed over each peer's, same mode first; '' for peers' rows."""
+        if row.impl != OURS or row.rate is None:
+            return ""
+        parts = []
+        for other in self.rows:
+            if other.impl == OURS or other.rate is None:
+                continue
+            if self.peer_filter is not None and not self.peer_filter(row, other):
+                continue
+            if other.mode == row.mode or not row.mode:
+                parts.append(f"{row.rate / other.rate:.2f}x {other.name}")
+        return ", ".join(parts)
+
+    def best_ratios(self) -> list[str]:
+        """Best of ours over the best of each peer (whatever the mode)."""
+        ours = [r for r in self.rows if r.impl == OURS and r.rate]
+        if not ours:
+            return []
+        best = max(ours, key=lambda r: r.rate)
+        lines = []
+        for impl in dict.fromkeys(r.impl for r in self.rows if r.impl != OURS):
+            peers = [r for r in self.rows if r.impl == impl and r.rate]
+            if peers:
+                p = max(peers, key=lambda r: r.rate)
+                lines.append(f"best {OURS} ({best.name}) / best {impl} ({p.name}): {best.rate / p.rate:.2f}x")
+        return lines
+
+    def markdown(self) -> str:
+        unit = next((r.unit for r in self.rows), "tok")
+        head = f"| contestant | {unit}/s | ms / call | peak memory | "
+        head += "MFU | " if self.peak else ""
+        head += "ratio (ours / peer, same mode) |"
+        lines = [f"### {self.title}", "", self._environment(), "", head, "|" + "---|" * (head.count("|") - 1)]
+        for r in self.rows:
+            if r.error:
+                cells = [r.name, "failed", "", "", *([""] if self.peak else []), r.error.replace("|", "/")]
+            else:
+                cells = [r.name, fmt_rate(r.rate, ""), fmt_ms(r.seconds), fmt_bytes(r.peak_bytes)]
+                if self.peak:
+                    cells.append(f"{r.rate * r.flops_per_unit / self.peak:.1%}" if r.flops_per_unit and r.rate else "")
+                cells.append(self.ratios(r))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [""] + [f"- {line}" for line in self.best_ratios() + self.notes] + self.extra_md
+        return "\n".join(lines) + "\n"
+
+    def _environment(self) -> str:
+        a = self.args
+        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
+        peak = f"; MFU against {self.peak / 1e12:.0f} TFLOP/s bf16" if self.peak else ""
+        return (f"{device_name(a.device)}; torch {torch.__version__}; {datetime.date.today().isoformat()}; "
+                f"{'small' if a.small else 'full'} config: {cfg}{peak}")
+
+    def write(self) -> None:
+        data = {
+            "benchmark": self.name, "title": self.title, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "device": device_name(self.args.device), "torch": torch.__version__, "small": self.args.small,
+            "config": self.config, "peak_flops": self.peak, "notes": self.notes,
+            "rows": [{**asdict(r), "rate": r.rate} for r in self.rows],
+        }
+        (self.args.out / f"{self.name}.json").write_text(json.dumps(data, indent=1, default=str))
+        (self.args.out / f"{self.name}.md").write_text(self.markdown())
+
+    def finish(self) -> None:
+        self.write()
+        print()
+        print(self.markdown(), flush=True)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt_rate(rate: float | None, unit: str = "tok") -> str:
+    if rate is None:
+        return ""
+    suffix = f" {unit}/s" if unit else ""
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f}M{suffix}"
+    if rate >= 1e4:
+        return f"{rate / 1e3:.1f}k{suffix}"
+    return f"{rate:,.1f}{suffix}"
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:,.2f}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters counted once each (tied matrices once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
