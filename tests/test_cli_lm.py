@@ -11,7 +11,8 @@ from attentive.cli.main import main
 from attentive.data.lm import load_tinyshakespeare, split_train_val
 
 TINY = ["num_layers=1", "d_model=32", "num_heads=2", "d_ff=64", "block_size=32", "batch_size=16",
-        "eval_tokens=2000", "max_minutes=None", "progress=False", "eval_every=0", "lr=0.01", "warmup_steps=5"]
+        "eval_tokens=2000", "max_minutes=None", "progress=False", "eval_every=0", "lr=0.01", "warmup_steps=5",
+        "precision=fp32"]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_llama_tiny_is_llama_shaped():
 # ----------------------------------------------------------------------------- task and recipes
 
 TINY = dict(num_layers=1, d_model=32, num_heads=2, d_ff=64, block_size=32, batch_size=8, eval_tokens=2000,
-            max_minutes=None, progress=False, device="cpu", log_every=5, warmup_steps=5)
+            max_minutes=None, progress=False, device="cpu", log_every=5, warmup_steps=5, precision="fp32")
 
 
 def _recipe(out, name="shakespeare-char", **overrides):
@@ -89,11 +89,21 @@ def test_recipes_use_adamw_cosine_and_decay_matrices_only(recipe):
     for name in ("shakespeare-char", "shakespeare-char-gpu"):
         cfg = get_recipe(name).build({"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64}).train_config
         assert cfg.optim.optimizer == "adamw" and cfg.optim.schedule == "cosine" and cfg.optim.warmup_steps > 0
-        assert cfg.optim.weight_decay > 0 and cfg.max_minutes is not None and cfg.precision == "auto"
+        assert cfg.optim.weight_decay > 0 and cfg.max_minutes is not None
     optimizer = make_optimizer(recipe.model, recipe.train_config.optim, torch.device("cpu"))
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     for name, p in recipe.model.named_parameters():
         assert (id(p) in decayed) == (p.dim() >= 2), name
+
+
+def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from attentive.tasks import language_modeling as lm
+
+    small = {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64, "device": "cpu"}
+    for native, expected in ((True, "bf16"), (False, "auto")):
+        monkeypatch.setattr(lm, "cpu_has_native_bf16", lambda native=native: native)
+        assert get_recipe("shakespeare-char").build(small).train_config.precision == expected
+    assert get_recipe("shakespeare-char").build({**small, "precision": "fp32"}).train_config.precision == "fp32"
 
 
 def test_unknown_override_is_named(tmp_path):

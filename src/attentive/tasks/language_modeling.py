@@ -165,6 +165,8 @@ def build_lm_recipe(name: str, model: DecoderLMConfig, data: LMDataConfig, optim
     data = replace(data, **data_o)
     optim = replace(optim, **optim_o)
     train = replace(train, **train_o, optim=optim)
+    if train.precision == "auto" and _runs_on_cpu(train.device) and cpu_has_native_bf16():
+        train = replace(train, precision="bf16")  # 1.5x the tokens/s of fp32 on such CPUs (README)
     if text is None:
         text = Path(data.text_file).read_text(encoding="utf-8") if data.text_file else load_tinyshakespeare()
     task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name)
@@ -172,6 +174,20 @@ def build_lm_recipe(name: str, model: DecoderLMConfig, data: LMDataConfig, optim
     config = model.replace(vocab_size=task.tokenizer.vocab_size, **model_o)
     torch.manual_seed(train.seed)  # the same initial weights for the same seed
     return Recipe(task=task, model=DecoderLM(config), train_config=train)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast
+    trains faster than fp32; elsewhere bf16 is emulated and slower, so fp32 stays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def _runs_on_cpu(device: str) -> bool:
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 # 10 minutes on 2 CPU cores: a small LLaMA-style model (RoPE, RMSNorm, SwiGLU) at a high learning
