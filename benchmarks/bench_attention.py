@@ -84,9 +84,9 @@ def measure(kind: str, batch: int, length: int, cfg, args) -> common.Row:
             out.backward(grad)
 
     common.time_runs(step, device, args.warmup, 0)
-    with common.PeakMemory(device) as mem:
-        times = common.time_runs(step, device, 0, args.runs)
-    return common.Row("", "", seconds=common.median(times), work=batch * length, peak_bytes=mem.bytes, times=times)
+    times = common.time_runs(step, device, 0, args.runs)
+    peak = common.measure_peak(step, device)
+    return common.Row("", "", seconds=common.median(times), work=batch * length, peak_bytes=peak, times=times)
 
 
 def summary(report: common.Report, lengths) -> list[str]:

@@ -4,9 +4,9 @@ Rules the numbers follow, whatever is measured:
 
 * warm-up runs (compilation, autotuning, allocator growth) are excluded; the figure reported is
   the median of several timed runs, each ended by a device synchronisation;
-* peak memory is measured around the timed runs only: on CUDA ``max_memory_allocated`` (tensors,
-  not the allocator's cache); on CPU the process's peak resident set growth over what was
-  resident before the contestant ran (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``);
+* peak memory is measured over one extra, untimed call (``measure_peak``), so the sampling
+  that CPU needs never slows a timed run: on CUDA ``max_memory_allocated`` (tensors, not the
+  allocator's cache); on CPU the peak of live C-heap bytes (see ``PeakMemory``);
 * every contestant runs in the same process, one after another, each in a ``try`` so a peer
   that fails (or is not installed) leaves a row saying why, not a lost table;
 * results are written after every contestant (``<name>.json`` and ``<name>.md`` in the output
@@ -17,12 +17,14 @@ Rules the numbers follow, whatever is measured:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import gc
 import json
 import os
 import platform
 import statistics
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -53,6 +55,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--out", default=None, help="output folder (default $OUT, else benchmarks/results)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    p.add_argument("--tag", default="", help="suffix for the result files' names (several runs, one folder)")
     return p
 
 
@@ -71,6 +74,9 @@ def setup(args: argparse.Namespace) -> argparse.Namespace:
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (only CUDA fp32 peers)
     torch.backends.cudnn.allow_tf32 = True
+    global _HEAP_BASELINE
+    gc.collect()
+    _HEAP_BASELINE = _live_heap_bytes() or 0  # CPU peaks are counted above what imports hold
     return args
 
 
@@ -111,40 +117,71 @@ def free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _vm_kib(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    return 0
+_HEAP_BASELINE = 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _live_heap_bytes() -> int | None:
+    """Bytes the C heap holds for live allocations (glibc ``mallinfo2``): CPU tensors included."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
 
 
 class PeakMemory:
-    """Peak memory over a block: CUDA tensors, or CPU resident-set growth."""
+    """Peak memory over a block, counted the same way for every contestant.
+
+    CUDA: ``max_memory_allocated`` (live tensors, not the allocator's cache). CPU: the peak of
+    live C-heap bytes (glibc ``mallinfo2``) above what the process held after its imports,
+    sampled every half millisecond by a thread; freed
+    memory does not count, so what an earlier contestant left in the allocator does not hide
+    what a later one needs. Both include weights, gradients and optimizer state.
+    """
 
     def __init__(self, device: str):
         self.device, self.bytes = device, None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        else:
-            gc.collect()
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")  # reset VmHWM to the current resident set
-            except OSError:
-                pass
-            self._base = _vm_kib("VmRSS")
+            return self
+        gc.collect()
+        self._peak = _live_heap_bytes()
+        if self._peak is not None:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.0005):
+            self._peak = max(self._peak, _live_heap_bytes())
 
     def __exit__(self, *exc) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
             self.bytes = torch.cuda.max_memory_allocated()
-        else:
-            self.bytes = max(0, _vm_kib("VmHWM") - self._base) * 1024
+        elif self._peak is not None:
+            self._stop.set()
+            self._thread.join()
+            self.bytes = max(self._peak, _live_heap_bytes()) - _HEAP_BASELINE
+
+
+def measure_peak(fn: Callable[[], Any], device: str) -> int | None:
+    """Peak memory (bytes) of one call of ``fn``."""
+    with PeakMemory(device) as mem:
+        fn()
+        sync(device)
+    return mem.bytes
 
 
 def time_runs(fn: Callable[[], Any], device: str, warmup: int, runs: int) -> list[float]:
@@ -190,6 +227,7 @@ class Report:
     """Collects rows, prints the table, writes JSON + markdown after every row."""
 
     def __init__(self, name: str, title: str, args: argparse.Namespace, config: dict[str, Any]):
+        name = f"{name}_{args.tag}" if getattr(args, "tag", "") else name
         self.name, self.title, self.args, self.config = name, title, args, config
         self.rows: list[Row] = []
         self.notes: list[str] = []
