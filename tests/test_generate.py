@@ -254,8 +254,9 @@ def test_text_stream_waits_for_whole_characters():
 
 def test_token_id_prompts_and_empty_prompt(model, tok):
     ids = tok.encode("the cat")
-    assert generate(model, tok, ids, max_new_tokens=5, temperature=0).tokens == \
-        generate(model, tok, "the cat", max_new_tokens=5, temperature=0).tokens
+    expected = generate(model, tok, "the cat", max_new_tokens=5, temperature=0).tokens
+    assert generate(model, tok, ids, max_new_tokens=5, temperature=0).tokens == expected
+    assert generate(model, tok, torch.tensor(ids), max_new_tokens=5, temperature=0).tokens == expected
     out = generate(model, tok, ["", "a"], max_new_tokens=5, temperature=0, **NO_STOP)
     assert out.prompt_tokens == [[tok.bos_id], tok.encode("a")]
     assert len(out.tokens[0]) == 5

@@ -390,6 +390,8 @@ class _Generation:
     """One run of ``generate``: iterate it for ``TextDelta`` pieces, then read ``output()``."""
 
     def __init__(self, model, tokenizer, prompts, config: GenerationConfig, output_logits: bool):
+        if isinstance(prompts, Tensor):
+            prompts = prompts.tolist()  # (T,) one prompt or (B, T) several, as ids
         single = isinstance(prompts, str) or (len(prompts) > 0 and isinstance(prompts[0], int))
         prompts = [prompts] if single else list(prompts)
         if not prompts:
