@@ -63,7 +63,7 @@ def test_generate_options_and_reproducibility(run_dir, capsys):
 
 
 def test_generate_stop_string(run_dir, capsys):
-    code, out, err = _generate(run_dir, capsys, "ROMEO:", "--max-new-tokens", "200", "--seed", "2", "--stop", "\n",
+    code, out, _ = _generate(run_dir, capsys, "ROMEO:", "--max-new-tokens", "200", "--seed", "2", "--stop", "\n",
                                "--no-echo", "--verbose")
     assert code == 0 and "\n" not in out[:-1]
 
@@ -91,7 +91,7 @@ def test_generate_names_unknown_characters(run_dir, capsys):
 
 
 def test_generate_long_prompt_is_truncated_with_a_warning(run_dir, capsys):
-    code, out, err = _generate(run_dir, capsys, "ROMEO: " * 20, "--max-new-tokens", "5", "--no-echo")
+    code, _, err = _generate(run_dir, capsys, "ROMEO: " * 20, "--max-new-tokens", "5", "--no-echo")
     assert code == 0 and "warning" in err and "longer than the context" in err
 
 

@@ -8,8 +8,15 @@ import torch
 import attentive
 from attentive.decode import GenerationConfig, generate, stream
 from attentive.decode.sampling import (
-    DecodeSession, TextStream, apply_repetition_penalty, apply_top_k, apply_top_p, choose_tokens, left_pad,
-    positions_from_mask, process_logits,
+    DecodeSession,
+    TextStream,
+    apply_repetition_penalty,
+    apply_top_k,
+    apply_top_p,
+    choose_tokens,
+    left_pad,
+    positions_from_mask,
+    process_logits,
 )
 from attentive.text import BPETokenizer, CharTokenizer
 
@@ -112,7 +119,8 @@ def test_greedy_is_argmax_and_ignores_the_seed(model, tok):
 
 
 def test_seed_makes_sampling_reproducible(model, tok):
-    runs = [generate(model, tok, "the", max_new_tokens=30, temperature=1.0, seed=s, **NO_STOP).tokens for s in (7, 7, 8)]
+    runs = [generate(model, tok, "the", max_new_tokens=30, temperature=1.0, seed=s, **NO_STOP).tokens
+            for s in (7, 7, 8)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 

@@ -90,19 +90,23 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not (isinstance(self.repetition_penalty, (int, float)) and math.isfinite(self.repetition_penalty)) \
                 or self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be a finite number > 0 (1 = off), got {self.repetition_penalty!r}")
+            raise ValueError(
+                f"repetition_penalty must be a finite number > 0 (1 = off), got {self.repetition_penalty!r}"
+            )
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise ValueError(f"stop strings must be non-empty strings, got {self.stop_strings!r}")
         if self.cache not in CACHES:
             raise ValueError(f"cache must be one of {CACHES}, got {self.cache!r}")
         if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
-            raise ValueError(f"context must be a positive integer (or None for the model's max_len), got {self.context!r}")
+            raise ValueError(
+                f"context must be a positive integer (or None for the model's max_len), got {self.context!r}"
+            )
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def replace(self, **overrides) -> "GenerationConfig":
+    def replace(self, **overrides) -> GenerationConfig:
         """A copy with ``overrides``; an unknown name is an error listing the valid ones."""
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(overrides) - set(names))

@@ -92,7 +92,7 @@ class LanguageModelingTask(Task):
             self.eval_stream = val_tokens
 
     @classmethod
-    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm") -> "LanguageModelingTask":
+    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm") -> LanguageModelingTask:
         """Tokenise ``text`` (building the tokenizer) and split it, first part for training."""
         train_text, _ = split_train_val(text, data.train_fraction)
         if data.tokenizer == "char":
