@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import attentive
-from attentive.data.rl import Agent, cartpole_heuristic, evaluate_policy, generate_dataset, sample_segments
+from attentive.data.rl import HEURISTICS, Agent, evaluate_policy, generate_dataset, sample_segments
 from attentive.models.decision import DecisionTransformer, DecisionTransformerConfig
 from attentive.tasks.offline_rl import (
     PARAMETER_NOISE,
@@ -123,19 +123,21 @@ def test_agent_conditions_on_the_return_still_to_come(small_dataset):
     assert agent.mask[0].tolist() == [False, False, True, True, True]
 
 
-def test_parameter_noise_policy_is_the_heuristic_with_fresh_gains_each_episode():
-    weights, sigma = PARAMETER_NOISE["CartPole-v1"]
-    observations = np.random.default_rng(0).normal(size=(200, 4))
-    exact = ParameterNoisePolicy("p", 2, weights, 0 * sigma, np.random.default_rng(0))
-    assert [exact.act(o, 0.0) for o in observations] == [cartpole_heuristic(o) for o in observations]
-    noisy = ParameterNoisePolicy("p", 2, weights, sigma, np.random.default_rng(0))
+@pytest.mark.parametrize("env_id", sorted(PARAMETER_NOISE))
+def test_parameter_noise_policy_is_the_heuristic_with_fresh_gains_each_episode(env_id):
+    weights, sigma, actions = PARAMETER_NOISE[env_id]
+    n_actions = 3 if env_id == "Acrobot-v1" else 2
+    observations = np.random.default_rng(0).normal(size=(200, len(weights)))
+    exact = ParameterNoisePolicy("p", n_actions, weights, 0 * sigma, actions, np.random.default_rng(0))
+    assert [exact.act(o, 0.0) for o in observations] == [HEURISTICS[env_id](o) for o in observations]
+    noisy = ParameterNoisePolicy("p", n_actions, weights, sigma, actions, np.random.default_rng(0))
     first = noisy.weights.copy()
     noisy.reset()
     assert not np.allclose(first, noisy.weights)
-    np.testing.assert_array_equal(first[2:], weights[2:])  # only the position / velocity gains move
+    np.testing.assert_array_equal(first[sigma == 0], weights[sigma == 0])  # only the added gains move
 
 
-def test_recipe_mix_adds_parameter_noise_for_cartpole_only():
+def test_recipe_mix_adds_the_parameter_noise_heuristic():
     cartpole = make_dataset("CartPole-v1", episodes_per_policy=2, seed=0)
     assert cartpole.policy_names[-1] == "heuristic-param-noise" and len(cartpole.policy_names) == 6
     stock = make_dataset("CartPole-v1", episodes_per_policy=2, seed=0, parameter_noise=False)

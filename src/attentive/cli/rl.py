@@ -18,9 +18,17 @@ def _number(text: str, flag: str) -> float:
     return value
 
 
+def _require_gymnasium() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("gymnasium") is None:
+        raise ValueError("offline RL needs gymnasium: pip install 'attentive[rl]'")
+
+
 def run_data(args) -> int:
     from ..tasks.offline_rl import make_dataset
 
+    _require_gymnasium()
     if args.episodes_per_policy <= 0:
         raise ValueError(f"--episodes-per-policy must be > 0, got {args.episodes_per_policy}")
     dataset = make_dataset(args.env, args.episodes_per_policy, args.seed, not args.stock, path=args.out)
@@ -33,6 +41,7 @@ def run_eval(args) -> int:
     from ..models.decision import DecisionTransformer
     from ..tasks.offline_rl import RLArtifacts, plot_target_sweep, sweep_targets
 
+    _require_gymnasium()
     targets = [_number(t, "--target-return") for t in args.target_return or []]
     targets += [_number(t, "--targets") for t in args.targets or []]
     if args.episodes <= 0:

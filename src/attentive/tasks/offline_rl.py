@@ -48,33 +48,41 @@ ARTIFACTS_NAME = "rl.json"
 
 # ----------------------------------------------------------------------------- data
 
-# The CartPole heuristic (data.rl.cartpole_heuristic) is the linear rule w . obs > 0 with these
-# weights over (x, v, theta, omega); parameter noise perturbs them by N(0, sigma) per episode.
-PARAMETER_NOISE = {
-    "CartPole-v1": (np.array([0.0, 0.0, 0.2, 1.0]), np.array([0.05, 0.1, 0.0, 0.0])),
+# Each heuristic of data.rl is a linear rule: action ``on`` if w . obs > 0, else ``off``.
+# CartPole (x, v, theta, omega): push right if omega + 0.2 theta > 0; parameter noise adds gains
+# on the cart's position and velocity, which the heuristic ignores. Acrobot (cos1, sin1, cos2,
+# sin2, w1, w2): torque against link 1's angular velocity; noise adds a gain on link 2's.
+PARAMETER_NOISE: dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]] = {
+    "CartPole-v1": (np.array([0.0, 0.0, 0.2, 1.0]), np.array([0.05, 0.1, 0.0, 0.0]), (1, 0)),
+    "Acrobot-v1": (np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0]), np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.5]), (0, 2)),
 }
 
 
 class ParameterNoisePolicy(BehaviourPolicy):
-    """The heuristic with noise in its parameters rather than its actions (Plappert et al., 2018).
+    """A linear heuristic with noise in its parameters rather than its actions (Plappert et al., 2018).
 
-    Each episode draws fresh gains for the cart's position and velocity, terms the heuristic
-    leaves out. Most draws drift off the track as the heuristic does, or worse; some keep
-    the cart centred for all 500 steps. Its mean return (~300) stays far below 500, but
-    unlike epsilon-noise, whose most likely action is always the heuristic's, its best
-    episodes act differently from its worst ones, which a return-conditioned model can use.
+    Each episode draws fresh gains for terms the heuristic leaves out. Some draws do worse
+    than the heuristic, some better (CartPole: most drift off the track as the heuristic
+    does, some keep the cart centred for all 500 steps); the policy's mean return stays
+    below the best achievable. Unlike epsilon-noise, whose most likely action in every state
+    is the heuristic's, its best episodes act differently from its worst ones, and a
+    return-conditioned model can tell them apart.
     """
 
-    def __init__(self, name: str, n_actions: int, weights: np.ndarray, sigma: np.ndarray, rng: np.random.Generator):
+    def __init__(
+        self, name: str, n_actions: int, weights: np.ndarray, sigma: np.ndarray, actions: tuple[int, int],
+        rng: np.random.Generator,
+    ):
         super().__init__(name, n_actions, heuristic=self._rule, rng=rng)
         self.base, self.sigma = np.asarray(weights, np.float64), np.asarray(sigma, np.float64)
+        self.on, self.off = actions
         self.reset()
 
     def reset(self) -> None:
         self.weights = self.base + self.sigma * self.rng.standard_normal(self.base.shape)
 
     def _rule(self, observation: np.ndarray) -> int:
-        return int(float(np.dot(self.weights, observation)) > 0)
+        return self.on if float(np.dot(self.weights, observation)) > 0 else self.off
 
 
 def recipe_policies(env_id: str, n_actions: int, seed: int = 0, parameter_noise: bool = True) -> list[BehaviourPolicy]:
@@ -82,9 +90,9 @@ def recipe_policies(env_id: str, n_actions: int, seed: int = 0, parameter_noise:
     heuristic where one is defined for ``env_id`` and ``parameter_noise`` is on."""
     policies = behaviour_policies(env_id, n_actions, seed)
     if parameter_noise and env_id in PARAMETER_NOISE:
-        weights, sigma = PARAMETER_NOISE[env_id]
+        weights, sigma, actions = PARAMETER_NOISE[env_id]
         rng = np.random.default_rng([seed, len(policies)])
-        policies.append(ParameterNoisePolicy("heuristic-param-noise", n_actions, weights, sigma, rng))
+        policies.append(ParameterNoisePolicy("heuristic-param-noise", n_actions, weights, sigma, actions, rng))
     return policies
 
 
@@ -285,7 +293,7 @@ class OfflineRLConfig:
     dataset: str | None = None  # .npz from `attentive rl-data`; None: generate into the run folder
     episodes_per_policy: int = 200
     data_seed: int = 0
-    parameter_noise: bool = True  # add the parameter-noise heuristic to the mix (CartPole)
+    parameter_noise: bool = True  # add the parameter-noise heuristic to the mix
     batch_size: int = 64
     batches_per_epoch: int = 500
     rtg_scale: float | None = None  # None: the largest |return| in the data
