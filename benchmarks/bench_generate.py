@@ -182,12 +182,16 @@ def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,32)")
     p.add_argument("--vocab", type=int, default=None, help="vocabulary size (default GPT-2's 50257)")
+    p.add_argument("--layers", type=int, default=None, help="override the config's number of layers")
+    p.add_argument("--d-model", type=int, default=None, help="override the config's width")
     p.add_argument("--no-beam", action="store_true", help="skip the beam-search table")
     args = common.setup(p.parse_args())
     cfg = dict(SMALL if args.small else FULL)
     if args.batches:
         cfg["batches"] = tuple(int(b) for b in args.batches.split(","))
     cfg["vocab"] = args.vocab or cfg["vocab"]
+    cfg["layers"] = args.layers or cfg["layers"]
+    cfg["d_model"] = args.d_model or cfg["d_model"]
     args.warmup = args.warmup if args.warmup is not None else 1
     args.runs = args.runs or 3
     cuda = args.device == "cuda"
