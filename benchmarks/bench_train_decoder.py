@@ -154,29 +154,33 @@ def main() -> None:
 
     head = common.Report("loss_head", "Loss head alone: hidden -> logits -> cross-entropy, fwd + bwd", args,
                          dict(rows=cfg["batch"] * cfg["context"], d_model=cfg["d_model"], vocab=cfg["vocab"]))
-    loss_kind = args.loss
-    if loss_kind == "auto":
-        timed = {}
+    loss_kind = {False: args.loss, True: args.loss}  # by mode: eager, compiled
+    if args.loss == "auto":
+        timed: dict[bool, dict[str, float]] = {False: {}, True: {}}
         for kind in ("full", "chunked"):
             for compiled in (False, True):
                 label = "fused chunked" if kind == "chunked" else "float32 logits"
                 name = f"{label} ({'compiled' if compiled else 'eager'})"
                 impl = "attentive" if kind == "chunked" else "plain"
                 row = head.run(name, impl, "", lambda: loss_head(args, cfg, kind, compiled))
-                if row is not None and row.seconds and (compiled or args.no_compile):
-                    timed[kind] = row.seconds
-        loss_kind = min(timed, key=timed.get) if timed else "chunked"
-        head.notes.append(f"attentive's training rows use the {loss_kind} loss (the faster one compiled)")
+                if row is not None and row.seconds:
+                    timed[compiled][kind] = row.seconds
+        for compiled in (False, True):
+            loss_kind[compiled] = min(timed[compiled], key=timed[compiled].get) if timed[compiled] else "chunked"
+        head.notes.append(f"attentive's training rows use the faster loss of each mode: {loss_kind[False]} "
+                          f"(eager), {loss_kind[True]} (compiled)")
         head.finish()
 
     report = common.Report(
         "train_decoder", "Decoder-only training step (GPT-2 small shape)", args,
         dict(**cfg, dtype="bf16 autocast" if device == "cuda" else "fp32",
-             optimizer="AdamW fused" if device == "cuda" else "AdamW", loss=loss_kind),
+             optimizer="AdamW fused" if device == "cuda" else "AdamW",
+             loss=f"{loss_kind[False]} (eager) / {loss_kind[True]} (compiled)"),
     )
     for compiled in (False, True):  # eager first: quick, so a time-out cuts the slow compiles
         mode = "compiled" if compiled else "eager"
-        report.run(f"attentive ({mode})", common.OURS, mode, lambda: ours(args, cfg, ids, loss_kind, compiled))
+        report.run(f"attentive ({mode})", common.OURS, mode,
+                   lambda: ours(args, cfg, ids, loss_kind[compiled], compiled))
         report.run(f"HF GPT2LMHeadModel ({mode})", "hf", mode, lambda: hf(args, cfg, ids, compiled))
         report.run(f"x-transformers ({mode})", "x-transformers", mode,
                    lambda: xtransformers(args, cfg, ids, compiled))

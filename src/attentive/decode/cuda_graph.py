@@ -80,6 +80,14 @@ class StaticDecoder:
     def _forward(self, tokens: Tensor, positions: Tensor, key_mask: Tensor) -> Tensor:
         return self.model(tokens, key_mask=key_mask, positions=positions, cache=self.cache)[:, -1]  # (B, V)
 
+    def _last_logits(self, ids: Tensor, positions: Tensor) -> Tensor:
+        """Logits (B, V) of the last prompt position only: a DecoderLM's head is applied to one
+        row per prompt instead of all P (at a 50k vocabulary, most of a prefill's work)."""
+        if hasattr(self.model, "hidden_states") and hasattr(self.model, "lm_head"):
+            out = self.model.hidden_states(ids, key_mask=self.key_mask, positions=positions, cache=self.cache)
+            return self.model.lm_head(out.hidden[:, -1])
+        return self.model(ids, key_mask=self.key_mask, positions=positions, cache=self.cache)[:, -1]
+
     def _choose(self, logits: Tensor) -> Tensor:
         """Next tokens (B,) from logits (B, V), without leaving the device."""
         if self.temperature == 0:
@@ -139,8 +147,7 @@ class StaticDecoder:
         self.key_mask.zero_()
         self.key_mask[:, :prompt_len] = real
         self.cache.cache_position = torch.arange(prompt_len, device=self.device)
-        logits = self.model(ids, key_mask=self.key_mask, positions=positions_from_mask(real), cache=self.cache)
-        nxt = self._choose(logits[:, -1])  # (B,)
+        nxt = self._choose(self._last_logits(ids, positions_from_mask(real)))  # (B,)
         self.tokens.copy_(nxt[:, None])
         self.positions.copy_(real.sum(dim=-1, keepdim=True))
         self.slot.fill_(prompt_len)

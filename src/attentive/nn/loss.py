@@ -84,38 +84,54 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_bias = torch.zeros(vocab, dtype=acc, device=weight.device) if bias is not None else None
             valid_all = targets != ignore_index  # (N,)
             count = valid_all.sum()
-            # mean divides by the number of counted rows; fold it into the gradients now
+            # mean divides by the number of counted rows: one factor, applied to the loss and the grads
             ones = torch.ones((), dtype=acc, device=hidden.device)
             scale = ones / count.clamp(min=1) if reduction == "mean" else ones
             total = torch.zeros((), dtype=acc, device=hidden.device)
+            eps = label_smoothing
+            # the uniform eps / V part of the target is rank one: applied on the narrow (., D) side
+            # instead of as a pass over every (C, V) chunk
+            w_colsum = w.sum(0).to(acc) if eps and needs_grad else None  # (D,)
+            h_sum = torch.zeros(w.shape[1], dtype=acc, device=hidden.device)  # (D,) sum of counted rows
             for start in range(0, rows, chunk_size):
                 h = h_all[start:start + chunk_size]  # (C, D)
                 y = targets[start:start + chunk_size]  # (C,)
                 valid = valid_all[start:start + chunk_size]
                 logits = (h @ w.t()).to(acc)  # (C, V)
                 if bias is not None:
-                    logits = logits + bias.to(acc)
-                log_probs = torch.log_softmax(logits, dim=-1)  # (C, V)
+                    logits += bias.to(acc)
                 safe_y = torch.where(valid, y, 0)
-                nll = -log_probs.gather(1, safe_y[:, None]).squeeze(1)  # (C,)
-                loss = nll
-                if label_smoothing:
-                    loss = (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(-1)
+                lse = torch.logsumexp(logits, dim=-1)  # (C,)
+                loss = lse - logits.gather(1, safe_y[:, None]).squeeze(1)  # -log p(target)
+                if eps:  # (1 - eps) nll + eps * mean over classes of -log p
+                    loss = (1 - eps) * loss + eps * (lse - logits.mean(-1))
                 total = total + (loss * valid).sum()
                 if not needs_grad:  # evaluation: the loss is all we need
                     continue
-                # d loss / d logits = softmax - ((1 - eps) onehot + eps / V), zero for ignored rows
-                grad = log_probs.exp_()  # reuse the buffer: (C, V)
-                if label_smoothing:
-                    grad.sub_(label_smoothing / vocab)
-                grad.scatter_add_(1, safe_y[:, None], torch.full_like(grad[:, :1], -(1 - label_smoothing)))
-                grad.mul_((valid.to(acc) * scale)[:, None])
+                # d loss / d logits = softmax - (1 - eps) onehot - eps / V, zero for ignored rows
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in the logits' buffer: (C, V)
+                probs.scatter_add_(1, safe_y[:, None], torch.full_like(probs[:, :1], -(1 - eps)))
+                mask = valid.to(acc)  # (C,)
+                probs_c = probs.to(compute_dtype)
+                grad_h = (probs_c @ w).to(acc)  # (C, D)
+                if eps:
+                    grad_h -= (eps / vocab) * w_colsum
+                grad_hidden[start:start + chunk_size] = (grad_h * (mask * scale)[:, None]).to(compute_dtype)
+                h_valid = h * valid[:, None].to(h.dtype)  # (C, D)
+                grad_weight += (probs_c.t() @ h_valid).to(acc)  # (V, D)
+                if eps:
+                    h_sum += h_valid.sum(0).to(acc)
                 if grad_bias is not None:
-                    grad_bias += grad.sum(0)
-                grad_c = grad.to(compute_dtype)
-                grad_hidden[start:start + chunk_size] = grad_c @ w  # (C, D)
-                grad_weight += (grad_c.t() @ h).to(acc)  # (V, D)
+                    grad_bias += mask @ probs
             loss = total * scale
+            if needs_grad:
+                if eps:
+                    grad_weight -= (eps / vocab) * h_sum[None, :]
+                    if grad_bias is not None:
+                        grad_bias -= (eps / vocab) * count.to(acc)
+                grad_weight *= scale
+                if grad_bias is not None:
+                    grad_bias *= scale
         no_bias = grad_weight.new_empty(0)
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias if grad_bias is not None else no_bias)
         ctx.has_bias = bias is not None
