@@ -69,11 +69,12 @@ class _EpochBatches(Sequence):
         idx = self.indices[i]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         crops = random_shift(self.images[idx], self.max_shift, generator=g)  # (B, H, W) uint8
-        return ImageBatch(crops.unsqueeze(1).float() / 255.0, self.labels[idx])
+        return ImageBatch(_to_float(crops), self.labels[idx])
 
 
 def _to_float(images: Tensor) -> Tensor:
-    return images.unsqueeze(1).float() / 255.0  # (N, 1, H, W) in 0..1
+    """uint8 ``(N, H, W)`` -> float ``(N, 1, H, W)`` in 0..1 (the model normalises)."""
+    return images.unsqueeze(1).float() / 255.0
 
 
 class ImageClassificationTask(Task):
