@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 REDUCTIONS = ("sum", "mean")
+CHUNK_ELEMENTS = 2**25  # logits per chunk by default: 128 MB in float32 (640 rows at GPT-2's vocabulary)
 
 
 def cross_entropy(
@@ -42,19 +43,22 @@ def cross_entropy(
 
 def linear_cross_entropy(
     hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None, *, label_smoothing: float = 0.0,
-    ignore_index: int = -100, reduction: str = "sum", chunk_size: int = 4096,
+    ignore_index: int = -100, reduction: str = "sum", chunk_size: int | None = None,
 ) -> Tensor:
     """``cross_entropy(hidden @ weight.T + bias, targets)`` computed ``chunk_size`` rows at a time.
 
     hidden ``(..., D)``, weight ``(V, D)`` (e.g. a tied embedding), bias ``(V,)`` or None,
     targets ``(...)`` integer ids. Under autocast the products run in the autocast dtype and the
-    softmax in float32, as the plain path does. Returns a scalar (``sum`` or ``mean``).
+    softmax in float32, as the plain path does. ``chunk_size`` rows at a time (default: as many
+    as keep one chunk's float32 logits near 128 MB). Returns a scalar (``sum`` or ``mean``).
     """
     _check_reduction(reduction)
     if hidden.shape[:-1] != targets.shape:
         raise ValueError(f"hidden {tuple(hidden.shape)} and targets {tuple(targets.shape)} disagree in leading dims")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"weight must be (vocab, {hidden.shape[-1]}), got {tuple(weight.shape)}")
+    if chunk_size is None:
+        chunk_size = max(64, (CHUNK_ELEMENTS // weight.shape[0]) // 64 * 64)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     device_type = hidden.device.type
