@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attentive.data import load_multi30k
+from attentive.data import collate_pairs, load_multi30k
 from attentive.tasks.translation import (
-    CPU_DATA, CPU_MODEL, CPU_OPTIM, CPU_TRAIN, TranslationDataConfig, build_translation_recipe, label_smoothed_loss,
-    load_pairs,
+    CPU_DATA, CPU_MODEL, CPU_OPTIM, CPU_TRAIN, TranslationDataConfig, build_translation_recipe, collate_fast,
+    label_smoothed_loss, load_pairs,
 )
 from attentive.text import PAD_ID, load_tokenizer
 from attentive.train.optim import OptimConfig, lr_at
@@ -138,6 +138,17 @@ def test_batches_are_deterministic_under_budget_and_cover_the_epoch(tmp_path):
     assert len(shards[0]) == len(shards[1])
 
 
+def test_fast_collate_equals_collate_pairs():
+    import random
+
+    rng = random.Random(0)
+    pairs = [([rng.randint(4, 99) for _ in range(rng.randint(1, 9))], [rng.randint(4, 99) for _ in range(rng.randint(0, 9))])
+             for _ in range(50)]
+    a, b = collate_pairs(pairs), collate_fast(pairs)
+    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("src", "tgt_in", "labels"))
+    assert a.n_tokens == b.n_tokens
+
+
 # ----------------------------------------------------------------------------- optimisation
 
 
@@ -232,3 +243,13 @@ def test_bad_data_settings_are_named():
         TranslationDataConfig(max_tokens=0)
     with pytest.raises(ValueError, match="label_smoothing"):
         TranslationDataConfig(label_smoothing=1.0)
+
+
+def test_averaging_uses_only_this_runs_checkpoints(tmp_path):
+    r = tiny_recipe(tmp_path, max_steps=6, checkpoint_every=2, average_last=5)
+    results = train(r.task, r.model, r.train_config)
+    assert results["averaged"]["checkpoints"] == ["step-0000002", "step-0000004", "step-0000006"]
+    # a fresh run (no resume) into the same folder must not average in the old run's step-4 and step-6
+    r = tiny_recipe(tmp_path, max_steps=3, checkpoint_every=2, average_last=5)
+    results = train(r.task, r.model, r.train_config)
+    assert results["averaged"]["checkpoints"] == ["step-0000002", "step-0000003"]

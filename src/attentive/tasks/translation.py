@@ -30,18 +30,21 @@ Dimension names: B batch, S source length, T target length, V vocabulary.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
+import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.batching import PairBatch, TokenBatchSampler, collate_pairs, pair_lengths
+from ..data.batching import PairBatch, TokenBatchSampler, pair_lengths
 from ..data.parallel import MULTI30K_SPLITS, ParallelCorpus, load_multi30k, read_parallel, read_tsv
 from ..decode.search import SearchConfig
 from ..decode.translator import SOURCE_TOKENIZER_FILE, TRANSLATION_FILE, Translator
@@ -49,7 +52,7 @@ from ..evaluate.bleu import corpus_scores
 from ..models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from ..nn.loss import cross_entropy
 from ..text import BPETokenizer, Tokenizer, load_tokenizer
-from ..text.special import PAD_ID
+from ..text.special import BOS_ID, EOS_ID, PAD_ID
 from ..train.optim import OptimConfig
 from ..train.recipes import Recipe, register_recipe, split_overrides
 from ..train.trainer import TrainConfig
@@ -154,6 +157,30 @@ def label_smoothed_loss(logits: Tensor, labels: Tensor, smoothing: float, pad_id
     return cross_entropy(logits, labels, label_smoothing=smoothing, ignore_index=pad_id, reduction="sum")
 
 
+def _pad(rows: list[list[int]], width: int, pad_id: int) -> Tensor:
+    """Right-pad id lists into ``(B, width)`` with one vectorised write (no per-row tensor ops)."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    out = np.full((len(rows), width), pad_id, dtype=np.int64)  # (B, width)
+    out[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(itertools.chain.from_iterable(rows),
+                                                                    dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(out)
+
+
+def collate_fast(pairs: list[tuple[list[int], list[int]]]) -> PairBatch:
+    """``collate_pairs`` (decoder input BOS + y, labels y + EOS, pad 0), a few times faster: a
+    25k-token batch takes ~2 ms instead of ~20, which matters when a GPU step takes ~50 ms."""
+    src = [s for s, _ in pairs]
+    tgt_in = [[BOS_ID, *t] for _, t in pairs]
+    labels = [[*t, EOS_ID] for _, t in pairs]
+    width = max(len(t) for t in tgt_in)
+    return PairBatch(
+        src=_pad(src, max(max(len(s) for s in src), 1), PAD_ID),  # (B, S)
+        tgt_in=_pad(tgt_in, width, PAD_ID),  # (B, T)
+        labels=_pad(labels, width, PAD_ID),  # (B, T)
+        n_tokens=sum(len(y) for y in labels),
+    )
+
+
 class _EpochBatches(Sequence):
     """One epoch's batches for one rank, collated on access: indexable, so resume is a lookup."""
 
@@ -164,7 +191,7 @@ class _EpochBatches(Sequence):
         return len(self.index_batches)
 
     def __getitem__(self, i: int) -> PairBatch:
-        return collate_pairs([self.ids[j] for j in self.index_batches[i]])
+        return collate_fast([self.ids[j] for j in self.index_batches[i]])
 
 
 class TranslationTask(Task):
@@ -181,6 +208,8 @@ class TranslationTask(Task):
         self.train_ids = self._encode(train.pairs, max_len, "training")
         self.valid_ids = self._encode(valid.pairs, max_len, "validation", drop=False)
         self._samplers: dict[tuple[int, int], TokenBatchSampler] = {}
+        # marks this run's checkpoints, so averaging never mixes in those of an older run in the same folder
+        self.run_id = uuid.uuid4().hex[:12]
 
     def _encode(self, pairs, max_len: int, what: str, drop: bool = True) -> list[tuple[list[int], list[int]]]:
         src = self.source_tokenizer.encode_batch([s for s, _ in pairs])
@@ -234,7 +263,7 @@ class TranslationTask(Task):
         smoothed = nll = 0.0
         tokens = 0
         for index in sampler.batches(0):
-            batch = collate_pairs([self.valid_ids[i] for i in index]).to(device)
+            batch = collate_fast([self.valid_ids[i] for i in index]).to(device)
             logits = model(batch.src, batch.tgt_in)  # (B, T, V)
             smoothed += label_smoothed_loss(logits, batch.labels, self.data.label_smoothing).item()
             nll += label_smoothed_loss(logits, batch.labels, 0.0).item()
@@ -278,9 +307,10 @@ class TranslationTask(Task):
         from ..train.checkpoint import load_state_into, save_tensors, unique_state_dict
 
         n = self.data.average_last
-        if n < 2 or not self.run_dir:
+        if n < 2 or not self.run_dir or not (Path(self.run_dir) / "checkpoints").is_dir():
             return {}
-        found = recent_checkpoints(self.run_dir, n)
+        found = [p for p in recent_checkpoints(self.run_dir, 10**9)
+                 if read_translation_info(p).get("run_id") == self.run_id][-n:]
         if len(found) < 2:
             return {}
         before = self.validation_loss(model)["loss"]
@@ -305,7 +335,7 @@ class TranslationTask(Task):
 
             atomic_write_text(Path(directory) / SOURCE_TOKENIZER_FILE, self.source_tokenizer.to_json())
         info = {"task": "translation", "src_lang": self.data.src_lang, "tgt_lang": self.data.tgt_lang,
-                "search": asdict(self.data.search_config())}
+                "search": asdict(self.data.search_config()), "run_id": self.run_id}
         from ..train.checkpoint import save_json
 
         save_json(Path(directory) / TRANSLATION_FILE, info)
@@ -315,9 +345,10 @@ class TranslationTask(Task):
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer_sha256": self._fingerprint()}
+        return {"tokenizer_sha256": self._fingerprint(), "run_id": self.run_id}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run_id = state.get("run_id", self.run_id)
         saved = state.get("tokenizer_sha256")
         if saved and saved != self._fingerprint():
             raise ValueError(
@@ -351,6 +382,18 @@ def build_tokenizers(data: TranslationDataConfig, train: ParallelCorpus) -> tupl
     return target, source
 
 
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _runs_on_cpu(device: str) -> bool:
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
 def _limit(corpus: ParallelCorpus, n: int | None) -> ParallelCorpus:
     return corpus if n is None else ParallelCorpus(corpus.pairs[:n], corpus.skipped_empty, corpus.origin)
 
@@ -376,6 +419,8 @@ def build_translation_recipe(name: str, model: EncoderDecoderConfig, data: Trans
                            **model_o)
     if optim.schedule == "noam":
         optim.model_dim = config.d_model
+    if train.precision == "auto" and _runs_on_cpu(train.device) and cpu_supports_bf16():
+        train = replace(train, precision="bf16")  # native bf16 matmuls: twice the fp32 speed on AVX512-BF16
     task = TranslationTask(data, tokenizer, train_corpus, valid, tests, source_tokenizer, seed=train.seed,
                            max_len=config.max_len, run_dir=train.out_dir, name=name)
     torch.manual_seed(train.seed)  # the same initial weights for the same seed
@@ -405,8 +450,8 @@ GPU_DATA = TranslationDataConfig(vocab_size=10000, max_tokens=25000, val_bleu_se
                                  eval_batch_tokens=20000)
 GPU_OPTIM = OptimConfig(lr=1e-3, schedule="inverse_sqrt", warmup_steps=1000)
 GPU_TRAIN = TrainConfig(
-    out_dir="runs/multi30k-de-en-gpu", max_steps=1_000_000, max_minutes=10.0, log_every=50, eval_every=500,
-    checkpoint_every=250, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
+    out_dir="runs/multi30k-de-en-gpu", max_steps=1_000_000, max_minutes=10.0, log_every=50, eval_every=1000,
+    checkpoint_every=1000, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
 )
 
 
