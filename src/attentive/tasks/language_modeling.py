@@ -198,7 +198,7 @@ CPU_MODEL = DecoderLMConfig(
     num_layers=4, d_model=192, num_heads=6, d_ff=512, ffn="swiglu", norm="rmsnorm", positional="rope",
     bias=False, dropout=0.0, attention_dropout=0.0, tie_embeddings=True,
 )
-CPU_DATA = LMDataConfig(block_size=256, batch_size=8, eval_batch_size=32, eval_tokens=20000)
+CPU_DATA = LMDataConfig(block_size=256, batch_size=8, eval_batch_size=32, eval_tokens=None)
 CPU_OPTIM = OptimConfig(
     optimizer="adamw", lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, schedule="cosine",
     warmup_steps=100, min_lr_ratio=0.02,
