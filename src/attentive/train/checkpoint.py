@@ -104,10 +104,13 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
 
 
-def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Copy ``tensors`` into ``model``; the first name or shape that does not fit is an error."""
-    expected = model.state_dict()
-    # 'first' means first in the model's own (module) order, not the file's (alphabetical) order
+def check_state(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], source: str, owner: str) -> None:
+    """Raise a CheckpointError for the first tensor of ``tensors`` that does not fit ``expected``.
+
+    ``expected`` is ``model.state_dict(keep_vars=True)``, so tied parameters are one object and a
+    file that stores them once is complete. 'First' means in the model's own (module) order,
+    not the file's (alphabetical) order.
+    """
     for name, want in expected.items():
         if name in tensors and tuple(tensors[name].shape) != tuple(want.shape):
             raise CheckpointError(
@@ -116,11 +119,17 @@ def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: 
             )
     for name in tensors:
         if name not in expected:
-            raise CheckpointError(f"{source}: tensor {name!r} is not a parameter of {type(model).__name__}")
-    present = {expected[n].data_ptr() for n in tensors if n in expected}
-    for name, tensor in expected.items():
-        if name not in tensors and tensor.data_ptr() not in present and tensor.numel():
+            raise CheckpointError(f"{source}: tensor {name!r} is not a parameter of {owner}")
+    present = {id(expected[n]) for n in tensors}
+    for name, value in expected.items():
+        if name not in tensors and id(value) not in present and value.numel():
             raise CheckpointError(f"{source}: tensor {name!r} is missing")
+
+
+def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy ``tensors`` into ``model``; the first name or shape that does not fit is an error."""
+    expected = model.state_dict(keep_vars=True)
+    check_state(expected, tensors, source, type(model).__name__)
     with torch.no_grad():
         for name, tensor in tensors.items():
             expected[name].copy_(tensor)

@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
 from ..nn.layers import TransformerLayer
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, check_state
 
 _CHECKPOINTED = "_attentive_activation_checkpointing"
 
@@ -132,19 +132,7 @@ def load_full_state_dict(model: nn.Module, tensors: dict[str, Tensor], source: s
     Names and shapes are checked as ``checkpoint.load_state_into`` checks them.
     """
     expected = model.state_dict(keep_vars=True)
-    for name, want in expected.items():
-        if name in tensors and tuple(tensors[name].shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the model expects "
-                f"{tuple(want.shape)}"
-            )
-    for name in tensors:
-        if name not in expected:
-            raise CheckpointError(f"{source}: tensor {name!r} is not a parameter of {type(model).__name__}")
-    present = {id(expected[n]) for n in tensors}
-    for name, value in expected.items():
-        if name not in tensors and id(value) not in present and value.numel():
-            raise CheckpointError(f"{source}: tensor {name!r} is missing")
+    check_state(expected, tensors, source, type(model).__name__)
     with torch.no_grad():
         for name, full in tensors.items():
             target = expected[name]
