@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 MINUTES=${MINUTES:-10}
-BEAM=${BEAM:-5}
+BEAM=${BEAM:-4}
 RUN_DIR=${RUN_DIR:-runs/multi30k-de-en-gpu}
 RESULTS=${OUT:-$RUN_DIR}
 PY=${PYTHON:-python3}

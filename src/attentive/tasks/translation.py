@@ -429,29 +429,32 @@ def build_translation_recipe(name: str, model: EncoderDecoderConfig, data: Trans
 
 # ----------------------------------------------------------------------------- recipes
 
-# 15 minutes on 2 CPU cores. See README "Translation" for the runs behind these numbers.
+# 15 minutes on 2 CPU cores (~2,300 updates): pre-LN at a high peak learning rate with a short
+# warm-up, annealed linearly to zero by the time budget. See README "Translation" for the runs
+# behind these choices.
 CPU_MODEL = EncoderDecoderConfig(
     d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=3, num_decoder_layers=3, dropout=0.1,
-    attention_dropout=0.1, max_len=256, norm_first=False,
+    attention_dropout=0.1, max_len=256, norm_first=True,
 )
 CPU_DATA = TranslationDataConfig(vocab_size=8000, max_tokens=4096, val_bleu_sentences=200, eval_beam=4)
-CPU_OPTIM = OptimConfig(lr=1e-3, schedule="inverse_sqrt", warmup_steps=800)
+CPU_OPTIM = OptimConfig(lr=2e-3, schedule="linear", warmup_steps=300)
 CPU_TRAIN = TrainConfig(
     out_dir="runs/multi30k-de-en", max_steps=1_000_000, max_minutes=15.0, log_every=25, eval_every=500,
-    checkpoint_every=250, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
+    checkpoint_every=100, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
 )
 
-# 10 minutes on one H100/H200 (bf16): a wider model, the paper's 25k-token batches, more dropout.
+# 10 minutes on one H100/H200 (bf16): the paper's base model and 25k-token batches, with dropout
+# 0.3 against over-fitting 29k sentence pairs for many epochs; pre-LN, linear decay by time.
 GPU_MODEL = EncoderDecoderConfig(
     d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6, dropout=0.3,
-    attention_dropout=0.1, max_len=256, norm_first=False,
+    attention_dropout=0.1, max_len=256, norm_first=True,
 )
-GPU_DATA = TranslationDataConfig(vocab_size=10000, max_tokens=25000, val_bleu_sentences=1014, eval_beam=5,
+GPU_DATA = TranslationDataConfig(vocab_size=10000, max_tokens=25000, val_bleu_sentences=1014, eval_beam=4,
                                  eval_batch_tokens=20000)
-GPU_OPTIM = OptimConfig(lr=1e-3, schedule="inverse_sqrt", warmup_steps=1000)
+GPU_OPTIM = OptimConfig(lr=1e-3, schedule="linear", warmup_steps=1000)
 GPU_TRAIN = TrainConfig(
     out_dir="runs/multi30k-de-en-gpu", max_steps=1_000_000, max_minutes=10.0, log_every=50, eval_every=1000,
-    checkpoint_every=1000, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
+    checkpoint_every=500, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
 )
 
 
