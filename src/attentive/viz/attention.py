@@ -34,21 +34,24 @@ def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: lis
     cols = min(len(panels), 4)
     rows = math.ceil(len(panels) / cols)
     cell = 0.32
-    width = max(3.0, cell * s_len + 1.5)
+    width = max(3.0, cell * s_len + 1.2)
     height = max(2.5, cell * t_len + 1.2)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), dpi=100, squeeze=False)
-    for ax, panel, name in zip(axes.flat, panels, names):
+    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols + 1.0, 6.0), height * rows + 0.6), dpi=100,
+                             squeeze=False, layout="constrained")
+    for i, (ax, panel, name) in enumerate(zip(axes.flat, panels, names)):
         image = ax.imshow(panel.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(s_len), source_tokens, rotation=90, fontsize=8)
         ax.set_yticks(range(t_len), output_tokens, fontsize=8)
-        ax.set_xlabel("source")
-        ax.set_ylabel("output")
+        if i // cols == rows - 1:
+            ax.set_xlabel("source")
+        if i % cols == 0:
+            ax.set_ylabel("output")
         ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, wrap=True)
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = png_path.with_name(png_path.stem + ".tmp.png")
