@@ -118,3 +118,20 @@ def test_bad_search_settings_are_named():
         SearchConfig(beam_size=0)
     with pytest.raises(ValueError, match="alpha"):
         SearchConfig(alpha=-1)
+
+
+def test_translator_cross_attention_rows_are_distributions():
+    from attentive.decode import Translator
+    from attentive.text import BPETokenizer
+
+    texts = ["ein hund rennt", "a dog runs", "zwei katzen schlafen", "two cats sleep"] * 5
+    tok = BPETokenizer.train(texts, vocab_size=300)
+    model = EncoderDecoder(tiny_encdec(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, max_len=12))
+    translator = Translator(model.eval(), tok)
+    result = translator.cross_attention("ein hund rennt", SearchConfig(beam_size=2, max_len_b=4))
+    layers, heads, t_len, s_len = result.weights.shape
+    assert (layers, heads) == (2, 4)
+    assert s_len == len(result.source_tokens) == len(tok.encode("ein hund rennt"))
+    assert t_len == len(result.output_tokens) and result.output_tokens[-1] == "</s>"
+    assert torch.allclose(result.weights.sum(-1), torch.ones(layers, heads, t_len), atol=1e-5)
+    assert translator.translate(["", "  "]) == ["", ""]  # blank in, blank out, no model call
