@@ -428,8 +428,8 @@ def _optim(lr: float, warmup: int) -> OptimConfig:
 def dt_cartpole(overrides: dict[str, Any]) -> Recipe:
     return _build(
         overrides, "dt-cartpole",
-        OfflineRLConfig(env_id="CartPole-v1", episodes_per_policy=300, targets=(100.0, 250.0, 500.0)),
-        TrainConfig(max_steps=5000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
+        OfflineRLConfig(env_id="CartPole-v1", episodes_per_policy=500, targets=(100.0, 250.0, 500.0)),
+        TrainConfig(max_steps=2500, log_every=50, eval_every=500, checkpoint_every=500, device="auto"),
         _optim(6e-4, 400),
     )
 
