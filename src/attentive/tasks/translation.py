@@ -458,12 +458,18 @@ GPU_TRAIN = TrainConfig(
 )
 
 
-@register_recipe("multi30k-de-en", "Multi30k German->English: 15 min on 2 CPU cores, test_2016 BLEU >= 30")
+@register_recipe(
+    "multi30k-de-en",
+    "Multi30k German->English, 2 CPU cores, 15 min budget (5 min measured: test_2016 BLEU 32.4, beam 4)",
+)
 def multi30k_de_en(overrides: dict[str, Any]) -> Recipe:
     return build_translation_recipe("multi30k-de-en", CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN, overrides)
 
 
-@register_recipe("multi30k-de-en-gpu", "Multi30k German->English: 10 min on one H100/H200, test_2016 BLEU >= 38")
+@register_recipe(
+    "multi30k-de-en-gpu",
+    "Multi30k German->English on one H100/H200, 10 min budget (target test_2016 BLEU >= 38; not yet measured)",
+)
 def multi30k_de_en_gpu(overrides: dict[str, Any]) -> Recipe:
     return build_translation_recipe("multi30k-de-en-gpu", GPU_MODEL, GPU_DATA, GPU_OPTIM, GPU_TRAIN, overrides)
 
