@@ -41,6 +41,7 @@ from ..train.checkpoint import save_json
 from ..train.optim import OptimConfig
 from ..train.recipes import Recipe, register_recipe, split_overrides
 from ..train.trainer import TrainConfig
+from ..viz.figure import save_figure
 from .base import Task
 
 ARTIFACTS_NAME = "rl.json"
@@ -275,11 +276,7 @@ def plot_target_sweep(rows: list[dict[str, float]], artifacts: RLArtifacts, png_
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)
 
 
 # ----------------------------------------------------------------------------- the task

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import Tensor
 
+from .figure import save_figure
+
 
 def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: list[str], png_path: str | Path,
                    average: bool = False, title: str = "") -> Path:
@@ -52,10 +54,4 @@ def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: lis
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     if title:
         fig.suptitle(title, fontsize=10, wrap=True)
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(png_path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return save_figure(fig, png_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .figure import save_figure
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
@@ -34,9 +36,4 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return save_figure(fig, png_path)

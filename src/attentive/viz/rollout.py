@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .figure import save_figure
+
 METHODS = ("rollout", "last")
 
 
@@ -80,8 +82,4 @@ def save_attention_overlay(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)
