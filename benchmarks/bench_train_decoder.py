@@ -46,8 +46,12 @@ def train_step(loss_fn, model, optimizer, device):
     return step
 
 
-def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_fullgraph: bool | None) -> common.Row:
-    """Time the training step of ``model`` whose loss is ``loss_fn()``; compile it if asked."""
+def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_fullgraph: bool | None,
+            count_flops: bool = True) -> common.Row:
+    """Time the training step of ``model`` whose loss is ``loss_fn()``; compile it if asked.
+
+    ``count_flops`` adds FLOPs per token (decoder-only shapes: 6N + 12 L d T) for MFU.
+    """
     device = args.device
     model.to(device).train()
     if compile_fullgraph is not None:
@@ -56,7 +60,8 @@ def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_ful
     common.time_runs(step, device, args.warmup, 0)
     times = common.time_runs(step, device, 0, args.runs)
     peak = common.measure_peak(step, device)
-    flops = common.transformer_flops_per_token(model, cfg["layers"], cfg["d_model"], cfg["context"])
+    flops = (common.transformer_flops_per_token(model, cfg["layers"], cfg["d_model"], cfg["context"])
+             if count_flops else None)
     return common.Row("", "", seconds=common.median(times), work=tokens, peak_bytes=peak,
                       flops_per_unit=flops, times=times, extra={"params": common.count_params(model)})
 

@@ -19,7 +19,7 @@ import math
 import common
 import torch
 import torch.nn.functional as F
-from bench_train_decoder import make_optimizer, train_step
+from bench_train_decoder import measure as measure_step
 from torch import nn
 
 from attentive.models import EncoderDecoder, EncoderDecoderConfig
@@ -50,16 +50,8 @@ def smoothed_loss(logits, targets):
 
 
 def measure(model, loss_fn, args, cfg, tokens, compile_fullgraph):
-    device = args.device
-    model.to(device).train()
-    if compile_fullgraph is not None:
-        loss_fn = torch.compile(loss_fn, fullgraph=compile_fullgraph)
-    step = train_step(loss_fn, model, make_optimizer(model, device), device)
-    common.time_runs(step, device, args.warmup, 0)
-    times = common.time_runs(step, device, 0, args.runs)
-    peak = common.measure_peak(step, device)
-    return common.Row("", "", seconds=common.median(times), work=tokens, peak_bytes=peak, times=times,
-                      extra={"params": common.count_params(model)})
+    """The decoder benchmark's timing, without its decoder-only FLOP count."""
+    return measure_step(model, loss_fn, args, cfg, tokens, compile_fullgraph, count_flops=False)
 
 
 # ----------------------------------------------------------------------------- contestants
