@@ -16,7 +16,8 @@ from attentive.evaluate.perplexity import perplexity, text_perplexity
 from attentive.text import load_tokenizer
 from attentive.train.optim import make_optimizer
 from attentive.train.recipes import get_recipe
-from attentive.train.trainer import Trainer, train
+from attentive.cli.main import main
+from attentive.train.trainer import RunFolderError, Trainer, train
 
 
 def _params(name: str) -> int:
@@ -178,12 +179,37 @@ def test_resume_is_exact(tmp_path, monkeypatch):
         train(r.task, r.model, r.train_config)
     monkeypatch.setattr(Trainer, "save_checkpoint", save)
     r = _recipe(part, **settings)  # a fresh process rebuilds the recipe the same way
-    trainer = Trainer(r.task, r.model, r.train_config)
-    trainer.resume_requested = True
-    trainer.fit()
+    Trainer(r.task, r.model, r.train_config).fit(resume=True)
     assert _losses(part) == pytest.approx(_losses(full), abs=1e-6)
     a, b = attentive.load(full).state_dict(), attentive.load(part).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fresh_run_refuses_a_folder_holding_a_run(tmp_path):
+    """An old run's checkpoints would win a later --resume and its metrics would run on, so a fresh
+    run into its folder stops with a message, unless asked to overwrite, which starts clean."""
+    settings = dict(max_steps=20, eval_every=10, checkpoint_every=10)
+    r = _recipe(tmp_path, **settings)
+    train(r.task, r.model, r.train_config)
+    r = _recipe(tmp_path, **settings)
+    with pytest.raises(RunFolderError, match="--resume.*--overwrite"):
+        Trainer(r.task, r.model, r.train_config).fit()
+    r = _recipe(tmp_path, max_steps=10, eval_every=10, checkpoint_every=10)
+    Trainer(r.task, r.model, r.train_config).fit(overwrite=True)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-0000010"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and max(steps) == 10
+
+
+def test_cli_train_names_the_occupied_folder(tmp_path, capsys):
+    args = ["train", "--preset", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "2",
+            *(f"{k}={v}" for k, v in TINY.items()), "eval_every=0", "checkpoint_every=0"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "--overwrite" in err and "Traceback" not in err
+    assert main([*args, "--overwrite"]) == 0
 
 
 # ----------------------------------------------------------------------------- perplexity

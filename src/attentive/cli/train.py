@@ -18,12 +18,11 @@ def run(args) -> int:
     overrides["out_dir"] = args.out or f"runs/{args.preset}"
     recipe = entry.build(overrides)
     trainer = Trainer(recipe.task, recipe.model, recipe.train_config)
-    trainer.resume_requested = args.resume
     if trainer.dist.is_main:
         n_params = sum(p.numel() for p in {id(p): p for p in recipe.model.parameters()}.values())
         print(f"training {args.preset}: {n_params / 1e6:.2f}M parameters on {trainer.device} "
               f"({trainer.precision}) -> {recipe.train_config.out_dir}")
-    results = trainer.fit()
+    results = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.dist.is_main:
         print(json.dumps(results, indent=2))
     trainer.dist.close()
@@ -37,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a run folder that holds an earlier run (deletes its checkpoints)")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -96,6 +96,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+class RunFolderError(ValueError):
+    """A fresh run pointed at a folder that already holds another run."""
+
+
 def checkpoint_dirs(out_dir: Path) -> list[Path]:
     """Complete checkpoints (temporary folders excluded), oldest first."""
     root = out_dir / "checkpoints"
@@ -326,6 +330,13 @@ class Trainer:
             fraction = max(fraction, self.elapsed / (60 * self.config.max_minutes))
         return fraction
 
+    def _run_fraction(self) -> float:
+        """How much of the run is done: steps or time, whichever ends it first (for the bar)."""
+        fraction = self.step / self.config.max_steps
+        if self.config.max_minutes:
+            fraction = max(fraction, self.elapsed / (60 * self.config.max_minutes))
+        return round(min(fraction, 1.0), 4)
+
     def _time_up(self) -> bool:
         if not self.config.max_minutes:
             return False
@@ -363,9 +374,29 @@ class Trainer:
             self._log({"step": self.step, "split": "val", **metrics})
         return metrics
 
-    def fit(self) -> dict[str, Any]:
+    def _prepare_run_folder(self, resume: bool, overwrite: bool) -> None:
+        """A fresh run never mixes with an old one: its checkpoints would win a later ``--resume``
+        and its metrics would run on in ``metrics.jsonl``. So a folder holding a run is an error
+        unless the caller resumes it or asks to overwrite it."""
+        found = checkpoint_dirs(self.out_dir)
+        if resume or not found:
+            return
+        if not overwrite:
+            raise RunFolderError(
+                f"run folder {self.out_dir} already holds a run (newest checkpoint: {found[-1].name}); "
+                "pass --resume to continue it, --overwrite to start it again, or --out for a new folder"
+            )
+        if self.dist.is_main:
+            shutil.rmtree(self.out_dir / "checkpoints")
+            for name in ("metrics.jsonl", "results.json", "loss.png"):
+                (self.out_dir / name).unlink(missing_ok=True)
+
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Train to ``max_steps`` or the time budget. ``resume`` continues the newest checkpoint in
+        the run folder; ``overwrite`` deletes an earlier run there instead of refusing to start."""
         cfg = self.config
         torch.manual_seed(cfg.seed + self.dist.rank)
+        self._prepare_run_folder(resume, overwrite)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
@@ -377,7 +408,7 @@ class Trainer:
         self.model = wrap_model(self.model, self.dist, cfg.strategy, mixed_precision=mixed_precision)
         self.sharded = cfg.strategy == "fsdp" and self.dist.enabled
         self.optimizer = make_optimizer(self.model, cfg.optim, self.device)
-        if getattr(self, "resume_requested", False):
+        if resume:
             self.resume()
         if self.dist.is_main:
             save_json(self.out_dir / "train_config.json", cfg.to_dict())
@@ -389,10 +420,13 @@ class Trainer:
         if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.task.name, unit="step", dynamic_ncols=True)
+            # the bar runs over the fraction of the run done, by steps or by the time budget,
+            # whichever ends it first, so a run budgeted in minutes does not sit at 0%
+            bar = tqdm(total=100.0, initial=100 * self._run_fraction(), desc=self.task.name, dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         self.model.train()
         loss_sum_window = torch.zeros((), device=self.device)
-        units_window, window_time, window_start = 0, 0.0, self.step
+        units_window, window_time = 0, 0.0
         while self.step < cfg.max_steps and not self._time_up():
             t0 = time.perf_counter()
             self._gathered = None  # weights are about to change
@@ -435,20 +469,20 @@ class Trainer:
                     record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
                 self._log(record)
                 if bar is not None:
-                    postfix = {"loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", f"{self.task.unit}/s": f"{rate:,.0f}"}
+                    postfix = {"step": self.step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", f"{self.task.unit}/s": f"{rate:,.0f}"}
                     if "mfu" in record:
                         postfix["mfu"] = f"{record['mfu']:.1%}"
                     bar.set_postfix(postfix)
-                    bar.update(self.step - window_start)
+                    bar.update(100 * self._run_fraction() - bar.n)
                 loss_sum_window.zero_()
-                units_window, window_time, window_start = 0, 0.0, self.step
+                units_window, window_time = 0, 0.0
             if cfg.eval_every and self.step % cfg.eval_every == 0:
                 self.evaluate()
                 self._plot()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         if bar is not None:
-            bar.update(self.step - bar.n)
+            bar.update(100 * self._run_fraction() - bar.n)
             bar.close()
         if not cfg.eval_every or self.step % cfg.eval_every:
             self.evaluate()
@@ -502,6 +536,4 @@ def _fsync_dir(path: Path) -> None:
 def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,
           dist: DistContext | None = None) -> dict[str, Any]:
     """Train ``model`` on ``task``; with ``resume`` continue from the newest checkpoint in ``out_dir``."""
-    trainer = Trainer(task, model, config, dist)
-    trainer.resume_requested = resume
-    return trainer.fit()
+    return Trainer(task, model, config, dist).fit(resume=resume)
