@@ -123,6 +123,20 @@ def xt_generate(args, cfg, prompt):
     return timed(run, args, prompt.shape[0] * cfg["new"], warm_fn=lambda: run(8))
 
 
+def bandwidth_floor(report: common.Report, args, cfg) -> str:
+    """At batch 1 every token reads every weight once; the device's read bandwidth then caps the
+    tokens/s of any implementation. Says how close each contestant gets to that cap."""
+    model = our_lm(cfg, args.device)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # tied head counted once
+    del model
+    bandwidth = common.read_bandwidth(args.device)
+    ceiling = bandwidth / weight_bytes
+    shares = ", ".join(f"{r.name} {r.rate / ceiling:.0%}" for r in report.rows if r.rate)
+    return (f"bandwidth ceiling: {weight_bytes / 2**20:.0f} MiB of weights read per token at a measured "
+            f"{bandwidth / 1e9:.1f} GB/s read bandwidth allows at most {ceiling:,.0f} tok/s; "
+            f"share of that ceiling: {shares}")
+
+
 # ----------------------------------------------------------------------------- beam search
 
 
@@ -211,6 +225,8 @@ def main() -> None:
         report.run(f"attentive {static_name} + compile", common.OURS, "",
                    lambda: ours_static(args, cfg, prompt, True))
         report.notes.append("tokens/s = batch x new tokens / time, prompt encoding included")
+        if batch == 1:
+            report.notes.append(bandwidth_floor(report, args, cfg))
         report.finish()
 
     if args.no_beam:

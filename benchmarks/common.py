@@ -110,6 +110,21 @@ def peak_flops(device: str) -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
+def read_bandwidth(device: str, mib: int = 512, runs: int = 5) -> float:
+    """Bytes per second a full read of a large tensor reaches (best of ``runs``): the ceiling for
+    work that must stream every weight once, like decoding one token at batch 1."""
+    x = torch.ones(mib * 2**20 // 4, device=device)
+    best = float("inf")
+    for _ in range(runs + 1):  # the first pass warms the pages
+        sync(device)
+        t0 = time.perf_counter()
+        x.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    del x
+    return mib * 2**20 / best
+
+
 def free_memory(device: str) -> None:
     gc.collect()
     torch._dynamo.reset()
