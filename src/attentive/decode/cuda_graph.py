@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .sampling import left_pad, make_static_cache, positions_from_mask
+from .sampling import decode_head, last_logits, left_pad, make_static_cache, positions_from_mask
 
 
 @dataclass
@@ -45,13 +45,15 @@ class StaticDecoder:
 
     ``compile=True`` runs the model forward through ``torch.compile(fullgraph=True)`` (fused
     kernels) before capture; anything else true is taken as the compile backend (tests pass
-    ``"aot_eager"``). ``cuda_graph`` defaults to True on CUDA. Reuse one decoder for many
-    prompts of the same batch size: the graph is captured on the first ``generate``.
+    ``"aot_eager"``). ``cuda_graph`` defaults to True on CUDA. ``packed_head`` (default: on CPU)
+    computes the logits from a ``PackedProjection`` copy of the head (``decode_head``). Reuse one
+    decoder for many prompts of the same batch size: the graph is captured on the first ``generate``.
     """
 
     def __init__(
         self, model, batch_size: int, max_len: int, *, compile=False, cuda_graph: bool | None = None,
         temperature: float = 0.0, top_k: int | None = None, dtype: torch.dtype | None = None,
+        packed_head: bool | None = None,
     ):
         param = next(model.parameters())
         self.model, self.device = model, param.device
@@ -63,6 +65,7 @@ class StaticDecoder:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
         self.cache = make_static_cache(model, batch_size, max_len, self.device, dtype or param.dtype)
+        self.head = decode_head(model, self.device, packed_head)  # packed copy on CPU by default
         long = dict(dtype=torch.long, device=self.device)
         # the step's state: every tensor here keeps its storage for the graph's lifetime
         self.slot = torch.zeros(1, **long)  # cache slot the step writes
@@ -78,15 +81,8 @@ class StaticDecoder:
 
     # ------------------------------------------------------------------ the step
     def _forward(self, tokens: Tensor, positions: Tensor, key_mask: Tensor) -> Tensor:
-        return self.model(tokens, key_mask=key_mask, positions=positions, cache=self.cache)[:, -1]  # (B, V)
-
-    def _last_logits(self, ids: Tensor, positions: Tensor) -> Tensor:
-        """Logits (B, V) of the last prompt position only: a DecoderLM's head is applied to one
-        row per prompt instead of all P (at a 50k vocabulary, most of a prefill's work)."""
-        if hasattr(self.model, "hidden_states") and hasattr(self.model, "lm_head"):
-            out = self.model.hidden_states(ids, key_mask=self.key_mask, positions=positions, cache=self.cache)
-            return self.model.lm_head(out.hidden[:, -1])
-        return self.model(ids, key_mask=self.key_mask, positions=positions, cache=self.cache)[:, -1]
+        return last_logits(self.model, self.head, tokens, key_mask=key_mask, positions=positions,
+                           cache=self.cache)  # (B, V)
 
     def _choose(self, logits: Tensor) -> Tensor:
         """Next tokens (B,) from logits (B, V), without leaving the device."""
@@ -147,7 +143,10 @@ class StaticDecoder:
         self.key_mask.zero_()
         self.key_mask[:, :prompt_len] = real
         self.cache.cache_position = torch.arange(prompt_len, device=self.device)
-        nxt = self._choose(self._last_logits(ids, positions_from_mask(real)))  # (B,)
+        # the head on the last prompt position only (at a 50k vocabulary, most of a prefill's work)
+        logits = last_logits(self.model, self.head, ids, key_mask=self.key_mask, positions=positions_from_mask(real),
+                             cache=self.cache)
+        nxt = self._choose(logits)  # (B,)
         self.tokens.copy_(nxt[:, None])
         self.positions.copy_(real.sum(dim=-1, keepdim=True))
         self.slot.fill_(prompt_len)

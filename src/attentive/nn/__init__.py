@@ -10,6 +10,7 @@ from .feedforward import FeedForward, GatedFeedForward, make_feedforward
 from .layers import DecoderLayer, EncoderLayer, LayerSpec, TransformerLayer
 from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
 from .norm import RMSNorm, make_norm
+from .packed import PackedProjection
 from .positional import (
     ALiBi, LearnedPositionalEmbedding, PositionalEncoding, RelativePositionBias, RotaryEmbedding,
     SinusoidalPositionalEncoding, make_positional, sinusoidal_table,

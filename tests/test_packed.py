@@ -1,0 +1,67 @@
+"""PackedProjection: the column-blocked copy of a head gives F.linear's product, and decoding with
+it gives the same tokens as with the model's own head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attentive.decode.cuda_graph import StaticDecoder
+from attentive.decode.sampling import decode_head, last_logits
+from attentive.models import DecoderLM, DecoderLMConfig
+from attentive.nn import OutputProjection, PackedProjection
+
+
+@pytest.mark.parametrize("out_features", [1, 3, 7, 1000, 5003])
+@pytest.mark.parametrize("blocks", [1, 2, 4, 5])
+@pytest.mark.parametrize("lead", [(1,), (3,), (2, 5)])
+def test_packed_product_equals_linear(out_features, blocks, lead):
+    g = torch.Generator().manual_seed(out_features * 31 + blocks)
+    weight = torch.randn(out_features, 24, generator=g, dtype=torch.float64)
+    bias = torch.randn(out_features, generator=g, dtype=torch.float64)
+    x = torch.randn(*lead, 24, generator=g, dtype=torch.float64)
+    for b in (None, bias):
+        got = PackedProjection(weight, b, blocks=blocks)(x)
+        assert got.shape == (*lead, out_features)
+        torch.testing.assert_close(got, F.linear(x, weight, b), rtol=0, atol=1e-12)
+
+
+def test_packed_head_fp32_and_is_a_frozen_copy():
+    head = OutputProjection(64, 997)
+    x = torch.randn(2, 64)
+    packed = PackedProjection.of(head)
+    torch.testing.assert_close(packed(x), head(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        head.weight.add_(1.0)  # later changes to the weight do not reach the copy
+    assert not torch.allclose(packed(x), head(x))
+    with pytest.raises(ValueError, match="2-D"):
+        PackedProjection(torch.zeros(3))
+
+
+def _lm(vocab=1001):
+    torch.manual_seed(0)
+    config = DecoderLMConfig(vocab_size=vocab, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_len=64,
+                             dropout=0.0, attention_dropout=0.0, init_std=0.25)
+    return DecoderLM(config).eval()
+
+
+def test_decode_head_picks_the_packed_copy_for_large_heads_on_cpu():
+    model = _lm()
+    assert decode_head(model, torch.device("cpu")) is model.lm_head  # 1001 x 32: small, stays in cache
+    assert isinstance(decode_head(model, torch.device("cpu"), packed=True), PackedProjection)
+    assert isinstance(decode_head(_lm(vocab=70_000), torch.device("cpu")), PackedProjection)  # 8.5 MiB
+    assert decode_head(torch.nn.Linear(2, 2), torch.device("cpu")) is None  # no separable head
+    ids = torch.randint(1, 1001, (2, 9))
+    with torch.no_grad():
+        want = model(ids)[:, -1]
+        for head in (None, model.lm_head, decode_head(model, torch.device("cpu"), packed=True)):
+            torch.testing.assert_close(last_logits(model, head, ids), want, rtol=1e-5, atol=1e-5)
+
+
+def test_static_decoder_tokens_same_with_packed_and_plain_head():
+    model = _lm()
+    ids = torch.randint(1, 1001, (3, 6))
+    packed, _ = StaticDecoder(model, 3, 40, packed_head=True).generate_ids(ids, 30)
+    plain, _ = StaticDecoder(model, 3, 40, packed_head=False).generate_ids(ids, 30)
+    assert torch.equal(packed, plain)
