@@ -249,7 +249,10 @@ def test_averaging_uses_only_this_runs_checkpoints(tmp_path):
     r = tiny_recipe(tmp_path, max_steps=6, checkpoint_every=2, average_last=5)
     results = train(r.task, r.model, r.train_config)
     assert results["averaged"]["checkpoints"] == ["step-0000002", "step-0000004", "step-0000006"]
-    # a fresh run (no resume) into the same folder must not average in the old run's step-4 and step-6
+    # a fresh run into the same folder is refused; overwriting it must not average in the old
+    # run's step-4 and step-6
     r = tiny_recipe(tmp_path, max_steps=3, checkpoint_every=2, average_last=5)
-    results = train(r.task, r.model, r.train_config)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(r.task, r.model, r.train_config)
+    results = train(r.task, r.model, r.train_config, overwrite=True)
     assert results["averaged"]["checkpoints"] == ["step-0000002", "step-0000003"]

@@ -534,6 +534,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,
-          dist: DistContext | None = None) -> dict[str, Any]:
-    """Train ``model`` on ``task``; with ``resume`` continue from the newest checkpoint in ``out_dir``."""
-    return Trainer(task, model, config, dist).fit(resume=resume)
+          dist: DistContext | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``task``; with ``resume`` continue from the newest checkpoint in ``out_dir``
+    (``overwrite``: start again there, deleting an earlier run's checkpoints)."""
+    return Trainer(task, model, config, dist).fit(resume=resume, overwrite=overwrite)
