@@ -83,7 +83,7 @@ def attention(
     Returns ``(output (B, H, Tq, Dh), weights (B, H, Tq, Tk) or None)``.
     """
     _check_inputs(q, k, v, mask, bias, impl)
-    heads, q_len, k_len = q.shape[1], q.shape[2], k.shape[2]
+    q_len, k_len = q.shape[2], k.shape[2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     if is_causal:
         if mask is not None or bias is not None or q_len != k_len:

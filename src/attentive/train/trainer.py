@@ -301,8 +301,9 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if not self.dist.is_main or not path.exists():
             return
-        kept = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= self.step]
-        atomic_write_text(path, "".join(l + "\n" for l in kept))
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     # ------------------------------------------------------------------ data
     def _next_batch(self):
