@@ -175,3 +175,24 @@ def test_missing_or_bad_checkpoint_parts(tmp_path):
     (tmp_path / "config.json").unlink()
     with pytest.raises(CheckpointError, match="config.json"):
         load_model(tmp_path)
+
+
+def test_concurrent_atomic_writes_of_one_file_never_collide(tmp_path):
+    """Ranks under torchrun cache the same dataset / tokenizer at once: every writer has its own
+    temporary file, so none finds its temporary renamed away by another, and no half file shows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from attentive.fileio import atomic_write_bytes
+
+    target = tmp_path / "shared.bin"
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+
+    def write(i):
+        for _ in range(10):
+            atomic_write_bytes(target, payloads[i])
+            assert target.read_bytes() in payloads
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    assert target.read_bytes() in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]  # no temporary files left

@@ -19,7 +19,6 @@ callable ``act_fn(observation) -> int`` is accepted wherever an agent is.
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+from ..fileio import atomic_write_bytes
 
 SUPPORTED_ENVS = ("CartPole-v1", "Acrobot-v1")
 EPSILONS = (0.1, 0.25, 0.5)
@@ -319,10 +320,7 @@ class OfflineDataset:
         arrays["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buf.getvalue())  # ranks under torchrun may write it at once
 
 
 def load_dataset(path: str | Path) -> OfflineDataset:

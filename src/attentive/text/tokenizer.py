@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from attentive.fileio import atomic_write_text
 from attentive.text.special import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -58,10 +59,7 @@ class Tokenizer(abc.ABC):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/tokenizer.json`` (creating the folder) and return its path."""
         path = Path(directory) / TOKENIZER_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
+        atomic_write_text(path, self.to_json())  # a reader never sees half a file
         return path
 
 

@@ -13,8 +13,6 @@ crash leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import ModelConfig, build_model, load_config
+from ..fileio import atomic_write, atomic_write_text
+
+__all__ = [  # atomic_write* live in attentive.fileio; imported here for the trainer's use
+    "CONFIG_NAME", "WEIGHTS_NAME", "CheckpointError", "atomic_write", "atomic_write_text", "check_state",
+    "load_model", "load_state_into", "read_tensors", "save_json", "save_model", "save_tensors", "unique_state_dict",
+]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -31,35 +35,6 @@ CONFIG_NAME = "config.json"
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # mkstemp creates the file 0600; give the result the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_json(path: str | Path, data: Any) -> None:
