@@ -65,3 +65,13 @@ def test_static_decoder_tokens_same_with_packed_and_plain_head():
     packed, _ = StaticDecoder(model, 3, 40, packed_head=True).generate_ids(ids, 30)
     plain, _ = StaticDecoder(model, 3, 40, packed_head=False).generate_ids(ids, 30)
     assert torch.equal(packed, plain)
+
+
+def test_inference_head_packs_only_large_cpu_heads():
+    from attentive.nn.packed import PACKED_HEAD_MIN_BYTES, inference_head
+
+    small, large = OutputProjection(32, 1000), OutputProjection(64, PACKED_HEAD_MIN_BYTES // (64 * 4))
+    assert inference_head(small, "cpu") is small
+    assert isinstance(inference_head(large, "cpu"), PackedProjection)
+    assert inference_head(large, "cpu", packed=False) is large
+    assert inference_head(large, "meta") is large  # not a CPU: cuBLAS needs no help

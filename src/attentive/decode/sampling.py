@@ -47,7 +47,7 @@ from torch import Tensor
 
 from ..nn.cache import DynamicCache, StaticCache
 from ..nn.embedding import OutputProjection
-from ..nn.packed import PackedProjection
+from ..nn.packed import inference_head
 
 CACHES = ("dynamic", "static", "none")
 FINISH_REASONS = ("stop_token", "stop_string", "length")
@@ -204,9 +204,6 @@ def make_static_cache(model, batch_size: int, length: int, device, dtype) -> Sta
     return StaticCache(c.num_layers, batch_size, kv_heads, head_dim, length, dtype=dtype, device=device)
 
 
-PACKED_HEAD_MIN_BYTES = 8 * 2**20
-
-
 def decode_head(model, device: torch.device, packed: bool | None = None) -> Callable[[Tensor], Tensor] | None:
     """What turns the last hidden state into logits while decoding, or None to call the model whole.
 
@@ -214,16 +211,13 @@ def decode_head(model, device: torch.device, packed: bool | None = None) -> Call
     its head applied to the last position only, not to every prompt position. ``packed`` uses a
     ``PackedProjection`` copy of the head, whose few-row products run across the cores instead of
     as one single-threaded matrix-vector product (see ``attentive.nn.packed``). By default it is
-    used on CPU for heads of ``PACKED_HEAD_MIN_BYTES`` or more: a smaller head stays in the
-    cache, where ``F.linear`` is faster (measured crossover on 2 EPYC cores: about 8 MiB).
+    used on CPU for heads of ``PACKED_HEAD_MIN_BYTES`` or more (``inference_head``).
     """
     head = getattr(model, "lm_head", None)
     if not (hasattr(model, "hidden_states") and isinstance(head, OutputProjection)):
         return None
-    if packed is None:
-        size = head.weight.numel() * head.weight.element_size()
-        packed = torch.device(device).type == "cpu" and size >= PACKED_HEAD_MIN_BYTES
-    return PackedProjection.of(head) if packed else head
+    return inference_head(head, device, packed)
+
 
 
 def last_logits(model, head: Callable[[Tensor], Tensor] | None, ids: Tensor, **inputs) -> Tensor:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..config import TransformerConfig, register_model, register_preset
 from ..nn import DynamicCache, LearnedPositionalEmbedding, OutputProjection, TokenEmbedding, TransformerStack
 from ..nn import make_positional
+from ..nn.packed import inference_head
 from .init import init_gpt2
 
 
@@ -115,11 +116,16 @@ class SpeechModel(nn.Module):
             )
         return self.encoder(x.transpose(1, 2)).hidden  # (B, S, D)
 
-    def decode(self, ids: Tensor, memory: Tensor, cache=None) -> Tensor:
-        """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> logits ``(B, T, V)``."""
+    def decode_hidden(self, ids: Tensor, memory: Tensor, cache=None) -> Tensor:
+        """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> final
+        decoder states ``(B, T, D)``, before the vocabulary head."""
         if ids.dim() != 2:
             raise ValueError(f"decoder ids must have shape (batch, seq), got {tuple(ids.shape)}")
-        return self.lm_head(self.decoder(self.embed(ids), memory=memory, cache=cache).hidden)
+        return self.decoder(self.embed(ids), memory=memory, cache=cache).hidden
+
+    def decode(self, ids: Tensor, memory: Tensor, cache=None) -> Tensor:
+        """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> logits ``(B, T, V)``."""
+        return self.lm_head(self.decode_hidden(ids, memory, cache))
 
     def forward(self, features: Tensor, ids: Tensor) -> Tensor:
         """Teacher forcing: features ``(B, M, F)``, ids ``(B, T)`` -> logits ``(B, T, V)``."""
@@ -148,9 +154,10 @@ def greedy_transcribe(model: SpeechModel, features: Tensor, max_new_tokens: int 
     limit = config.max_len - start.shape[1]
     limit = limit if max_new_tokens is None else min(limit, max_new_tokens)
     cache, ids, done = DynamicCache(), start, torch.zeros(batch, dtype=torch.bool, device=features.device)
+    head = inference_head(model.lm_head, features.device)  # on CPU, the 51k-token head packed
     out: list[Tensor] = []
     for step in range(limit):
-        logits = model.decode(ids, memory, cache=cache)[:, -1].float()  # (B, V)
+        logits = head(model.decode_hidden(ids, memory, cache=cache)[:, -1]).float()  # (B, V)
         logits = logits.masked_fill(suppress_mask(config, step == 0, logits.device), float("-inf"))
         ids = logits.argmax(-1).masked_fill(done, config.eot_id)[:, None]  # (B, 1)
         done = done | (ids[:, 0] == config.eot_id)

@@ -47,3 +47,18 @@ class PackedProjection:
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*lead, self.out_features)
+
+
+# Below this size a head stays in the CPU's caches, where F.linear is faster than the packed
+# product (measured crossover on 2 EPYC cores: about 8 MiB; 3.6x faster at 49 MiB).
+PACKED_HEAD_MIN_BYTES = 8 * 2**20
+
+
+def inference_head(head: nn.Module, device, packed: bool | None = None):
+    """``head`` itself, or its ``PackedProjection`` copy, for a decoding loop that applies it to
+    a few rows per step. ``packed`` defaults to True for a CPU head of ``PACKED_HEAD_MIN_BYTES``
+    or more."""
+    if packed is None:
+        size = head.weight.numel() * head.weight.element_size()
+        packed = torch.device(device).type == "cpu" and size >= PACKED_HEAD_MIN_BYTES
+    return PackedProjection.of(head) if packed else head
