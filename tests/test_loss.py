@@ -39,6 +39,28 @@ def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, redu
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 70, 150])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_chunks_wider_than_a_cpu_softmax_block(chunk_size, dtype):
+    """Chunks of more rows than CPU_SOFTMAX_ROWS, with a remainder: the softmax runs block by block
+    and the weight gradient accumulates in place across chunks."""
+    from attentive.nn.loss import CPU_SOFTMAX_ROWS
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(3, 50, 16, dtype=dtype), torch.randn(41, 16, dtype=dtype)
+    targets = torch.randint(0, 41, (3, 50))
+    targets[1, 5:9] = -100
+    assert 150 % CPU_SOFTMAX_ROWS and 70 > CPU_SOFTMAX_ROWS
+    kw = dict(label_smoothing=0.1, reduction="mean")
+    want, want_grads = _grads(_plain, hidden, weight, None, targets, **kw)
+    got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, chunk_size=chunk_size, **k),
+                            hidden, weight, None, targets, **kw)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
 def test_linear_cross_entropy_scales_with_upstream_gradient_and_skips_grads_in_eval():
     hidden = torch.randn(6, 8, requires_grad=True)
     weight = torch.randn(10, 8, requires_grad=True)

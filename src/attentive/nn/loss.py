@@ -27,6 +27,7 @@ from torch import Tensor
 
 REDUCTIONS = ("sum", "mean")
 CHUNK_ELEMENTS = 2**25  # logits per chunk by default: 128 MB in float32 (640 rows at GPT-2's vocabulary)
+CPU_SOFTMAX_ROWS = 32  # logits rows per softmax pass on CPU: ~6 MB at GPT-2's vocabulary, cache-sized
 
 
 def cross_entropy(
@@ -84,7 +85,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             w = weight.to(compute_dtype)  # (V, D)
             grad_hidden = torch.empty_like(h_all)  # (N, D)
             acc = _softmax_dtype(compute_dtype)  # float32, or float64 for float64 inputs
-            grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device)  # (V, D)
+            grad_weight: Tensor | None = None  # (V, D), from the first chunk's product on
             grad_bias = torch.zeros(vocab, dtype=acc, device=weight.device) if bias is not None else None
             valid_all = targets != ignore_index  # (N,)
             count = valid_all.sum()
@@ -105,15 +106,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if bias is not None:
                     logits += bias.to(acc)
                 safe_y = torch.where(valid, y, 0)
-                lse = torch.logsumexp(logits, dim=-1)  # (C,)
-                loss = lse - logits.gather(1, safe_y[:, None]).squeeze(1)  # -log p(target)
+                target_logit = logits.gather(1, safe_y[:, None]).squeeze(1)  # (C,)
+                mean_logit = logits.mean(-1) if eps else None
+                lse = _softmax_(logits)  # (C,); logits now hold the softmax
+                loss = lse - target_logit  # -log p(target)
                 if eps:  # (1 - eps) nll + eps * mean over classes of -log p
-                    loss = (1 - eps) * loss + eps * (lse - logits.mean(-1))
+                    loss = (1 - eps) * loss + eps * (lse - mean_logit)
                 total = total + (loss * valid).sum()
                 if not needs_grad:  # evaluation: the loss is all we need
                     continue
                 # d loss / d logits = softmax - (1 - eps) onehot - eps / V, zero for ignored rows
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in the logits' buffer: (C, V)
+                probs = logits  # (C, V)
                 probs.scatter_add_(1, safe_y[:, None], torch.full_like(probs[:, :1], -(1 - eps)))
                 mask = valid.to(acc)  # (C,)
                 probs_c = probs.to(compute_dtype)
@@ -122,12 +125,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad_h -= (eps / vocab) * w_colsum
                 grad_hidden[start:start + chunk_size] = (grad_h * (mask * scale)[:, None]).to(compute_dtype)
                 h_valid = h * valid[:, None].to(h.dtype)  # (C, D)
-                grad_weight += (probs_c.t() @ h_valid).to(acc)  # (V, D)
+                if grad_weight is None:
+                    grad_weight = (probs_c.t() @ h_valid).to(acc)  # (V, D)
+                elif grad_weight.dtype == compute_dtype:  # accumulate in place: no (V, D) temporary
+                    grad_weight.addmm_(probs_c.t(), h_valid)
+                else:
+                    grad_weight += (probs_c.t() @ h_valid).to(acc)
                 if eps:
                     h_sum += h_valid.sum(0).to(acc)
                 if grad_bias is not None:
                     grad_bias += mask @ probs
             loss = total * scale
+            if needs_grad and grad_weight is None:  # no rows at all
+                grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device)
             if needs_grad:
                 if eps:
                     grad_weight -= (eps / vocab) * h_sum[None, :]
@@ -136,8 +146,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_weight *= scale
                 if grad_bias is not None:
                     grad_bias *= scale
-        no_bias = grad_weight.new_empty(0)
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias if grad_bias is not None else no_bias)
+        nothing = hidden.new_empty(0)  # evaluation keeps no weight gradient; a model may have no bias
+        ctx.save_for_backward(grad_hidden, grad_weight if grad_weight is not None else nothing,
+                              grad_bias if grad_bias is not None else nothing)
         ctx.has_bias = bias is not None
         ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         return loss
@@ -150,6 +161,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gw = (grad_weight * grad_out).to(weight_dtype)
         gb = (grad_bias * grad_out).to(bias_dtype) if ctx.has_bias else None
         return gh, gw, gb, None, None, None, None, None, None, None
+
+
+def _softmax_(logits: Tensor) -> Tensor:
+    """Turn float ``logits (C, V)`` into probabilities in place; return their log-sum-exp ``(C,)``.
+
+    Eager on CPU a few rows at a time, so the passes over the rows run in cache rather than main
+    memory (half the time at GPT-2's vocabulary); on GPUs, and under torch.compile (which fuses
+    the passes into one loop of its own), all rows at once.
+    """
+    blocked = logits.device.type == "cpu" and not torch.compiler.is_compiling()
+    rows = CPU_SOFTMAX_ROWS if blocked else max(logits.shape[0], 1)
+    parts = []
+    for start in range(0, logits.shape[0], rows):
+        block = logits[start:start + rows]  # (c, V)
+        lse = torch.logsumexp(block, dim=-1)  # (c,)
+        block.sub_(lse[:, None]).exp_()
+        parts.append(lse)
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat(parts) if parts else logits.new_empty(0)
 
 
 def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
