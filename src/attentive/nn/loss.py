@@ -27,7 +27,7 @@ from torch import Tensor
 
 REDUCTIONS = ("sum", "mean")
 CHUNK_ELEMENTS = 2**25  # logits per chunk by default: 128 MB in float32 (640 rows at GPT-2's vocabulary)
-CPU_SOFTMAX_ROWS = 32  # logits rows per softmax pass on CPU: ~6 MB at GPT-2's vocabulary, cache-sized
+CPU_SOFTMAX_ELEMENTS = 2**21  # logits per softmax pass on CPU: 8 MB in float32, cache-sized (41 rows at 50k)
 
 
 def cross_entropy(
@@ -171,7 +171,7 @@ def _softmax_(logits: Tensor) -> Tensor:
     the passes into one loop of its own), all rows at once.
     """
     blocked = logits.device.type == "cpu" and not torch.compiler.is_compiling()
-    rows = CPU_SOFTMAX_ROWS if blocked else max(logits.shape[0], 1)
+    rows = max(1, CPU_SOFTMAX_ELEMENTS // logits.shape[1]) if blocked else max(logits.shape[0], 1)
     parts = []
     for start in range(0, logits.shape[0], rows):
         block = logits[start:start + rows]  # (c, V)
