@@ -14,6 +14,9 @@
 #    process (a change of world size), then the run folder loaded for inference.
 # Run folders go under $OUT/runs (or a temporary folder); $OUT/summary.txt and
 # $OUT/measure-*.json are the small files worth keeping.
+#
+# GPU=0 runs the same steps on CPU (gloo), to try the script where there is no GPU:
+#   GPU=0 RECIPE=shakespeare-char STEPS=16 MODEL=llama-tiny MEASURE_STEPS=2 benchmarks/gpu/torchrun_gpu.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -31,7 +34,13 @@ SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.__version__, torch.cuda.get_device_name())" \
+GPU=${GPU:-1}
+if [ "$GPU" = 1 ]; then
+  CHECK="import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.__version__, torch.cuda.get_device_name())"
+else
+  CHECK="import torch; print(torch.__version__, 'CPU (gloo)')"
+fi
+"$PY" -c "$CHECK" \
   | tee -a "$SUMMARY"
 
 rate() {  # mean tokens (or images ...) per second over the train records after the first quarter
