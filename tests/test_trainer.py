@@ -93,3 +93,19 @@ def test_noam_schedule_matches_paper():
         expected = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
         assert lr_at(step, cfg) == pytest.approx(expected)
     assert lr_at(4000, cfg) == pytest.approx(max(lr_at(s, cfg) for s in range(1, 20000, 50)), rel=1e-3)
+
+
+def test_progress_bar_runs_over_steps_or_the_time_budget(tmp_path):
+    """The bar shows the fraction of the run done by whichever limit ends it first."""
+    from attentive.train.trainer import Trainer
+
+    trainer = Trainer(CopyTask(), _model(), _config(tmp_path, 100, max_minutes=1.0))
+    trainer.step, trainer.elapsed = 50, 15.0
+    assert trainer._run_fraction() == 0.5  # steps ahead of time
+    trainer.elapsed = 45.0
+    assert trainer._run_fraction() == 0.75  # time ahead of steps
+    trainer.elapsed = 90.0
+    assert trainer._run_fraction() == 1.0
+    trainer = Trainer(CopyTask(), _model(), _config(tmp_path, 100, max_minutes=None))
+    trainer.step, trainer.elapsed = 25, 1e6
+    assert trainer._run_fraction() == 0.25  # no time budget: steps alone
