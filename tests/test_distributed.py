@@ -175,13 +175,20 @@ def _first_batch_digest(batch) -> str:
 
 
 def _worker_recipes(out: Path, ctx: DistContext, fault: str) -> None:
-    """Each task family's recipe under DDP; every rank notes the digest of its first batch."""
+    """Each task family's recipe under DDP (every rank notes the digest of its first batch), then
+    the LM with its fused loss under DDP and under FSDP."""
     from attentive.train.recipes import get_recipe
 
     digests = {}
     for name, overrides in RECIPE_FAMILIES.items():
         recipe = get_recipe(name).build({**_COMMON, **overrides, "out_dir": str(out / name)})
         digests[name] = _first_batch_digest(recipe.task.train_batches(0, ctx.rank, ctx.world_size)[0])
+        train(recipe.task, recipe.model, recipe.train_config, dist=ctx)
+    # the fused LM loss applies the head outside forward: DDP must still average its gradient
+    # (under FSDP the head's weight is a shard between forwards, so the loss falls back to plain)
+    for tag, extra in (("lm-fused", {}), ("lm-fused-fsdp", {"strategy": "fsdp"})):
+        recipe = get_recipe("shakespeare-char").build(
+            {**_COMMON, **RECIPE_FAMILIES["shakespeare-char"], "loss": "fused", "out_dir": str(out / tag), **extra})
         train(recipe.task, recipe.model, recipe.train_config, dist=ctx)
     (out / f"digests-rank{ctx.rank}.json").write_text(json.dumps(digests))
 
@@ -258,6 +265,9 @@ def test_every_task_family_trains_data_parallel(tmp_path):
         assert [p.name for p in checkpoint_dirs(run)] == ["step-0000004"], name
         assert (run / "results.json").is_file(), name
         attentive.load(run)  # the DDP run's weights load outside torchrun
+    # the 69-character LM trains with the plain loss; "fused" gives the same weights under DDP
+    for tag in ("lm-fused", "lm-fused-fsdp"):
+        assert _max_diff(tmp_path / "shakespeare-char", tmp_path / tag) <= TOL, tag
 
 
 def test_activation_checkpointing_keeps_gradients_and_eval():

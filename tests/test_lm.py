@@ -240,3 +240,34 @@ def test_shakespeare_char_recipe_reaches_its_cpu_target(tmp_path):
     recipe = get_recipe("shakespeare-char").build({"out_dir": str(tmp_path), "progress": False})
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
     assert results["val_loss"] <= 1.47, results
+
+
+# ----------------------------------------------------------------------------- fused training loss
+
+
+def test_fused_training_loss_equals_plain(tmp_path):
+    """loss="fused" (the head inside linear_cross_entropy, no full logits) gives the plain loss
+    and the plain gradients, through the model's forward."""
+    plain, fused = (_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
+    fused.model.load_state_dict(plain.model.state_dict())
+    batch = plain.task.train_batches(0)[0]
+    assert plain.task._fused_head(plain.model) is None
+    assert fused.task._fused_head(fused.model) is fused.model.lm_head
+    results = []
+    for recipe in (plain, fused):
+        loss, _ = recipe.task.loss(recipe.model, batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in recipe.model.named_parameters()}))
+    (want, want_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_loss_is_the_default_for_large_vocabularies(tmp_path):
+    recipe = _recipe(tmp_path, max_steps=1)
+    assert recipe.task.data.loss == "auto" and recipe.task._fused_head(recipe.model) is None  # 69 characters
+    big = attentive.build("llama-tiny", vocab_size=8192)
+    assert recipe.task._fused_head(big) is big.lm_head
+    with pytest.raises(ValueError, match="loss must be one of"):
+        _recipe(tmp_path, loss="chunky")

@@ -63,9 +63,15 @@ class DecoderLM(nn.Module):
 
     def forward(
         self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None, cache=None,
+        return_hidden: bool = False,
     ) -> Tensor:
-        """ids ``(B, T)`` -> logits ``(B, T, V)``. ``key_mask (B, Tk)``: True for real tokens."""
-        return self.lm_head(self.hidden_states(ids, key_mask=key_mask, positions=positions, cache=cache).hidden)
+        """ids ``(B, T)`` -> logits ``(B, T, V)``. ``key_mask (B, Tk)``: True for real tokens.
+
+        ``return_hidden``: the final hidden states ``(B, T, D)`` instead, for a loss that applies
+        the head itself (``linear_cross_entropy``) yet must go through ``forward`` (DDP's hooks).
+        """
+        hidden = self.hidden_states(ids, key_mask=key_mask, positions=positions, cache=cache).hidden
+        return hidden if return_hidden else self.lm_head(hidden)
 
 
 register_preset(
