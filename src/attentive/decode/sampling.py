@@ -219,7 +219,6 @@ def decode_head(model, device: torch.device, packed: bool | None = None) -> Call
     return inference_head(head, device, packed)
 
 
-
 def last_logits(model, head: Callable[[Tensor], Tensor] | None, ids: Tensor, **inputs) -> Tensor:
     """Next-token logits ``(B, V)`` after ``ids (B, T)``; ``inputs``: key_mask, positions, cache."""
     if head is None:

@@ -325,18 +325,21 @@ class Trainer:
         return self._batches
 
     # ------------------------------------------------------------------ loop
-    def _progress_fraction(self) -> float:
+    def _fraction_done(self, by_time: bool) -> float:
+        """Steps done over ``max_steps``, or (``by_time``, with a budget) time spent over the budget
+        when that is further along."""
         fraction = self.step / self.config.max_steps
-        if self.config.max_minutes and self.config.anneal_by_time:
+        if by_time and self.config.max_minutes:
             fraction = max(fraction, self.elapsed / (60 * self.config.max_minutes))
         return fraction
 
+    def _progress_fraction(self) -> float:
+        """Where decaying learning-rate schedules are (by time only with ``anneal_by_time``)."""
+        return self._fraction_done(self.config.anneal_by_time)
+
     def _run_fraction(self) -> float:
         """How much of the run is done: steps or time, whichever ends it first (for the bar)."""
-        fraction = self.step / self.config.max_steps
-        if self.config.max_minutes:
-            fraction = max(fraction, self.elapsed / (60 * self.config.max_minutes))
-        return round(min(fraction, 1.0), 4)
+        return round(min(self._fraction_done(True), 1.0), 4)
 
     def _time_up(self) -> bool:
         if not self.config.max_minutes:
@@ -470,7 +473,8 @@ class Trainer:
                     record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
                 self._log(record)
                 if bar is not None:
-                    postfix = {"step": self.step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}", f"{self.task.unit}/s": f"{rate:,.0f}"}
+                    postfix = {"step": self.step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}",
+                               f"{self.task.unit}/s": f"{rate:,.0f}"}
                     if "mfu" in record:
                         postfix["mfu"] = f"{record['mfu']:.1%}"
                     bar.set_postfix(postfix)
