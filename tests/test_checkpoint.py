@@ -14,7 +14,8 @@ from safetensors import safe_open
 import attentive
 from attentive.models import DecoderLM, EncoderDecoder
 from attentive.train import checkpoint as ckpt
-from attentive.train.checkpoint import CheckpointError, atomic_write, load_model, save_model
+from attentive.fileio import atomic_write
+from attentive.train.checkpoint import CheckpointError, load_model, save_model
 from conftest import tiny_encdec, tiny_gpt2
 
 

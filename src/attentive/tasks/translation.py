@@ -331,7 +331,7 @@ class TranslationTask(Task):
     def save_artifacts(self, directory: Path) -> None:
         self.tokenizer.save(directory)
         if self.source_tokenizer is not self.tokenizer:
-            from ..train.checkpoint import atomic_write_text
+            from ..fileio import atomic_write_text
 
             atomic_write_text(Path(directory) / SOURCE_TOKENIZER_FILE, self.source_tokenizer.to_json())
         info = {"task": "translation", "src_lang": self.data.src_lang, "tgt_lang": self.data.tgt_lang,

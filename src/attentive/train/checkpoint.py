@@ -24,11 +24,6 @@ from torch import nn
 from ..config import ModelConfig, build_model, load_config
 from ..fileio import atomic_write, atomic_write_text
 
-__all__ = [  # atomic_write* live in attentive.fileio; imported here for the trainer's use
-    "CONFIG_NAME", "WEIGHTS_NAME", "CheckpointError", "atomic_write", "atomic_write_text", "check_state",
-    "load_model", "load_state_into", "read_tensors", "save_json", "save_model", "save_tensors", "unique_state_dict",
-]
-
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 

@@ -36,13 +36,13 @@ import torch
 from torch import nn
 
 from ..config import build_model
+from ..fileio import atomic_write_text
 from ..tasks.base import Task
 from ..viz.curves import plot_loss_curve
 from .checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
-    atomic_write_text,
     load_state_into,
     read_tensors,
     save_json,
