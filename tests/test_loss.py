@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 import attentive.nn.loss as loss_module
 from attentive.nn.loss import cross_entropy, linear_cross_entropy
@@ -42,18 +45,22 @@ def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, redu
 
 @pytest.mark.parametrize("chunk_size", [None, 70, 150])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_chunks_wider_than_a_cpu_softmax_block(chunk_size, dtype, monkeypatch):
-    """Chunks of more rows than a CPU softmax block, with a remainder: the softmax runs block by
-    block and the weight gradient accumulates in place across chunks."""
-    monkeypatch.setattr(loss_module, "CPU_SOFTMAX_ELEMENTS", 41 * 32)  # 32-row blocks at 41 classes
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_chunks_and_vocabulary_blocks_with_remainders(chunk_size, dtype, with_bias, monkeypatch):
+    """Row chunks and, within each, CPU vocabulary blocks that do not divide evenly: the
+    log-sum-exp combines across blocks, every target is found in its block, and the weight
+    gradient accumulates in place across chunks."""
+    monkeypatch.setattr(loss_module, "CPU_BLOCK_ELEMENTS", 16 * 150)  # 41 classes in blocks of 16 (34 at 70 rows)
     torch.manual_seed(0)
     hidden, weight = torch.randn(3, 50, 16, dtype=dtype), torch.randn(41, 16, dtype=dtype)
+    bias = torch.randn(41, dtype=dtype) if with_bias else None
     targets = torch.randint(0, 41, (3, 50))
     targets[1, 5:9] = -100
+    targets[2, :3] = torch.tensor([0, 40, 16])  # the first and last class, and a block's first
     kw = dict(label_smoothing=0.1, reduction="mean")
-    want, want_grads = _grads(_plain, hidden, weight, None, targets, **kw)
-    got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, chunk_size=chunk_size, **k),
-                            hidden, weight, None, targets, **kw)
+    want, want_grads = _grads(_plain, hidden, weight, bias, targets, **kw)
+    got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=chunk_size, **k),
+                            hidden, weight, bias, targets, **kw)
     tol = 1e-9 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     for g, w in zip(got_grads, want_grads):
@@ -82,6 +89,61 @@ def test_linear_cross_entropy_under_bf16_autocast_is_close_to_float32():
         got = linear_cross_entropy(hidden, weight, targets, reduction="mean", chunk_size=16)
     assert got.dtype == torch.float32
     assert abs(got.item() - want.item()) < 2e-2
+
+
+def test_bf16_blocks_and_chunks_match_the_plain_bf16_path(monkeypatch):
+    """Under bf16 autocast the logits are stored in bf16 and the exponent taken in float32, block
+    by block: loss and gradients stay within bf16 rounding of the plain path run the same way."""
+    monkeypatch.setattr(loss_module, "CPU_BLOCK_ELEMENTS", 16 * 24)  # 100 classes in blocks of 24 at 16 rows
+    torch.manual_seed(0)
+    hidden, weight, bias = torch.randn(64, 32), torch.randn(100, 32) * 0.3, torch.randn(100) * 0.1
+    targets = torch.randint(0, 100, (64,))
+
+    def plain_bf16(h, w, b, y, **kw):
+        return cross_entropy(F.linear(h, w, b), y, **kw)  # autocast: bf16 product, float32 softmax
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, want_grads = _grads(plain_bf16, hidden, weight, bias, targets, reduction="mean")
+        got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=16, **k),
+                                hidden, weight, bias, targets, reduction="mean")
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=5e-2, atol=2e-3)
+
+
+def test_workspace_is_reused_across_sizes_and_kept_apart_between_threads():
+    """The CPU logits buffer outlives a call: a bigger call after a smaller one, a smaller one
+    after it, and two threads at once each still get the plain loss."""
+    torch.manual_seed(0)
+    weight = torch.randn(53, 8, dtype=torch.float64)
+    cases = [(torch.randn(n, 8, dtype=torch.float64), torch.randint(0, 53, (n,))) for n in (5, 40, 3, 40)]
+    for hidden, targets in cases:
+        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, chunk_size=32),
+                                   _plain(hidden, weight, None, targets))
+    results = {}
+
+    def worker(name, hidden, targets):
+        results[name] = [linear_cross_entropy(hidden, weight, targets, chunk_size=32) for _ in range(50)]
+
+    threads = [threading.Thread(target=worker, args=(i, *cases[i])) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in (1, 2):
+        want = _plain(weight=weight, bias=None, hidden=cases[i][0], targets=cases[i][1])
+        for got in results[i]:
+            torch.testing.assert_close(got, want)
+
+
+def test_a_retained_graph_cannot_run_backward_twice_on_the_scaled_gradients():
+    """Backward scales the stored gradients in place; a second backward is refused, not wrong."""
+    hidden = torch.randn(6, 8, requires_grad=True)
+    weight = torch.randn(10, 8, requires_grad=True)
+    loss = linear_cross_entropy(hidden, weight, torch.randint(0, 10, (6,)))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
 
 
 def test_linear_cross_entropy_rejects_bad_arguments():
