@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from attentive.nn.loss import release_workspace
 from attentive.tasks.base import transformer_flops_per_token  # noqa: F401  (6N + 12 L d T, for MFU)
 from attentive.train.trainer import PEAK_BF16_FLOPS
 
@@ -126,6 +127,9 @@ def read_bandwidth(device: str, mib: int = 512, runs: int = 5) -> float:
 
 
 def free_memory(device: str) -> None:
+    """Between contestants: nothing one leaves behind (compiled graphs, attentive's CPU loss
+    buffer, cached CUDA blocks) counts against the next."""
+    release_workspace()
     gc.collect()
     torch._dynamo.reset()
     if device == "cuda":

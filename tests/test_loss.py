@@ -134,6 +134,10 @@ def test_workspace_is_reused_across_sizes_and_kept_apart_between_threads():
         want = _plain(weight=weight, bias=None, hidden=cases[i][0], targets=cases[i][1])
         for got in results[i]:
             torch.testing.assert_close(got, want)
+    loss_module.release_workspace()
+    assert not getattr(loss_module._cache, "buffers", None)
+    torch.testing.assert_close(linear_cross_entropy(*cases[0][:1], weight, cases[0][1]),
+                               _plain(cases[0][0], weight, None, cases[0][1]))
 
 
 def test_a_retained_graph_cannot_run_backward_twice_on_the_scaled_gradients():

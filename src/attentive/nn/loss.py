@@ -217,6 +217,12 @@ def _workspace(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return buffer[:numel]
 
 
+def release_workspace() -> None:
+    """Drop this thread's CPU logits buffers (at most one chunk, 128 MB in float32 by default, per
+    dtype): for a process that is done with training and wants the memory back."""
+    _cache.__dict__.pop("buffers", None)
+
+
 def _vocab_block(vocab: int, chunk_rows: int, device: torch.device) -> int:
     """Vocabulary rows per pass over a chunk's logits: on CPU a cache-sized block (8 MB in float32),
     so each pass works in cache right after the product or the pass before it; on GPUs the whole
