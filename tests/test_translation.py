@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import attentive
 from attentive.data import collate_pairs, load_multi30k
 from attentive.tasks.translation import (
     CPU_DATA, CPU_MODEL, CPU_OPTIM, CPU_TRAIN, TranslationDataConfig, build_translation_recipe, collate_fast,
@@ -200,6 +201,38 @@ def test_label_smoothed_loss_matches_direct_computation():
     assert got == pytest.approx(expected, rel=1e-12)
     assert label_smoothed_loss(logits, labels, 0.0).item() == pytest.approx(
         -sum(logp[b, t, labels[b, t]].item() for b in range(3) for t in range(5) if labels[b, t] != PAD_ID))
+
+
+def test_fused_training_loss_equals_plain(tmp_path):
+    """loss="fused" (the generator inside linear_cross_entropy, no full logits) gives the plain
+    label-smoothed loss and its gradients, padding ignored, through the model's forward."""
+    plain, fused = (tiny_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
+    fused.model.load_state_dict(plain.model.state_dict())
+    batch = plain.task.train_batches(0)[0]
+    assert (batch.labels == PAD_ID).any()  # the batch has padding to ignore
+    assert plain.task._fused_head(plain.model) is None
+    assert fused.task._fused_head(fused.model) is fused.model.generator
+    results = []
+    for recipe in (plain, fused):
+        torch.manual_seed(0)  # the same dropout masks in the body
+        loss, _ = recipe.task.loss(recipe.model, batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in recipe.model.named_parameters()}))
+    (want, want_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_loss_is_the_default_from_4096_target_tokens(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=1)
+    assert recipe.task.data.loss == "auto" and recipe.task._fused_head(recipe.model) is None  # 400 tokens
+    big = attentive.build("transformer-tiny", src_vocab_size=4096, tgt_vocab_size=4096)
+    assert recipe.task._fused_head(big) is big.generator
+    small = attentive.build("transformer-tiny", src_vocab_size=4095, tgt_vocab_size=4095)
+    assert recipe.task._fused_head(small) is None
+    with pytest.raises(ValueError, match="loss must be one of"):
+        tiny_recipe(tmp_path, loss="chunky")
 
 
 # ----------------------------------------------------------------------------- resume

@@ -83,11 +83,18 @@ class EncoderDecoder(nn.Module):
             self.tgt_embed(tgt), memory=memory, memory_mask=memory_valid, cache=cache, need_weights=need_weights
         )
 
-    def forward(self, src: Tensor, tgt: Tensor, src_valid: Tensor | None = None) -> Tensor:
-        """Teacher forcing: src ``(B, S)``, tgt ``(B, T)`` -> logits ``(B, T, V)``."""
+    def forward(self, src: Tensor, tgt: Tensor, src_valid: Tensor | None = None, *,
+                return_hidden: bool = False) -> Tensor:
+        """Teacher forcing: src ``(B, S)``, tgt ``(B, T)`` -> logits ``(B, T, V)``.
+
+        ``return_hidden``: the decoder's final hidden states ``(B, T, D)`` instead, for a loss
+        that applies the generator itself (``linear_cross_entropy``) yet must go through
+        ``forward`` (DDP's hooks).
+        """
         src_valid = src != self.config.pad_id if src_valid is None else src_valid
         memory = self.encode(src, src_valid).hidden  # (B, S, D)
-        return self.generator(self.decode(tgt, memory, src_valid).hidden)  # (B, T, V)
+        hidden = self.decode(tgt, memory, src_valid).hidden  # (B, T, D)
+        return hidden if return_hidden else self.generator(hidden)
 
 
 def _check_ids(ids: Tensor, name: str) -> None:

@@ -24,21 +24,18 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributed.tensor import DTensor
 
 from ..data.lm import RandomBlockSampler, load_tinyshakespeare, sequential_blocks, split_train_val
 from ..models.decoder_lm import DecoderLM, DecoderLMConfig
 from ..nn.loss import cross_entropy, linear_cross_entropy
 from ..text import BPETokenizer, CharTokenizer, Tokenizer
-from ..train.distributed import unwrap
 from ..train.optim import OptimConfig
 from ..train.recipes import Recipe, register_recipe, split_overrides
 from ..train.trainer import TrainConfig
 from .base import Task, transformer_flops_per_token
+from .head_loss import check_loss_choice, fused_head
 
 TOKENIZERS = ("char", "bpe")
-LOSSES = ("auto", "fused", "plain")
-FUSED_LOSS_MIN_VOCAB = 8192  # "auto" fuses the head into the loss from this vocabulary size up
 
 
 @dataclass
@@ -55,7 +52,7 @@ class LMDataConfig:
     eval_batch_size: int = 32
     eval_tokens: int | None = None  # periodic evaluation on this many validation tokens (None: all)
     # training loss: "fused" applies the head inside linear_cross_entropy, chunk by chunk (no full
-    # logits); "plain" materialises them; "auto": fused from FUSED_LOSS_MIN_VOCAB tokens up
+    # logits); "plain" materialises them; "auto": fused from head_loss.FUSED_LOSS_MIN_VOCAB tokens up
     loss: str = "auto"
 
     def __post_init__(self) -> None:
@@ -64,8 +61,7 @@ class LMDataConfig:
         for name in ("block_size", "batch_size", "steps_per_epoch", "eval_batch_size", "bpe_vocab_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        check_loss_choice(self.loss)
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise ValueError(f"eval_tokens must be at least 2 (or None for the whole split), got {self.eval_tokens}")
 
@@ -135,16 +131,7 @@ class LanguageModelingTask(Task):
         return cross_entropy(logits, y, reduction="sum"), {}
 
     def _fused_head(self, model: nn.Module) -> nn.Module | None:
-        """The output head when the training loss fuses it, else None.
-
-        Never under FSDP: between forwards its weight is a shard (a DTensor), whole only inside
-        ``forward``. By default fused from ``FUSED_LOSS_MIN_VOCAB`` tokens up, where the logits
-        are large (GPT-2's 50k vocabulary on CPU: 1.15x faster and about half the memory).
-        """
-        head = getattr(unwrap(model), "lm_head", None)
-        if self.data.loss == "plain" or head is None or isinstance(head.weight, DTensor):
-            return None
-        return head if self.data.loss == "fused" or head.weight.shape[0] >= FUSED_LOSS_MIN_VOCAB else None
+        return fused_head(model, "lm_head", self.data.loss)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, model: nn.Module) -> dict[str, float]:

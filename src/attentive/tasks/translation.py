@@ -50,13 +50,14 @@ from ..decode.search import SearchConfig
 from ..decode.translator import SOURCE_TOKENIZER_FILE, TRANSLATION_FILE, Translator
 from ..evaluate.bleu import corpus_scores
 from ..models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
-from ..nn.loss import cross_entropy
+from ..nn.loss import cross_entropy, linear_cross_entropy
 from ..text import BPETokenizer, Tokenizer, load_tokenizer
 from ..text.special import BOS_ID, EOS_ID, PAD_ID
 from ..train.optim import OptimConfig
 from ..train.recipes import Recipe, register_recipe, split_overrides
 from ..train.trainer import TrainConfig
 from .base import Task
+from .head_loss import check_loss_choice, fused_head
 
 # ----------------------------------------------------------------------------- corpora
 
@@ -116,6 +117,9 @@ class TranslationDataConfig:
     max_tokens: int = 4096  # padded source + target tokens per batch (the paper: ~25k + 25k)
     bucket_width: int = 2  # lengths rounded down to this before sorting into batches
     label_smoothing: float = 0.1
+    # training loss: "fused" applies the output projection inside linear_cross_entropy (no full
+    # logits); "plain" materialises them; "auto": fused from head_loss.FUSED_LOSS_MIN_VOCAB tokens up
+    loss: str = "auto"
     val_bleu_sentences: int = 200  # greedy BLEU on this many validation pairs at each evaluation (0: none)
     eval_beam: int = 4  # final test evaluation (the paper: 4)
     eval_alpha: float = 0.6  # GNMT length penalty (the paper: 0.6)
@@ -137,6 +141,7 @@ class TranslationDataConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.val_bleu_sentences < 0 or self.average_last < 0 or self.max_len_b < 0:
             raise ValueError("val_bleu_sentences, average_last and max_len_b must be >= 0")
+        check_loss_choice(self.loss)
         if isinstance(self.test, (list, tuple)):
             self.test = ";".join(self.test)
 
@@ -247,8 +252,17 @@ class TranslationTask(Task):
         return batch.to(device, non_blocking=device.type == "cuda")
 
     def loss(self, model: nn.Module, batch: PairBatch) -> tuple[Tensor, dict[str, float]]:
+        head = self._fused_head(model)
+        if head is not None:
+            hidden = model(batch.src, batch.tgt_in, return_hidden=True)  # (B, T, D), through forward: DDP's hooks run
+            return linear_cross_entropy(hidden, head.weight, batch.labels, head.bias,
+                                        label_smoothing=self.data.label_smoothing, ignore_index=PAD_ID,
+                                        reduction="sum"), {}
         logits = model(batch.src, batch.tgt_in)  # (B, T, V), through forward so wrappers see the call
         return label_smoothed_loss(logits, batch.labels, self.data.label_smoothing), {}
+
+    def _fused_head(self, model: nn.Module) -> nn.Module | None:
+        return fused_head(model, "generator", self.data.loss)
 
     # ------------------------------------------------------------------ evaluation
     def translator(self, model: nn.Module) -> Translator:
