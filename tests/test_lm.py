@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import assert_fused_loss_equals_plain
 
 import attentive
 from attentive.config import get_preset
@@ -249,19 +250,7 @@ def test_fused_training_loss_equals_plain(tmp_path):
     """loss="fused" (the head inside linear_cross_entropy, no full logits) gives the plain loss
     and the plain gradients, through the model's forward."""
     plain, fused = (_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
-    fused.model.load_state_dict(plain.model.state_dict())
-    batch = plain.task.train_batches(0)[0]
-    assert plain.task._fused_head(plain.model) is None
-    assert fused.task._fused_head(fused.model) is fused.model.lm_head
-    results = []
-    for recipe in (plain, fused):
-        loss, _ = recipe.task.loss(recipe.model, batch)
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad for n, p in recipe.model.named_parameters()}))
-    (want, want_grads), (got, got_grads) = results
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
-    for name, grad in want_grads.items():
-        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert_fused_loss_equals_plain(plain, fused, plain.task.train_batches(0)[0], "lm_head")
 
 
 def test_fused_loss_is_the_default_for_large_vocabularies(tmp_path):

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_fused_loss_equals_plain
 
 import attentive
 from attentive.data import collate_pairs, load_multi30k
@@ -207,21 +208,9 @@ def test_fused_training_loss_equals_plain(tmp_path):
     """loss="fused" (the generator inside linear_cross_entropy, no full logits) gives the plain
     label-smoothed loss and its gradients, padding ignored, through the model's forward."""
     plain, fused = (tiny_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
-    fused.model.load_state_dict(plain.model.state_dict())
     batch = plain.task.train_batches(0)[0]
     assert (batch.labels == PAD_ID).any()  # the batch has padding to ignore
-    assert plain.task._fused_head(plain.model) is None
-    assert fused.task._fused_head(fused.model) is fused.model.generator
-    results = []
-    for recipe in (plain, fused):
-        torch.manual_seed(0)  # the same dropout masks in the body
-        loss, _ = recipe.task.loss(recipe.model, batch)
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad for n, p in recipe.model.named_parameters()}))
-    (want, want_grads), (got, got_grads) = results
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
-    for name, grad in want_grads.items():
-        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert_fused_loss_equals_plain(plain, fused, batch, "generator")
 
 
 def test_fused_loss_is_the_default_from_4096_target_tokens(tmp_path):
