@@ -11,6 +11,7 @@ from conftest import tiny_encdec, tiny_gpt2
 import attentive
 from attentive.decode.cuda_graph import StaticDecoder
 from attentive.models import DecoderLM, EncoderDecoder
+import attentive.nn.loss as loss_module
 from attentive.nn.loss import linear_cross_entropy
 
 
@@ -49,6 +50,23 @@ def test_decoder_lm_training_step_compiles_without_graph_breaks(kind):
     for p, g in zip(model.parameters(), want_grads):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
     assert torch.isfinite(_compiled(_lm_loss)(model, ids)).all()  # is_causal path (no mask)
+
+
+def test_fused_loss_traces_whole_where_it_is_not_an_opaque_op(monkeypatch):
+    """On GPUs torch.compile traces the fused loss (its chunks and passes) instead of calling it
+    as a custom op; forced onto CPU here, it must trace without graph breaks and agree."""
+    monkeypatch.setattr(loss_module, "OPAQUE_DEVICES", ())
+    model = DecoderLM(tiny_gpt2())
+    ids = torch.randint(1, 50, (2, 12))
+    want = _lm_loss(model, ids)
+    want.backward()
+    want_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = _compiled(_lm_loss)(model, ids)
+    got.backward()
+    torch.testing.assert_close(got, want)
+    for p, g in zip(model.parameters(), want_grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-5)
 
 
 def test_encoder_decoder_compiles_without_graph_breaks():

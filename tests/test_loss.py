@@ -12,6 +12,15 @@ import attentive.nn.loss as loss_module
 from attentive.nn.loss import cross_entropy, linear_cross_entropy
 
 
+@pytest.fixture(params=["opaque", "traced"])
+def wrapper(request, monkeypatch):
+    """Both ways the fused loss is called: the custom op (CPU) and the traced autograd Function
+    (other devices, forced here onto CPU); they share the computation but not the glue."""
+    if request.param == "traced":
+        monkeypatch.setattr(loss_module, "OPAQUE_DEVICES", ())
+    return request.param
+
+
 def _plain(hidden, weight, bias, targets, **kw):
     logits = hidden @ weight.t() + (bias if bias is not None else 0)
     return cross_entropy(logits, targets, **kw)
@@ -27,7 +36,7 @@ def _grads(fn, hidden, weight, bias, targets, **kw):
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, reduction, with_bias):
+def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, reduction, with_bias, wrapper):
     hidden = torch.randn(2, 11, 16, dtype=torch.float64)
     weight = torch.randn(37, 16, dtype=torch.float64)
     bias = torch.randn(37, dtype=torch.float64) if with_bias else None
@@ -46,7 +55,7 @@ def test_linear_cross_entropy_matches_plain_loss_and_grads(label_smoothing, redu
 @pytest.mark.parametrize("chunk_size", [None, 70, 150])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_chunks_and_vocabulary_blocks_with_remainders(chunk_size, dtype, with_bias, monkeypatch):
+def test_chunks_and_vocabulary_blocks_with_remainders(chunk_size, dtype, with_bias, monkeypatch, wrapper):
     """Row chunks and, within each, CPU vocabulary blocks that do not divide evenly: the
     log-sum-exp combines across blocks, every target is found in its block, and the weight
     gradient accumulates in place across chunks."""
@@ -67,7 +76,7 @@ def test_chunks_and_vocabulary_blocks_with_remainders(chunk_size, dtype, with_bi
         torch.testing.assert_close(g, w, rtol=tol, atol=tol)
 
 
-def test_linear_cross_entropy_scales_with_upstream_gradient_and_skips_grads_in_eval():
+def test_linear_cross_entropy_scales_with_upstream_gradient_and_skips_grads_in_eval(wrapper):
     hidden = torch.randn(6, 8, requires_grad=True)
     weight = torch.randn(10, 8, requires_grad=True)
     targets = torch.randint(0, 10, (6,))
@@ -91,7 +100,7 @@ def test_linear_cross_entropy_under_bf16_autocast_is_close_to_float32():
     assert abs(got.item() - want.item()) < 2e-2
 
 
-def test_bf16_blocks_and_chunks_match_the_plain_bf16_path(monkeypatch):
+def test_bf16_blocks_and_chunks_match_the_plain_bf16_path(monkeypatch, wrapper):
     """Under bf16 autocast the logits are stored in bf16 and the exponent taken in float32, block
     by block: loss and gradients stay within bf16 rounding of the plain path run the same way."""
     monkeypatch.setattr(loss_module, "CPU_BLOCK_ELEMENTS", 16 * 24)  # 100 classes in blocks of 24 at 16 rows
