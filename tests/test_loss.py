@@ -159,6 +159,18 @@ def test_a_retained_graph_cannot_run_backward_twice_on_the_scaled_gradients():
         loss.backward()
 
 
+@pytest.mark.parametrize("rows", [0, 5])
+def test_no_rows_or_only_ignored_rows_give_zero_loss_and_gradients(rows, wrapper):
+    """An empty batch, or one whose targets are all ignored: nothing to count, so zeros (the
+    weight gradient is written by the first chunk, and here there is none to write it)."""
+    hidden = torch.randn(rows, 8, requires_grad=True)
+    weight = torch.randn(10, 8, requires_grad=True)
+    loss = linear_cross_entropy(hidden, weight, torch.full((rows,), -100), label_smoothing=0.1, reduction="mean")
+    loss.backward()
+    assert loss.item() == 0.0
+    assert not weight.grad.any() and not hidden.grad.any()
+
+
 def test_linear_cross_entropy_rejects_bad_arguments():
     with pytest.raises(ValueError, match="reduction"):
         linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.zeros(2, dtype=torch.long), reduction="none")

@@ -169,7 +169,8 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
     nothing = hidden.new_empty(0, dtype=acc)
     if needs_grad:
         grad_hidden = torch.empty_like(h_all)  # (N, D)
-        grad_weight = torch.empty(weight.shape, dtype=acc, device=weight.device)  # (V, D), first chunk overwrites
+        # (V, D): the first chunk overwrites it, so only a batch without rows needs zeros
+        grad_weight = (torch.empty if rows else torch.zeros)(weight.shape, dtype=acc, device=weight.device)
         grad_bias = torch.zeros(vocab, dtype=acc, device=weight.device) if bias is not None else nothing.clone()
         # the uniform eps / V part of the target is rank one: applied on the narrow (., D) side
         # instead of as a pass over every (V, C) chunk
