@@ -203,7 +203,7 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
             continue
         # d loss / d logits = e / sum_exp - (1 - eps) onehot - eps / V: the 1 / sum_exp of each
         # column is applied on the narrow side, to the hidden rows and to e.T @ w
-        inv_sum = (valid.to(acc) / sum_exp)  # (C,); zero for ignored rows
+        inv_sum = valid.to(acc) / sum_exp  # (C,); zero for ignored rows
         grad_h = e_w * inv_sum[:, None] - (1 - eps) * w[y].to(acc)  # (C, D)
         # pass 3: the weight (and bias) gradient from e with (1 - eps) * sum_exp taken off at the targets
         logits.scatter_add_(0, y[None, :], (-(1 - eps) * sum_exp).to(logits.dtype)[None, :])  # one per column
@@ -216,10 +216,9 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
             grad_weight += logits @ h_scaled
         if bias is not None:
             grad_bias += logits.to(acc) @ inv_sum
-        h_valid = h.to(acc) * valid[:, None]  # (C, D)
         if eps:
             grad_h -= (eps / vocab) * w_colsum
-            h_sum += h_valid.sum(0)
+            h_sum += (h.to(acc) * valid[:, None]).sum(0)
         grad_hidden[start:start + chunk_size] = (grad_h * (valid.to(acc) * scale)[:, None]).to(compute_dtype)
     if not needs_grad:
         return total * scale, nothing, nothing.clone(), nothing.clone()
