@@ -134,7 +134,9 @@ def _losses(out):
 
 
 def test_seconds_long_train_then_generate(tmp_path):
-    recipe = _recipe(tmp_path, max_steps=100, batch_size=16, eval_every=50, checkpoint_every=50, lr=1e-2)
+    # weight decay pinned: the recipe's 0.5 is tuned for 4,000 steps at lr 3e-3, not 100 at 1e-2
+    recipe = _recipe(tmp_path, max_steps=100, batch_size=16, eval_every=50, checkpoint_every=50, lr=1e-2,
+                     weight_decay=0.1)
     results = train(recipe.task, recipe.model, recipe.train_config)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "loss.png", "results.json"):
         assert (tmp_path / name).exists(), name
@@ -237,7 +239,7 @@ def test_perplexity_rejects_bad_input():
 
 @pytest.mark.slow
 def test_shakespeare_char_recipe_reaches_its_cpu_target(tmp_path):
-    """The README's CPU figure: 10 minutes on 2 cores, validation loss <= 1.47 (measured 1.455)."""
+    """The README's CPU figure: 10 minutes on 2 cores, validation loss <= 1.47 (measured 1.451)."""
     recipe = get_recipe("shakespeare-char").build({"out_dir": str(tmp_path), "progress": False})
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
     assert results["val_loss"] <= 1.47, results
