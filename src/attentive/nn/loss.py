@@ -178,9 +178,9 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
         h_sum = torch.zeros(w.shape[1], dtype=acc, device=hidden.device)  # (D,) sum of counted rows
     chunk_size = min(chunk_size, max(rows, 1))
     numel = vocab * chunk_size
-    if reuse_buffer:
-        logits_buffer = _workspace(numel, compute_dtype, hidden.device)
-    else:
+    if reuse_buffer and hidden.device.type == "cpu":
+        logits_buffer = _workspace(numel, compute_dtype)
+    else:  # GPUs: PyTorch's caching allocator already reuses the memory
         logits_buffer = torch.empty(numel, dtype=compute_dtype, device=hidden.device)
     block = _vocab_block(vocab, chunk_size, hidden.device)
     for start in range(0, rows, chunk_size):
@@ -234,12 +234,10 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
 _cache = threading.local()
 
 
-def _workspace(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A buffer for one chunk's logits. GPUs take it from PyTorch's caching allocator; on CPU a
-    fresh 128 MB buffer costs its page faults on every call (about 35 ms a step on 2 cores), so
-    each thread keeps its own and reuses it while it is large enough."""
-    if device.type != "cpu":
-        return torch.empty(numel, dtype=dtype, device=device)
+def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
+    """A CPU buffer for one chunk's logits. A fresh 128 MB buffer costs its page faults on every
+    call (about 35 ms a step on 2 cores), so each thread keeps its own and reuses it while it is
+    large enough."""
     buffers = _cache.__dict__.setdefault("buffers", {})
     buffer = buffers.get(dtype)
     if buffer is None or buffer.numel() < numel:
