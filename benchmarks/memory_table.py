@@ -45,7 +45,8 @@ import torch.nn.functional as F
 import attentive
 from attentive.config import build_model, preset_config
 from attentive.models import DecoderLMConfig
-from attentive.tasks.base import Task, transformer_flops_per_token
+from attentive.train.task import Task
+from attentive.train.throughput import transformer_flops_per_token
 
 GIB = 2**30
 LLAMA = {"ffn": "swiglu", "norm": "rmsnorm", "positional": "rope", "bias": False, "tie_embeddings": False,

@@ -13,10 +13,10 @@ from safetensors import safe_open
 
 import attentive
 from attentive.models import DecoderLM, EncoderDecoder
-from attentive.train import checkpoint as ckpt
+from attentive import checkpoint as ckpt
 from attentive.fileio import atomic_write
-from attentive.train.checkpoint import CheckpointError, load_model, save_model
-from conftest import tiny_encdec, tiny_gpt2
+from attentive.checkpoint import CheckpointError, load_model, save_model
+from helpers import tiny_encdec, tiny_gpt2
 
 
 def _files(directory):

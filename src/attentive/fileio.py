@@ -2,13 +2,16 @@
 
 Each writer gets its own temporary file beside the target (``mkstemp``), fsyncs it and renames
 it over the target, so concurrent writers of identical content (ranks under torchrun caching the
-same dataset or tokenizer) cannot trip over one another's temporary file.
+same dataset or tokenizer) cannot trip over one another's temporary file. JSON-lines files
+(metrics) are appended a record at a time and read back tolerating a torn last record.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,3 +47,48 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one JSON record as one line, written and flushed in a single call.
+
+    A kill can still cut the line short; ``read_jsonl`` drops such a torn last line.
+    """
+    path = Path(path)
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        if os.fstat(fd).st_size and _last_byte(path) != b"\n":
+            line = b"\n" + line  # a torn record before us: start ours on its own line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines file ([] when there is none).
+
+    A line that does not parse (a record torn by a kill mid-write) is skipped with a warning
+    naming the file and line, so a run folder stays readable and resumable after any crash.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{number}: skipped a torn or corrupt record", stacklevel=2)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

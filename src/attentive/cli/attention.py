@@ -33,5 +33,4 @@ def register(sub) -> None:
     p.add_argument("--average", action="store_true", help="one panel: the mean over heads")
     add_search_options(p)
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

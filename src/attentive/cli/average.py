@@ -29,5 +29,4 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the averaged checkpoint")
     p.add_argument("--last", type=int, help="average the newest N checkpoints of the run folder given")
     p.add_argument("checkpoints", nargs="*", help="checkpoint folders (or one run folder with --last)")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .common import add_device, load_checkpoint, resolve_device
+from ..device import resolve_device
+from .common import add_device, load_checkpoint
 
 
 def _attention_paths(target: str, images: list[Path]) -> list[Path]:
@@ -63,5 +64,4 @@ def register(sub) -> None:
     p.add_argument("--method", choices=("rollout", "last"), default="rollout",
                    help="attention rollout over all layers, or the class token's last-layer attention")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

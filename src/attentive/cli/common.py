@@ -6,24 +6,16 @@ from pathlib import Path
 
 import torch
 
+from ..device import DEVICE_CHOICES
+
 
 def add_device(parser) -> None:
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for, but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"--device {name!r} is not one of auto, cpu, cuda")
-    return torch.device(name)
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
 
 
 def load_checkpoint(path: str, device: torch.device):
     """Model from a checkpoint folder; errors become one line (CheckpointError is a ValueError)."""
-    from ..train.checkpoint import load_model
+    from ..checkpoint import load_model
 
     return load_model(Path(path), device=device).eval()
 

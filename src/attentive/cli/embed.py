@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 
-from .common import add_device, read_inputs, resolve_device
+from ..device import resolve_device
+from .common import add_device, read_inputs
 
 
 def similarity_table(texts: list[str], vectors, digits: int = 3) -> str:
@@ -54,5 +55,4 @@ def register(sub) -> None:
     p.add_argument("--vectors", action="store_true", help="print the vectors (JSON lines), not similarities")
     p.add_argument("--digits", type=int, default=3, help="decimals in the similarity table (default 3)")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -55,5 +55,4 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as one JSON line")
     add_search_options(p)
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -13,7 +13,8 @@ import warnings
 from pathlib import Path
 
 from ..decode.sampling import CACHES, GenerationConfig, generate
-from .common import add_device, load_checkpoint, resolve_device
+from ..device import resolve_device
+from .common import add_device, load_checkpoint
 
 
 def add_model_options(p) -> None:
@@ -108,5 +109,4 @@ def register(sub) -> None:
     p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

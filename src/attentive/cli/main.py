@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import logging
 import sys
 
-# Each module defines ``register(subparsers)`` adding its command with ``set_defaults(func=...)``.
-COMMAND_MODULES = (
-    "presets", "train", "translate", "evaluate", "average", "attention",
-    "generate", "perplexity", "embed", "transcribe", "classify", "rl", "bench",
+from . import (
+    attention, average, bench, classify, embed, evaluate, generate, perplexity, presets, recipes, rl, train,
+    transcribe, translate,
 )
+
+# Each module defines ``register(subparsers)`` adding its command with ``set_defaults(func=...)``.
+COMMANDS = (presets, recipes, train, translate, evaluate, average, attention, generate, perplexity, embed,
+            transcribe, classify, rl, bench)
+# What a command may raise for bad input (a missing file, a wrong value): one line, exit code 2.
+# Anything else (TypeError, AttributeError, ...) is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,11 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="The Transformer from its parts: train, translate, generate, classify, and look inside.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        module_name = f"attentive.cli.{name}"
-        if importlib.util.find_spec(module_name) is not None:
-            importlib.import_module(module_name).register(sub)
+    for module in COMMANDS:
+        module.register(sub)
+    for command in sub.choices.values():  # every command takes --debug
+        command.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     return parser
+
+
+def _show_progress_messages() -> None:
+    """The library reports progress through ``logging`` (BLEU lines, averaging); show it on stderr."""
+    logger = logging.getLogger("attentive")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    _show_progress_messages()
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
-        if getattr(args, "debug", False):
+    except USER_ERRORS as err:
+        if args.debug:
             raise
         print(f"attentive {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 from ..evaluate.perplexity import file_perplexity
-from .common import add_device, resolve_device
+from ..device import resolve_device
+from .common import add_device
 from .generate import add_model_options, resolve_model
 
 
@@ -37,5 +38,4 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, metavar="N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``attentive presets``: model presets with parameter counts, and training recipes."""
+"""``attentive presets``: the model presets, with parameter counts (recipes: ``attentive recipes``)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,12 @@ def count_parameters(name: str) -> int:
 
 
 def run(args) -> int:
-    print(f"{'model preset':<22} {'params':>10}  description")
+    print(f"{'model preset':<22} {'params':>10}  description   (attentive.build(NAME); recipes: attentive recipes)")
     for name in presets():
         print(f"{name:<22} {count_parameters(name) / 1e6:>9.1f}M  {get_preset(name).description}")
-    from ..train.recipes import recipes
-
-    entries = recipes()
-    if entries:
-        print(f"\n{'training preset':<22} description   (attentive train --preset NAME)")
-        for name, entry in entries.items():
-            print(f"{name:<22} {entry.description}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("presets", help="list model presets (with parameter counts) and training presets")
+    p = sub.add_parser("presets", help="list the model presets with their parameter counts")
     p.set_defaults(func=run)

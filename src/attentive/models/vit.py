@@ -156,9 +156,9 @@ class VisionTransformer(nn.Module):
 
 
 register_preset(
-    "vit-mnist",
+    "vit-tiny",
     ViTConfig(),
-    "a 4-layer, 128-wide ViT for 28x28 MNIST in 7x7 patches (CPU-sized)",
+    "a 4-layer, 128-wide ViT for 28x28 grey images in 7x7 patches (CPU-sized; the vit-mnist recipe's model)",
 )
 register_preset(
     "vit-b16",

@@ -1,5 +1,1 @@
-"""Jobs the trainer can run: each knows its data, loss and evaluation."""
-
-from .base import Task
-
-__all__ = ["Task"]
+"""Jobs the trainer can run: each knows its data, loss and evaluation (``attentive.train.task.Task``)."""

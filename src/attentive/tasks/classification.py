@@ -10,7 +10,6 @@ Dimension legend: B batch, H x W = 28 x 28 pixels, K classes.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import build_model, preset_config
 from ..data.images import BatchSampler, load_mnist, random_shift
-from ..train.optim import OptimConfig
-from ..train.recipes import Recipe, register_recipe, split_overrides
-from ..train.trainer import TrainConfig
-from .base import Task, transformer_flops_per_token
+from ..train.task import Task
+from ..train.throughput import transformer_flops_per_token
 
 
 @dataclass
@@ -139,44 +135,3 @@ class ImageClassificationTask(Task):
         cfg = model.config
         tokens = cfg.num_tokens
         return transformer_flops_per_token(model, cfg.num_layers, cfg.d_model, tokens) * tokens
-
-
-# ----------------------------------------------------------------------------- recipes
-
-
-def _build(overrides: dict[str, Any], preset: str, model_fields: dict[str, Any], data: ClassificationConfig,
-           train: TrainConfig, optim: OptimConfig) -> Recipe:
-    """Route ``key=value`` overrides to the model, data, trainer and optimiser configs."""
-    model_config = preset_config(preset, **model_fields)
-    m, d, t, o = split_overrides(overrides, model_config, data, train, optim)
-    model_config = model_config.replace(**m)
-    data = dataclasses.replace(data, **d)
-    optim = dataclasses.replace(optim, **o)
-    train = dataclasses.replace(train, **t, optim=optim)
-    torch.manual_seed(train.seed)
-    return Recipe(ImageClassificationTask(data, seed=train.seed), build_model(model_config), train)
-
-
-@register_recipe("vit-mnist", "ViT on MNIST for CPU: 7x7 patches, 4 layers x 128, AdamW + cosine, shifts, 8.5 min")
-def vit_mnist(overrides: dict[str, Any]) -> Recipe:
-    return _build(
-        overrides, "vit-mnist", {},
-        ClassificationConfig(batch_size=128, max_shift=2),
-        TrainConfig(max_steps=20000, max_minutes=8.5, log_every=50, eval_every=1000, checkpoint_every=1000,
-                    device="auto"),
-        OptimConfig(optimizer="adamw", lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
-                    schedule="cosine", warmup_steps=200),
-    )
-
-
-@register_recipe("vit-mnist-gpu", "ViT on MNIST for one GPU: 4x4 patches, 6 layers x 256, 4.3-minute budget")
-def vit_mnist_gpu(overrides: dict[str, Any]) -> Recipe:
-    return _build(
-        overrides, "vit-mnist",
-        {"patch_size": 4, "num_layers": 6, "d_model": 256, "num_heads": 8, "d_ff": 1024, "dropout": 0.1},
-        ClassificationConfig(batch_size=512, max_shift=2),
-        TrainConfig(max_steps=12000, max_minutes=4.3, log_every=100, eval_every=2000, checkpoint_every=0,
-                    device="cuda"),
-        OptimConfig(optimizer="adamw", lr=1.5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
-                    schedule="cosine", warmup_steps=500),
-    )

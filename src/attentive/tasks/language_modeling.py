@@ -6,10 +6,7 @@ blocks so every validation token after the first is predicted exactly once. The 
 (characters or byte-level BPE) is saved beside the weights, so ``attentive generate`` and
 ``attentive perplexity`` need only the run folder.
 
-Recipes (``attentive train --preset NAME [key=value ...]``):
-
-* ``shakespeare-char``: sized for 10 minutes on 2 CPU cores (see README "Language models").
-* ``shakespeare-char-gpu``: sized for 5 minutes on one H100/H200 in bf16.
+The recipes that use this task are in ``attentive.recipes.language_modeling``.
 
 Dimension names: B batch, T block (context) length, V vocabulary.
 """
@@ -18,21 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..data.lm import RandomBlockSampler, load_tinyshakespeare, sequential_blocks, split_train_val
-from ..models.decoder_lm import DecoderLM, DecoderLMConfig
+from ..data.lm import RandomBlockSampler, sequential_blocks, split_train_val
 from ..nn.loss import cross_entropy, linear_cross_entropy
 from ..text import BPETokenizer, CharTokenizer, Tokenizer
-from ..train.optim import OptimConfig
-from ..train.recipes import Recipe, register_recipe, split_overrides
-from ..train.trainer import TrainConfig
-from .base import Task, transformer_flops_per_token
+from ..train.task import Task
+from ..train.throughput import transformer_flops_per_token
 from .head_loss import check_loss_choice, fused_head
 
 TOKENIZERS = ("char", "bpe")
@@ -164,90 +158,3 @@ class LanguageModelingTask(Task):
         if c is None:
             return None
         return transformer_flops_per_token(model, c.num_layers, c.d_model, self.data.block_size)
-
-
-# ----------------------------------------------------------------------------- recipes
-
-
-def build_lm_recipe(name: str, model: DecoderLMConfig, data: LMDataConfig, optim: OptimConfig,
-                    train: TrainConfig, overrides: dict[str, Any], text: str | None = None) -> Recipe:
-    """Apply ``key=value`` overrides (each routed to the model, data, optimiser or trainer
-    settings that has that field), then build the task and a freshly initialised model."""
-    model_o, data_o, optim_o, train_o = split_overrides(overrides, model, data, optim, train)
-    data = replace(data, **data_o)
-    optim = replace(optim, **optim_o)
-    train = replace(train, **train_o, optim=optim)
-    if train.precision == "auto" and _runs_on_cpu(train.device) and cpu_has_native_bf16():
-        train = replace(train, precision="bf16")  # 1.5x the tokens/s of fp32 on such CPUs (README)
-    if text is None:
-        text = Path(data.text_file).read_text(encoding="utf-8") if data.text_file else load_tinyshakespeare()
-    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name)
-    model_o = {"max_len": data.block_size, **model_o}  # the model's context is the block length
-    config = model.replace(vocab_size=task.tokenizer.vocab_size, **model_o)
-    torch.manual_seed(train.seed)  # the same initial weights for the same seed
-    return Recipe(task=task, model=DecoderLM(config), train_config=train)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast
-    trains faster than fp32; elsewhere bf16 is emulated and slower, so fp32 stays."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def _runs_on_cpu(device: str) -> bool:
-    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-
-
-# 10 minutes on 2 CPU cores: a small LLaMA-style model (RoPE, RMSNorm, SwiGLU, 1.8M parameters)
-# over 256-character blocks at a high learning rate, annealed by time to a low floor. It sees the
-# 1M training characters about 9 times and over-fits: weight decay 0.5 (not 0.1) holds that back
-# at no cost in speed (0.1: 1.48, 0.3: 1.455, 0.5: 1.451, 0.8: 1.450), where dropout costs 10-15%
-# of the steps and did worse. Smaller models were no
-# faster per token, wider ones slower; see README "Language models" for the runs behind it.
-CPU_MODEL = DecoderLMConfig(
-    num_layers=4, d_model=192, num_heads=6, d_ff=512, ffn="swiglu", norm="rmsnorm", positional="rope",
-    bias=False, dropout=0.0, attention_dropout=0.0, tie_embeddings=True,
-)
-CPU_DATA = LMDataConfig(block_size=256, batch_size=8, eval_batch_size=32, eval_tokens=None)
-CPU_OPTIM = OptimConfig(
-    optimizer="adamw", lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.5, schedule="cosine",
-    warmup_steps=100, min_lr_ratio=0.02,
-)
-CPU_TRAIN = TrainConfig(
-    out_dir="runs/shakespeare-char", max_steps=1_000_000, max_minutes=10.0, log_every=50, eval_every=1000,
-    checkpoint_every=1000, precision="auto", device="auto",
-)
-
-# One H100/H200 (bf16, compiled). Compute is not the limit here (a 21M-parameter model runs
-# 1,000 steps of 64 x 256 characters in well under a minute); the 1M training characters are: every
-# model we tried overfits after about 12 epochs (750-1,000 steps), so the recipe is a deep, heavily
-# dropped-out model on a short schedule, fixed in steps (the time limit is only a cap). Measured
-# on an H200: final validation loss 1.479 (best along the way 1.469, at step 750); see README.
-GPU_MODEL = DecoderLMConfig(
-    num_layers=12, d_model=384, num_heads=6, d_ff=1024, ffn="swiglu", norm="rmsnorm", positional="rope",
-    bias=False, dropout=0.25, attention_dropout=0.1, tie_embeddings=True,
-)
-GPU_DATA = LMDataConfig(block_size=256, batch_size=64, eval_batch_size=128, eval_tokens=None)
-GPU_OPTIM = OptimConfig(
-    optimizer="adamw", lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, schedule="cosine",
-    warmup_steps=100, min_lr_ratio=0.1,
-)
-GPU_TRAIN = TrainConfig(
-    out_dir="runs/shakespeare-char-gpu", max_steps=1200, max_minutes=4.5, log_every=50, eval_every=250,
-    checkpoint_every=600, precision="auto", device="auto", compile=True,
-)
-
-
-@register_recipe("shakespeare-char", "Tiny Shakespeare, characters: 10 min on 2 CPU cores; val loss 1.451")
-def shakespeare_char(overrides: dict[str, Any]) -> Recipe:
-    return build_lm_recipe("shakespeare-char", CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN, overrides)
-
-
-@register_recipe("shakespeare-char-gpu",
-                 "Tiny Shakespeare, characters: one H100/H200, 1,200 steps (< 1 min); val loss 1.48 on an H200")
-def shakespeare_char_gpu(overrides: dict[str, Any]) -> Recipe:
-    return build_lm_recipe("shakespeare-char-gpu", GPU_MODEL, GPU_DATA, GPU_OPTIM, GPU_TRAIN, overrides)

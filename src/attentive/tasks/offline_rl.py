@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import build_model, preset_config
 from ..data.rl import (
     BehaviourPolicy,
     OfflineDataset,
@@ -37,12 +36,9 @@ from ..data.rl import (
     make_env,
     sample_segments,
 )
-from ..train.checkpoint import save_json
-from ..train.optim import OptimConfig
-from ..train.recipes import Recipe, register_recipe, split_overrides
-from ..train.trainer import TrainConfig
+from ..checkpoint import save_json
 from ..viz.figure import save_figure
-from .base import Task
+from ..train.task import Task
 
 ARTIFACTS_NAME = "rl.json"
 
@@ -381,10 +377,7 @@ class OfflineRLTask(Task):
         self.artifacts.save(directory)
 
 
-# ----------------------------------------------------------------------------- recipes
-
-
-def _dataset_for(config: OfflineRLConfig, out_dir: str) -> OfflineDataset:
+def dataset_for(config: OfflineRLConfig, out_dir: str) -> OfflineDataset:
     """The given .npz, or one generated once into the run folder and reused after that."""
     if config.dataset:
         dataset = load_dataset(config.dataset)
@@ -396,46 +389,3 @@ def _dataset_for(config: OfflineRLConfig, out_dir: str) -> OfflineDataset:
     if path.is_file():
         return load_dataset(path)
     return make_dataset(config.env_id, config.episodes_per_policy, config.data_seed, config.parameter_noise, path)
-
-
-def _build(overrides: dict[str, Any], preset: str, data: OfflineRLConfig, train: TrainConfig,
-           optim: OptimConfig) -> Recipe:
-    model_config = preset_config(preset)
-    m, d, t, o = split_overrides(overrides, model_config, data, train, optim)
-    data = dataclasses.replace(data, **d)
-    optim = dataclasses.replace(optim, **o)
-    train = dataclasses.replace(train, **t, optim=optim)
-    dataset = _dataset_for(data, train.out_dir)
-    context_len = m.get("context_len", model_config.context_len)
-    model_config = model_config.replace(**{
-        "state_dim": dataset.obs_dim, "n_actions": dataset.n_actions, "max_timestep": int(dataset.max_episode_steps),
-        "max_len": 3 * context_len, **m,
-    })
-    torch.manual_seed(train.seed)
-    task = OfflineRLTask(dataset, model_config.context_len, data, seed=train.seed)
-    return Recipe(task, build_model(model_config), train)
-
-
-def _optim(lr: float, warmup: int) -> OptimConfig:
-    return OptimConfig(optimizer="adamw", lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-4,
-                       schedule="cosine", warmup_steps=warmup, min_lr_ratio=0.1)
-
-
-@register_recipe("dt-cartpole", "Decision Transformer on offline CartPole-v1 data; target 500 -> mean return")
-def dt_cartpole(overrides: dict[str, Any]) -> Recipe:
-    return _build(
-        overrides, "dt-cartpole",
-        OfflineRLConfig(env_id="CartPole-v1", episodes_per_policy=500, targets=(100.0, 250.0, 500.0)),
-        TrainConfig(max_steps=2500, log_every=50, eval_every=500, checkpoint_every=500, device="auto"),
-        _optim(6e-4, 400),
-    )
-
-
-@register_recipe("dt-acrobot", "Decision Transformer on offline Acrobot-v1 data; target -70 -> mean return")
-def dt_acrobot(overrides: dict[str, Any]) -> Recipe:
-    return _build(
-        overrides, "dt-acrobot",
-        OfflineRLConfig(env_id="Acrobot-v1", episodes_per_policy=300, targets=(-200.0, -120.0, -70.0)),
-        TrainConfig(max_steps=5000, log_every=50, eval_every=1000, checkpoint_every=1000, device="auto"),
-        _optim(6e-4, 400),
-    )

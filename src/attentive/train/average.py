@@ -16,21 +16,19 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_tensors, save_tensors
+from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_tensors, save_tensors
+from .run_folder import checkpoint_dirs
 
 CARRIED_FILES = ("config.json", "tokenizer.json", "tokenizer.src.json", "translation.json")
 
 
 def recent_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
     """The newest ``n`` complete checkpoints of a run folder (``checkpoints/step-*``), oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
+    if not (Path(run_dir) / "checkpoints").is_dir():
         raise CheckpointError(f"{run_dir} has no checkpoints/ folder: is it a training run folder?")
-    found = sorted(p for p in root.iterdir()
-                   if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
-                   and (p / WEIGHTS_NAME).exists())
+    found = [p for p in checkpoint_dirs(run_dir) if (p / WEIGHTS_NAME).exists()]
     if not found:
-        raise CheckpointError(f"no complete checkpoints in {root}")
+        raise CheckpointError(f"no complete checkpoints in {Path(run_dir) / 'checkpoints'}")
     return found[-n:]
 
 

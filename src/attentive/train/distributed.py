@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import resolve_device
+
 # Collectives wait this long for a peer: rank 0 evaluates and writes checkpoints alone while the
 # others wait at a barrier, which can outlast NCCL's 10-minute default. A dead peer does not
 # wait this out: torchrun stops the remaining workers as soon as one exits.
@@ -41,15 +43,22 @@ class DistContext:
 
     @classmethod
     def from_env(cls, device: str = "auto") -> DistContext:
-        """Join the process group if launched by torchrun; pick the device and backend."""
-        want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        """Join the process group if launched by torchrun; pick the device and backend.
+
+        ``device`` goes through ``attentive.device.resolve_device`` (so ``cuda:1`` on a machine
+        without it is an error, never a silent CPU run). Under torchrun each rank takes the GPU
+        of its LOCAL_RANK, so an explicit index is refused there.
+        """
+        resolved = resolve_device(device)
+        want_cuda = resolved.type == "cuda"
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            return cls(device=torch.device("cuda" if want_cuda else "cpu"))
+            return cls(device=resolved)
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if want_cuda:
+            if resolved.index is not None:
+                raise ValueError(f"device {device!r}: under torchrun each rank uses cuda:LOCAL_RANK; "
+                                 "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
             if local_rank >= torch.cuda.device_count():
                 raise ValueError(
                     f"LOCAL_RANK {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "

@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
 from ..nn.layers import TransformerLayer
-from .checkpoint import CheckpointError, check_state
+from ..checkpoint import CheckpointError, check_state
 
 _CHECKPOINTED = "_attentive_activation_checkpointing"
 

@@ -28,7 +28,7 @@ class OptimConfig:
     schedule: str = "noam"
     warmup_steps: int = 4000
     min_lr_ratio: float = 0.0  # cosine/linear decay floor, as a fraction of the peak
-    model_dim: int = 512  # d_model, for the noam scale
+    model_dim: int | None = None  # d_model for the noam scale (None: the trained model's width)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -62,16 +62,21 @@ def make_optimizer(model: nn.Module, config: OptimConfig, device: torch.device) 
     return cls(groups, **kwargs)
 
 
-def lr_at(step: int, config: OptimConfig, progress: float | None = None) -> float:
+def lr_at(step: int, config: OptimConfig, progress: float | None = None, model_dim: int | None = None) -> float:
     """Learning rate for optimizer step ``step`` (1-based).
 
     ``progress`` in [0, 1] is how far through training we are, for decaying schedules
-    (by steps, or by time when a run is budgeted in minutes).
+    (by steps, or by time when a run is budgeted in minutes). ``model_dim`` is the trained
+    model's width, which the "noam" schedule scales by unless ``config.model_dim`` says otherwise.
     """
     step = max(step, 1)
     warmup = max(config.warmup_steps, 1)
     if config.schedule == "noam":
-        return config.lr * config.model_dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
+        dim = config.model_dim or model_dim
+        if not dim:
+            raise ValueError("schedule 'noam' scales by the model width: the model has no config.d_model, "
+                             "so set model_dim")
+        return config.lr * dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
     if config.schedule == "inverse_sqrt":
         return config.lr * min(step / warmup, math.sqrt(warmup / step))
     if step < warmup:

@@ -2,10 +2,13 @@
 
 Nothing is pickled: ``optimizer.state_dict()`` is split into its tensors (saved as
 ``state.<param index>.<name>``) and its plain structure (param groups, step counters).
+Under torchrun every rank's torch RNG state (dropout masks differ per rank) is gathered into
+``rank_rng.safetensors`` too, and each rank takes its own back on resume.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import read_tensors, save_json, save_tensors
+from ..checkpoint import read_tensors, save_json, save_tensors
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
+RANK_RNG = "rank_rng.safetensors"  # each rank's torch RNG states, for exact distributed resume
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -79,8 +83,6 @@ def save_trainer_state(directory: Path, optimizer, progress: dict[str, Any]) -> 
 
 
 def load_trainer_state(directory: Path, optimizer, restore_rng: bool = True) -> dict[str, Any]:
-    import json
-
     meta = json.loads((directory / STATE_JSON).read_text())
     tensors = read_tensors(directory / STATE_TENSORS)
     if optimizer is not None:
@@ -88,3 +90,37 @@ def load_trainer_state(directory: Path, optimizer, restore_rng: bool = True) -> 
     if restore_rng:
         rng_from_flat(tensors, meta["rng"])
     return meta["progress"]
+
+
+def gather_rank_rng(dist, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every rank's torch (and CUDA) RNG state, on rank 0 (``{}`` elsewhere). A collective."""
+    if not dist.enabled:
+        return {}
+    out: dict[str, torch.Tensor] = {}
+    for r, state in enumerate(dist.all_gather_bytes(torch.get_rng_state())):
+        out[f"rank{r}.torch"] = state
+    if device.type == "cuda":
+        for r, state in enumerate(dist.all_gather_bytes(torch.cuda.get_rng_state(device))):
+            out[f"rank{r}.cuda"] = state
+    return out if dist.is_main else {}
+
+
+def save_rank_rng(directory: Path, states: dict[str, torch.Tensor], world_size: int) -> None:
+    if states:
+        save_tensors(directory / RANK_RNG, states, metadata={"world_size": str(world_size)})
+
+
+def restore_rank_rng(checkpoint: Path, dist, device: torch.device, old_world: int, reseed: int) -> None:
+    """Same world size: each rank takes back its own RNG states. Otherwise rank 0 keeps the
+    state ``load_trainer_state`` restored and the other ranks fork their own streams from
+    ``reseed + rank``."""
+    if not dist.enabled:
+        return
+    path = checkpoint / RANK_RNG
+    if old_world == dist.world_size and path.exists():
+        states = read_tensors(path)
+        torch.set_rng_state(states[f"rank{dist.rank}.torch"])
+        if device.type == "cuda" and f"rank{dist.rank}.cuda" in states:
+            torch.cuda.set_rng_state(states[f"rank{dist.rank}.cuda"], device)
+    elif dist.rank:
+        torch.manual_seed(reseed + dist.rank)

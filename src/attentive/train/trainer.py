@@ -4,15 +4,8 @@ The loop: draw ``grad_accum`` micro-batches, sum their losses, divide by the num
 units (tokens, images) in the whole step across all ranks, step the optimiser with the
 scheduled learning rate, log, evaluate, checkpoint. Everything that makes a run resumable
 (weights, optimiser, RNG states, data position, elapsed time) goes into each checkpoint, and
-``resume=True`` continues exactly where the last complete checkpoint left off.
-
-Run folder::
-
-    out/config.json, model.safetensors, tokenizer.json   final (or latest) model, ready for inference
-    out/checkpoints/step-0001000/                        full checkpoints (model + trainer state)
-    out/metrics.jsonl                                    one JSON record per log / evaluation
-    out/loss.png                                         train and validation loss
-    out/train_config.json, results.json
+``resume=True`` continues exactly where the last complete checkpoint left off. What goes where
+on disk is the run folder's business (``run_folder.py``); the trainer only decides when.
 
 Under ``torchrun`` every rank runs this loop on its own shard of the data (the task's
 ``train_batches(epoch, rank, world_size)``); gradients are averaged by DDP or FSDP2, losses and
@@ -24,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -35,28 +26,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import WEIGHTS_NAME, CheckpointError, load_state_into, read_tensors, unique_state_dict
 from ..config import build_model
-from ..fileio import atomic_write_text
-from ..tasks.base import Task
-from ..viz.curves import plot_loss_curve
-from .checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    CheckpointError,
-    load_state_into,
-    read_tensors,
-    save_json,
-    save_tensors,
-    unique_state_dict,
-)
+from ..device import check_device_name
 from .distributed import DistContext, no_sync, unwrap, wrap_model
 from .optim import OptimConfig, lr_at, make_optimizer
-from .state import load_trainer_state, save_trainer_state
+from .run_folder import RunFolder, RunFolderError, checkpoint_dirs, checkpoint_step  # noqa: F401  (RunFolderError: callers catch it from here)
+from .state import gather_rank_rng, load_trainer_state, restore_rank_rng, save_rank_rng, save_trainer_state
+from .task import Task
+from .throughput import mfu, peak_flops
 
 PRECISIONS = ("auto", "fp32", "bf16")
-# bf16 dense peak we hold MFU against (measured large-matmul rates on the cards we use)
-PEAK_BF16_FLOPS = {"H100": 760e12, "H200": 790e12, "A100": 312e12}
-RANK_RNG = "rank_rng.safetensors"  # each rank's torch RNG states, for exact distributed resume
 
 
 @dataclass
@@ -72,7 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5
     precision: str = "auto"  # auto: bf16 autocast on CUDA when supported, fp32 on CPU
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     compile: bool = False
     strategy: str = "ddp"
@@ -85,10 +65,12 @@ class TrainConfig:
             self.optim = OptimConfig(**self.optim)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device {self.device!r} is not one of auto, cpu, cuda")
+        self.device = check_device_name(self.device)
         if self.max_steps <= 0 or self.grad_accum <= 0:
             raise ValueError(f"max_steps and grad_accum must be positive, got {self.max_steps}, {self.grad_accum}")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be an integer >= 1 (the newest N checkpoints are kept), "
+                             f"got {self.keep_checkpoints!r}")
         if self.strategy not in ("ddp", "fsdp"):
             raise ValueError(f"strategy {self.strategy!r} is not one of ddp, fsdp")
 
@@ -96,31 +78,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-class RunFolderError(ValueError):
-    """A fresh run pointed at a folder that already holds another run."""
-
-
-def checkpoint_dirs(out_dir: Path) -> list[Path]:
-    """Complete checkpoints (temporary folders excluded), oldest first."""
-    root = out_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp"))
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
-
-
 class Trainer:
     def __init__(self, task: Task, model: nn.Module, config: TrainConfig, dist: DistContext | None = None):
         self.task, self.config = task, config
         self.dist = dist or DistContext.from_env(config.device)
         self.device = self.dist.device
-        self.out_dir = Path(config.out_dir)
+        self.run = RunFolder(config.out_dir, keep=config.keep_checkpoints)
+        self.out_dir = self.run.root
         self.model = model.to(self.device)
         self.precision = self._resolve_precision()
         self.step, self.epoch, self.batch_index, self.elapsed = 0, 0, 0, 0.0
@@ -128,6 +92,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.sharded = False  # FSDP: parameters are DTensor shards; set when fit() wraps the model
         self._gathered: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._batches, self._batches_epoch = None, None
 
     # ------------------------------------------------------------------ setup
     def _resolve_precision(self) -> str:
@@ -143,54 +108,38 @@ class Trainer:
         return nullcontext()
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.dist.is_main:
+            self.run.log(record)
+
+    def _model_dim(self) -> int | None:
+        """The model width the paper's ("noam") schedule scales by."""
+        return getattr(getattr(unwrap(self.model), "config", None), "d_model", None)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step-N`` atomically and refresh the inference files at the top of
-        the run folder.
-
-        Every rank takes part in gathering (FSDP shards, per-rank RNG states); rank 0 alone
-        writes, into ``step-N.tmp``, and renames it into place only once every file is on disk.
-        A run killed at any moment leaves complete checkpoints and at most a ``.tmp`` folder,
-        which resume ignores and the next save clears.
-        """
+        """Write ``checkpoints/step-N`` (whole or not at all) and refresh the inference files at
+        the top of the run folder. Every rank takes part in gathering (FSDP shards, per-rank RNG
+        states); rank 0 alone writes."""
         weights = self._full_state_dict()
         optimizer = self.optimizer
         if self.sharded:
             from .fsdp import FullOptimizerState
 
-            gathered = FullOptimizerState(self.optimizer).state_dict()
-            optimizer = _StateSnapshot(gathered)
-        rank_rng = self._gather_rank_rng()
+            optimizer = _StateSnapshot(FullOptimizerState(self.optimizer).state_dict())
+        rank_rng = gather_rank_rng(self.dist, self.device)
         if not self.dist.is_main:
             self.dist.barrier()
             return None
-        root = self.out_dir / "checkpoints"
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("step-*.tmp"):  # left by a run killed while writing
-            shutil.rmtree(stale, ignore_errors=True)
-        final = root / f"step-{self.step:07d}"
-        tmp = root / f"step-{self.step:07d}.tmp"
-        tmp.mkdir()
-        self._write_weights(tmp, weights)
-        self.task.save_artifacts(tmp)
-        save_trainer_state(tmp, optimizer, self._progress_state())
-        if rank_rng:
-            save_tensors(tmp / RANK_RNG, rank_rng, metadata={"world_size": str(self.dist.world_size)})
-        _fsync_dir(tmp)
-        old = root / f"step-{self.step:07d}.old.tmp"
-        if final.exists():  # the same step saved again: move the old copy aside, never delete first
-            final.rename(old)
-        tmp.rename(final)
-        _fsync_dir(root)
-        shutil.rmtree(old, ignore_errors=True)
-        for stale in checkpoint_dirs(self.out_dir)[: -self.config.keep_checkpoints]:
-            shutil.rmtree(stale, ignore_errors=True)
-        self._write_weights(self.out_dir, weights)  # the run folder itself is a loadable checkpoint
+        config = unwrap(self.model).config.to_dict()
+
+        def fill(folder: Path) -> None:
+            self.run.write_model(folder, weights, config)
+            self.task.save_artifacts(folder)
+            save_trainer_state(folder, optimizer, self._progress_state())
+            save_rank_rng(folder, rank_rng, self.dist.world_size)
+
+        final = self.run.write_checkpoint(self.step, fill)
+        self.run.write_model(self.out_dir, weights, config)  # the run folder itself is a loadable checkpoint
         self.task.save_artifacts(self.out_dir)
         self.dist.barrier()
         return final
@@ -211,37 +160,6 @@ class Trainer:
         self._gathered = (self.step, tensors)
         return tensors
 
-    def _write_weights(self, directory: Path, weights: dict[str, torch.Tensor]) -> None:
-        """``model.safetensors`` + ``config.json``: the layout ``attentive.load`` reads."""
-        save_tensors(directory / WEIGHTS_NAME, weights, metadata={"format": "pt"})
-        save_json(directory / CONFIG_NAME, unwrap(self.model).config.to_dict())
-
-    def _gather_rank_rng(self) -> dict[str, torch.Tensor]:
-        """Every rank's torch RNG states (dropout masks differ per rank), on rank 0. Collective."""
-        if not self.dist.enabled:
-            return {}
-        out: dict[str, torch.Tensor] = {}
-        for r, state in enumerate(self.dist.all_gather_bytes(torch.get_rng_state())):
-            out[f"rank{r}.torch"] = state
-        if self.device.type == "cuda":
-            for r, state in enumerate(self.dist.all_gather_bytes(torch.cuda.get_rng_state(self.device))):
-                out[f"rank{r}.cuda"] = state
-        return out if self.dist.is_main else {}
-
-    def _restore_rank_rng(self, checkpoint: Path, old_world: int) -> None:
-        """Same world size: each rank takes back its own RNG states. Otherwise rank 0 keeps the
-        state ``load_trainer_state`` restored and the other ranks fork their own streams."""
-        if not self.dist.enabled:
-            return
-        path = checkpoint / RANK_RNG
-        if old_world == self.dist.world_size and path.exists():
-            states = read_tensors(path)
-            torch.set_rng_state(states[f"rank{self.dist.rank}.torch"])
-            if self.device.type == "cuda" and f"rank{self.dist.rank}.cuda" in states:
-                torch.cuda.set_rng_state(states[f"rank{self.dist.rank}.cuda"], self.device)
-        elif self.dist.rank:
-            torch.manual_seed(self.config.seed + 1_000_003 * self.step + self.dist.rank)
-
     def _progress_state(self) -> dict[str, Any]:
         return {
             "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index, "elapsed": self.elapsed,
@@ -250,7 +168,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest complete checkpoint in the run folder, if any."""
-        found = checkpoint_dirs(self.out_dir)
+        found = self.run.checkpoints()
         self._check_ranks_agree(found)
         if not found:
             return False
@@ -272,18 +190,19 @@ class Trainer:
         self.step, self.epoch, self.batch_index = progress["step"], progress["epoch"], progress["batch_index"]
         self.elapsed, self.units_seen = progress["elapsed"], progress.get("units_seen", 0)
         self.task.load_state_dict(progress.get("task", {}))
-        self._restore_rank_rng(latest, progress.get("world_size", 1))
-        if progress.get("world_size", 1) != self.dist.world_size:
-            self._rescale_data_position(progress.get("world_size", 1))
-        self._truncate_metrics()
+        old_world = progress.get("world_size", 1)
+        restore_rank_rng(latest, self.dist, self.device, old_world, reseed=self.config.seed + 1_000_003 * self.step)
+        if old_world != self.dist.world_size:
+            self._rescale_data_position(old_world)
+        if self.dist.is_main:
+            self.run.truncate_metrics(self.step)
         return True
 
     def _check_ranks_agree(self, found: list[Path]) -> None:
         """Every rank must resume from the same checkpoint, or the collectives deadlock."""
         if not self.dist.enabled:
             return
-        latest = int(found[-1].name.split("-", 1)[1]) if found else -1
-        steps = self.dist.all_gather_numbers(latest)
+        steps = self.dist.all_gather_numbers(checkpoint_step(found[-1]) if found else -1)
         if len(set(steps)) > 1:
             raise CheckpointError(
                 f"ranks see different newest checkpoints in {self.out_dir / 'checkpoints'} "
@@ -297,34 +216,20 @@ class Trainer:
         old_len = len(self.task.train_batches(self.epoch, 0, old_world))
         self.batch_index = min(new_len, round(self.batch_index * new_len / max(old_len, 1)))
 
-    def _truncate_metrics(self) -> None:
-        path = self.out_dir / "metrics.jsonl"
-        if not self.dist.is_main or not path.exists():
-            return
-        lines = path.read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-
     # ------------------------------------------------------------------ data
     def _next_batch(self):
         while True:
-            batches = self._epoch_batches()
-            if self.batch_index < len(batches):
-                batch = batches[self.batch_index]
+            if self._batches_epoch != self.epoch:
+                self._batches = self.task.train_batches(self.epoch, self.dist.rank, self.dist.world_size)
+                if len(self._batches) == 0:
+                    raise ValueError(f"task {self.task.name!r} produced no training batches for epoch {self.epoch}")
+                self._batches_epoch = self.epoch
+            if self.batch_index < len(self._batches):
                 self.batch_index += 1
-                return batch
+                return self._batches[self.batch_index - 1]
             self.epoch, self.batch_index = self.epoch + 1, 0
-            self._cached_epoch = None
 
-    def _epoch_batches(self):
-        if getattr(self, "_cached_epoch", None) != self.epoch:
-            self._batches = self.task.train_batches(self.epoch, self.dist.rank, self.dist.world_size)
-            if len(self._batches) == 0:
-                raise ValueError(f"task {self.task.name!r} produced no training batches for epoch {self.epoch}")
-            self._cached_epoch = self.epoch
-        return self._batches
-
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ progress
     def _fraction_done(self, by_time: bool) -> float:
         """Steps done over ``max_steps``, or (``by_time``, with a budget) time spent over the budget
         when that is further along."""
@@ -347,6 +252,7 @@ class Trainer:
         # every rank stops at the same step
         return self.dist.sum_number(float(self.elapsed >= 60 * self.config.max_minutes)) > 0
 
+    # ------------------------------------------------------------------ evaluation
     def _eval_model(self) -> nn.Module | None:
         """The model rank 0 evaluates; ``None`` on the other ranks.
 
@@ -363,46 +269,49 @@ class Trainer:
         load_state_into(plain, weights, source="gathered FSDP weights")
         return plain.to(self.device)
 
-    def evaluate(self) -> dict[str, float]:
+    def _run_eval(self, evaluate) -> dict[str, Any]:
+        """``evaluate(model)`` on rank 0, in eval mode, without gradients and in the training
+        precision (periodic and final figures are computed alike); ``{}`` on other ranks."""
         model = self._eval_model()
-        metrics: dict[str, float] = {}
+        results: dict[str, Any] = {}
         if model is not None:
             was_training = model.training
             model.eval()
             with torch.no_grad(), self.autocast():
-                metrics = self.task.evaluate(model)
+                results = evaluate(model)
             model.train(was_training)
+        return results
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = self._run_eval(self.task.evaluate)
         self.dist.barrier()
         if metrics:
             self.last_eval = metrics
             self._log({"step": self.step, "split": "val", **metrics})
         return metrics
 
-    def _prepare_run_folder(self, resume: bool, overwrite: bool) -> None:
-        """A fresh run never mixes with an old one: its checkpoints would win a later ``--resume``
-        and its metrics would run on in ``metrics.jsonl``. So a folder holding a run is an error
-        unless the caller resumes it or asks to overwrite it."""
-        found = checkpoint_dirs(self.out_dir)
-        if resume or not found:
-            return
-        if not overwrite:
-            raise RunFolderError(
-                f"run folder {self.out_dir} already holds a run (newest checkpoint: {found[-1].name}); "
-                "pass --resume to continue it, --overwrite to start it again, or --out for a new folder"
-            )
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation on the main rank; results saved to ``results.json``."""
+        results = self._run_eval(self.task.final_evaluate)
         if self.dist.is_main:
-            shutil.rmtree(self.out_dir / "checkpoints")
-            for name in ("metrics.jsonl", "results.json", "loss.png"):
-                (self.out_dir / name).unlink(missing_ok=True)
+            results = {"step": self.step, "train_minutes": round(self.elapsed / 60, 2), **results}
+            self.run.write_json("results.json", results)
+        self.dist.barrier()
+        return results
 
+    def _plot(self) -> None:
+        if self.dist.is_main:
+            self.run.plot(self.task.name)
+
+    # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train to ``max_steps`` or the time budget. ``resume`` continues the newest checkpoint in
         the run folder; ``overwrite`` deletes an earlier run there instead of refusing to start."""
         cfg = self.config
         torch.manual_seed(cfg.seed + self.dist.rank)
-        self._prepare_run_folder(resume, overwrite)
         if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.run.prepare(resume, overwrite)
+            self.run.create()
         self.dist.barrier()
         if cfg.activation_checkpointing:
             from .fsdp import apply_activation_checkpointing
@@ -415,10 +324,11 @@ class Trainer:
         if resume:
             self.resume()
         if self.dist.is_main:
-            save_json(self.out_dir / "train_config.json", cfg.to_dict())
+            self.run.write_json("train_config.json", cfg.to_dict())
         step_model = torch.compile(self.model, fullgraph=False) if cfg.compile else self.model
         flops_per_unit = self.task.flops_per_unit(unwrap(self.model))
         peak = peak_flops(self.device)
+        model_dim = self._model_dim()
 
         bar = None
         if cfg.progress and self.dist.is_main:
@@ -446,7 +356,7 @@ class Trainer:
                         loss, _ = self.task.loss(step_model, batch)
                     (loss * scale).backward()
                 loss_sum_window += loss.detach().float()
-            lr = lr_at(self.step + 1, cfg.optim, self._progress_fraction())
+            lr = lr_at(self.step + 1, cfg.optim, self._progress_fraction(), model_dim=model_dim)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             if cfg.clip_norm:
@@ -467,16 +377,17 @@ class Trainer:
                 rate = units_window / max(window_time, 1e-9)
                 record = {"step": self.step, "split": "train", "loss": loss_value, "lr": lr,
                           f"{self.task.unit}_per_s": rate, "elapsed_s": round(self.elapsed, 2)}
-                if flops_per_unit and peak:
-                    record["mfu"] = rate * flops_per_unit / (peak * self.dist.world_size)
+                utilisation = mfu(rate, flops_per_unit, peak, self.dist.world_size)
+                if utilisation is not None:
+                    record["mfu"] = utilisation
                 if self.device.type == "cuda":
                     record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
                 self._log(record)
                 if bar is not None:
                     postfix = {"step": self.step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}",
                                f"{self.task.unit}/s": f"{rate:,.0f}"}
-                    if "mfu" in record:
-                        postfix["mfu"] = f"{record['mfu']:.1%}"
+                    if utilisation is not None:
+                        postfix["mfu"] = f"{utilisation:.1%}"
                     bar.set_postfix(postfix)
                     bar.update(100 * self._run_fraction() - bar.n)
                 loss_sum_window.zero_()
@@ -496,23 +407,6 @@ class Trainer:
         self._plot()
         return self.finish()
 
-    def finish(self) -> dict[str, Any]:
-        """Final evaluation on the main rank; results saved to ``results.json``."""
-        model = self._eval_model()
-        results: dict[str, Any] = {}
-        if model is not None:
-            model.eval()
-            with torch.no_grad():
-                results = self.task.final_evaluate(model)
-            results = {"step": self.step, "train_minutes": round(self.elapsed / 60, 2), **results}
-            save_json(self.out_dir / "results.json", results)
-        self.dist.barrier()
-        return results
-
-    def _plot(self) -> None:
-        if self.dist.is_main and (self.out_dir / "metrics.jsonl").exists():
-            plot_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss.png", title=self.task.name)
-
 
 class _StateSnapshot:
     """A gathered optimiser state dict behind the ``state_dict()`` call ``save_trainer_state`` makes."""
@@ -522,20 +416,6 @@ class _StateSnapshot:
 
     def state_dict(self) -> dict[str, Any]:
         return self._state
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable: flush the directory entry (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,

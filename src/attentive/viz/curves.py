@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..fileio import read_jsonl
 from .figure import save_figure
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path:
@@ -22,7 +15,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path)
+    records = read_jsonl(metrics_path)
     train = [(r["step"], r["loss"]) for r in records if r.get("split") == "train" and "loss" in r]
     val = [(r["step"], r["loss"]) for r in records if r.get("split") == "val" and "loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)

@@ -10,17 +10,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_fused_loss_equals_plain
+from helpers import assert_fused_loss_equals_plain
 
 import attentive
 from attentive.data import collate_pairs, load_multi30k
-from attentive.tasks.translation import (
-    CPU_DATA, CPU_MODEL, CPU_OPTIM, CPU_TRAIN, TranslationDataConfig, build_translation_recipe, collate_fast,
-    label_smoothed_loss, load_pairs,
-)
+from attentive.data.parallel import load_pairs
+from attentive.recipes.translation import CPU_DATA, CPU_MODEL, CPU_OPTIM, CPU_TRAIN
+from attentive.tasks.translation import TranslationDataConfig, TranslationTask, label_smoothed_loss
 from attentive.text import PAD_ID, load_tokenizer
 from attentive.train.optim import OptimConfig, lr_at
-from attentive.train.recipes import get_recipe
+from attentive.recipes import get_recipe
 from attentive.train.trainer import train
 
 TINY = dict(
@@ -31,8 +30,7 @@ TINY = dict(
 
 
 def tiny_recipe(tmp_path, **overrides):
-    return build_translation_recipe("tiny", CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN,
-                                    {**TINY, "out_dir": str(tmp_path), **overrides})
+    return get_recipe("multi30k-de-en").build({**TINY, "out_dir": str(tmp_path), **overrides})
 
 
 def _write(path, data: str | bytes):
@@ -88,14 +86,15 @@ def test_empty_lines_are_skipped_and_counted(tmp_path):
     assert corpus.pairs == [("Ein Hund", "A dog")] and corpus.skipped_empty == 2
 
 
-def test_recipe_reports_skipped_pairs(tmp_path, capsys):
+def test_recipe_reports_skipped_pairs(tmp_path, caplog):
+    caplog.set_level("INFO", logger="attentive")
     de = "\n".join(s for s, _ in load_multi30k("val")[:60]) + "\n\n"
     en = "\n".join(t for _, t in load_multi30k("val")[:60]) + "\nextra\n"
     _write(tmp_path / "t.de", de)
     _write(tmp_path / "t.en", en)
     with pytest.warns(UserWarning):
         tiny_recipe(tmp_path / "run", train=str(tmp_path / "t.{lang}"), train_limit=None, vocab_size=300)
-    assert "skipped 1 pair(s) with an empty side" in capsys.readouterr().out
+    assert "skipped 1 pair(s) with an empty side" in caplog.text
 
 
 # ----------------------------------------------------------------------------- tokenizer, batching
@@ -140,15 +139,24 @@ def test_batches_are_deterministic_under_budget_and_cover_the_epoch(tmp_path):
     assert len(shards[0]) == len(shards[1])
 
 
-def test_fast_collate_equals_collate_pairs():
+def test_vectorised_collate_equals_padding_row_by_row():
     import random
+
+    from attentive.text.special import BOS_ID, EOS_ID
 
     rng = random.Random(0)
     pairs = [([rng.randint(4, 99) for _ in range(rng.randint(1, 9))], [rng.randint(4, 99) for _ in range(rng.randint(0, 9))])
              for _ in range(50)]
-    a, b = collate_pairs(pairs), collate_fast(pairs)
-    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("src", "tgt_in", "labels"))
-    assert a.n_tokens == b.n_tokens
+
+    def padded(rows):  # the plain way: one row at a time
+        width = max(len(r) for r in rows)
+        return torch.tensor([list(r) + [PAD_ID] * (width - len(r)) for r in rows])
+
+    a = collate_pairs(pairs)
+    b = dict(src=padded([s for s, _ in pairs]), tgt_in=padded([[BOS_ID, *t] for _, t in pairs]),
+             labels=padded([[*t, EOS_ID] for _, t in pairs]))
+    assert all(torch.equal(getattr(a, k), b[k]) for k in ("src", "tgt_in", "labels"))
+    assert a.n_tokens == sum(len(t) + 1 for _, t in pairs)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -159,8 +167,8 @@ def test_recipe_defaults_are_the_papers_where_stated():
     assert CPU_DATA.label_smoothing == 0.1 and CPU_MODEL.dropout == 0.1
     assert (CPU_DATA.eval_alpha, CPU_DATA.max_len_b, CPU_DATA.joint_vocab) == (0.6, 50, True)
     assert CPU_TRAIN.clip_norm and CPU_TRAIN.max_minutes == 15
-    assert get_recipe("multi30k-de-en").task_module == "attentive.tasks.translation"
-    assert get_recipe("multi30k-de-en-gpu").task_module == "attentive.tasks.translation"
+    assert isinstance(get_recipe("multi30k-de-en").data, TranslationDataConfig)
+    assert isinstance(get_recipe("multi30k-de-en-gpu").data, TranslationDataConfig)
 
 
 def test_inverse_sqrt_schedule_values():
@@ -177,8 +185,11 @@ def test_inverse_sqrt_schedule_values():
 
 
 def test_noam_uses_the_models_width(tmp_path):
-    recipe = tiny_recipe(tmp_path, schedule="noam", lr=1.0)
-    assert recipe.train_config.optim.model_dim == 32
+    recipe = tiny_recipe(tmp_path, schedule="noam", lr=1.0, max_steps=1, checkpoint_every=0)
+    assert isinstance(recipe.task, TranslationTask)
+    train(recipe.task, recipe.model, recipe.train_config)
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["lr"]
+    assert logged == pytest.approx(32**-0.5 * 10**-1.5)  # d_model 32 (not 512), warm-up 10, step 1
 
 
 def test_label_smoothed_loss_matches_direct_computation():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_gpt2
+from helpers import tiny_gpt2
 
 import attentive
 from attentive.decode.cuda_graph import StaticDecoder

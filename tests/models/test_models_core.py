@@ -8,7 +8,7 @@ import torch
 import attentive
 from attentive.models import DecoderLM, EncoderDecoder
 from attentive.nn import DynamicCache, StaticCache
-from conftest import tiny_encdec, tiny_gpt2
+from helpers import tiny_encdec, tiny_gpt2
 
 TOL = 1e-5
 

@@ -19,7 +19,7 @@ from attentive.tasks.offline_rl import (
     evaluate_returns,
     make_dataset,
 )
-from attentive.train.recipes import get_recipe
+from attentive.recipes import get_recipe
 from attentive.train.trainer import Trainer
 
 pytest.importorskip("gymnasium")

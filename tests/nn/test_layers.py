@@ -13,7 +13,7 @@ from attentive.nn import (
     DynamicCache, FeedForward, GatedFeedForward, LayerSpec, MultiHeadAttention, OutputProjection, RMSNorm,
     RotaryEmbedding, StaticCache, TokenEmbedding, TransformerLayer, causal_mask, make_feedforward,
 )
-from conftest import tiny_encdec, tiny_gpt2
+from helpers import tiny_encdec, tiny_gpt2
 
 # ----------------------------------------------------------------------------- embeddings
 

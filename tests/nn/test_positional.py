@@ -13,7 +13,7 @@ from attentive.nn import (
     make_positional, sinusoidal_table,
 )
 from attentive.nn.positional import POSITIONALS, alibi_slopes, apply_rotary
-from conftest import tiny_encdec, tiny_gpt2
+from helpers import tiny_encdec, tiny_gpt2
 
 
 def test_sinusoidal_table_matches_paper_formula_elementwise():

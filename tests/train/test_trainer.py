@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import attentive
-from attentive.tasks.base import Task
+from attentive.train.task import Task
 from attentive.train.optim import OptimConfig, lr_at
 from attentive.train.trainer import TrainConfig, checkpoint_dirs, train
 

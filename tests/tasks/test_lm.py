@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import assert_fused_loss_equals_plain
+from helpers import assert_fused_loss_equals_plain
 
 import attentive
 from attentive.config import get_preset
@@ -16,7 +16,7 @@ from attentive.decode import generate
 from attentive.evaluate.perplexity import perplexity, text_perplexity
 from attentive.text import load_tokenizer
 from attentive.train.optim import make_optimizer
-from attentive.train.recipes import get_recipe
+from attentive.recipes import get_recipe
 from attentive.cli.main import main
 from attentive.train.trainer import RunFolderError, Trainer, train
 
@@ -99,14 +99,19 @@ def test_recipes_use_adamw_cosine_and_decay_matrices_only(recipe):
         assert (id(p) in decayed) == (p.dim() >= 2), name
 
 
-def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
-    from attentive.tasks import language_modeling as lm
+@pytest.mark.parametrize("name", ["shakespeare-char", "multi30k-de-en"])
+def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, name):
+    """One probe decides for every recipe that opts in (there were two, which could disagree)."""
+    from attentive.recipes import registry
 
     small = {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64, "device": "cpu"}
+    if name.startswith("multi30k"):
+        small = {"d_model": 32, "num_heads": 2, "d_ff": 64, "device": "cpu", "vocab_size": 300, "train_limit": 200,
+                 "valid_limit": 20, "test": ""}
     for native, expected in ((True, "bf16"), (False, "auto")):
-        monkeypatch.setattr(lm, "cpu_has_native_bf16", lambda native=native: native)
-        assert get_recipe("shakespeare-char").build(small).train_config.precision == expected
-    assert get_recipe("shakespeare-char").build({**small, "precision": "fp32"}).train_config.precision == "fp32"
+        monkeypatch.setattr(registry, "cpu_has_native_bf16", lambda native=native: native)
+        assert get_recipe(name).build(small).train_config.precision == expected
+    assert get_recipe(name).build({**small, "precision": "fp32"}).train_config.precision == "fp32"
 
 
 def test_unknown_override_is_named(tmp_path):

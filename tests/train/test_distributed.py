@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import attentive
-from attentive.tasks.base import Task
+from attentive.train.task import Task
 from attentive.train.distributed import DistContext
 from attentive.train.optim import OptimConfig
 from attentive.train.trainer import TrainConfig, checkpoint_dirs, train
@@ -177,7 +177,7 @@ def _first_batch_digest(batch) -> str:
 def _worker_recipes(out: Path, ctx: DistContext, fault: str) -> None:
     """Each task family's recipe under DDP (every rank notes the digest of its first batch), then
     the LM with its fused loss under DDP and under FSDP."""
-    from attentive.train.recipes import get_recipe
+    from attentive.recipes import get_recipe
 
     digests = {}
     for name, overrides in RECIPE_FAMILIES.items():

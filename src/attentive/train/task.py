@@ -1,5 +1,7 @@
 """What the one trainer needs from a job (translation, language modelling, images, RL).
 
+The contract lives beside the trainer that calls it; ``attentive.tasks`` implements it.
+
 A task knows its data, its loss and its evaluation; the trainer knows optimisation,
 precision, checkpoints, logging and distribution. Keeping the line there lets every job
 share one training loop.
@@ -57,9 +59,3 @@ class Task:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
-
-
-def transformer_flops_per_token(model: nn.Module, num_layers: int, d_model: int, context: int) -> float:
-    """6 N (weights, forward + backward) + 12 L d T (attention scores and values), as in PaLM's MFU."""
-    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    return 6 * n_params + 12 * num_layers * d_model * context

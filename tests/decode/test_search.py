@@ -12,7 +12,7 @@ from attentive.decode.search import length_penalty, output_limits
 from attentive.models import EncoderDecoder
 from attentive.text.special import BOS_ID, EOS_ID, PAD_ID
 
-from conftest import tiny_encdec
+from helpers import tiny_encdec
 
 
 def _model(seed: int = 0, **overrides) -> EncoderDecoder:

@@ -12,7 +12,7 @@ import attentive
 from attentive.cli.presets import count_parameters
 from attentive.models.vit import PatchEmbedding, VisionTransformer, ViTConfig
 from attentive.tasks.classification import ClassificationConfig, ImageClassificationTask
-from attentive.train.recipes import get_recipe
+from attentive.recipes import get_recipe
 from attentive.train.trainer import Trainer
 from attentive.viz.rollout import (
     attention_rollout,

@@ -11,9 +11,9 @@ import attentive
 from attentive.cli.main import main
 from attentive.models import EncoderDecoder
 from attentive.train.average import average_checkpoints, recent_checkpoints, write_average
-from attentive.train.checkpoint import CheckpointError
+from attentive.checkpoint import CheckpointError
 
-from conftest import tiny_encdec
+from helpers import tiny_encdec
 
 
 def _checkpoints(root, n, **overrides):

@@ -21,8 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import ModelConfig, build_model, load_config
-from ..fileio import atomic_write, atomic_write_text
+from .config import ModelConfig, build_model, load_config
+from .fileio import atomic_write, atomic_write_text
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

@@ -1,0 +1,36 @@
+"""Image-classification recipes: a Vision Transformer on the bundled MNIST digits."""
+
+from __future__ import annotations
+
+from ..config import preset_config
+from ..tasks.classification import ClassificationConfig, ImageClassificationTask
+from ..train.optim import OptimConfig
+from ..train.trainer import TrainConfig
+from .registry import Recipe, RecipeSpec, Settings, register_recipe
+
+
+def build_vit(settings: Settings) -> Recipe:
+    task = ImageClassificationTask(settings.data, seed=settings.train.seed)
+    return Recipe(task, settings.new_model(settings.model), settings.train)
+
+
+VIT_MNIST = register_recipe(RecipeSpec(
+    "vit-mnist", "ViT on MNIST for CPU: 7x7 patches, 4 layers x 128, AdamW + cosine, shifts, 8.5 min",
+    preset_config("vit-tiny"),
+    ClassificationConfig(batch_size=128, max_shift=2),
+    OptimConfig(optimizer="adamw", lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
+                schedule="cosine", warmup_steps=200),
+    TrainConfig(out_dir="runs/vit-mnist", max_steps=20000, max_minutes=8.5, log_every=50, eval_every=1000,
+                checkpoint_every=1000, device="auto"),
+    build_vit,
+))
+VIT_MNIST_GPU = register_recipe(RecipeSpec(
+    "vit-mnist-gpu", "ViT on MNIST for one GPU: 4x4 patches, 6 layers x 256, 4.3-minute budget",
+    preset_config("vit-tiny", patch_size=4, num_layers=6, d_model=256, num_heads=8, d_ff=1024, dropout=0.1),
+    ClassificationConfig(batch_size=512, max_shift=2),
+    OptimConfig(optimizer="adamw", lr=1.5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
+                schedule="cosine", warmup_steps=500),
+    TrainConfig(out_dir="runs/vit-mnist-gpu", max_steps=12000, max_minutes=4.3, log_every=100, eval_every=2000,
+                checkpoint_every=0, device="cuda"),
+    build_vit,
+))
