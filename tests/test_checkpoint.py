@@ -50,8 +50,8 @@ def test_tied_weights_stored_once_and_still_tied_after_load(tmp_path):
     assert len(keys & tied) == 1
     assert len(keys) == len(model.state_dict()) - 2
     loaded = load_model(tmp_path)
-    assert loaded.src_embed.weight is loaded.tgt_embed.weight is loaded.generator.weight
-    assert torch.equal(loaded.generator.weight, model.generator.weight)
+    assert loaded.src_embed.weight is loaded.tgt_embed.weight is loaded.head.weight
+    assert torch.equal(loaded.head.weight, model.head.weight)
 
 
 def test_file_is_safetensors_not_pickle(tmp_path):

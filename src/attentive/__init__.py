@@ -13,7 +13,7 @@ Public API::
 from .config import build, build_model, load_config, preset_config, presets
 from .checkpoint import load_model as load, save_model as save
 from .interop.pretrained import from_pretrained  # BERT, LLaMA and Whisper weights in our classes
-from .decode.sampling import generate  # text from decoder-only language models
+from .decode.generate import generate  # text from decoder-only language models
 
 __version__ = "0.1.0"
 

@@ -96,9 +96,28 @@ def check_state(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tens
             raise CheckpointError(f"{source}: tensor {name!r} is missing")
 
 
+# Output projections were called ``generator`` (encoder-decoder), ``lm_head`` (language models,
+# Whisper) and ``action_head`` (Decision Transformer) before every family named theirs ``head``;
+# checkpoints written then still load.
+LEGACY_PREFIXES = {"generator.": "head.", "lm_head.": "head.", "action_head.": "head."}
+
+
+def _current_names(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for name, tensor in tensors.items():
+        if name not in expected:
+            for old, new in LEGACY_PREFIXES.items():
+                if name.startswith(old) and new + name[len(old):] in expected:
+                    name = new + name[len(old):]
+                    break
+        renamed[name] = tensor
+    return renamed
+
+
 def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Copy ``tensors`` into ``model``; the first name or shape that does not fit is an error."""
     expected = model.state_dict(keep_vars=True)
+    tensors = _current_names(tensors, expected)
     check_state(expected, tensors, source, type(model).__name__)
     with torch.no_grad():
         for name, tensor in tensors.items():

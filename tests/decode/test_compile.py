@@ -9,7 +9,7 @@ import torch
 from helpers import tiny_encdec, tiny_gpt2
 
 import attentive
-from attentive.decode.cuda_graph import StaticDecoder
+from attentive.decode import generate
 from attentive.models import DecoderLM, EncoderDecoder
 import attentive.nn.loss as loss_module
 from attentive.nn.loss import linear_cross_entropy
@@ -27,8 +27,8 @@ def _compiled(fn):
 
 
 def _lm_loss(model, ids, key_mask=None):
-    hidden = model.hidden_states(ids, key_mask=key_mask).hidden[:, :-1]  # (B, T-1, D)
-    return linear_cross_entropy(hidden, model.lm_head.weight, ids[:, 1:], label_smoothing=0.1, chunk_size=7)
+    hidden = model.decode(ids, key_mask=key_mask).hidden[:, :-1]  # (B, T-1, D)
+    return linear_cross_entropy(hidden, model.head.weight, ids[:, 1:], label_smoothing=0.1, chunk_size=7)
 
 
 @pytest.mark.parametrize("kind", ["gpt2-tiny", "llama-tiny", "alibi"])
@@ -82,15 +82,15 @@ def test_encoder_decoder_compiles_without_graph_breaks():
 
 def test_static_cache_decode_step_compiles_once_and_matches_eager():
     model = DecoderLM(tiny_gpt2()).eval()
-    ids = torch.randint(1, 50, (2, 4))
-    eager, _ = StaticDecoder(model, 2, 16, cuda_graph=False).generate_ids(ids, 10)
+    ids = torch.randint(1, 50, (2, 4)).tolist()
+    eager = generate(model, None, ids, max_new_tokens=10, temperature=0.0, stop_tokens=(), cache="static").tokens
     graphs = []
 
     def counting_backend(gm, example_inputs):
         graphs.append(gm)
         return gm.forward
 
-    compiled = StaticDecoder(model, 2, 16, cuda_graph=False, compile=counting_backend)
-    got, _ = compiled.generate_ids(ids, 10)
-    assert torch.equal(got, eager)
+    got = generate(model, None, ids, max_new_tokens=10, temperature=0.0, stop_tokens=(), cache="static",
+                   compile=counting_backend).tokens
+    assert got == eager
     assert len(graphs) == 1  # one graph for every step: slots and positions are tensors, not ints

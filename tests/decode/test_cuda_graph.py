@@ -7,8 +7,7 @@ import torch
 from helpers import tiny_gpt2
 
 import attentive
-from attentive.decode.cuda_graph import StaticDecoder
-from attentive.decode.sampling import generate
+from attentive.decode import DecodeBatch, Engine, GenerationConfig, Request, generate
 from attentive.models import DecoderLM
 from attentive.nn import DynamicCache
 
@@ -29,53 +28,68 @@ def _models():
     return [DecoderLM(tiny_gpt2()).eval(), attentive.build("llama-tiny").eval()]
 
 
+def _static_tokens(model, ids: torch.Tensor, new: int, **options) -> list[list[int]]:
+    return generate(model, None, ids.tolist(), max_new_tokens=new, temperature=0.0, stop_tokens=(), cache="static",
+                    **options).tokens
+
+
 @pytest.mark.parametrize("model_index", [0, 1], ids=["gpt2-tiny", "llama-tiny"])
-def test_static_decoder_matches_dynamic_cache_tokens(model_index):
+def test_static_cache_matches_dynamic_cache_tokens(model_index):
     model = _models()[model_index]
     ids = torch.randint(1, model.config.vocab_size, (3, 5))
-    want = _greedy_dynamic(model, ids, 12)
-    decoder = StaticDecoder(model, batch_size=3, max_len=20, cuda_graph=False)
-    got, steps = decoder.generate_ids(ids, 12)
-    assert steps == 11
-    assert torch.equal(got, want)
-    again, _ = decoder.generate_ids(ids, 12)  # a second run on the same buffers starts clean
-    assert torch.equal(again, want)
+    want = _greedy_dynamic(model, ids, 12).tolist()
+    engine = Engine(model, cache="static")
+    runs = []
+    for _ in range(2):  # a second run on the same engine reuses the cache's buffers and starts clean
+        sequences = [engine.add(Request(row, GenerationConfig(max_new_tokens=12, temperature=0.0)))
+                     for row in ids.tolist()]
+        keys = None
+        for _ in engine.run():
+            keys = engine.batch.cache.keys
+        runs.append(([s.tokens for s in sequences], keys.data_ptr()))
+    assert runs[0][0] == runs[1][0] == want
+    assert runs[0][1] == runs[1][1]  # same cache memory both times (what a captured graph needs)
 
 
-def test_static_decoder_left_padded_prompts_match_generate():
+def test_static_cache_left_padded_prompts_match_dynamic():
     model = DecoderLM(tiny_gpt2()).eval()
     prompts = [[5, 6, 7, 8, 9], [11, 12], [3]]
     want = generate(model, None, prompts, max_new_tokens=9, temperature=0.0, stop_tokens=(), cache="dynamic")
-    got = StaticDecoder(model, batch_size=3, max_len=16, cuda_graph=False).generate(prompts, 9)
+    got = generate(model, None, prompts, max_new_tokens=9, temperature=0.0, stop_tokens=(), cache="static")
     assert got.tokens == want.tokens
 
 
-def test_static_decoder_cuts_at_stop_tokens_and_can_end_early():
+def test_static_batch_cuts_at_stop_tokens_and_ends_early():
     model = DecoderLM(tiny_gpt2()).eval()
     ids = torch.randint(1, 50, (1, 4))
     full = _greedy_dynamic(model, ids, 10)[0].tolist()
     stop = full[3]
-    decoder = StaticDecoder(model, batch_size=1, max_len=16, cuda_graph=False)
-    out = decoder.generate([ids[0].tolist()], 10, stop_tokens=(stop,), check_every=1)
-    assert out.tokens == [full[:full.index(stop)]]
-    assert out.steps == max(full.index(stop), 1) < 9  # the first check comes after one step
+    engine = Engine(model, cache="static")
+    steps = []
+    original = engine.batch.step
+    engine.batch.step = lambda tokens: steps.append(1) or original(tokens)
+    seq = engine.add(Request(ids[0].tolist(), GenerationConfig(max_new_tokens=10, temperature=0.0), stop_tokens=(stop,)))
+    list(engine.run())
+    assert seq.tokens == full[:full.index(stop)] and seq.finish_reason == "stop_token"
+    assert len(steps) == full.index(stop) < 9  # no model step after the row stopped
 
 
-def test_static_decoder_sampling_is_seeded_and_checks_arguments():
+def test_static_sampling_is_seeded_and_misuse_is_refused():
     model = DecoderLM(tiny_gpt2()).eval()
-    ids = torch.randint(1, 50, (2, 3))
-    decoder = StaticDecoder(model, batch_size=2, max_len=12, cuda_graph=False, temperature=1.0, top_k=5)
-    torch.manual_seed(1)
-    a, _ = decoder.generate_ids(ids, 8)
-    torch.manual_seed(1)
-    b, _ = decoder.generate_ids(ids, 8)
-    assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="exceed"):
-        decoder.generate_ids(ids, 10)
-    with pytest.raises(ValueError, match="batch"):
-        decoder.generate_ids(ids[:1], 4)
+    ids = torch.randint(1, 50, (2, 3)).tolist()
+    a = generate(model, None, ids, max_new_tokens=8, temperature=1.0, top_k=5, seed=1, stop_tokens=(), cache="static")
+    b = generate(model, None, ids, max_new_tokens=8, temperature=1.0, top_k=5, seed=1, stop_tokens=(), cache="static")
+    assert a.tokens == b.tokens
+    batch = DecodeBatch(model, cache="static")
+    batch.start(ids, max_new_tokens=3)
+    for token in (1, 2):
+        batch.step(torch.tensor([token, token]))
+    with pytest.raises(ValueError, match="do not fit"):  # slots for 3 prompt + 3 new tokens - 1
+        batch.step(torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match="fixed batch"):
+        batch.join([[4, 5]])
     with pytest.raises(ValueError, match="CUDA"):
-        StaticDecoder(model, batch_size=1, max_len=8, cuda_graph=True)
+        DecodeBatch(model, cache="cuda_graph")
 
 
 @pytest.mark.gpu
@@ -83,9 +97,16 @@ def test_static_decoder_sampling_is_seeded_and_checks_arguments():
 def test_cuda_graph_replay_matches_eager_steps():
     model = DecoderLM(tiny_gpt2()).cuda().eval()
     ids = torch.randint(1, 50, (2, 6), device="cuda")
-    eager, _ = StaticDecoder(model, 2, 32, cuda_graph=False).generate_ids(ids, 20)
-    graphed = StaticDecoder(model, 2, 32, cuda_graph=True)
-    got, _ = graphed.generate_ids(ids, 20)
-    assert graphed.graph is not None
-    assert torch.equal(got, eager)
-    assert torch.equal(graphed.generate_ids(ids, 20)[0], eager)  # replays reuse the captured graph
+    eager = _static_tokens(model, ids, 20)
+    engine = Engine(model, cache="cuda_graph")
+    for _ in range(2):  # replays reuse the captured graph
+        sequences = [engine.add(Request(row, GenerationConfig(max_new_tokens=20, temperature=0.0)))
+                     for row in ids.tolist()]
+        list(engine.run())
+        assert engine.batch.graph is not None
+        assert [s.tokens for s in sequences] == eager
+    sampled = generate(model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(),
+                       cache="cuda_graph")
+    again = generate(model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(),
+                     cache="static")
+    assert sampled.tokens == again.tokens  # sampling stays outside the graph: the same draws

@@ -7,17 +7,9 @@ import torch
 
 import attentive
 from attentive.decode import GenerationConfig, generate, stream
-from attentive.decode.sampling import (
-    DecodeSession,
-    TextStream,
-    apply_repetition_penalty,
-    apply_top_k,
-    apply_top_p,
-    choose_tokens,
-    left_pad,
-    positions_from_mask,
-    process_logits,
-)
+from attentive.decode.batch import DecodeBatch, left_pad, positions_from_mask
+from attentive.decode.generate import TextStream
+from attentive.decode.processors import RowSettings, apply_repetition_penalty, apply_top_k, apply_top_p, choose
 from attentive.text import BPETokenizer, CharTokenizer
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.:\n"
@@ -75,16 +67,15 @@ def test_window_slides_past_the_context_identically(tok, cache):
 
 
 def test_static_cache_step_has_fixed_shapes(tok):
-    """Each decode step after the prefill calls forward_step with the same shapes (CUDA-graph ready)."""
+    """Each decode step after the prefill calls the static step with the same shapes (CUDA-graph ready)."""
     model = _model("llama", tok.vocab_size)
-    ids, real = left_pad([[5, 6, 7], [8]], pad_id=0)
-    session = DecodeSession(model, ids, real, max_new_tokens=6, context=64, cache="static")
+    batch = DecodeBatch(model, cache="static", context=64)
     shapes = []
-    original = session.forward_step
-    session.forward_step = lambda t, p, m: shapes.append((t.shape, p.shape, m.shape)) or original(t, p, m)
-    session.prefill()
+    original = batch._static_forward
+    batch._static_forward = lambda t, p, m, *rest: shapes.append((t.shape, p.shape, m.shape)) or original(t, p, m, *rest)
+    batch.start([[5, 6, 7], [8]], max_new_tokens=6)
     for token in (9, 10, 11, 12):
-        session.step(torch.tensor([token, token]))
+        batch.step(torch.tensor([token, token]))
     assert len(set(shapes)) == 1 and shapes[0] == (torch.Size([2, 1]), torch.Size([2, 1]), torch.Size([2, 8]))
 
 
@@ -131,14 +122,22 @@ def test_max_new_tokens(model, tok):
     assert generate(model, tok, "x", max_new_tokens=0).tokens == [[]]
 
 
+def _choose(logits, config, generator=None):
+    """Tokens for every row of ``logits`` under one config, through the engine's processors and sampler."""
+    settings = RowSettings([config] * logits.shape[0], [()] * logits.shape[0], logits.shape[1], logits.device)
+    processed = settings.process(logits, [0] * logits.shape[0], None)
+    return choose(processed, settings, [generator] * logits.shape[0])
+
+
 def test_temperature_scales_logits():
     logits = torch.tensor([[2.0, 1.0, 0.0]])
     cfg = GenerationConfig(temperature=2.0)
-    assert torch.allclose(process_logits(logits, cfg), logits / 2)
+    settings = RowSettings([cfg], [()], 3, "cpu")
+    assert torch.allclose(settings.process(logits, [0], None), logits / 2)
     # low temperature concentrates the draws on the top token
     gen = torch.Generator().manual_seed(0)
-    cold = [int(choose_tokens(logits, GenerationConfig(temperature=0.05), generator=gen)) for _ in range(50)]
-    hot = {int(choose_tokens(logits, GenerationConfig(temperature=5.0), generator=gen)) for _ in range(200)}
+    cold = [int(_choose(logits, GenerationConfig(temperature=0.05), gen)) for _ in range(50)]
+    hot = {int(_choose(logits, GenerationConfig(temperature=5.0), gen)) for _ in range(200)}
     assert set(cold) == {0} and hot == {0, 1, 2}
 
 
@@ -164,7 +163,7 @@ def test_top_p_keeps_the_smallest_nucleus():
 
 def test_top_p_sampling_draws_only_from_the_nucleus():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().repeat(400, 1)
-    drawn = choose_tokens(logits, GenerationConfig(top_p=0.7), generator=torch.Generator().manual_seed(0))
+    drawn = _choose(logits, GenerationConfig(top_p=0.7), torch.Generator().manual_seed(0))
     assert set(drawn.tolist()) == {0, 1}
 
 
@@ -205,17 +204,29 @@ def test_eos_is_the_default_stop_token(model, tok):
 
 
 class _ForceAt(torch.nn.Module):
-    """Wraps a model so that its ``step``-th next-token prediction is ``token``."""
+    """Wraps a model so that its ``step``-th next-token prediction is ``token`` (through its head,
+    which decoding applies once per step)."""
 
     def __init__(self, model, step, token):
         super().__init__()
         self.inner, self.config, self.step, self.token, self.calls = model, model.config, step, token, 0
+        self.head = _ForcingHead(self)
 
-    def forward(self, ids, **kw):
-        logits = self.inner(ids, **kw)
-        if self.calls == self.step:
-            logits[:, -1, self.token] = 1e4
-        self.calls += 1
+    def decode(self, ids, **kw):
+        return self.inner.decode(ids, **kw)
+
+
+class _ForcingHead(torch.nn.Module):
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = [owner]  # not a submodule
+
+    def forward(self, hidden):
+        owner = self.owner[0]
+        logits = owner.inner.head(hidden)
+        if owner.calls == owner.step:
+            logits[..., owner.token] = 1e4
+        owner.calls += 1
         return logits
 
 

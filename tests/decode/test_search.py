@@ -19,7 +19,7 @@ def _model(seed: int = 0, **overrides) -> EncoderDecoder:
     torch.manual_seed(seed)
     model = EncoderDecoder(tiny_encdec(max_len=48, **overrides)).eval()
     with torch.no_grad():  # a sharper output layer makes EOS likely within a few steps
-        model.generator.weight.mul_(3.0)
+        model.head.weight.mul_(3.0)
     return model.double()
 
 
@@ -86,7 +86,7 @@ def test_scores_are_length_normalised_log_probabilities():
 
 def test_length_limit_is_source_length_plus_b_and_model_max_len():
     model = _model(seed=7)
-    model.generator = _NoEOS(model.generator)  # never choose EOS: decoding must stop at the limit
+    model.head = _NoEOS(model.head)  # never choose EOS: decoding must stop at the limit
     src = _sources(3, seed=8)
     src_len = (src != PAD_ID).sum(1)
     for beam in (1, 2):

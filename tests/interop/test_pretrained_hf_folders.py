@@ -75,9 +75,9 @@ def test_whisper_folder_matches_transformers(tmp_path):
     features = torch.randn(1, 80, 3000)
     ids = torch.tensor([[50257, 50362, 400, 500]])
     with torch.no_grad():
-        memory = ours.model.encode(features)
+        memory = ours.model.encode(features).hidden
         ref_memory = hf.model.encoder(features).last_hidden_state
-        logits = ours.model.decode(ids, memory)
+        logits = ours.model.head(ours.model.decode(ids, memory).hidden)
         ref_logits = hf(encoder_outputs=(ref_memory,), decoder_input_ids=ids).logits
     assert (memory - ref_memory).abs().max().item() <= 1e-4
     assert (logits - ref_logits).abs().max().item() <= 1e-4

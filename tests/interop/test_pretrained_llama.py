@@ -73,7 +73,7 @@ def test_config_is_smollm2_shape(ours):
     c = ours.config
     assert (c.num_layers, c.d_model, c.num_heads, c.num_kv_heads, c.d_ff, c.vocab_size) == (30, 576, 9, 3, 1536, 49152)
     assert (c.rope_base, c.norm_eps, c.ffn, c.norm, c.tie_embeddings) == (1e5, 1e-5, "swiglu", "rmsnorm", True)
-    assert ours.model.lm_head.weight is ours.model.embed.weight
+    assert ours.model.head.weight is ours.model.embed.weight
 
 
 def test_logits_match_hf_llama(reference):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from attentive.models.encoder import Encoder, EncoderConfig
-from attentive.models.speech import SpeechConfig, SpeechModel, greedy_transcribe, whisper_sinusoids
+from attentive.decode.transcriber import greedy_transcribe
+from attentive.models.speech import SpeechConfig, SpeechModel, whisper_sinusoids
 
 
 def tiny_encoder(**overrides) -> Encoder:
@@ -67,7 +68,7 @@ def test_greedy_decoding_respects_suppression_and_batches():
     torch.manual_seed(0)
     model = tiny_speech()
     with torch.no_grad():  # make the suppressed and timestamp tokens the most likely ones
-        model.lm_head.weight[[3, 4, 5, 55]] *= 50.0
+        model.head.weight[[3, 4, 5, 55]] *= 50.0
     features = torch.randn(2, 8, 100)
     rows = greedy_transcribe(model, features, max_new_tokens=6)
     assert len(rows) == 2

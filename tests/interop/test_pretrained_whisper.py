@@ -51,7 +51,7 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def encoded(ours, hf, clip):
     with torch.no_grad():
-        return ours.model.encode(clip[1]), hf[0].model.encoder(clip[1]).last_hidden_state
+        return ours.model.encode(clip[1]).hidden, hf[0].model.encoder(clip[1]).last_hidden_state
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_encoder_output_matches(encoded):
 def test_decoder_logits_match(ours, hf, encoded, reference_tokens):
     ids = torch.tensor([[50257, 50362] + reference_tokens])
     with torch.no_grad():
-        logits = ours.model.decode(ids, encoded[0])
+        logits = ours.model.head(ours.model.decode(ids, encoded[0]).hidden)
         ref = hf[0](encoder_outputs=(encoded[1],), decoder_input_ids=ids).logits
     diff = (logits - ref).abs().max().item()
     print(f"Whisper decoder logits max abs diff over {ids.shape[1]} tokens: {diff:.3g}")
@@ -94,7 +94,7 @@ def test_decoder_logits_match(ours, hf, encoded, reference_tokens):
 
 
 def test_transcript_matches_transformers(ours, clip, reference_tokens):
-    from attentive.models.speech import greedy_transcribe
+    from attentive.decode.transcriber import greedy_transcribe
 
     tokens = greedy_transcribe(ours.model, clip[1])[0]
     assert tokens == reference_tokens

@@ -81,7 +81,7 @@ def test_left_padding_is_invisible_to_real_steps():
     padded = model(
         torch.cat([torch.randn(1, pad, 4), states], 1), torch.cat([torch.ones(1, pad, dtype=torch.long), actions], 1),
         torch.cat([torch.rand(1, pad, 1), rtg], 1), torch.cat([torch.zeros(1, pad, dtype=torch.long), steps], 1),
-        mask=torch.tensor([[False] * pad + [True] * 3]),
+        key_mask=torch.tensor([[False] * pad + [True] * 3]),
     )
     torch.testing.assert_close(padded[:, pad:], short, rtol=1e-5, atol=1e-5)
 

@@ -65,7 +65,7 @@ def test_encoder_decoder_incremental_decoding_matches_full_pass(cache_kind):
         steps = [model.decode(tgt[:, t:t + 1], memory, src_valid, cache=cache).hidden for t in range(6)]
         assert all(cache.has_cross(i) for i in range(config.num_decoder_layers))
     assert (torch.cat(steps, 1) - full).abs().max() <= TOL
-    assert (model.generator(full) - model(src, tgt)).abs().max() <= TOL
+    assert (model.head(full) - model(src, tgt)).abs().max() <= TOL
 
 
 @pytest.mark.parametrize("cache_kind", ["dynamic", "static"])
@@ -147,7 +147,7 @@ def test_encoder_source_padding_invariance(positional):
         assert (mem_padded[:, :5] - mem).abs().max() <= TOL
         assert (model(padded, tgt) - model(src, tgt)).abs().max() <= TOL
         # and without the mask the pads would matter: the test can fail
-        unmasked = model.encode(padded, src_valid=torch.ones(2, 8, dtype=torch.bool)).hidden
+        unmasked = model.encode(padded, key_mask=torch.ones(2, 8, dtype=torch.bool)).hidden
         assert (unmasked[:, :5] - mem).abs().max() > 1e-3
 
 

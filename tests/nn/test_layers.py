@@ -42,15 +42,15 @@ def test_output_projection_tying_shares_one_parameter():
 
 def test_tied_models_hold_one_embedding_tensor():
     lm = DecoderLM(tiny_gpt2())
-    assert lm.lm_head.weight is lm.embed.weight
+    assert lm.head.weight is lm.embed.weight
     assert sum(p is lm.embed.weight for p in lm.parameters()) == 1
     ed = EncoderDecoder(tiny_encdec())
-    assert ed.src_embed.weight is ed.tgt_embed.weight is ed.generator.weight
+    assert ed.src_embed.weight is ed.tgt_embed.weight is ed.head.weight
     out_only = EncoderDecoder(tiny_encdec(tie_embeddings="output", tgt_vocab_size=40))
-    assert out_only.generator.weight is out_only.tgt_embed.weight
+    assert out_only.head.weight is out_only.tgt_embed.weight
     assert out_only.src_embed.weight is not out_only.tgt_embed.weight
     untied = DecoderLM(tiny_gpt2(tie_embeddings=False))
-    assert untied.lm_head.weight is not untied.embed.weight
+    assert untied.head.weight is not untied.embed.weight
 
 
 def test_tied_gradient_is_sum_of_embedding_and_head_gradients():
@@ -58,15 +58,15 @@ def test_tied_gradient_is_sum_of_embedding_and_head_gradients():
     tied = DecoderLM(tiny_gpt2())
     untied = DecoderLM(tiny_gpt2(tie_embeddings=False))
     state = tied.state_dict()
-    state["lm_head.weight"] = state["embed.weight"].clone()
+    state["head.weight"] = state["embed.weight"].clone()
     untied.load_state_dict(state)
     ids = torch.randint(0, 50, (2, 6))
     for model in (tied, untied):
         F.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
     assert torch.allclose(
-        tied.embed.weight.grad, untied.embed.weight.grad + untied.lm_head.weight.grad, atol=1e-6
+        tied.embed.weight.grad, untied.embed.weight.grad + untied.head.weight.grad, atol=1e-6
     )
-    assert untied.embed.weight.grad.abs().sum() > 0 and untied.lm_head.weight.grad.abs().sum() > 0
+    assert untied.embed.weight.grad.abs().sum() > 0 and untied.head.weight.grad.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- FFN and norms
@@ -141,6 +141,7 @@ def test_cache_reorder_selects_rows(cache_kind):
     cross_k, cross_v = torch.randn(3, 1, 5, 2), torch.randn(3, 1, 5, 2)
     cache.set_cross(0, cross_k, cross_v)
     index = torch.tensor([2, 2, 0])
+    cross_k, cross_v = cross_k.clone(), cross_v.clone()  # a static cache gathers its tensors in place
     cache.reorder(index)
     for i in range(2):
         keys, values = (cache.keys[i], cache.values[i])

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attentive.decode.cuda_graph import StaticDecoder
-from attentive.decode.sampling import decode_head, last_logits
+from attentive.decode import DecodeBatch, Engine, GenerationConfig, Request
 from attentive.models import DecoderLM, DecoderLMConfig
 from attentive.nn import OutputProjection, PackedProjection
+from attentive.nn.packed import inference_head
 
 
 @pytest.mark.parametrize("out_features", [1, 3, 7, 1000, 5003])
@@ -46,25 +46,31 @@ def _lm(vocab=1001):
     return DecoderLM(config).eval()
 
 
-def test_decode_head_picks_the_packed_copy_for_large_heads_on_cpu():
+def test_decoding_picks_the_packed_copy_for_large_heads_on_cpu():
     model = _lm()
-    assert decode_head(model, torch.device("cpu")) is model.lm_head  # 1001 x 32: small, stays in cache
-    assert isinstance(decode_head(model, torch.device("cpu"), packed=True), PackedProjection)
-    assert isinstance(decode_head(_lm(vocab=70_000), torch.device("cpu")), PackedProjection)  # 8.5 MiB
-    assert decode_head(torch.nn.Linear(2, 2), torch.device("cpu")) is None  # no separable head
+    assert DecodeBatch(model).head is model.head  # 1001 x 32: small, stays in cache
+    assert isinstance(DecodeBatch(model, packed_head=True).head, PackedProjection)
+    assert isinstance(DecodeBatch(_lm(vocab=70_000)).head, PackedProjection)  # 8.5 MiB
+    wrapper = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    assert inference_head(wrapper, "cpu") is wrapper  # not a plain projection: used as it is
     ids = torch.randint(1, 1001, (2, 9))
     with torch.no_grad():
         want = model(ids)[:, -1]
-        for head in (None, model.lm_head, decode_head(model, torch.device("cpu"), packed=True)):
-            torch.testing.assert_close(last_logits(model, head, ids), want, rtol=1e-5, atol=1e-5)
+        for packed in (False, True):
+            got = DecodeBatch(model, packed_head=packed).start(ids.tolist())
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_static_decoder_tokens_same_with_packed_and_plain_head():
+def test_static_decoding_tokens_same_with_packed_and_plain_head():
     model = _lm()
-    ids = torch.randint(1, 1001, (3, 6))
-    packed, _ = StaticDecoder(model, 3, 40, packed_head=True).generate_ids(ids, 30)
-    plain, _ = StaticDecoder(model, 3, 40, packed_head=False).generate_ids(ids, 30)
-    assert torch.equal(packed, plain)
+    ids = torch.randint(1, 1001, (3, 6)).tolist()
+    runs = []
+    for packed in (True, False):
+        engine = Engine(model, cache="static", packed_head=packed)
+        sequences = [engine.add(Request(row, GenerationConfig(max_new_tokens=30, temperature=0.0))) for row in ids]
+        list(engine.run())
+        runs.append([s.tokens for s in sequences])
+    assert runs[0] == runs[1]
 
 
 def test_inference_head_packs_only_large_cpu_heads():

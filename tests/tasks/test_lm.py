@@ -257,13 +257,13 @@ def test_fused_training_loss_equals_plain(tmp_path):
     """loss="fused" (the head inside linear_cross_entropy, no full logits) gives the plain loss
     and the plain gradients, through the model's forward."""
     plain, fused = (_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
-    assert_fused_loss_equals_plain(plain, fused, plain.task.train_batches(0)[0], "lm_head")
+    assert_fused_loss_equals_plain(plain, fused, plain.task.train_batches(0)[0], "head")
 
 
 def test_fused_loss_is_the_default_for_large_vocabularies(tmp_path):
     recipe = _recipe(tmp_path, max_steps=1)
     assert recipe.task.data.loss == "auto" and recipe.task._fused_head(recipe.model) is None  # 69 characters
     big = attentive.build("llama-tiny", vocab_size=8192)
-    assert recipe.task._fused_head(big) is big.lm_head
+    assert recipe.task._fused_head(big) is big.head
     with pytest.raises(ValueError, match="loss must be one of"):
         _recipe(tmp_path, loss="chunky")

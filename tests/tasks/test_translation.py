@@ -221,14 +221,14 @@ def test_fused_training_loss_equals_plain(tmp_path):
     plain, fused = (tiny_recipe(tmp_path / kind, max_steps=1, loss=kind) for kind in ("plain", "fused"))
     batch = plain.task.train_batches(0)[0]
     assert (batch.labels == PAD_ID).any()  # the batch has padding to ignore
-    assert_fused_loss_equals_plain(plain, fused, batch, "generator")
+    assert_fused_loss_equals_plain(plain, fused, batch, "head")
 
 
 def test_fused_loss_is_the_default_from_4096_target_tokens(tmp_path):
     recipe = tiny_recipe(tmp_path, max_steps=1)
     assert recipe.task.data.loss == "auto" and recipe.task._fused_head(recipe.model) is None  # 400 tokens
     big = attentive.build("transformer-tiny", src_vocab_size=4096, tgt_vocab_size=4096)
-    assert recipe.task._fused_head(big) is big.generator
+    assert recipe.task._fused_head(big) is big.head
     small = attentive.build("transformer-tiny", src_vocab_size=4095, tgt_vocab_size=4095)
     assert recipe.task._fused_head(small) is None
     with pytest.raises(ValueError, match="loss must be one of"):

@@ -49,8 +49,9 @@ def _model():
 
 def _config(out, steps, **kw):
     optim = OptimConfig(schedule="inverse_sqrt", lr=3e-3, warmup_steps=20)
+    kw = {"device": "cpu", **kw}
     return TrainConfig(out_dir=str(out), max_steps=steps, log_every=1, eval_every=10, checkpoint_every=10,
-                       progress=False, device="cpu", optim=optim, **kw)
+                       progress=False, optim=optim, **kw)
 
 
 def _train_losses(out):
@@ -109,3 +110,85 @@ def test_progress_bar_runs_over_steps_or_the_time_budget(tmp_path):
     trainer = Trainer(CopyTask(), _model(), _config(tmp_path, 100, max_minutes=None))
     trainer.step, trainer.elapsed = 25, 1e6
     assert trainer._run_fraction() == 0.25  # no time budget: steps alone
+
+
+# ----------------------------------------------------------------------------- bugs found by reading
+
+
+def test_keep_checkpoints_zero_is_refused_not_keep_everything(tmp_path):
+    """``[: -0]`` is empty, so 0 used to keep every checkpoint; 0 and negatives are now refused."""
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"keep_checkpoints must be an integer >= 1.*{bad}"):
+            _config(tmp_path, 10, keep_checkpoints=bad)
+    train(CopyTask(), _model(), _config(tmp_path, 30, keep_checkpoints=1))
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-0000030"]
+
+
+def test_resume_survives_a_metrics_line_torn_by_a_kill(tmp_path):
+    train(CopyTask(), _model(), _config(tmp_path, 20))
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 21, "split": "tra')  # killed mid-write
+    with pytest.warns(UserWarning, match="torn"):
+        train(CopyTask(), _model(), _config(tmp_path, 30), resume=True)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["split"] == "train"]
+    assert steps == list(range(1, 31))  # the torn record is gone, nothing else lost or doubled
+
+
+class _PrecisionProbe(CopyTask):
+    """Records whether autocast is on when the trainer evaluates."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, tuple[bool, torch.dtype]] = {}
+
+    def _probe(self, when):
+        self.seen[when] = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+
+    def evaluate(self, model):
+        self._probe("periodic")
+        return super().evaluate(model)
+
+    def final_evaluate(self, model):
+        self._probe("final")
+        return {}
+
+
+def test_final_evaluation_runs_in_the_training_precision(tmp_path):
+    """The periodic evaluation ran under bf16 autocast and the final one in fp32, so the two
+    figures of one run were computed at different precisions."""
+    task = _PrecisionProbe()
+    train(task, _model(), _config(tmp_path, 10, precision="bf16"))
+    assert task.seen["periodic"] == task.seen["final"] == (True, torch.bfloat16)
+    task = _PrecisionProbe()
+    train(task, _model(), _config(tmp_path / "fp32", 10, precision="fp32"))
+    assert task.seen["periodic"][0] is task.seen["final"][0] is False
+
+
+@pytest.mark.parametrize("recipe", ["shakespeare-char", "vit-mnist"])
+def test_noam_schedule_reads_the_width_of_the_model_being_trained(tmp_path, recipe):
+    """Only the translation recipe used to pass d_model to the schedule; the others scaled by 512."""
+    from attentive.recipes import get_recipe
+
+    small = {"shakespeare-char": {"num_layers": 1, "d_model": 48, "num_heads": 2, "d_ff": 64, "block_size": 32},
+             "vit-mnist": {"num_layers": 1, "d_model": 48, "num_heads": 2, "d_ff": 64, "train_limit": 64,
+                           "batch_size": 16, "val_size": 16, "test_limit": 16}}[recipe]
+    built = get_recipe(recipe).build({**small, "schedule": "noam", "lr": 1.0, "warmup_steps": 4, "max_steps": 1,
+                                      "max_minutes": None, "log_every": 1, "eval_every": 0, "checkpoint_every": 0,
+                                      "device": "cpu", "precision": "fp32", "progress": False,
+                                      "out_dir": str(tmp_path)})
+    train(built.task, built.model, built.train_config)
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["lr"]
+    assert logged == pytest.approx(48**-0.5 * 4**-1.5)
+
+
+def test_a_device_the_machine_lacks_stops_the_run_instead_of_training_on_the_cpu(tmp_path):
+    """``cuda:1`` was accepted and, not being spelled "cuda", silently trained on the CPU."""
+    from attentive.train.trainer import Trainer
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = f"cuda:{count}"  # one past the last GPU this machine has
+    with pytest.raises(ValueError, match=f"'{missing}'.*this machine has"):
+        Trainer(CopyTask(), _model(), _config(tmp_path, 10, device=missing))
+    with pytest.raises(ValueError, match="not one of auto, cpu, cuda or cuda:N"):
+        _config(tmp_path, 10, device="gpu")

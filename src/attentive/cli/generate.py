@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..decode.sampling import CACHES, GenerationConfig, generate
+from ..decode import CACHES, GenerationConfig, generate
 from ..device import resolve_device
 from .common import add_device, load_checkpoint
 

@@ -17,7 +17,7 @@ from .common import add_device
 def run(args) -> int:
     from ..audio import read_wav
     from ..interop.pretrained import load_for
-    from ..models.speech import transcribe_audio
+    from ..decode.transcriber import transcribe_audio
 
     clips = [read_wav(path) for path in args.files]  # a file that is not audio fails before the model loads
     pre = load_for("speech", args.model, device=resolve_device(args.device), language=args.language)

@@ -1,11 +1,11 @@
 """Greedy and beam search for encoder-decoder models (translation), batched, over a KV cache.
 
-The source is encoded once. Each step feeds the decoder only the newest token and a
-``DynamicCache`` supplies the keys/values of the prefix (self-attention) and of the encoder
-memory (cross-attention), so no step recomputes the prefix; ``use_cache=False`` feeds the whole
-prefix instead (the reference the tests compare against). Sentences that finish leave the
-batch (their cache rows are dropped with ``cache.reorder``), so a long sentence does not keep
-short ones computing.
+The source is encoded once; its rows carry the encoder output through the decoding engine
+(greedy: ``Engine``, one request per sentence; beam: ``DecodeBatch`` directly, one row per
+hypothesis), whose cache keeps the keys/values of the prefix and of the encoder memory, so no
+step recomputes the prefix. ``use_cache=False`` re-encodes the whole prefix every step (the
+reference the tests compare against). Sentences that finish leave the batch, so a long sentence
+does not keep short ones computing.
 
 Beam search follows the paper (section 6.1) and GNMT (Wu et al., 2016):
 
@@ -17,12 +17,11 @@ Beam search follows the paper (section 6.1) and GNMT (Wu et al., 2016):
   fairseq, only end-of-sequence candidates ranked within the top ``beam_size`` finish a
   hypothesis, so ``beam_size=1`` is exactly greedy search.
 
-The model is anything with ``encode(src, src_valid) -> .hidden (B, S, D)``,
-``decode(tgt, memory, memory_valid, cache=) -> .hidden (B, T, D)``, ``generator(hidden) -> logits``
-and ``config.pad_id`` / ``config.max_len`` (``EncoderDecoder``).
+The model is anything with ``encode(src, key_mask) -> .hidden (B, S, D)`` and the decoding
+protocol of ``batch.py`` (``EncoderDecoder``); its ``config.pad_id`` marks source padding.
 
 Dimension names: B sentences, K beam size, R rows in the decoder batch (B or B*K, shrinking as
-sentences finish), S source length, T tokens so far, D model width, V vocabulary.
+sentences finish), S source length, T tokens so far, V vocabulary.
 """
 
 from __future__ import annotations
@@ -33,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn.cache import DynamicCache
 from ..text.special import BOS_ID, EOS_ID
+from .batch import DecodeBatch
+from .config import GenerationConfig
+from .engine import Engine, Request
+from .processors import force_token
 
 
 @dataclass
@@ -53,6 +55,10 @@ class SearchConfig:
             raise ValueError(f"alpha (length penalty) must be >= 0, got {self.alpha}")
         if self.max_len_b < 0:
             raise ValueError(f"max_len_b must be >= 0, got {self.max_len_b}")
+
+    @property
+    def cache(self) -> str:
+        return "dynamic" if self.use_cache else "none"
 
 
 @dataclass
@@ -74,22 +80,6 @@ def output_limits(src_valid: Tensor, max_len_b: int, model) -> Tensor:
     return limits.clamp(max=max_len) if max_len else limits
 
 
-def _step_log_probs(model, prefix: Tensor, memory: Tensor, memory_valid: Tensor, cache) -> Tensor:
-    """Next-token log-probabilities ``(R, V)`` (at least float32) for decoder input ``prefix (R, T)``."""
-    inp = prefix[:, -1:] if cache is not None else prefix  # the cache holds the rest of the prefix
-    hidden = model.decode(inp, memory, memory_valid, cache=cache).hidden[:, -1]  # (R, D)
-    logits = model.generator(hidden)  # (R, V)
-    return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
-
-
-def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> None:
-    """Rows at their length limit may only end: every other token gets -inf (in place)."""
-    if at_limit.any():
-        eos_col = log_probs[at_limit, eos_id].clone()
-        log_probs[at_limit] = float("-inf")
-        log_probs[at_limit, eos_id] = eos_col
-
-
 def _encode(model, src: Tensor) -> tuple[Tensor, Tensor]:
     src_valid = src != model.config.pad_id  # (B, S)
     return model.encode(src, src_valid).hidden, src_valid  # (B, S, D), (B, S)
@@ -101,32 +91,17 @@ def greedy_search(model, src: Tensor, config: SearchConfig | None = None, *, bos
     """Pick the most probable token at every step. src ``(B, S)`` padded token ids."""
     config = config or SearchConfig(beam_size=1)
     memory, src_valid = _encode(model, src)
-    limits = output_limits(src_valid, config.max_len_b, model)  # (B,)
-    batch = src.shape[0]
-    tokens: list[list[int]] = [[] for _ in range(batch)]
-    scores = [0.0] * batch
-    rows = torch.arange(batch, device=src.device)  # sentence behind each decoder row
-    prefix = torch.full((batch, 1), bos_id, dtype=torch.long, device=src.device)  # (R, T)
-    cache = DynamicCache() if config.use_cache else None
-    for step in range(int(limits.max()) if batch else 0):
-        log_probs = _step_log_probs(model, prefix, memory, src_valid, cache)  # (R, V)
-        _force_eos(log_probs, step + 1 >= limits, eos_id)
-        best, next_tok = log_probs.max(dim=-1)  # (R,), (R,)
-        for row, tok, lp in zip(rows.tolist(), next_tok.tolist(), best.tolist()):
-            scores[row] += lp
-            if tok != eos_id:
-                tokens[row].append(tok)
-        keep = next_tok != eos_id  # (R,)
-        if not keep.any():
-            break
-        if not keep.all():
-            index = keep.nonzero().squeeze(1)  # (R',)
-            memory, src_valid, limits, rows = memory[index], src_valid[index], limits[index], rows[index]
-            prefix, next_tok = prefix[index], next_tok[index]
-            if cache is not None:
-                cache.reorder(index)
-        prefix = torch.cat([prefix, next_tok[:, None]], dim=1)  # (R, T + 1)
-    return SearchOutput(tokens, scores)
+    limits = output_limits(src_valid, config.max_len_b, model).tolist()  # (B,)
+    engine = Engine(model, cache=config.cache, pad_id=model.config.pad_id)
+    sequences = [
+        engine.add(Request([bos_id], GenerationConfig(max_new_tokens=int(limit), temperature=0.0, logprobs=0,
+                                                      force_stop_at_limit=True),
+                           stop_tokens=(eos_id,), memory=memory[i], memory_key_mask=src_valid[i]))
+        for i, limit in enumerate(limits)
+    ]
+    for _ in engine.run():
+        pass
+    return SearchOutput([s.tokens for s in sequences], [s.score for s in sequences])
 
 
 @torch.no_grad()
@@ -138,19 +113,20 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
     memory, src_valid = _encode(model, src)  # (B, S, D), (B, S)
     limits = output_limits(src_valid, config.max_len_b, model)  # (B,)
     batch, device = src.shape[0], src.device
+    if batch == 0:
+        return SearchOutput([], [])
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     sentences = torch.arange(batch, device=device)  # sentence behind each active beam group (b,)
     # every beam starts as BOS; only beam 0 is live at first so the k copies do not all win
     beam_scores = torch.zeros(batch, k, device=device)  # (b, K)
     beam_scores[:, 1:] = float("-inf")
-    memory = memory.repeat_interleave(k, dim=0)  # (b*K, S, D)
-    src_valid = src_valid.repeat_interleave(k, dim=0)  # (b*K, S)
-    prefix = torch.full((batch * k, 1), bos_id, dtype=torch.long, device=device)  # (b*K, T)
-    cache = DynamicCache() if config.use_cache else None
+    rows = DecodeBatch(model, cache=config.cache, pad_id=model.config.pad_id)
+    logits = rows.start([[bos_id]] * (batch * k), memory.repeat_interleave(k, dim=0),
+                        src_valid.repeat_interleave(k, dim=0))  # (b*K, V)
 
-    for step in range(int(limits.max()) if batch else 0):
+    for step in range(int(limits.max())):
         b = sentences.numel()
-        log_probs = _step_log_probs(model, prefix, memory, src_valid, cache)  # (b*K, V)
+        log_probs = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (b*K, V)
         vocab = log_probs.shape[-1]
         at_limit = step + 1 >= limits  # (b,)
         _force_eos(log_probs, at_limit.repeat_interleave(k), eos_id)
@@ -163,7 +139,7 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
         # end-of-sequence candidates within the top K finish a hypothesis
         ended = (is_eos[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
         if ended:
-            prefix_rows = prefix[:, 1:].tolist()
+            prefix_rows = rows.history()[:, 1:].tolist()
             scores_list, origin_list = top_scores.tolist(), origin.tolist()
             penalty = length_penalty(step + 1, config.alpha)
             for i, j in ended:
@@ -180,12 +156,9 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
         keep = (counts < k) & ~at_limit  # (b,) sentences still searching
         if not keep.any():
             break
-        index = source_row[keep].reshape(-1)  # (b'*K,) rows to carry into the next step
-        prefix = torch.cat([prefix[index], new_tok[keep].reshape(-1, 1)], dim=1)  # (b'*K, T + 1)
+        rows.select(source_row[keep].reshape(-1))  # (b'*K,) rows to carry into the next step
         beam_scores, sentences, limits = beam_scores[keep], sentences[keep], limits[keep]
-        memory, src_valid = memory[index], src_valid[index]
-        if cache is not None:
-            cache.reorder(index)
+        logits = rows.step(new_tok[keep].reshape(-1))
 
     tokens, scores = [], []
     for hyps in finished:
@@ -193,6 +166,16 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
         tokens.append(hyp)
         scores.append(score)
     return SearchOutput(tokens, scores)
+
+
+def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> None:
+    """Rows at their length limit may only end: every other token gets -inf (in place), the
+    end-of-sequence token keeps its log-probability."""
+    if at_limit.any():
+        rows = at_limit.nonzero().squeeze(1)
+        eos_col = log_probs[rows, eos_id].clone()
+        force_token(log_probs, rows, torch.full_like(rows, eos_id))
+        log_probs[rows, eos_id] = eos_col
 
 
 def search(model, src: Tensor, config: SearchConfig | None = None, **ids) -> SearchOutput:

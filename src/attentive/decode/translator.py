@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from ..data.batching import pad_sequences
-from ..text.special import PAD_ID
 from ..text.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
 from .search import SearchConfig, search
 
@@ -77,6 +76,11 @@ class Translator:
         return cls(model, tokenizer, source_tokenizer, info)
 
     @property
+    def pad_id(self) -> int:
+        """The padding id the model was trained with (its config), the one source of it."""
+        return int(self.model.config.pad_id)
+
+    @property
     def max_source_len(self) -> int:
         return int(self.model.config.max_len)
 
@@ -105,7 +109,7 @@ class Translator:
                 width = max(width, len(sources[order[end]]))
                 end += 1
             chunk = order[start:end]
-            src = pad_sequences([sources[i] for i in chunk], PAD_ID).to(self.device)  # (B, S)
+            src = pad_sequences([sources[i] for i in chunk], self.pad_id).to(self.device)  # (B, S)
             result = search(self.model, src, config, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
             for i, out in zip(chunk, result.tokens):
                 outputs[i] = out
@@ -126,7 +130,7 @@ class Translator:
         out_ids = self.translate_ids([src_ids], config)[0]
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
         tgt_in = torch.tensor([[self.tokenizer.bos_id, *out_ids]], device=self.device)  # (1, T)
-        src_valid = src != PAD_ID
+        src_valid = src != self.pad_id
         memory = self.model.encode(src, src_valid).hidden  # (1, S, D)
         decoded = self.model.decode(tgt_in, memory, src_valid, need_weights=True)
         weights = torch.stack([w[0] for w in decoded.cross_attentions]).float().cpu()  # (L, H, T, S)

@@ -56,7 +56,7 @@ LLAMA_RULES: list[tuple[str, str]] = [
     (rf"model\.layers\.{_L}\.input_layernorm\.weight", r"stack.layers.\1.self_attn_residual.norm.weight"),
     (rf"model\.layers\.{_L}\.post_attention_layernorm\.weight", r"stack.layers.\1.ffn_residual.norm.weight"),
     (r"model\.norm\.weight", "stack.final_norm.weight"),
-    (r"lm_head\.weight", "lm_head.weight"),
+    (r"lm_head\.weight", "head.weight"),
 ]
 LLAMA_IGNORED = (rf"model\.layers\.{_L}\.self_attn\.rotary_emb\.inv_freq", r"model\.rotary_emb\.inv_freq")
 
@@ -77,7 +77,7 @@ WHISPER_RULES: list[tuple[str, str]] = [  # names after dropping a leading "mode
     (rf"{_SIDE}\.layers\.{_L}\.fc1\.(weight|bias)", r"\1.layers.\2.ffn.up.\3"),
     (rf"{_SIDE}\.layers\.{_L}\.fc2\.(weight|bias)", r"\1.layers.\2.ffn.down.\3"),
     (rf"{_SIDE}\.layers\.{_L}\.final_layer_norm\.(weight|bias)", r"\1.layers.\2.ffn_residual.norm.\3"),
-    (r"proj_out\.weight", "lm_head.weight"),
+    (r"proj_out\.weight", "head.weight"),
 ]
 
 
@@ -104,7 +104,7 @@ def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
-def _drop_tied_head(out: dict[str, torch.Tensor], tied: bool, head: str = "lm_head.weight",
+def _drop_tied_head(out: dict[str, torch.Tensor], tied: bool, head: str = "head.weight",
                     embed: str = "embed.weight") -> None:
     """A tied head is the embedding: drop its copy, after checking that it really is one."""
     if tied and head in out:

@@ -71,7 +71,7 @@ class DecisionTransformerConfig(TransformerConfig):
 
 @register_model(DecisionTransformerConfig)
 class DecisionTransformer(nn.Module):
-    """``forward(states, actions, returns_to_go, timesteps, mask) -> action logits (B, K, A)``."""
+    """``forward(states, actions, returns_to_go, timesteps, key_mask) -> action logits (B, K, A)``."""
 
     def __init__(self, config: DecisionTransformerConfig):
         super().__init__()
@@ -87,7 +87,7 @@ class DecisionTransformer(nn.Module):
             bidirectional=False,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
-        self.action_head = nn.Linear(d, config.n_actions)
+        self.head = nn.Linear(d, config.n_actions)
         init_gpt2(self, config.num_layers, config.init_std)
         nn.init.normal_(self.embed_timestep.weight, std=config.init_std)
         nn.init.normal_(self.embed_action.weight, std=config.init_std)
@@ -121,24 +121,26 @@ class DecisionTransformer(nn.Module):
         b, k = states.shape[:2]
         return self.embed_norm(tokens.reshape(b, TOKENS_PER_STEP * k, -1))  # (B, 3K, D)
 
-    def hidden_states(
+    def decode(
         self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor,
-        mask: Tensor | None = None, need_weights: bool = False,
+        key_mask: Tensor | None = None, need_weights: bool = False,
     ) -> StackOutput:
-        """The stack's output over all 3K tokens; ``mask (B, K)`` True on real steps."""
+        """The stack's output over all 3K tokens; ``key_mask (B, K)`` True on real steps."""
         x = self.embed(states, actions, returns_to_go, timesteps)  # (B, 3K, D)
-        key_mask = mask.repeat_interleave(TOKENS_PER_STEP, dim=1) if mask is not None else None  # (B, 3K)
+        if key_mask is not None:
+            key_mask = key_mask.repeat_interleave(TOKENS_PER_STEP, dim=1)  # (B, 3K)
         return self.stack(x, key_mask=key_mask, need_weights=need_weights)
 
     def forward(
-        self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor, mask: Tensor | None = None,
+        self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor,
+        key_mask: Tensor | None = None,
     ) -> Tensor:
         """states ``(B, K, S)`` float, actions ``(B, K)`` int (``a_t`` is not seen when predicting it),
         returns_to_go ``(B, K, 1)`` (scaled), timesteps ``(B, K)`` int -> action logits ``(B, K, A)``."""
-        hidden = self.hidden_states(states, actions, returns_to_go, timesteps, mask).hidden  # (B, 3K, D)
+        hidden = self.decode(states, actions, returns_to_go, timesteps, key_mask).hidden  # (B, 3K, D)
         b, k = states.shape[:2]
         state_tokens = hidden.reshape(b, k, TOKENS_PER_STEP, -1)[:, :, 1]  # (B, K, D) at each s_t
-        return self.action_head(state_tokens)
+        return self.head(state_tokens)
 
 
 register_preset(

@@ -38,7 +38,8 @@ class DecoderLMConfig(TransformerConfig):
 
 @register_model(DecoderLMConfig)
 class DecoderLM(nn.Module):
-    """``forward(ids) -> logits``; with a cache, ``ids`` are the new tokens only."""
+    """``forward(ids) -> logits``; ``decode`` (the stack over ids, with a KV cache the new tokens
+    only) is what the decoding engine calls: an encoder-decoder without the encoder."""
 
     def __init__(self, config: DecoderLMConfig):
         super().__init__()
@@ -49,10 +50,10 @@ class DecoderLM(nn.Module):
             config.head_dim, bidirectional=False,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
-        self.lm_head = OutputProjection(config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
+        self.head = OutputProjection(config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
         init_gpt2(self, config.num_layers, config.init_std)
 
-    def hidden_states(
+    def decode(
         self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None,
         cache=None, need_weights: bool = False,
     ) -> StackOutput:
@@ -70,8 +71,8 @@ class DecoderLM(nn.Module):
         ``return_hidden``: the final hidden states ``(B, T, D)`` instead, for a loss that applies
         the head itself (``linear_cross_entropy``) yet must go through ``forward`` (DDP's hooks).
         """
-        hidden = self.hidden_states(ids, key_mask=key_mask, positions=positions, cache=cache).hidden
-        return hidden if return_hidden else self.lm_head(hidden)
+        hidden = self.decode(ids, key_mask=key_mask, positions=positions, cache=cache).hidden
+        return hidden if return_hidden else self.head(hidden)
 
 
 register_preset(

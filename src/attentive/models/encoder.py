@@ -83,7 +83,7 @@ class Encoder(nn.Module):
         self.pooler = nn.Linear(config.d_model, config.d_model) if config.pooler else None
         init_gpt2(self, config.num_layers, config.init_std)
 
-    def hidden_states(
+    def encode(
         self, ids: Tensor, key_mask: Tensor | None = None, token_types: Tensor | None = None,
         need_weights: bool = False,
     ) -> StackOutput:
@@ -102,7 +102,7 @@ class Encoder(nn.Module):
 
     def forward(self, ids: Tensor, key_mask: Tensor | None = None, token_types: Tensor | None = None) -> Tensor:
         """ids ``(B, T)`` -> last hidden states ``(B, T, D)``."""
-        return self.hidden_states(ids, key_mask, token_types).hidden
+        return self.encode(ids, key_mask, token_types).hidden
 
     def pool(self, hidden: Tensor, key_mask: Tensor) -> Tensor:
         """hidden ``(B, T, D)``, key_mask ``(B, T)`` -> one vector per row ``(B, D)``."""

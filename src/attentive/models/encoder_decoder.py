@@ -52,7 +52,8 @@ def _stack(config: TransformerConfig, num_layers: int, causal: bool, cross: bool
 
 @register_model(EncoderDecoderConfig)
 class EncoderDecoder(nn.Module):
-    """``forward(src, tgt_in) -> logits``; ``encode`` and ``decode`` for step-by-step decoding."""
+    """``forward(src, tgt_in) -> logits``; ``encode`` once and ``decode`` step by step (the
+    protocol the decoding engine drives, shared with ``SpeechModel``)."""
 
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
@@ -66,35 +67,39 @@ class EncoderDecoder(nn.Module):
         self.decoder = _stack(config, config.num_decoder_layers, causal=True, cross=True)
         init_xavier(self)
         tied = self.tgt_embed if config.tie_embeddings in ("all", "output") else None
-        self.generator = OutputProjection(config.d_model, config.tgt_vocab_size, tie_to=tied)
+        self.head = OutputProjection(config.d_model, config.tgt_vocab_size, tie_to=tied)
 
-    def encode(self, src: Tensor, src_valid: Tensor | None = None, need_weights: bool = False) -> StackOutput:
-        """src ``(B, S)`` token ids -> memory ``(B, S, D)``; pads (``pad_id``) are masked."""
+    def encode(self, src: Tensor, key_mask: Tensor | None = None, need_weights: bool = False) -> StackOutput:
+        """src ``(B, S)`` token ids -> memory ``(B, S, D)``; ``key_mask (B, S)`` True for real
+        tokens (default: ``src != pad_id``)."""
         _check_ids(src, "src")
-        src_valid = src != self.config.pad_id if src_valid is None else src_valid  # (B, S)
-        return self.encoder(self.src_embed(src), key_mask=src_valid, need_weights=need_weights)
+        key_mask = src != self.config.pad_id if key_mask is None else key_mask  # (B, S)
+        return self.encoder(self.src_embed(src), key_mask=key_mask, need_weights=need_weights)
 
     def decode(
-        self, tgt: Tensor, memory: Tensor, memory_valid: Tensor, *, cache=None, need_weights: bool = False,
+        self, tgt: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,
+        positions: Tensor | None = None, cache=None, need_weights: bool = False,
     ) -> StackOutput:
-        """tgt ``(B, T)`` decoder input ids (BOS + prefix) -> hidden ``(B, T, D)``."""
+        """tgt ``(B, T)`` decoder input ids (BOS + prefix; the new tokens when a cache is used),
+        memory ``(B, S, D)`` with its real-token mask ``(B, S)`` -> hidden ``(B, T, D)``."""
         _check_ids(tgt, "tgt")
         return self.decoder(
-            self.tgt_embed(tgt), memory=memory, memory_mask=memory_valid, cache=cache, need_weights=need_weights
+            self.tgt_embed(tgt), memory=memory, memory_key_mask=memory_key_mask, key_mask=key_mask,
+            positions=positions, cache=cache, need_weights=need_weights,
         )
 
-    def forward(self, src: Tensor, tgt: Tensor, src_valid: Tensor | None = None, *,
+    def forward(self, src: Tensor, tgt: Tensor, key_mask: Tensor | None = None, *,
                 return_hidden: bool = False) -> Tensor:
         """Teacher forcing: src ``(B, S)``, tgt ``(B, T)`` -> logits ``(B, T, V)``.
 
         ``return_hidden``: the decoder's final hidden states ``(B, T, D)`` instead, for a loss
-        that applies the generator itself (``linear_cross_entropy``) yet must go through
+        that applies the head itself (``linear_cross_entropy``) yet must go through
         ``forward`` (DDP's hooks).
         """
-        src_valid = src != self.config.pad_id if src_valid is None else src_valid
-        memory = self.encode(src, src_valid).hidden  # (B, S, D)
-        hidden = self.decode(tgt, memory, src_valid).hidden  # (B, T, D)
-        return hidden if return_hidden else self.generator(hidden)
+        key_mask = src != self.config.pad_id if key_mask is None else key_mask
+        memory = self.encode(src, key_mask).hidden  # (B, S, D)
+        hidden = self.decode(tgt, memory, key_mask).hidden  # (B, T, D)
+        return hidden if return_hidden else self.head(hidden)
 
 
 def _check_ids(ids: Tensor, name: str) -> None:

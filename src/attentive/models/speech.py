@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import TransformerConfig, register_model, register_preset
-from ..nn import DynamicCache, LearnedPositionalEmbedding, OutputProjection, TokenEmbedding, TransformerStack
-from ..nn import make_positional
-from ..nn.packed import inference_head
+from ..nn import LearnedPositionalEmbedding, OutputProjection, TokenEmbedding, TransformerStack, make_positional
+from ..nn.stack import StackOutput
 from .init import init_gpt2
 
 
@@ -76,7 +75,8 @@ def whisper_sinusoids(length: int, channels: int, max_timescale: float = 10000.0
 
 @register_model(SpeechConfig)
 class SpeechModel(nn.Module):
-    """``forward(features, ids) -> logits``; ``encode`` and ``decode`` for step-by-step decoding."""
+    """``forward(features, ids) -> logits``; ``encode`` once and ``decode`` step by step (the
+    protocol the decoding engine drives, shared with ``EncoderDecoder``)."""
 
     def __init__(self, config: SpeechConfig):
         super().__init__()
@@ -95,13 +95,13 @@ class SpeechModel(nn.Module):
         self.decoder = TransformerStack(
             config.layer_spec(), config.num_decoder_layers, positional, causal=True, cross_attention=True,
         )
-        self.lm_head = OutputProjection(d, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
+        self.head = OutputProjection(d, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
         init_gpt2(self, config.num_encoder_layers + config.num_decoder_layers, config.init_std)
         with torch.no_grad():
             encoder_positions.weight.copy_(whisper_sinusoids(config.max_source_positions, d))
         encoder_positions.weight.requires_grad_(False)
 
-    def encode(self, features: Tensor) -> Tensor:
+    def encode(self, features: Tensor, need_weights: bool = False) -> StackOutput:
         """Log-Mel features ``(B, M, F)`` -> encoder output ``(B, F/2, D)``."""
         if features.dim() != 3 or features.shape[1] != self.config.n_mels:
             raise ValueError(
@@ -114,74 +114,22 @@ class SpeechModel(nn.Module):
                 f"{features.shape[-1]} frames give {x.shape[-1]} encoder positions; the model has "
                 f"{self.config.max_source_positions} (30 s): split longer audio into chunks"
             )
-        return self.encoder(x.transpose(1, 2)).hidden  # (B, S, D)
+        return self.encoder(x.transpose(1, 2), need_weights=need_weights)  # hidden (B, S, D)
 
-    def decode_hidden(self, ids: Tensor, memory: Tensor, cache=None) -> Tensor:
+    def decode(
+        self, ids: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,
+        positions: Tensor | None = None, cache=None, need_weights: bool = False,
+    ) -> StackOutput:
         """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> final
         decoder states ``(B, T, D)``, before the vocabulary head."""
         if ids.dim() != 2:
             raise ValueError(f"decoder ids must have shape (batch, seq), got {tuple(ids.shape)}")
-        return self.decoder(self.embed(ids), memory=memory, cache=cache).hidden
-
-    def decode(self, ids: Tensor, memory: Tensor, cache=None) -> Tensor:
-        """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> logits ``(B, T, V)``."""
-        return self.lm_head(self.decode_hidden(ids, memory, cache))
+        return self.decoder(self.embed(ids), memory=memory, memory_key_mask=memory_key_mask, key_mask=key_mask,
+                            positions=positions, cache=cache, need_weights=need_weights)
 
     def forward(self, features: Tensor, ids: Tensor) -> Tensor:
         """Teacher forcing: features ``(B, M, F)``, ids ``(B, T)`` -> logits ``(B, T, V)``."""
-        return self.decode(ids, self.encode(features))
-
-
-def suppress_mask(config: SpeechConfig, first_step: bool, device=None) -> Tensor:
-    """Bool ``(V,)``: True for tokens greedy decoding must not pick at this step."""
-    mask = torch.zeros(config.vocab_size, dtype=torch.bool, device=device)
-    mask[torch.tensor(config.suppress_tokens, dtype=torch.long)] = True
-    if first_step:
-        mask[torch.tensor(config.begin_suppress_tokens, dtype=torch.long)] = True
-    if config.timestamp_begin:
-        mask[config.timestamp_begin:] = True  # no timestamps in the transcript
-    return mask
-
-
-@torch.no_grad()
-def greedy_transcribe(model: SpeechModel, features: Tensor, max_new_tokens: int | None = None) -> list[list[int]]:
-    """Greedy decoding with a KV cache, timestamps suppressed: features ``(B, M, F)`` -> token ids
-    per row (without the start tokens and ``<|endoftext|>``)."""
-    config = model.config
-    batch = features.shape[0]
-    memory = model.encode(features)  # (B, S, D)
-    start = torch.tensor(config.start_ids, device=features.device).expand(batch, -1)  # (B, T0)
-    limit = config.max_len - start.shape[1]
-    limit = limit if max_new_tokens is None else min(limit, max_new_tokens)
-    cache, ids, done = DynamicCache(), start, torch.zeros(batch, dtype=torch.bool, device=features.device)
-    head = inference_head(model.lm_head, features.device)  # on CPU, the 51k-token head packed
-    out: list[Tensor] = []
-    for step in range(limit):
-        logits = head(model.decode_hidden(ids, memory, cache=cache)[:, -1]).float()  # (B, V)
-        logits = logits.masked_fill(suppress_mask(config, step == 0, logits.device), float("-inf"))
-        ids = logits.argmax(-1).masked_fill(done, config.eot_id)[:, None]  # (B, 1)
-        done = done | (ids[:, 0] == config.eot_id)
-        out.append(ids)
-        if bool(done.all()):
-            break
-    tokens = torch.cat(out, dim=1).tolist() if out else [[] for _ in range(batch)]
-    return [row[:row.index(config.eot_id)] if config.eot_id in row else row for row in tokens]
-
-
-def transcribe_audio(model: SpeechModel, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None) -> str:
-    """Mono samples in [-1, 1] at any rate -> transcript text.
-
-    Audio is resampled to 16 kHz when needed and cut into 30 s windows (Whisper's context),
-    which are transcribed as one batch and joined; ``tokenizer.decode`` drops special tokens.
-    """
-    from ..audio import N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, resample
-
-    samples = resample(audio, sample_rate, SAMPLE_RATE)  # (N,) float32 at 16 kHz
-    windows = [samples[i:i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
-    features = torch.stack([log_mel_spectrogram(w, model.config.n_mels) for w in windows])  # (B, M, 3000)
-    param = next(model.parameters())
-    tokens = greedy_transcribe(model, features.to(param.device, param.dtype), max_new_tokens)
-    return " ".join(text for text in (tokenizer.decode(ids).strip() for ids in tokens) if text)
+        return self.head(self.decode(ids, self.encode(features).hidden).hidden)
 
 
 register_preset(

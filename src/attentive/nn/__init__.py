@@ -7,7 +7,7 @@ from .attention import MultiHeadAttention, attention
 from .cache import DynamicCache, KVCache, StaticCache
 from .embedding import OutputProjection, TokenEmbedding
 from .feedforward import FeedForward, GatedFeedForward, make_feedforward
-from .layers import DecoderLayer, EncoderLayer, LayerSpec, TransformerLayer
+from .layers import LayerSpec, TransformerLayer
 from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
 from .norm import RMSNorm, make_norm
 from .packed import PackedProjection

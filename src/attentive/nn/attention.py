@@ -78,8 +78,9 @@ def attention(
 
     q ``(B, H, Tq, Dh)``, k/v ``(B, Hkv, Tk, Dh)`` with H a multiple of Hkv (grouped-query).
     ``mask``: bool, broadcastable to ``(B, H, Tq, Tk)``, True = may attend. ``bias``: float,
-    added to the scores (ALiBi, relative positions). ``is_causal``: query i sees keys <= i
-    (aligned top-left, for Tq == Tk; use a mask from ``causal_mask`` when a cache offsets them).
+    added to the scores (ALiBi, relative positions). ``is_causal``: the queries are the last Tq
+    of the Tk keys (aligned bottom-right, as with a KV cache), so query i sees keys
+    <= i + (Tk - Tq); for Tq == Tk that is the usual lower triangle.
     Returns ``(output (B, H, Tq, Dh), weights (B, H, Tq, Tk) or None)``.
     """
     _check_inputs(q, k, v, mask, bias, impl)

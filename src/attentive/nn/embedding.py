@@ -19,13 +19,12 @@ from torch import Tensor, nn
 class TokenEmbedding(nn.Module):
     """``E[ids] * sqrt(d_model)`` (scaling optional: GPT/LLaMA/BERT do not scale)."""
 
-    def __init__(self, vocab_size: int, d_model: int, scale: bool = True, padding_idx: int | None = None):
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = True):
         super().__init__()
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.scale = math.sqrt(d_model) if scale else 1.0
         self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
-        self.padding_idx = padding_idx
         nn.init.normal_(self.weight, std=d_model**-0.5 if scale else 0.02)
 
     def forward(self, ids: Tensor) -> Tensor:  # (B, T) int -> (B, T, D)

@@ -58,7 +58,12 @@ class Residual(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Self-attention, optional cross-attention, feed-forward; each a residual sublayer."""
+    """Self-attention, optional cross-attention, feed-forward; each a residual sublayer.
+
+    The paper's encoder layer (section 3.1) is this without cross-attention; its decoder layer
+    adds cross-attention over the encoder output (``cross_attention=True``), and its stack
+    masks the self-attention causally.
+    """
 
     def __init__(self, spec: LayerSpec, cross_attention: bool = False, memory_dim: int | None = None):
         super().__init__()
@@ -111,17 +116,3 @@ class TransformerLayer(nn.Module):
                 weights["cross"] = w
         x = self.ffn_residual.post(x, self.ffn(self.ffn_residual.pre(x)))
         return x, weights
-
-
-class EncoderLayer(TransformerLayer):
-    """Self-attention + FFN (section 3.1, encoder)."""
-
-    def __init__(self, spec: LayerSpec):
-        super().__init__(spec, cross_attention=False)
-
-
-class DecoderLayer(TransformerLayer):
-    """Masked self-attention + cross-attention over the encoder output + FFN (section 3.1, decoder)."""
-
-    def __init__(self, spec: LayerSpec, memory_dim: int | None = None):
-        super().__init__(spec, cross_attention=True, memory_dim=memory_dim)

@@ -57,8 +57,11 @@ PACKED_HEAD_MIN_BYTES = 8 * 2**20
 def inference_head(head: nn.Module, device, packed: bool | None = None):
     """``head`` itself, or its ``PackedProjection`` copy, for a decoding loop that applies it to
     a few rows per step. ``packed`` defaults to True for a CPU head of ``PACKED_HEAD_MIN_BYTES``
-    or more."""
+    or more; a head without a ``weight`` (a wrapper) is used as it is."""
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return head  # not a plain projection: used as it is
     if packed is None:
-        size = head.weight.numel() * head.weight.element_size()
+        size = weight.numel() * weight.element_size()
         packed = torch.device(device).type == "cpu" and size >= PACKED_HEAD_MIN_BYTES
     return PackedProjection.of(head) if packed else head

@@ -54,25 +54,29 @@ class TransformerStack(nn.Module):
         self.final_norm = make_norm(spec.norm, spec.d_model, spec.norm_eps, spec.bias) if final_norm else None
 
     def self_attention_mask(
-        self, batch_valid: Tensor | None, q_len: int, past: int, k_len: int, device, q_slots: Tensor | None = None
+        self, batch_valid: Tensor | None, q_len: int, k_len: int, device, q_slots: Tensor | None = None
     ) -> tuple[Tensor | None, bool]:
         """(mask, is_causal) for self-attention; no mask is materialised when is_causal suffices.
 
-        ``q_slots (T,)``: the queries' cache slots as a tensor (static cache with ``cache_position``).
+        The queries are the last ``q_len`` of ``k_len`` keys, unless ``q_slots (T,)`` gives their
+        slots as a tensor (a static cache, whose keys include unfilled future slots).
         """
         keys = expand_key_mask(batch_valid) if batch_valid is not None else None  # (B, 1, 1, Tk)
         if keys is not None and keys.shape[-1] != k_len:
             raise ValueError(
                 f"key mask covers {keys.shape[-1]} positions, but attention sees {k_len} keys "
-                f"({past} cached + {q_len} new)"
+                f"({k_len - q_len} cached + {q_len} new)"
+                if q_slots is None else
+                f"key mask covers {keys.shape[-1]} positions, but the static cache has {k_len} slots"
             )
         if not self.causal:
             return keys, False
         if q_slots is not None:
             return combine_masks(causal_mask(q_len, k_len, q_slots=q_slots), keys), False
-        if keys is None and past == 0 and k_len == q_len:
+        past = k_len - q_len
+        if keys is None and past == 0:
             return None, True
-        if keys is None and q_len == 1 and k_len == past + 1:
+        if keys is None and q_len == 1:
             return None, False  # one new token attends to every past token
         return combine_masks(causal_mask(q_len, k_len, past=past, device=device), keys), False
 
@@ -82,32 +86,30 @@ class TransformerStack(nn.Module):
         *,
         key_mask: Tensor | None = None,
         memory: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        memory_key_mask: Tensor | None = None,
         positions: Tensor | None = None,
         cache=None,
         need_weights: bool = False,
     ) -> StackOutput:
         """x ``(B, T, D)`` embeddings. ``key_mask (B, Tk)`` bool, True = real token (Tk = cached +
-        new when a cache is used). ``memory (B, S, D)`` with ``memory_mask (B, S)`` for cross-
-        attention. ``positions (B, T)`` default to slots ``past .. past + T - 1``."""
+        new when a cache is used, or the static cache's slots). ``memory (B, S, D)`` with
+        ``memory_key_mask (B, S)`` for cross-attention. ``positions (B, T)`` default to the slots
+        the cache gives the new tokens (``0 .. T - 1`` without a cache)."""
         if x.dim() != 3:
             raise ValueError(f"a stack takes embeddings of shape (batch, seq, d_model), got {tuple(x.shape)}")
         batch, q_len, _ = x.shape
-        past = cache.get_seq_length() if cache is not None else 0
-        k_len = (cache.key_length if cache is not None else None) or past + q_len
-        # a static cache written at a tensor of slots keeps every step one fixed graph (CUDA graphs)
-        cache_position = getattr(cache, "cache_position", None) if cache is not None else None
-        if cache_position is None:
-            slots = torch.arange(past, past + q_len, device=x.device)  # (T,)
+        if cache is None:
+            slots, k_len = torch.arange(q_len, device=x.device), q_len  # (T,)
         else:
-            slots = cache_position  # (T,)
+            slots, k_len = cache.slots(q_len, x.device), cache.key_length(q_len)  # (T,)
         positions = slots[None] if positions is None else positions  # (B|1, T)
 
         x = self.embed_dropout(self.positional.add_to(x, positions))
         rope = self.positional.rotary(positions)
         bias = self.positional.attention_bias(slots, torch.arange(k_len, device=x.device))  # (1, H, T, Tk)
-        mask, is_causal = self.self_attention_mask(key_mask, q_len, past, k_len, x.device, q_slots=cache_position)
-        cross_mask = expand_key_mask(memory_mask) if memory_mask is not None else None  # (B, 1, 1, S)
+        fixed = cache is not None and cache.fixed_shape
+        mask, is_causal = self.self_attention_mask(key_mask, q_len, k_len, x.device, q_slots=slots if fixed else None)
+        cross_mask = expand_key_mask(memory_key_mask) if memory_key_mask is not None else None  # (B, 1, 1, S)
 
         out = StackOutput(hidden=x)
         for i, layer in enumerate(self.layers):

@@ -23,14 +23,14 @@ def check_loss_choice(choice: str) -> None:
         raise ValueError(f"loss must be one of {LOSSES}, got {choice!r}")
 
 
-def fused_head(model: nn.Module, head_name: str, choice: str) -> nn.Module | None:
-    """The output head ``head_name`` of ``model`` when the training loss fuses it, else None.
+def fused_head(model: nn.Module, choice: str) -> nn.Module | None:
+    """The output head (``model.head``) when the training loss fuses it, else None.
 
     Never under FSDP: between forwards the head's weight is a shard (a DTensor), whole only
     inside ``forward``. The model must then still be called through ``forward`` (with
     ``return_hidden=True``) so that DDP's hooks see the head's weight used.
     """
-    head = getattr(unwrap(model), head_name, None)
+    head = getattr(unwrap(model), "head", None)
     if choice == "plain" or head is None or isinstance(head.weight, DTensor):
         return None
     return head if choice == "fused" or head.weight.shape[0] >= FUSED_LOSS_MIN_VOCAB else None

@@ -125,7 +125,7 @@ class LanguageModelingTask(Task):
         return cross_entropy(logits, y, reduction="sum"), {}
 
     def _fused_head(self, model: nn.Module) -> nn.Module | None:
-        return fused_head(model, "lm_head", self.data.loss)
+        return fused_head(model, self.data.loss)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -189,7 +189,7 @@ class TranslationTask(Task):
         return label_smoothed_loss(logits, batch.labels, self.data.label_smoothing), {}
 
     def _fused_head(self, model: nn.Module) -> nn.Module | None:
-        return fused_head(model, "generator", self.data.loss)
+        return fused_head(model, self.data.loss)
 
     # ------------------------------------------------------------------ evaluation
     def translator(self, model: nn.Module) -> Translator:
