@@ -3,9 +3,10 @@
 Language-model decoding: 256 new tokens (greedy, no early stop) after a 32-token prompt, at batch
 1 and batch 32, GPT-2 small shape in bf16 on CUDA (fp32 and a small shape on CPU). Contestants:
 
-* ``attentive generate()``: the library's generate with its dynamic KV cache (eager);
-* ``attentive StaticDecoder``: static cache, one fixed-shape step; on CUDA each token is one CUDA
-  graph replay (``+compile``: the step's model forward compiled with fullgraph=True first);
+* ``attentive generate()``: the decoding engine with its dynamic KV cache (eager);
+* ``attentive static cache``: the same engine with ``cache="static"``, one fixed-shape step; on CUDA
+  ``cache="cuda_graph"``, each token one CUDA graph replay (``+compile``: the step's model forward
+  compiled with fullgraph=True first);
 * ``HF generate``: GPT2LMHeadModel.generate with its own (dynamic) KV cache;
 * ``x-transformers``: AutoregressiveWrapper.generate with ``cache_kv=True``, temperature 0.
 
@@ -59,34 +60,26 @@ def our_lm(cfg, device):
     return DecoderLM(config).to(device, dtype_for(device)).eval()
 
 
-def ours_generate(args, cfg, prompt):
-    from attentive.decode.sampling import generate
+def ours_generate(args, cfg, prompt, cache: str = "dynamic", compiled: bool = False):
+    from attentive.decode import generate
 
     model = our_lm(cfg, args.device)
     prompts = prompt.tolist()
 
     def run(new=cfg["new"]):
-        out = generate(model, None, prompts, max_new_tokens=new, temperature=0.0, stop_tokens=(), cache="dynamic")
+        out = generate(model, None, prompts, max_new_tokens=new, temperature=0.0, stop_tokens=(), cache=cache,
+                       compile=compiled)
         assert all(len(t) == new for t in out.tokens)
 
-    return timed(run, args, prompt.shape[0] * cfg["new"], warm_fn=lambda: run(8))
-
-
-def ours_static(args, cfg, prompt, compiled: bool):
-    from attentive.decode.cuda_graph import StaticDecoder
-
-    model = our_lm(cfg, args.device)
-    decoder = StaticDecoder(model, prompt.shape[0], cfg["prompt"] + cfg["new"], compile=compiled)
-
-    def run():
-        out, steps = decoder.generate_ids(prompt, cfg["new"])
-        assert steps == cfg["new"] - 1 and out.shape[1] == cfg["new"]
-
     # compiled: extra warm-up calls, as inductor may finish compiling in the background (CPU)
-    warm = (lambda: [run() for _ in range(3)]) if compiled else run
+    warm = (lambda: [run() for _ in range(3)]) if compiled else (lambda: run(8))
     row = timed(run, args, prompt.shape[0] * cfg["new"], warm_fn=warm)
-    row.extra["cuda_graph"] = decoder.graph is not None
+    row.extra["cache"] = cache
     return row
+
+
+def static_cache(args) -> str:
+    return "cuda_graph" if args.device == "cuda" else "static"
 
 
 def hf_generate(args, cfg, prompt):
@@ -209,7 +202,7 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else 1
     args.runs = args.runs or 3
     cuda = args.device == "cuda"
-    static_name = "StaticDecoder, CUDA graph" if cuda else "StaticDecoder"
+    static_name = "CUDA graph" if cuda else "static cache"
     for batch in cfg["batches"]:
         prompt = torch.randint(3, cfg["vocab"], (batch, cfg["prompt"]), device=args.device)
         report = common.Report(
@@ -218,12 +211,13 @@ def main() -> None:
                        dtype=str(dtype_for(args.device)).replace("torch.", "")),
         )
         # quick rows first, the compiled one last: a time-out cuts compilation, not the peers
-        report.run(f"attentive {static_name}", common.OURS, "", lambda: ours_static(args, cfg, prompt, False))
+        report.run(f"attentive {static_name}", common.OURS, "",
+                   lambda: ours_generate(args, cfg, prompt, static_cache(args)))
         report.run("HF generate", "hf", "", lambda: hf_generate(args, cfg, prompt))
         report.run("x-transformers generate", "x-transformers", "", lambda: xt_generate(args, cfg, prompt))
         report.run("attentive generate() (dynamic cache)", common.OURS, "", lambda: ours_generate(args, cfg, prompt))
         report.run(f"attentive {static_name} + compile", common.OURS, "",
-                   lambda: ours_static(args, cfg, prompt, True))
+                   lambda: ours_generate(args, cfg, prompt, static_cache(args), compiled=True))
         report.notes.append("tokens/s = batch x new tokens / time, prompt encoding included")
         if batch == 1:
             report.notes.append(bandwidth_floor(report, args, cfg))

@@ -79,8 +79,8 @@ def ours(args, cfg, ids, loss_kind: str, compiled: bool) -> common.Row:
     def loss_fn():
         hidden = model.hidden_states(ids).hidden[:, :-1]  # (B, T-1, D)
         if loss_kind == "chunked":
-            return linear_cross_entropy(hidden, model.lm_head.weight, ids[:, 1:], reduction="mean")
-        return cross_entropy(model.lm_head(hidden), ids[:, 1:], reduction="mean")
+            return linear_cross_entropy(hidden, model.head.weight, ids[:, 1:], reduction="mean")
+        return cross_entropy(model.head(hidden), ids[:, 1:], reduction="mean")
 
     return measure(model, loss_fn, args, cfg, ids.numel(), True if compiled else None)
 

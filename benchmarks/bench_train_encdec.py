@@ -69,7 +69,7 @@ def ours(args, cfg, batch, compiled):
         src_valid = src != PAD
         memory = model.encode(src, src_valid).hidden  # (B, S, D)
         hidden = model.decode(tgt_in, memory, src_valid).hidden  # (B, T, D)
-        return linear_cross_entropy(hidden, model.generator.weight, tgt_out, model.generator.bias,
+        return linear_cross_entropy(hidden, model.head.weight, tgt_out, model.head.bias,
                                     label_smoothing=SMOOTHING, ignore_index=PAD, reduction="mean")
 
     return measure(model, loss_fn, args, cfg, tokens, True if compiled else None)

@@ -35,8 +35,7 @@ from typing import Any
 import torch
 
 from attentive.nn.loss import release_workspace
-from attentive.train.throughput import transformer_flops_per_token  # noqa: F401  (6N + 12 L d T, for MFU)
-from attentive.train.trainer import PEAK_BF16_FLOPS
+from attentive.train.throughput import PEAK_BF16_FLOPS, transformer_flops_per_token  # noqa: F401  (6N + 12 L d T, for MFU)
 
 OURS = "attentive"
 

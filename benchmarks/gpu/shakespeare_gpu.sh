@@ -35,14 +35,14 @@ for variant in "${VARIANT_LIST[@]}"; do
   [ -z "${variant// /}" ] && continue
   n=$((n + 1))
   # shellcheck disable=SC2086  # each variant is a list of KEY=VALUE words
-  $PY -m attentive train --preset shakespeare-char-gpu --out "$RUNS/variant-$n" "$@" progress=false "${CAP[@]}" $variant \
+  $PY -m attentive train --recipe shakespeare-char-gpu --out "$RUNS/variant-$n" "$@" progress=false "${CAP[@]}" $variant \
     >"$RESULTS/variant-$n.log" 2>&1 &
   pids+=($!)
   echo "$variant" >"$RUNS/variant-$n.overrides"
 done
 
 start=$(date +%s%N)
-$PY -m attentive train --preset shakespeare-char-gpu --out "$RUNS/recipe" "$@" progress=false 2>&1 \
+$PY -m attentive train --recipe shakespeare-char-gpu --out "$RUNS/recipe" "$@" progress=false 2>&1 \
   | tee "$RESULTS/shakespeare_gpu.log"
 wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 for pid in "${pids[@]}"; do wait "$pid" || echo "a variant failed (exit $?): see its log"; done

@@ -57,9 +57,9 @@ PYEOF
 # 1. the same recipe without and with torchrun
 # about 8 log records whatever STEPS is: rate() drops the first quarter (compilation, warm-up)
 LOG_EVERY=$(( STEPS / 8 > 0 ? STEPS / 8 : 1 ))
-if "$PY" -m attentive train --preset "$RECIPE" --out "$RUNS/plain" --max-steps "$STEPS" log_every="$LOG_EVERY" \
+if "$PY" -m attentive train --recipe "$RECIPE" --out "$RUNS/plain" --max-steps "$STEPS" log_every="$LOG_EVERY" \
      >"$RUNS/plain.log" 2>&1 &&
-   "${TORCHRUN[@]}" -m attentive train --preset "$RECIPE" --out "$RUNS/torchrun" --max-steps "$STEPS" \
+   "${TORCHRUN[@]}" -m attentive train --recipe "$RECIPE" --out "$RUNS/torchrun" --max-steps "$STEPS" \
      log_every="$LOG_EVERY" >"$RUNS/torchrun.log" 2>&1; then
   plain=$(rate "$RUNS/plain/metrics.jsonl")
   tr=$(rate "$RUNS/torchrun/metrics.jsonl")
@@ -89,9 +89,9 @@ MEASURE_ARGS=(--strategy fsdp); measure torchrun-fsdp "${TORCHRUN[@]}"
 MEASURE_ARGS=(--strategy fsdp --ac); measure torchrun-fsdp-ac "${TORCHRUN[@]}"
 
 # 3. FSDP save under torchrun (NCCL), resume without torchrun, load for inference
-"${TORCHRUN[@]}" -m attentive train --preset "$RECIPE" --out "$RUNS/fsdp" --max-steps 60 --strategy fsdp \
+"${TORCHRUN[@]}" -m attentive train --recipe "$RECIPE" --out "$RUNS/fsdp" --max-steps 60 --strategy fsdp \
   compile=false checkpoint_every=50 >"$RUNS/fsdp.log" 2>&1 || say "fsdp torchrun run failed: $(tail -3 "$RUNS/fsdp.log")"
-"$PY" -m attentive train --preset "$RECIPE" --out "$RUNS/fsdp" --max-steps 80 --resume compile=false \
+"$PY" -m attentive train --recipe "$RECIPE" --out "$RUNS/fsdp" --max-steps 80 --resume compile=false \
   checkpoint_every=50 >"$RUNS/fsdp-resume.log" 2>&1 || say "plain resume failed: $(tail -3 "$RUNS/fsdp-resume.log")"
 "$PY" - "$RUNS/fsdp" <<'PYEOF' | tee -a "$SUMMARY"
 import json, sys

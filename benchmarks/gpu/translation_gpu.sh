@@ -27,7 +27,7 @@ mkdir -p "$RESULTS"
 "$PY" -c 'import torch; print("torch", torch.__version__, "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' \
   | tee "$RESULTS/train.log"
 # extra arguments before the fixed overrides: argparse takes options, then KEY=VALUE overrides
-"$PY" -m attentive train --preset multi30k-de-en-gpu --out "$RUN_DIR" --max-minutes "$MINUTES" \
+"$PY" -m attentive train --recipe multi30k-de-en-gpu --out "$RUN_DIR" --max-minutes "$MINUTES" \
   "$@" progress=false eval_beam="$BEAM" 2>&1 | tee -a "$RESULTS/train.log"
 
 if [ "$RESULTS" != "$RUN_DIR" ]; then

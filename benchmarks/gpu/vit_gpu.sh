@@ -17,7 +17,7 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/vit-mnist-gpu.XXXXXX")  # checkpoints stay out 
 mkdir -p "$RESULTS"
 
 start=$(date +%s%N)
-$PY -m attentive train --preset vit-mnist-gpu --out "$RUN" --device cuda "$@" progress=false 2>&1 \
+$PY -m attentive train --recipe vit-mnist-gpu --out "$RUN" --device cuda "$@" progress=false 2>&1 \
   | tee "$RESULTS/vit_gpu.log"
 wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 

@@ -1,4 +1,4 @@
-"""``attentive train --preset shakespeare-char``, ``generate`` and ``perplexity`` from the command line."""
+"""``attentive train --recipe shakespeare-char``, ``generate`` and ``perplexity`` from the command line."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TINY = ["num_layers=1", "d_model=32", "num_heads=2", "d_ff=64", "block_size=32",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("shakespeare")
-    assert main(["train", "--preset", "shakespeare-char", "--out", str(out), "--max-steps", "60",
+    assert main(["train", "--recipe", "shakespeare-char", "--out", str(out), "--max-steps", "60",
                  "--device", "cpu", *TINY]) == 0
     return out
 

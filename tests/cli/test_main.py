@@ -50,3 +50,24 @@ def test_a_device_this_machine_lacks_is_a_one_line_error(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"cuda:{count}" in err
+
+
+def test_preset_still_runs_a_recipe_with_a_deprecation_message(tmp_path, capsys):
+    code = cli.main(["train", "--preset", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "1",
+                     "num_layers=1", "d_model=32", "num_heads=2", "d_ff=32", "block_size=16", "batch_size=2",
+                     "eval_every=0", "checkpoint_every=0", "progress=false", "max_minutes=none", "eval_tokens=64",
+                     "--device", "cpu"])
+    assert code == 0
+    assert "--preset is deprecated" in capsys.readouterr().err and (tmp_path / "model.safetensors").exists()
+
+
+def test_recipes_and_presets_each_list_one_kind(capsys):
+    assert cli.main(["presets"]) == 0
+    presets = capsys.readouterr().out
+    assert cli.main(["recipes"]) == 0
+    recipes = capsys.readouterr().out
+    assert "transformer-base" in presets and "multi30k-de-en" not in presets
+    assert "multi30k-de-en" in recipes and "transformer-base" not in recipes
+    assert cli.main(["recipes", "shakespeare-char"]) == 0
+    shown = capsys.readouterr().out
+    assert "lr = 0.003" in shown and "block_size = 256" in shown

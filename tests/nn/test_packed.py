@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from attentive.decode import DecodeBatch, Engine, GenerationConfig, Request
 from attentive.models import DecoderLM, DecoderLMConfig
 from attentive.nn import OutputProjection, PackedProjection
-from attentive.nn.packed import inference_head
+from attentive.nn.packed import PACKED_HEAD_MIN_BYTES, inference_head
 
 
 @pytest.mark.parametrize("out_features", [1, 3, 7, 1000, 5003])
@@ -81,3 +81,15 @@ def test_inference_head_packs_only_large_cpu_heads():
     assert isinstance(inference_head(large, "cpu"), PackedProjection)
     assert inference_head(large, "cpu", packed=False) is large
     assert inference_head(large, "meta") is large  # not a CPU: cuBLAS needs no help
+
+
+def test_the_packed_copy_is_made_once_and_follows_the_weights():
+    head = OutputProjection(64, PACKED_HEAD_MIN_BYTES // (64 * 4))
+    first = inference_head(head, "cpu")
+    assert inference_head(head, "cpu") is first  # reused: packing copies the whole head
+    with torch.no_grad():
+        head.weight.mul_(2.0)  # an in-place change (a training step, loading weights)
+    again = inference_head(head, "cpu")
+    assert again is not first
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(again(x), head(x), rtol=1e-5, atol=1e-5)

@@ -210,7 +210,7 @@ def test_fresh_run_refuses_a_folder_holding_a_run(tmp_path):
 
 
 def test_cli_train_names_the_occupied_folder(tmp_path, capsys):
-    args = ["train", "--preset", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "2",
+    args = ["train", "--recipe", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "2",
             *(f"{k}={v}" for k, v in TINY.items()), "eval_every=0", "checkpoint_every=0"]
     assert main(args) == 0
     capsys.readouterr()

@@ -235,8 +235,8 @@ class DecodeBatch:
         column = self._append(tokens)
         if self.mode == "none":
             return self._encode()
-        positions = self.next_pos[:, None]  # (R, 1)
-        self.next_pos = self.next_pos + 1
+        positions = self.next_pos[:, None].clone()  # (R, 1)
+        self.next_pos.add_(1)
         new = self.ids[:, column:column + 1]  # (R, 1)
         if self.fixed:
             if self.graph is None and self.mode == "cuda_graph":

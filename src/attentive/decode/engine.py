@@ -133,9 +133,12 @@ class Engine:
     def active(self) -> list[Sequence]:
         return [s for s in self.rows if not s.done]
 
+    def _live(self) -> bool:
+        return any(not s.done for s in self.rows)
+
     @property
     def idle(self) -> bool:
-        return not self.pending and not self.active
+        return not self.pending and not self._live()
 
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
@@ -144,15 +147,14 @@ class Engine:
         events, self._events = self._events, []
         self._drop_finished()
         self._admit()
-        if not self.active:
+        if not self._live():
             return events
         self.last_rows, self.last_logits = list(self.rows), self.logits
         steps = [len(s.tokens) for s in self.rows]
         processed = self.settings.process(self.logits, steps, self.seen)
         chosen = choose(processed, self.settings, [s.generator for s in self.rows])  # (R,)
-        want_logprobs = any(s.request.config.logprobs is not None for s in self.rows)
         raw = None  # (R, V) the model's log-probabilities, in at least float32
-        if want_logprobs:
+        if self.settings.logprobs:
             raw = torch.log_softmax(self.logits.to(torch.promote_types(self.logits.dtype, torch.float32)), dim=-1)
         tokens = chosen.tolist()
         for row, (sequence, token) in enumerate(zip(self.rows, tokens)):
@@ -160,8 +162,15 @@ class Engine:
                 continue
             events.append(self._take(sequence, row, token, raw))
         self._drop_finished()
-        if self.active:
-            self._advance([s.tokens[-1] if not s.done and s.tokens else self.pad_id for s in self.rows])
+        if self._live():
+            if len(self.rows) != len(tokens):  # rows left the batch: feed the others' tokens
+                fed = torch.tensor([s.tokens[-1] for s in self.rows], dtype=torch.long, device=self.device)
+            elif all(not s.done for s in self.rows):
+                fed = chosen
+            else:  # a static batch keeps its finished rows: they are fed padding
+                done = torch.tensor([s.done for s in self.rows], device=self.device)
+                fed = chosen.masked_fill(done, self.pad_id)
+            self.logits = self.batch.step(fed)
         return events
 
     def _take(self, sequence: Sequence, row: int, token: int, raw: Tensor | None) -> TokenEvent:
@@ -189,14 +198,11 @@ class Engine:
         event.finish_reason = sequence.finish_reason
         return event
 
-    def _advance(self, tokens: list[int]) -> None:
-        self.logits = self.batch.step(torch.tensor(tokens, dtype=torch.long, device=self.device))
-
     # ------------------------------------------------------------------ rows in and out
     def _admit(self) -> None:
         if not self.pending:
             return
-        if self.batch.fixed and self.active:
+        if self.batch.fixed and self._live():
             return  # a static batch is fixed: the waiting requests start when it has finished
         room = len(self.pending) if self.max_batch is None else max(0, self.max_batch - len(self.active))
         new, self.pending = self.pending[:room], self.pending[room:]
@@ -235,7 +241,7 @@ class Engine:
         if not self.rows:
             return
         if self.batch.fixed:
-            if not self.active:
+            if not self._live():
                 self.rows, self.logits, self.seen, self.settings = [], None, None, None
                 self.batch.select(torch.zeros(0, dtype=torch.long))
             return

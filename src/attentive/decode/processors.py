@@ -93,6 +93,9 @@ class RowSettings:
         self.limit_stop = [ids[0] if c.force_stop_at_limit and ids else None for c, ids in zip(configs, stop_ids)]
         self.any_forcing = any(c.forced_tokens for c in configs) or any(t is not None for t in self.limit_stop)
         self.sampled_rows = [i for i in range(rows) if not configs[i].greedy]
+        self.logprobs = any(c.logprobs is not None for c in configs)  # some row wants log-probabilities
+        self.identity = (self.suppress is None and self.begin_suppress is None and not self.any_forcing
+                         and self.penalty is None and not self.sampled_rows)  # greedy and nothing else
 
     def _mask(self, token_lists: list[tuple[int, ...]]) -> Tensor | None:
         if not any(token_lists):
@@ -106,7 +109,10 @@ class RowSettings:
 
     def process(self, logits: Tensor, steps: list[int], seen: Tensor | None) -> Tensor:
         """Raw logits ``(R, V)`` -> the logits tokens are chosen from (at least float32, a new
-        tensor). ``steps``: new tokens each row has so far; ``seen (R, V)``: tokens in prompt or output."""
+        tensor, unless nothing applies: then ``logits`` as they are, for the argmax). ``steps``: new
+        tokens each row has so far; ``seen (R, V)``: tokens in prompt or output."""
+        if self.identity:
+            return logits
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32), copy=True)
         if self.suppress is not None:
             logits.masked_fill_(self.suppress, NEG_INF)

@@ -147,13 +147,16 @@ class StaticCache(KVCache):
         self.num_layers, self.max_len = num_layers, max_len
         self.position = torch.zeros((), dtype=torch.long, device=self.keys.device)  # next slot to write
         self.length = 0  # host copy of ``position``
-        self._write: Tensor | None = None  # the slots of the tokens being written (set at layer 0)
+        self._write: Tensor | None = None  # the slots of this step's tokens (until the last layer has written)
 
     def key_length(self, q_len: int) -> int:
         return self.max_len
 
     def slots(self, q_len: int, device=None) -> Tensor:
-        return self.position + torch.arange(q_len, device=self.position.device)  # (T,), no host sync
+        """``(T,)`` slots from the device position, no host sync; computed once per step."""
+        if self._write is None or self._write.numel() != q_len:
+            self._write = self.position + torch.arange(q_len, device=self.position.device)
+        return self._write
 
     def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         new = k.shape[2]
@@ -161,10 +164,11 @@ class StaticCache(KVCache):
         if layer_idx == 0:
             if host and self.length + new > self.max_len:
                 raise ValueError(f"static cache is full: {self.length} + {new} tokens > max_len {self.max_len}")
-            self._write = self.slots(new)
-        self.keys[layer_idx].index_copy_(2, self._write, k.to(self.keys.dtype))
-        self.values[layer_idx].index_copy_(2, self._write, v.to(self.values.dtype))
+        slots = self.slots(new)
+        self.keys[layer_idx].index_copy_(2, slots, k.to(self.keys.dtype))
+        self.values[layer_idx].index_copy_(2, slots, v.to(self.values.dtype))
         if layer_idx == self.num_layers - 1:
+            self._write = None  # the next step's slots follow the new position
             self.position.add_(new)
             if host:
                 self.length += new
@@ -183,6 +187,7 @@ class StaticCache(KVCache):
         super().reset()
         self.position.zero_()
         self.length = 0
+        self._write = None
 
     def reorder(self, index: Tensor) -> None:
         """Rows are gathered in place (the buffers keep their addresses for a captured graph), so
