@@ -77,7 +77,7 @@ def ours(args, cfg, ids, loss_kind: str, compiled: bool) -> common.Row:
     model = DecoderLM(config)
 
     def loss_fn():
-        hidden = model.hidden_states(ids).hidden[:, :-1]  # (B, T-1, D)
+        hidden = model.decode(ids).hidden[:, :-1]  # (B, T-1, D)
         if loss_kind == "chunked":
             return linear_cross_entropy(hidden, model.head.weight, ids[:, 1:], reduction="mean")
         return cross_entropy(model.head(hidden), ids[:, 1:], reduction="mean")

@@ -163,6 +163,20 @@ def _call(case, q, k, v, mask, bias, impl, need_weights=False, is_causal=None):
     )
 
 
+def _agree(case, tol, one, other, weights_of_one=lambda w: w):
+    """``one`` and ``other`` are ``(q, k, v, mask, bias, is_causal)``: both attention paths give
+    the same output for the two, and the reference path the same weights (the first's mapped by
+    ``weights_of_one``). Returns the first call's weights."""
+    for impl in ("reference", "fused"):
+        a, _ = _call(case, *one[:5], impl, is_causal=one[5])
+        b, _ = _call(case, *other[:5], impl, is_causal=other[5])
+        assert _max_diff(a, b) <= tol, impl
+    _, wa = _call(case, *one[:5], "reference", need_weights=True, is_causal=one[5])
+    _, wb = _call(case, *other[:5], "reference", need_weights=True, is_causal=other[5])
+    assert _max_diff(weights_of_one(wa), wb) <= TOL[case.dtype]
+    return wa
+
+
 def _naive(case, q, k, v, mask, bias):
     """softmax(Q K^T * scale + bias) V in float64, with fully masked rows set to 0 afterwards."""
     v = v.double().repeat_interleave(case.heads // case.kv_heads, 1)
@@ -248,14 +262,7 @@ def test_is_causal_equals_explicit_bottom_right_causal_mask(case):
     explicit = causal_mask(case.q_len, case.k_len, past=case.k_len - case.q_len)  # (1, 1, Tq, Tk)
     assert torch.equal(explicit, case.causal())  # query i sees keys <= i + (Tk - Tq)
     combined = explicit if mask is None else mask & explicit
-    tol = _tol(case, q, k, v, bias)
-    for impl in ("reference", "fused"):
-        a, _ = _call(case, q, k, v, mask, bias, impl, is_causal=True)
-        b, _ = _call(case, q, k, v, combined, bias, impl, is_causal=False)
-        assert _max_diff(a, b) <= tol, impl
-    _, wa = _call(case, q, k, v, mask, bias, "reference", need_weights=True, is_causal=True)
-    _, wb = _call(case, q, k, v, combined, bias, "reference", need_weights=True, is_causal=False)
-    assert _max_diff(wa, wb) <= TOL[case.dtype]
+    wa = _agree(case, _tol(case, q, k, v, bias), (q, k, v, mask, bias, True), (q, k, v, combined, bias, False))
     assert torch.equal(wa[..., ~explicit[0, 0]], torch.zeros_like(wa[..., ~explicit[0, 0]]))
 
 
@@ -269,14 +276,7 @@ def test_grouped_query_attention_equals_repeat_interleaved_key_value_heads(case)
     groups = case.heads // case.kv_heads
     assert groups >= 2  # real GQA (kv_heads == 1: multi-query)
     k_rep, v_rep = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)  # head h uses kv head h // groups
-    tol = _tol(case, q, k, v, bias)
-    for impl in ("reference", "fused"):
-        gqa, _ = _call(case, q, k, v, mask, bias, impl)
-        mha, _ = _call(case, q, k_rep, v_rep, mask, bias, impl)
-        assert _max_diff(gqa, mha) <= tol, impl
-    _, w_gqa = _call(case, q, k, v, mask, bias, "reference", need_weights=True)
-    _, w_mha = _call(case, q, k_rep, v_rep, mask, bias, "reference", need_weights=True)
-    assert _max_diff(w_gqa, w_mha) <= TOL[case.dtype]
+    _agree(case, _tol(case, q, k, v, bias), (q, k, v, mask, bias, None), (q, k_rep, v_rep, mask, bias, None))
 
 
 # ----------------------------------------------------------------------------- (f) keys are a set
@@ -296,14 +296,8 @@ def test_permuting_keys_and_values_together_leaves_output_unchanged(case):
     perm = torch.randperm(case.k_len, generator=torch.Generator().manual_seed(case.seed + 1))
     k_p, v_p = k[:, :, perm], v[:, :, perm]
     mask_p, bias_p = _permute_keys(mask, perm), _permute_keys(bias, perm)
-    tol = _tol(case, q, k, v, bias)
-    for impl in ("reference", "fused"):
-        out, _ = _call(case, q, k, v, mask, bias, impl, is_causal=False)
-        out_p, _ = _call(case, q, k_p, v_p, mask_p, bias_p, impl, is_causal=False)
-        assert _max_diff(out, out_p) <= tol, impl
-    _, w = _call(case, q, k, v, mask, bias, "reference", need_weights=True, is_causal=False)
-    _, w_p = _call(case, q, k_p, v_p, mask_p, bias_p, "reference", need_weights=True, is_causal=False)
-    assert _max_diff(w[..., perm], w_p) <= TOL[case.dtype]  # the weights follow their keys
+    _agree(case, _tol(case, q, k, v, bias), (q, k, v, mask, bias, False), (q, k_p, v_p, mask_p, bias_p, False),
+           weights_of_one=lambda w: w[..., perm])  # the weights follow their keys
 
 
 # ----------------------------------------------------------------------------- (g) out == weights @ v
