@@ -43,3 +43,20 @@ def assert_fused_loss_equals_plain(plain, fused, batch, head: str) -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
     for name, grad in want_grads.items():
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def masked_full_pass(stack, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
+                     key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A stack's layers over ``x (B, T, D)`` under an explicit ``mask (B|1, 1, T, T)`` (no cache),
+    positions and biases made as the stack makes them: the reference a cache must reproduce."""
+    from attentive.nn.masks import combine_masks, key_mask as expand
+
+    slots = torch.arange(x.shape[1])
+    positions = slots[None] if positions is None else positions
+    h = stack.positional.add_to(x, positions)
+    rope = stack.positional.rotary(positions)
+    bias = stack.positional.attention_bias(slots, slots)
+    mask = combine_masks(mask, expand(key_mask) if key_mask is not None else None)
+    for layer in stack.layers:
+        h, _ = layer(h, mask=mask, rope=rope, bias=bias)
+    return stack.final_norm(h) if stack.final_norm is not None else h

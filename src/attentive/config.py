@@ -19,6 +19,7 @@ from .nn.feedforward import FEEDFORWARDS
 from .nn.layers import LayerSpec
 from .nn.norm import NORMS
 from .nn.positional import POSITIONALS
+from .nn.rope_scaling import RopeScaling
 
 
 @dataclass
@@ -83,8 +84,11 @@ class TransformerConfig(ModelConfig):
     positional: str = "sinusoidal"
     max_len: int = 1024
     rope_base: float = 10000.0
+    # Hugging Face's rope_scaling dict: {"rope_type": "linear" | "dynamic" | "yarn" | "llama3", "factor": ..., ...}
+    rope_scaling: dict | None = None
     bias: bool = True
     attn_impl: str = "auto"
+    attention_window: int | None = None  # sliding-window self-attention: each query sees its last W positions
 
     def validate(self) -> None:
         super().validate()
@@ -100,6 +104,18 @@ class TransformerConfig(ModelConfig):
         ):
             if value not in allowed:
                 raise ValueError(f"{name}.{field_name} = {value!r} is not one of {allowed}")
+        if self.attention_window is not None and (isinstance(self.attention_window, bool)
+                                                  or not isinstance(self.attention_window, int)
+                                                  or self.attention_window < 1):
+            raise ValueError(f"{name}.attention_window must be a positive number of positions (or None), "
+                             f"got {self.attention_window!r}")
+        if self.rope_scaling is not None:
+            if self.positional != "rope":
+                raise ValueError(f"{name}.rope_scaling applies to positional='rope', not {self.positional!r}")
+            try:
+                RopeScaling.parse(self.rope_scaling)
+            except ValueError as err:
+                raise ValueError(f"{name}.{err}") from None
 
     def layer_spec(self) -> LayerSpec:
         return LayerSpec(
@@ -107,6 +123,7 @@ class TransformerConfig(ModelConfig):
             head_dim=self.head_dim, ffn=self.ffn, norm=self.norm, norm_eps=self.norm_eps,
             norm_first=self.norm_first, dropout=self.dropout, attention_dropout=self.attention_dropout,
             activation_dropout=self.activation_dropout, bias=self.bias, attn_impl=self.attn_impl,
+            attention_window=self.attention_window,
         )
 
 

@@ -4,7 +4,10 @@ A causal stack run token by token over a cache must compute what one pass over t
 sequence computes, whatever the cache (dynamic, or static with more slots than needed), the
 positional scheme, the grouped-query ratio, and the left padding (an all-padding row included,
 whose queries see no key at all). Rows leaving (``reorder``) and joining (``pad_left`` +
-``concat``) a dynamic cache change nothing for the rows that stay.
+``concat``) a dynamic cache change nothing for the rows that stay. A sliding-window cache (with or
+without sinks), fed chunks of any size, computes what one pass under the banded mask computes
+and never holds more than S + W entries; a sink cache whose S + W covers the input is the full
+cache.
 
 Each example is built from a drawn ``Case``; tensors come from its seed, so a failure printed by
 hypothesis rebuilds exactly.
@@ -18,7 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attentive.nn import DynamicCache, LayerSpec, StaticCache, TransformerStack, make_positional
+from attentive.nn import (
+    DynamicCache, LayerSpec, SinkCache, SlidingWindowCache, StaticCache, TransformerStack, causal_mask, make_positional,
+)
+from helpers import masked_full_pass
 
 PROPERTY = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
@@ -192,3 +198,43 @@ def test_rows_joining_a_dynamic_cache_after_left_padding_change_nothing(case, sh
     step_valid = valid[:, case.prompt:]
     _close(got[:case.batch], full[:, case.prompt:], case, step_valid)
     _close(got[case.batch:], torch.cat(alone, dim=1), case, step_valid)
+
+
+@PROPERTY
+@given(cases(), st.data())
+def test_window_cache_in_any_chunks_equals_the_banded_full_pass(case, data):
+    """Padded rows too: the key mask is the real-token mask at the keys the cache reports."""
+    window = data.draw(st.integers(1, case.total))
+    sinks = data.draw(st.integers(0, window))
+    chunks = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=case.total))
+    x, valid, positions = case.inputs()
+    stack = case.stack()
+    with torch.no_grad():
+        want = masked_full_pass(stack, x, causal_mask(case.total, window=window, sinks=sinks), positions, valid)
+        cache, outs, start, step = SlidingWindowCache(window, sinks), [], 0, 0
+        while start < case.total:
+            end = min(case.total, start + chunks[step % len(chunks)])
+            key_mask = valid[:, cache.key_slots(end - start)]  # (B, Tk)
+            outs.append(stack(x[:, start:end], key_mask=key_mask, positions=positions[:, start:end],
+                              cache=cache).hidden)
+            assert all(k.shape[2] == min(end, window + sinks) for k in cache.keys)
+            start, step = end, step + 1
+    got = torch.cat(outs, dim=1)
+    assert torch.isfinite(got).all()
+    _close(got, want, case, valid)
+
+
+@PROPERTY
+@given(cases(), st.data())
+def test_sink_cache_that_covers_the_input_is_the_full_cache(case, data):
+    window = data.draw(st.integers((case.total + 1) // 2, case.total + 2))
+    sinks = data.draw(st.integers(max(0, case.total - window), window))  # S + W >= the input, S <= W
+    x, valid, positions = case.inputs()
+    valid[:] = True  # a sink cache assigns positions itself: rows of equal length
+    stack = case.stack()
+    with torch.no_grad():
+        want = stack(x).hidden
+        cache = SinkCache(window, sinks)
+        got = torch.cat([stack(x[:, :case.prompt], cache=cache).hidden]
+                        + [stack(x[:, t:t + 1], cache=cache).hidden for t in range(case.prompt, case.total)], dim=1)
+    _close(got, want, case, valid)

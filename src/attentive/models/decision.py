@@ -84,7 +84,7 @@ class DecisionTransformer(nn.Module):
         self.embed_norm = make_norm(config.norm, d, config.norm_eps, config.bias)
         positional = make_positional(
             config.positional, d, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-            bidirectional=False,
+            bidirectional=False, rope_scaling=config.rope_scaling,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
         self.head = nn.Linear(d, config.n_actions)

@@ -34,6 +34,19 @@ class DecoderLMConfig(TransformerConfig):
     scale_embedding: bool = False
     init_std: float = 0.02
     pad_id: int = 0
+    # Transformer-XL recurrence: training and evaluation walk the text in consecutive segments,
+    # each layer attending over the previous segments' last memory_len states too (0 = off)
+    memory_len: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.memory_len, bool) or not isinstance(self.memory_len, int) or self.memory_len < 0:
+            raise ValueError(f"DecoderLMConfig.memory_len must be an integer >= 0 (0 = no recurrence), "
+                             f"got {self.memory_len!r}")
+        if self.memory_len and self.positional in ("learned", "sinusoidal"):
+            raise ValueError(f"DecoderLMConfig.memory_len={self.memory_len} (Transformer-XL recurrence) needs relative "
+                             f"positions (rope, alibi, relative), not positional={self.positional!r}: absolute "
+                             "positions would repeat in every segment")
 
 
 @register_model(DecoderLMConfig)
@@ -47,7 +60,7 @@ class DecoderLM(nn.Module):
         self.embed = TokenEmbedding(config.vocab_size, config.d_model, config.scale_embedding)
         positional = make_positional(
             config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base,
-            config.head_dim, bidirectional=False,
+            config.head_dim, bidirectional=False, rope_scaling=config.rope_scaling,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
         self.head = OutputProjection(config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)

@@ -70,6 +70,7 @@ class Encoder(nn.Module):
         self.token_type = nn.Embedding(config.num_token_types, config.d_model) if config.num_token_types else None
         positional = make_positional(
             config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
+            rope_scaling=config.rope_scaling,
         )
         # Added positions must come before the embedding norm, so the model adds them itself;
         # in-attention kinds (RoPE, ALiBi, relative) go to the stack as usual.

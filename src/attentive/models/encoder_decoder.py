@@ -45,7 +45,7 @@ class EncoderDecoderConfig(TransformerConfig):
 def _stack(config: TransformerConfig, num_layers: int, causal: bool, cross: bool) -> TransformerStack:
     positional = make_positional(
         config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-        bidirectional=not causal,
+        bidirectional=not causal, rope_scaling=config.rope_scaling,
     )
     return TransformerStack(config.layer_spec(), num_layers, positional, causal=causal, cross_attention=cross)
 

@@ -90,7 +90,7 @@ class SpeechModel(nn.Module):
         self.embed = TokenEmbedding(config.vocab_size, d, scale=False)
         positional = make_positional(
             config.positional, d, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-            bidirectional=False,
+            bidirectional=False, rope_scaling=config.rope_scaling,
         )
         self.decoder = TransformerStack(
             config.layer_spec(), config.num_decoder_layers, positional, causal=True, cross_attention=True,

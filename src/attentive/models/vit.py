@@ -115,6 +115,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
         positional = make_positional(
             config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
+            rope_scaling=config.rope_scaling,
         )
         self.encoder = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=False)
         self.head = nn.Linear(config.d_model, config.num_classes)

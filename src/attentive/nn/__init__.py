@@ -4,13 +4,14 @@ No I/O and no training code lives here; models compose these parts.
 """
 
 from .attention import MultiHeadAttention, attention
-from .cache import DynamicCache, KVCache, StaticCache
+from .cache import DynamicCache, KVCache, SegmentMemory, SinkCache, SlidingWindowCache, StaticCache
 from .embedding import OutputProjection, TokenEmbedding
 from .feedforward import FeedForward, GatedFeedForward, make_feedforward
 from .layers import LayerSpec, TransformerLayer
-from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
+from .masks import band_mask, causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
 from .norm import RMSNorm, make_norm
 from .packed import PackedProjection
+from .rope_scaling import RopeScaling, rope_frequencies
 from .positional import (
     ALiBi, LearnedPositionalEmbedding, PositionalEncoding, RelativePositionBias, RotaryEmbedding,
     SinusoidalPositionalEncoding, make_positional, sinusoidal_table,

@@ -200,23 +200,28 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         bias: Tensor | None = None,
         rope: tuple[Tensor, Tensor] | None = None,
+        key_rope: tuple[Tensor, Tensor] | None = None,
         cache=None,
         layer_idx: int = 0,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """x ``(B, Tq, D)``; context ``(B, Tk, D_kv)`` for cross-attention (None: self-attention).
 
-        Returns ``(output (B, Tq, D), weights (B, H, Tq, Tk) or None)``.
+        ``key_rope``: cos/sin for the keys when they are not the queries' positions (a segment
+        memory, whose keys come from memory + segment). Returns ``(output (B, Tq, D), weights
+        (B, H, Tq, Tk) or None)``.
         """
         if x.dim() != 3:
             raise ValueError(f"attention input must have shape (batch, seq, d_model), got {tuple(x.shape)}")
         q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
         if context is None:  # self-attention: new keys/values, appended to the cache if any
-            k = self._split(self.k_proj(x), self.num_kv_heads)  # (B, Hkv, Tq, Dh)
-            v = self._split(self.v_proj(x), self.num_kv_heads)
+            memory = cache is not None and cache.projects_inputs
+            source = cache.inputs(layer_idx, x) if memory else x  # (B, Tk, D): a segment memory comes first
+            k = self._split(self.k_proj(source), self.num_kv_heads)  # (B, Hkv, Tk, Dh)
+            v = self._split(self.v_proj(source), self.num_kv_heads)
             if rope is not None:
-                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-            if cache is not None:
+                q, k = apply_rotary(q, *rope), apply_rotary(k, *(key_rope or rope))
+            if cache is not None and not memory:
                 k, v = cache.update(layer_idx, k, v)  # (B, Hkv, Tk, Dh) with the past included
         elif cache is not None and cache.has_cross(layer_idx):  # cross-attention, memory already projected
             k, v = cache.get_cross(layer_idx)

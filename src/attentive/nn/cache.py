@@ -14,8 +14,24 @@ stack asks the cache where the new tokens go (``slots``) and how many keys atten
   ``torch.compile`` and CUDA graphs need. Unfilled slots lie in the future and the causal
   mask hides them.
 
+Context memory (bounded caches, and Transformer-XL's recurrence) uses the same interface:
+
+* ``SlidingWindowCache(window, sinks=0)`` keeps the last W positions (and the first S): memory
+  O(W + S) however long the stream. Positions stay absolute; ``key_slots`` tells the stack the
+  kept keys' positions, so the banded mask and ALiBi / T5 biases see the right distances.
+* ``SinkCache(window, sinks)`` (StreamingLLM) keeps the same keys but assigns positions within
+  the cache (a new token's position is its index in the cache), so positions never pass S + W
+  and a model runs past its training length. Keys that move left when the middle is evicted are
+  rotated by the shift through the positional module (``shift_keys``: a rotation for RoPE).
+* ``SegmentMemory(M)`` (Transformer-XL) holds, per layer, the last M attention inputs of the
+  previous segments, detached; attention projects keys and values from memory + segment
+  (``projects_inputs``/``inputs``), and ``slots`` put the memory before the segment.
+
+A cache says what it keeps with ``window`` / ``sinks`` (the stack masks keys outside the
+window) and where its keys sit with ``key_slots``.
+
 Dimension names: B batch, Hkv key/value heads, T new tokens, Tk cached + new, S memory length,
-Dh head width.
+Dh head width, D model width, M segment-memory length.
 """
 
 from __future__ import annotations
@@ -28,6 +44,9 @@ class KVCache:
     """Interface shared by all caches, with cross-attention storage."""
 
     fixed_shape = False  # True: keys always have ``max_len`` slots (a static cache)
+    window: int | None = None  # keys further back than this many positions are gone (the stack masks them)
+    sinks: int = 0  # the first ``sinks`` slots stay visible beyond the window
+    projects_inputs = False  # True: attention projects keys/values from ``inputs()`` (segment memory)
 
     def __init__(self) -> None:
         self._cross: dict[int, tuple[Tensor, Tensor]] = {}
@@ -47,6 +66,25 @@ class KVCache:
     def key_length(self, q_len: int) -> int:
         """Length of the keys ``update`` returns for ``q_len`` new tokens."""
         return self.get_seq_length() + q_len
+
+    def key_slots(self, q_len: int, device=None) -> Tensor:
+        """Slots ``(Tk,)`` of the keys ``update`` returns (their positions for masks and biases)."""
+        return torch.arange(self.key_length(q_len), device=device)
+
+    def bind(self, positional) -> None:
+        """The stack hands over its positional module (a cache that moves keys asks it how)."""
+
+    def inputs(self, layer_idx: int, x: Tensor) -> Tensor:
+        """``projects_inputs`` caches: the attention input ``x (B, T, D)`` with the memory before it."""
+        raise NotImplementedError(f"{type(self).__name__} stores keys and values; it has no inputs()")
+
+    def nbytes(self) -> int:
+        """Bytes the cached tensors occupy (keys, values, memories; cross-attention included)."""
+        tensors = [t for pair in self._cross.values() for t in pair] + list(self._tensors())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _tensors(self):
+        return ()
 
     def reset(self) -> None:
         """Forget everything: the next update starts at slot 0."""
@@ -87,6 +125,9 @@ class DynamicCache(KVCache):
 
     def get_seq_length(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
+
+    def _tensors(self):
+        return self.keys + self.values
 
     def reset(self) -> None:
         super().reset()
@@ -177,6 +218,9 @@ class StaticCache(KVCache):
     def get_seq_length(self) -> int:
         return self.length
 
+    def _tensors(self):
+        return (self.keys, self.values)
+
     def advance(self, new: int) -> None:
         """The host copy follows a replayed graph that wrote ``new`` tokens (checked against the size)."""
         if self.length + new > self.max_len:
@@ -200,6 +244,212 @@ class StaticCache(KVCache):
         for k, v in self._cross.values():
             k.copy_(k.index_select(0, index))
             v.copy_(v.index_select(0, index))
+
+
+class SlidingWindowCache(KVCache):
+    """Keeps the keys/values of the last ``window`` positions and of the first ``sinks``.
+
+    After any step it holds at most ``sinks + window`` entries (exactly that many once the
+    stream is that long). ``update`` returns the kept keys plus the new ones: the stored ones no
+    new query can see are dropped first, and the stack's banded mask (``window``, ``sinks``)
+    hides the rest that lie outside a query's window, so a chunk of several new tokens is
+    computed exactly as the masked full pass computes it. Positions are absolute (the n-th token
+    is at position n, as without a cache).
+    """
+
+    def __init__(self, window: int, sinks: int = 0) -> None:
+        super().__init__()
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive integer (positions kept), got {window!r}")
+        if isinstance(sinks, bool) or not isinstance(sinks, int) or not 0 <= sinks <= window:
+            raise ValueError(f"sinks must be an integer from 0 to the window ({window}), got {sinks!r}")
+        self.window, self.sinks = window, sinks
+        self.keys: list[Tensor] = []
+        self.values: list[Tensor] = []
+        self.seen = 0  # tokens written so far
+        self.positions = torch.zeros(0, dtype=torch.long)  # (n,) absolute position of each stored key
+        self._step: tuple[int, int, int, int] | None = None  # this step's (s, dropped, s_after, keep_from)
+
+    # -- bookkeeping shared by every layer of one step
+    def _stored_sinks(self) -> int:
+        return min(self.sinks, self.seen)
+
+    def _dropped(self) -> int:
+        """Stored non-sink keys the first new query cannot see (they lie W or more positions back)."""
+        recent = len(self.positions) - self._stored_sinks()
+        return max(0, recent - (self.window - 1))
+
+    def get_seq_length(self) -> int:
+        return self.seen
+
+    def key_length(self, q_len: int) -> int:
+        return len(self.positions) - self._dropped() + q_len
+
+    def _key_positions(self, q_len: int) -> Tensor:
+        """Absolute positions ``(Tk,)`` of the keys ``update`` returns: sinks, kept, new."""
+        s, dropped = self._stored_sinks(), self._dropped()
+        new = torch.arange(self.seen, self.seen + q_len)
+        return torch.cat((self.positions[:s], self.positions[s + dropped:], new))
+
+    def key_slots(self, q_len: int, device=None) -> Tensor:
+        return self._key_positions(q_len).to(device)
+
+    def _plan(self, q_len: int) -> tuple[int, int, int, int]:
+        """(sinks stored, dropped before attention, sinks after, first kept non-sink after) for a
+        step of ``q_len`` tokens; commits the step's positions."""
+        s, dropped = self._stored_sinks(), self._dropped()
+        positions = self._key_positions(q_len)
+        self.seen += q_len
+        s_after = self._stored_sinks()
+        keep_from = max(s_after, len(positions) - self.window)
+        self.positions = torch.cat((positions[:s_after], positions[keep_from:]))
+        return s, dropped, s_after, keep_from
+
+    def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if layer_idx == 0:
+            self._step = self._plan(k.shape[2])
+        elif layer_idx > len(self.keys) or self._step is None:
+            raise ValueError(f"cache layers must be filled in order: got layer {layer_idx}, have {len(self.keys)}")
+        s, dropped, s_after, keep_from = self._step
+        if layer_idx < len(self.keys):
+            old_k, old_v = self.keys[layer_idx], self.values[layer_idx]
+            k = torch.cat((old_k[:, :, :s], old_k[:, :, s + dropped:], k), dim=2)  # (B, Hkv, Tk, Dh)
+            v = torch.cat((old_v[:, :, :s], old_v[:, :, s + dropped:], v), dim=2)
+        kept_k = torch.cat((k[:, :, :s_after], k[:, :, keep_from:]), dim=2)  # (B, Hkv, <= S + W, Dh)
+        kept_v = torch.cat((v[:, :, :s_after], v[:, :, keep_from:]), dim=2)
+        if layer_idx == len(self.keys):
+            self.keys.append(kept_k)
+            self.values.append(kept_v)
+        else:
+            self.keys[layer_idx], self.values[layer_idx] = kept_k, kept_v
+        return self._read(k), v
+
+    def _read(self, k: Tensor) -> Tensor:
+        """The keys attention sees (a subclass may move them)."""
+        return k
+
+    def _tensors(self):
+        return self.keys + self.values
+
+    def reset(self) -> None:
+        super().reset()
+        self.keys, self.values, self.seen = [], [], 0
+        self.positions = torch.zeros(0, dtype=torch.long)
+        self._step = None
+
+    def reorder(self, index: Tensor) -> None:
+        self._cross = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self._cross.items()}
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+
+
+class SinkCache(SlidingWindowCache):
+    """StreamingLLM: the first ``sinks`` tokens plus the last ``window``, with positions assigned
+    within the cache: a new token's position is its index among the keys attention sees, so
+    positions never pass ``sinks + window`` however long the stream runs.
+
+    When the middle is evicted the kept keys move left. Each key is stored as it was rotated when
+    it arrived and, when read, turned by how far it has moved since (``positional.shift_keys``),
+    so a key is rotated once from its original, never step after step (no drift over a long
+    stream). For ALiBi and T5 biases the stack computes the bias from the in-cache positions;
+    positions added to the embedding cannot move (their keys keep what they were given).
+    One token per step is StreamingLLM exactly; a chunk of several tokens sees the same keys as
+    token by token, but its later queries see the sinks a few positions further away.
+    """
+
+    def __init__(self, window: int, sinks: int = 4) -> None:
+        super().__init__(window, sinks)
+        self.rotated_at = torch.zeros(0, dtype=torch.long)  # (n,) the position each stored key was rotated at
+        self.positional = None
+        self._shift: Tensor | None = None  # (Tk,) this step's key moves
+
+    def bind(self, positional) -> None:
+        self.positional = positional
+
+    def get_seq_length(self) -> int:
+        return len(self.positions)
+
+    def slots(self, q_len: int, device=None) -> Tensor:
+        first = len(self.positions) - self._dropped()
+        return torch.arange(first, first + q_len, device=device)
+
+    def key_slots(self, q_len: int, device=None) -> Tensor:
+        return torch.arange(self.key_length(q_len), device=device)
+
+    def _plan(self, q_len: int) -> tuple[int, int, int, int]:
+        s, dropped = self._stored_sinks(), self._dropped()
+        new = self.slots(q_len)  # the new keys are rotated at their slots
+        rotated_at = torch.cat((self.rotated_at[:s], self.rotated_at[s + dropped:], new))  # (Tk,)
+        self._shift = torch.arange(len(rotated_at)) - rotated_at  # <= 0: how far each key has moved left
+        plan = super()._plan(q_len)
+        _, _, s_after, keep_from = plan
+        self.rotated_at = torch.cat((rotated_at[:s_after], rotated_at[keep_from:]))
+        return plan
+
+    def _read(self, k: Tensor) -> Tensor:
+        moved = self._shift.nonzero()
+        if self.positional is None or moved.numel() == 0:
+            return k
+        first, last = int(moved[0]), int(moved[-1]) + 1  # the moved keys are one run (after the sinks)
+        return torch.cat((k[:, :, :first], self.positional.shift_keys(k[:, :, first:last], self._shift[first:last]),
+                          k[:, :, last:]), dim=2)
+
+    def reset(self) -> None:
+        super().reset()
+        self.rotated_at = torch.zeros(0, dtype=torch.long)
+        self._shift = None
+
+
+class SegmentMemory(KVCache):
+    """Transformer-XL's segment-level recurrence: each layer attends over the last ``memory_len``
+    inputs of the previous segments (detached: no gradient flows into them) and its own segment.
+
+    Attention projects keys and values from ``inputs(layer, x)`` = memory + segment, the queries
+    from the segment alone. Slots put the memory before the segment (the segment's queries at
+    ``M' .. M' + T - 1``, keys at ``0 .. M' + T - 1`` for M' remembered positions), so RoPE and
+    relative biases see consistent distances across segments. The memory is the attention input
+    (after a pre-LN norm), which is the hidden state the paper stores, normalised.
+    """
+
+    projects_inputs = True
+
+    def __init__(self, memory_len: int) -> None:
+        super().__init__()
+        if isinstance(memory_len, bool) or not isinstance(memory_len, int) or memory_len < 1:
+            raise ValueError(f"memory_len must be a positive integer, got {memory_len!r}")
+        self.memory_len = memory_len
+        self.memory: list[Tensor] = []  # per layer (B, M', D)
+
+    def get_seq_length(self) -> int:
+        return self.memory[0].shape[1] if self.memory else 0
+
+    def inputs(self, layer_idx: int, x: Tensor) -> Tensor:
+        if layer_idx < len(self.memory):
+            memory = self.memory[layer_idx]
+            if memory.shape[0] != x.shape[0]:
+                raise ValueError(f"segment memory holds {memory.shape[0]} rows, the segment has {x.shape[0]}; "
+                                 "reset() the memory when the batch changes")
+            source = torch.cat((memory.to(x.dtype), x), dim=1)  # (B, M' + T, D)
+            self.memory[layer_idx] = source[:, -self.memory_len:].detach()
+        elif layer_idx == len(self.memory):
+            source = x
+            self.memory.append(x[:, -self.memory_len:].detach())
+        else:
+            raise ValueError(f"memory layers must be filled in order: got layer {layer_idx}, have {len(self.memory)}")
+        return source
+
+    def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("SegmentMemory gives attention its inputs (inputs()); it does not store keys")
+
+    def _tensors(self):
+        return self.memory
+
+    def reset(self) -> None:
+        super().reset()
+        self.memory = []
+
+    def reorder(self, index: Tensor) -> None:
+        self.memory = [m.index_select(0, index) for m in self.memory]
 
 
 def _pad(t: Tensor, dim: int, n: int, left: bool = False) -> Tensor:

@@ -36,6 +36,7 @@ class LayerSpec:
     activation_dropout: float = 0.0
     bias: bool = True
     attn_impl: str = "auto"
+    attention_window: int | None = None  # sliding-window self-attention: W positions (None: all)
 
 
 class Residual(nn.Module):
@@ -90,6 +91,7 @@ class TransformerLayer(nn.Module):
         memory_mask: Tensor | None = None,
         bias: Tensor | None = None,
         rope: tuple[Tensor, Tensor] | None = None,
+        key_rope: tuple[Tensor, Tensor] | None = None,
         cache=None,
         layer_idx: int = 0,
         need_weights: bool = False,
@@ -99,7 +101,7 @@ class TransformerLayer(nn.Module):
         weights: dict[str, Tensor] = {}
         h, w = self.self_attn(
             self.self_attn_residual.pre(x), mask=mask, is_causal=is_causal, bias=bias, rope=rope,
-            cache=cache, layer_idx=layer_idx, need_weights=need_weights,
+            key_rope=key_rope, cache=cache, layer_idx=layer_idx, need_weights=need_weights,
         )
         x = self.self_attn_residual.post(x, h)
         if w is not None:

@@ -41,7 +41,8 @@ def key_mask(valid: Tensor) -> Tensor:
 
 
 def causal_mask(
-    q_len: int, k_len: int | None = None, *, past: int = 0, device=None, q_slots: Tensor | None = None
+    q_len: int, k_len: int | None = None, *, past: int = 0, device=None, q_slots: Tensor | None = None,
+    k_slots: Tensor | None = None, window: int | None = None, sinks: int = 0,
 ) -> Tensor:
     """Causal mask ``(1, 1, Tq, Tk)``: query i (at slot ``past + i``) sees keys at slots <= its own.
 
@@ -49,17 +50,39 @@ def causal_mask(
     keys beyond ``past + q_len`` (unfilled slots of a static cache) are never visible.
     ``q_slots (Tq,)`` gives the query slots as a tensor instead (a static cache written at
     ``cache_position``): the mask then follows the tensor, with no host sync and one graph
-    for every step.
+    for every step. ``k_slots (Tk,)`` gives the keys' slots (a cache that has dropped old keys;
+    default ``0 .. Tk - 1``).
+
+    ``window`` W makes it banded (sliding-window attention): query q sees keys in ``(q - W, q]``,
+    W keys counting itself; the first ``sinks`` slots stay visible to every later query
+    (attention sinks, StreamingLLM).
     """
-    if q_slots is not None:
+    if window is not None and window < 1:
+        raise ValueError(f"attention window must be >= 1, got {window}")
+    if sinks < 0:
+        raise ValueError(f"sinks must be >= 0, got {sinks}")
+    if q_slots is None:
+        q_slots = torch.arange(past, past + q_len, device=device)  # (Tq,)
+    elif k_len is None and k_slots is None:
+        raise ValueError("causal_mask with q_slots needs k_len (the static cache's length) or k_slots")
+    if k_slots is None:
         if k_len is None:
-            raise ValueError("causal_mask with q_slots needs k_len (the static cache's length)")
+            k_len = past + q_len
         k_slots = torch.arange(k_len, device=q_slots.device)  # (Tk,)
-        return (k_slots[None, :] <= q_slots[:, None])[None, None]  # (1, 1, Tq, Tk)
-    k_len = past + q_len if k_len is None else k_len
-    q_slots = torch.arange(past, past + q_len, device=device)  # (Tq,)
-    k_slots = torch.arange(k_len, device=device)  # (Tk,)
-    return (k_slots[None, :] <= q_slots[:, None])[None, None]  # (1, 1, Tq, Tk)
+    elif k_len is not None and k_slots.numel() != k_len:
+        raise ValueError(f"causal_mask: k_len is {k_len} but k_slots has {k_slots.numel()} slots")
+    q, k = q_slots[:, None], k_slots.to(q_slots.device)[None, :]
+    mask = k <= q  # (Tq, Tk)
+    if window is not None:
+        mask = mask & ((k > q - window) | (k < sinks))
+    return mask[None, None]  # (1, 1, Tq, Tk)
+
+
+def band_mask(q_slots: Tensor, k_slots: Tensor, window: int) -> Tensor:
+    """Local attention without causality (an encoder's window): ``|q - k| < W``, ``(1, 1, Tq, Tk)``."""
+    if window < 1:
+        raise ValueError(f"attention window must be >= 1, got {window}")
+    return ((q_slots[:, None] - k_slots.to(q_slots.device)[None, :]).abs() < window)[None, None]
 
 
 def combine_masks(*masks: Tensor | None) -> Tensor | None:

@@ -8,9 +8,15 @@ Self-attention is blind to order; positions must come from somewhere. Two famili
   ALiBi (Press et al. 2022) and T5's relative buckets (Raffel et al. 2020) add a bias to the
   attention scores.
 
-Every kind implements the same three methods, and a stack calls all three without asking
-which kind it holds: ``add_to`` (identity for in-attention kinds), ``rotary`` (None unless
-RoPE) and ``attention_bias`` (None unless ALiBi / relative).
+Every kind implements the same methods, and a stack calls them without asking which kind it
+holds: ``add_to`` (identity for in-attention kinds), ``rotary`` (None unless RoPE) and
+``attention_bias`` (None unless ALiBi / relative). A cache that moves keys to new positions (the
+attention-sink cache) asks ``shift_keys``: a rotation for RoPE, identity for the others (ALiBi and
+relative biases are computed from the positions the cache reports; added positions are part of
+the hidden state and cannot be moved).
+
+RoPE takes Hugging Face's ``rope_scaling`` (``rope_scaling.py``): linear interpolation, dynamic
+NTK, YaRN, LLaMA 3.
 
 Dimension names: B batch, T sequence, D model width, H heads, Dh head width,
 Tq query length, Tk key length. ``positions`` are integer tensors ``(B, T)`` or ``(T,)``.
@@ -22,6 +28,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from .rope_scaling import RopeScaling, rope_frequencies
 
 POSITIONALS = ("sinusoidal", "learned", "rope", "alibi", "relative", "none")
 
@@ -37,6 +45,10 @@ class PositionalEncoding(nn.Module):
 
     def attention_bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor | None:
         return None
+
+    def shift_keys(self, k: Tensor, shift: Tensor) -> Tensor:
+        """Keys ``(B, Hkv, Tk, Dh)`` as if they sat ``shift (Tk,)`` positions later (negative: earlier)."""
+        return k
 
 
 def sinusoidal_table(max_len: int, d_model: int, base: float = 10000.0) -> Tensor:
@@ -93,23 +105,56 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class RotaryEmbedding(PositionalEncoding):
-    """RoPE: rotate each query/key feature pair by ``pos * base^(-2i/d)``; relative by construction."""
+    """RoPE: rotate each query/key feature pair by ``pos * base^(-2i/d)``; relative by construction.
 
-    def __init__(self, head_dim: int, base: float = 10000.0, rotary_dim: int | None = None):
+    ``scaling`` (a ``rope_scaling`` dict or ``RopeScaling``) stretches the frequencies for
+    contexts past ``max_len``, the length the model was trained on; YaRN also scales cos/sin.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0, rotary_dim: int | None = None,
+                 scaling: RopeScaling | dict | None = None, max_len: int = 4096):
         super().__init__()
         self.rotary_dim = rotary_dim or head_dim
         if self.rotary_dim % 2:
             raise ValueError(f"rotary dimension must be even, got {self.rotary_dim}")
-        self.base = base
-        inv_freq = 1.0 / base ** (torch.arange(0, self.rotary_dim, 2, dtype=torch.float32) / self.rotary_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.base, self.max_len = base, max_len
+        self.scaling = RopeScaling.parse(scaling)
+        inv_freq, self.attention_factor = rope_frequencies(self.scaling, self.rotary_dim, base, max_len)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (Dr/2,)
+        self._dynamic: tuple[int, Tensor] | None = None  # (sequence length, its frequencies)
+
+    @property
+    def dynamic(self) -> bool:
+        return self.scaling is not None and self.scaling.rope_type == "dynamic"
+
+    def frequencies(self, positions: Tensor | None = None) -> Tensor:
+        """``(Dr/2,)`` float32 frequencies for a pass over ``positions``: fixed, or (``dynamic``)
+        grown with the largest position once it passes ``max_len``, as transformers does per pass."""
+        seq_len = int(positions.max()) + 1 if self.dynamic and positions is not None and positions.numel() else 0
+        if seq_len <= self.max_len and self.inv_freq.dtype == torch.float32:
+            return self.inv_freq
+        # a dynamic pass past max_len, or a model cast to bf16/fp16 (whose angles must stay float32)
+        seq_len = max(seq_len, self.max_len)
+        if self._dynamic is None or self._dynamic[0] != seq_len or self._dynamic[1].device != self.inv_freq.device:
+            inv_freq, _ = rope_frequencies(self.scaling, self.rotary_dim, self.base, self.max_len, seq_len)
+            self._dynamic = (seq_len, inv_freq.to(self.inv_freq.device))
+        return self._dynamic[1]
 
     def rotary(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         if positions.dim() == 1:
             positions = positions[None]
-        angles = positions[..., None].float() * self.inv_freq  # (B, T, Dr/2)
+        angles = positions[..., None].float() * self.frequencies(positions)  # (B, T, Dr/2)
         angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, Dr)
-        return angles.cos(), angles.sin()
+        if self.attention_factor == 1.0:
+            return angles.cos(), angles.sin()
+        return angles.cos() * self.attention_factor, angles.sin() * self.attention_factor
+
+    def shift_keys(self, k: Tensor, shift: Tensor) -> Tensor:
+        """A key rotated at position p becomes the key rotated at p + shift: one more rotation by
+        ``shift * theta`` (no YaRN scale: the key already carries it)."""
+        angles = shift.to(k.device)[:, None].float() * self.frequencies()  # (Tk, Dr/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (Tk, Dr)
+        return apply_rotary(k.float(), angles.cos(), angles.sin()).to(k.dtype)
 
 
 def alibi_slopes(num_heads: int) -> Tensor:
@@ -189,16 +234,18 @@ def _check_positions(positions: Tensor, max_len: int) -> None:
 def make_positional(
     kind: str, d_model: int, num_heads: int, max_len: int = 4096, rope_base: float = 10000.0,
     head_dim: int | None = None, rotary_dim: int | None = None, relative_buckets: int = 32,
-    relative_max_distance: int = 128, bidirectional: bool = True,
+    relative_max_distance: int = 128, bidirectional: bool = True, rope_scaling: dict | None = None,
 ) -> PositionalEncoding:
-    """Build a positional encoding by name; see ``POSITIONALS``."""
+    """Build a positional encoding by name; see ``POSITIONALS``. ``rope_scaling`` is RoPE's only."""
+    if rope_scaling is not None and kind != "rope":
+        raise ValueError(f"rope_scaling applies to positional='rope', not {kind!r}")
     head_dim = head_dim or d_model // num_heads
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(d_model, max_len)
     if kind == "learned":
         return LearnedPositionalEmbedding(d_model, max_len)
     if kind == "rope":
-        return RotaryEmbedding(head_dim, rope_base, rotary_dim)
+        return RotaryEmbedding(head_dim, rope_base, rotary_dim, rope_scaling, max_len)
     if kind == "alibi":
         return ALiBi(num_heads)
     if kind == "relative":
