@@ -124,8 +124,10 @@ def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: 
             expected[name].copy_(tensor)
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model from ``config.json`` and load ``model.safetensors``; never unpickles."""
+def load_model(directory: str | Path, device: str | torch.device = "cpu",
+               overrides: dict[str, Any] | None = None) -> nn.Module:
+    """Rebuild the model from ``config.json`` (with config ``overrides`` that change no weight,
+    e.g. ``rope_scaling``) and load ``model.safetensors``; never unpickles."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint folder {directory} does not exist")
@@ -133,6 +135,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.
         config = load_config(directory)
     except (FileNotFoundError, ValueError, TypeError) as err:
         raise CheckpointError(f"{directory}: bad config ({err})") from None
+    if overrides:
+        config = config.replace(**overrides)
     model = build_model(config)
     load_state_into(model, read_tensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
     return model.to(device)

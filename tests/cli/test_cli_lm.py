@@ -120,3 +120,57 @@ def test_perplexity_errors(run_dir, tmp_path, capsys):
     bad.write_text("hello ☃", encoding="utf-8")
     assert main(["perplexity", "--checkpoint", str(run_dir), str(bad)]) == 2
     assert "'☃'" in capsys.readouterr().err
+
+
+def test_generate_streams_past_the_context_with_a_window_and_sinks(run_dir, capsys):
+    """The model's context is 32 characters; --window 16 --sinks 4 generates 300 greedy characters
+    through a bounded cache, the same as the library call."""
+    import attentive
+    from attentive.decode import generate
+    from attentive.text import load_tokenizer
+
+    args = ["generate", "--checkpoint", str(run_dir), "ROMEO:", "--seed", "1", "--max-new-tokens", "300", "--no-echo"]
+    assert main(args + ["--window", "16", "--sinks", "4"]) == 0
+    text = capsys.readouterr().out
+    model, tok = attentive.load(run_dir).eval(), load_tokenizer(run_dir)
+    want = generate(model, tok, "ROMEO:", max_new_tokens=300, temperature=0.8, seed=1, window=16, sinks=4)
+    assert text == want.text + "\n" and len(want.tokens[0]) > 32
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--window", "8", "--sinks", "9"], r"sinks \(9\) must not exceed the window \(8\)"),
+    (["--window", "8", "--cache", "static"], "use cache='dynamic'"),
+    (["--rope-scaling", "rope_type=cubic,factor=2"], "rope_scaling type 'cubic' is not one of"),
+    (["--rope-scaling", "rope_type=linear,factor=0.5"], "factor must be >= 1 .*got 0.5"),
+    (["--rope-scaling", "{bad json"], "is not valid JSON"),
+])
+def test_generate_rejects_bad_context_options(run_dir, capsys, args, message):
+    import re
+
+    assert main(["generate", "--checkpoint", str(run_dir), "ROMEO:", "--max-new-tokens", "3", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(message, err) and "\n" not in err
+
+
+def test_generate_with_rope_scaling(run_dir, capsys):
+    assert main(["generate", "--checkpoint", str(run_dir), "ROMEO:", "--greedy", "--max-new-tokens", "20",
+                 "--rope-scaling", '{"rope_type": "yarn", "factor": 2.0}', "--context", "64"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+
+
+def test_perplexity_streams_a_file_through_a_window(run_dir, tmp_path, capsys):
+    import attentive
+    from attentive.evaluate.perplexity import stream_perplexity
+    from attentive.text import load_tokenizer
+
+    _, val = split_train_val(load_tinyshakespeare())
+    path = tmp_path / "val.txt"
+    path.write_text(val[:600], encoding="utf-8")
+    assert main(["perplexity", "--checkpoint", str(run_dir), str(path), "--window", "16", "--sinks", "4",
+                 "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    model, tok = attentive.load(run_dir).eval(), load_tokenizer(run_dir)
+    want = stream_perplexity(model, tok.encode(val[:600]), window=16, sinks=4)
+    assert record["stream"] and record["tokens"] == 599 and abs(record["perplexity"] - want.perplexity) < 1e-9
+    assert main(["perplexity", "--checkpoint", str(run_dir), str(path), "--sinks", "4"]) == 2
+    assert "add --window" in capsys.readouterr().err

@@ -81,3 +81,34 @@ def test_whisper_folder_matches_transformers(tmp_path):
         ref_logits = hf(encoder_outputs=(ref_memory,), decoder_input_ids=ids).logits
     assert (memory - ref_memory).abs().max().item() <= 1e-4
     assert (logits - ref_logits).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("scaling", [
+    {"rope_type": "dynamic", "factor": 2.0},
+    {"type": "yarn", "factor": 3.0, "original_max_position_embeddings": 16, "beta_fast": 16},
+    {"rope_type": "linear", "factor": 4.0},
+], ids=lambda s: s.get("rope_type", s.get("type")))
+def test_llama_folder_with_rope_scaling_maps_over_and_matches(tmp_path, scaling):
+    """A config.json's rope_scaling arrives unchanged and the logits past the training length
+    (40 tokens, max_position_embeddings 16) match transformers'; ``from_pretrained(rope_scaling=)``
+    replaces it."""
+    from attentive import from_pretrained
+
+    torch.manual_seed(0)
+    config = dict(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, max_position_embeddings=16, tie_word_embeddings=False)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config, rope_scaling=dict(scaling))).eval()
+    hf.save_pretrained(tmp_path)
+    _word_tokenizer(tmp_path, ["hello"])
+    ours = from_pretrained(tmp_path)
+    assert {k: v for k, v in ours.config.rope_scaling.items() if k in scaling} == scaling
+    ids = torch.randint(0, 40, (2, 40))
+    with torch.no_grad():
+        assert (ours.model(ids) - hf(ids).logits).abs().max().item() <= 1e-5
+        other = {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 2.0,
+                 "original_max_position_embeddings": 8}
+        swapped = from_pretrained(tmp_path, rope_scaling=other)
+        hf_other = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config, rope_scaling=dict(other))).eval()
+        hf_other.load_state_dict(hf.state_dict())
+        assert swapped.config.rope_scaling == other
+        assert (swapped.model(ids) - hf_other(ids).logits).abs().max().item() <= 1e-5

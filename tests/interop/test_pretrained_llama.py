@@ -141,3 +141,33 @@ def test_save_and_reload_keeps_tokenizer_and_chat_template(ours, tmp_path):
     assert chat_prompt(back.tokenizer, "Hi there") == chat_prompt(ours.tokenizer, "Hi there")
     ids = torch.tensor([ours.tokenizer.encode("Grüße, world 2024")])
     assert torch.equal(back.model(ids), tiny(ids))
+
+
+@pytest.mark.parametrize("scaling", [
+    {"rope_type": "linear", "factor": 2.0},
+    {"rope_type": "yarn", "factor": 2.0},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 2048},
+], ids=lambda s: s["rope_type"])
+def test_rope_scaling_logits_match_hf_llama(gguf_model, reference, scaling):
+    """``rope_scaling=`` on SmolLM2 (through the loader's override) gives HF's LlamaForCausalLM
+    logits with the same rope_scaling, and changes them (so the test could fail)."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from attentive.interop.pretrained import pretrained_from_gguf
+
+    path, gg = gguf_model
+    scaled = pretrained_from_gguf(gg, str(path), {"rope_scaling": dict(scaling)})
+    assert scaled.config.rope_scaling == scaling
+    with no_init():
+        hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**gg.config.to_hf()))
+    hf.load_state_dict(gg.state_dict, strict=True)
+    hf.model.rotary_emb = LlamaRotaryEmbedding(transformers.LlamaConfig(**gg.config.to_hf(), rope_scaling=dict(scaling)))
+    hf.eval()
+    ids = torch.tensor([reference["prompt"]])
+    with torch.no_grad():
+        want, got = hf(ids).logits, scaled.model(ids)
+    diff = (want - got).abs().max().item()
+    print(f"SmolLM2 {scaling['rope_type']} logits max abs diff: {diff:.3g}")
+    assert diff <= 1e-4
+    assert (got - reference["our_logits"][:, :ids.shape[1]]).abs().max() > 1e-2  # the scaling did something

@@ -13,11 +13,43 @@ def add_device(parser) -> None:
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
 
 
-def load_checkpoint(path: str, device: torch.device):
+def load_checkpoint(path: str, device: torch.device, overrides: dict | None = None):
     """Model from a checkpoint folder; errors become one line (CheckpointError is a ValueError)."""
     from ..checkpoint import load_model
 
-    return load_model(Path(path), device=device).eval()
+    return load_model(Path(path), device=device, overrides=overrides).eval()
+
+
+def rope_scaling_arg(text: str) -> dict:
+    """``--rope-scaling``: Hugging Face's rope_scaling as JSON (``'{"rope_type": "yarn", "factor": 2}'``)
+    or as ``rope_type=yarn,factor=2`` (numbers parsed); checked when the model is built."""
+    import json
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--rope-scaling {text!r} is not valid JSON ({err.msg})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"--rope-scaling must be a JSON object, got {text!r}")
+        return value
+    value: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--rope-scaling {text!r}: expected key=value pairs like rope_type=yarn,factor=2")
+        value[key.strip()] = _number(raw.strip())
+    return value
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def read_inputs(texts: list[str], file: str | None) -> list[str]:

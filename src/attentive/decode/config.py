@@ -35,6 +35,10 @@ class GenerationConfig:
     compile: bool | str = False  # static caches: torch.compile the step (True = inductor, or a backend name)
     add_bos: bool = False  # prepend BOS to every prompt (an empty prompt always starts from BOS)
     context: int | None = None  # tokens the model sees at most (None: the model's max_len)
+    # streaming (StreamingLLM): keep only the last `window` tokens' keys (and the first `sinks`),
+    # positions within that cache, so generation runs past the context with bounded memory
+    window: int | None = None
+    sinks: int = 0
     logprobs: int | None = None  # None: no log-probabilities; N >= 0: the chosen token's and N alternatives'
 
     def __post_init__(self) -> None:
@@ -76,6 +80,16 @@ class GenerationConfig:
             raise ValueError(
                 f"context must be a positive integer (or None for the model's max_len), got {self.context!r}"
             )
+        if self.window is not None and (not _is_int(self.window) or self.window < 1):
+            raise ValueError(f"window must be a positive integer (tokens kept), or None, got {self.window!r}")
+        if not _is_int(self.sinks) or self.sinks < 0:
+            raise ValueError(f"sinks must be an integer >= 0, got {self.sinks!r}")
+        if self.sinks and self.window is None:
+            raise ValueError(f"sinks={self.sinks} needs a window (the recent tokens kept besides the sinks)")
+        if self.window is not None and self.sinks > self.window:
+            raise ValueError(f"sinks ({self.sinks}) must not exceed the window ({self.window})")
+        if self.window is not None and self.cache != "dynamic":
+            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})")
         if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= 20):
             raise ValueError(f"logprobs must be an integer from 0 to 20 (or None), got {self.logprobs!r}")
 

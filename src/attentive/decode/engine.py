@@ -13,7 +13,7 @@ translation, Whisper transcription, and a server that takes requests as they com
     seq.tokens, seq.finish_reason
 
 A step (1) admits waiting requests: their prompts are encoded and join the running batch
-(``DecodeBatch.join``; with a static cache only when the batch is empty), (2) chooses a token for
+(``DecodeBatch.join``; with a static cache or a streaming window only when the batch is empty), (2) chooses a token for
 every row from its next-token logits (``processors``: one chain, one sampler, per-row settings
 and seeds), (3) lets finished and cancelled sequences leave, and (4) runs the model one step for
 the rows that remain. A request can be added or cancelled between any two steps; a sequence's
@@ -87,10 +87,11 @@ class Engine:
     """Decodes any number of sequences over one ``DecodeBatch``; see the module docstring."""
 
     def __init__(self, model, *, cache: str = "dynamic", context: int | None = None, compile: bool | str = False,
-                 packed_head: bool | None = None, pad_id: int = 0, max_batch: int | None = None):
+                 packed_head: bool | None = None, pad_id: int = 0, max_batch: int | None = None,
+                 window: int | None = None, sinks: int = 0):
         self.model = model
         self.batch = DecodeBatch(model, cache=cache, context=context, compile=compile, packed_head=packed_head,
-                                 pad_id=pad_id)
+                                 pad_id=pad_id, window=window, sinks=sinks)
         self.device, self.pad_id, self.max_batch = self.batch.device, pad_id, max_batch
         self.vocab = int(model.config.vocab_size if hasattr(model.config, "vocab_size") else
                          model.config.tgt_vocab_size)
@@ -202,8 +203,8 @@ class Engine:
     def _admit(self) -> None:
         if not self.pending:
             return
-        if self.batch.fixed and self._live():
-            return  # a static batch is fixed: the waiting requests start when it has finished
+        if not self.batch.joinable and self._live():
+            return  # a static or streaming batch is fixed: the waiting requests start when it has finished
         room = len(self.pending) if self.max_batch is None else max(0, self.max_batch - len(self.active))
         new, self.pending = self.pending[:room], self.pending[room:]
         if not new:

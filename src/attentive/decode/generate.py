@@ -13,6 +13,10 @@ different lengths through the decoding engine (``engine.py``), with the settings
 * **Context window.** The model sees at most ``context`` tokens (default: its ``max_len``). A
   longer prompt is left-truncated with a warning; when generation fills the window the oldest
   half is dropped and the rest re-encoded, so ``max_new_tokens`` may exceed the context.
+* **Streaming.** ``window=W, sinks=S`` keeps only the first S and the last W tokens' keys
+  (StreamingLLM's attention sinks) with positions within that cache: nothing is re-encoded or
+  truncated, memory stays bounded, and generation runs for any length. Prompts of one batch must
+  have equal lengths.
 * **Choosing a token.** One chain of processors and one sampler for every model
   (``processors.py``); row ``i`` of a batch draws from its own generator seeded ``seed + i``.
 * **Stopping.** A row stops at a stop token (default: the tokenizer's end-of-sequence ids), a
@@ -183,13 +187,13 @@ class _Generation:
         self.prompt_tokens = encode_prompts(tokenizer, prompts, config)
         context = config.context or model_context(model)
         too_long = [len(p) for p in self.prompt_tokens if len(p) > context]
-        if too_long:
+        if too_long and config.window is None:
             warnings.warn(
                 f"prompt of {max(too_long)} tokens is longer than the context ({context}); "
                 f"the model sees only its last {context} tokens", stacklevel=3,
             )
         self.engine = Engine(model, cache=config.cache, context=context, compile=config.compile,
-                             pad_id=pad_id_of(tokenizer))
+                             pad_id=pad_id_of(tokenizer), window=config.window, sinks=config.sinks)
         stops = stop_ids(tokenizer) if config.stop_tokens is None else config.stop_tokens
         self.streams = [TextStream(tokenizer.decode, config.stop_strings) for _ in self.prompt_tokens] \
             if tokenizer is not None else None

@@ -27,6 +27,7 @@ import torch
 from ..models.decoder_lm import DecoderLMConfig
 from ..models.encoder import EncoderConfig
 from ..models.speech import SpeechConfig
+from ..nn.rope_scaling import ROPE_TYPES
 
 _L = r"(\d+)"  # a layer index
 
@@ -151,10 +152,15 @@ def bert_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def llama_config(hf: dict[str, Any]) -> DecoderLMConfig:
     """``LlamaConfig`` fields -> ``DecoderLMConfig`` (RoPE, RMSNorm, SwiGLU, GQA, no biases)."""
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
     rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        raise ValueError(f"LLaMA rope type {rope_type!r} is not supported; supported: default (no scaling)")
+    if rope_type not in ROPE_TYPES:
+        raise ValueError(f"LLaMA rope type {rope_type!r} is not supported; supported: {', '.join(ROPE_TYPES)}")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(f"LLaMA with partial_rotary_factor={rope['partial_rotary_factor']} is not supported; "
+                         "supported: 1.0")
+    # the scaling fields map over unchanged; rope_theta is rope_base here (transformers 5 keeps it inside)
+    scaling = {k: v for k, v in rope.items() if k not in ("rope_theta", "partial_rotary_factor")}
     if hf.get("attention_bias") or hf.get("mlp_bias"):
         raise ValueError("LLaMA with attention_bias or mlp_bias is not supported; supported: no biases")
     if hf.get("hidden_act", "silu") != "silu":
@@ -167,6 +173,7 @@ def llama_config(hf: dict[str, Any]) -> DecoderLMConfig:
         head_dim=None if head_dim * heads == d_model else head_dim,
         d_ff=hf["intermediate_size"], ffn="swiglu", norm="rmsnorm", norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         positional="rope", rope_base=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))), bias=False,
+        rope_scaling=scaling if rope_type != "default" else None,
         dropout=0.0, attention_dropout=float(hf.get("attention_dropout", 0.0)),
         max_len=hf.get("max_position_embeddings", 2048), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         pad_id=hf.get("pad_token_id") or 0,

@@ -197,15 +197,18 @@ class Pretrained:
 
 def from_pretrained(path_or_name: str | Path, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32, language: str | None = None,
-                    revision: str | None = None) -> Pretrained:
+                    revision: str | None = None, rope_scaling: dict | None = None) -> Pretrained:
     """Load a pretrained model into attentive's own classes, choosing the reader by what is there.
 
     ``language`` picks the transcription language of a multilingual Whisper model (default en).
+    ``rope_scaling`` (Hugging Face's fields, e.g. ``{"rope_type": "yarn", "factor": 2.0}``) replaces
+    the model's own, to read past its training length; ``{"rope_type": "default"}`` removes it.
     """
     path = Path(path_or_name).expanduser()
     if not path.exists():
         path = _download(str(path_or_name), revision)
-    loaded = _dispatch(path, language)
+    overrides = {"rope_scaling": rope_scaling} if rope_scaling is not None else {}
+    loaded = _dispatch(path, language, overrides)
     loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
     return loaded
 
@@ -232,26 +235,26 @@ def load_for(kind: str, path_or_name: str | Path | None = None, **kwargs: Any) -
     return loaded
 
 
-def _dispatch(path: Path, language: str | None) -> Pretrained:
+def _dispatch(path: Path, language: str | None, overrides: dict[str, Any]) -> Pretrained:
     if path.is_file():
         with open(path, "rb") as f:
             head = f.read(4)  # the magic number, not the whole file
         if head == b"GGUF":
-            return _load_gguf(path)
+            return _load_gguf(path, overrides)
         if path.name in ("model.bin", "config.json") or path.suffix == ".safetensors":
-            return _dispatch(path.parent, language)
+            return _dispatch(path.parent, language, overrides)
         what = "an empty file" if not head else f"a file starting with {head!r}"
         raise ValueError(f"{path} is {what}, none of the supported formats; supported: {SUPPORTED}")
     if (path / "model.bin").is_file():
-        return _load_ct2(path, language)
+        return _load_ct2(path, language, overrides)
     if (path / "config.json").is_file():
         config = _read_json(path / "config.json")
         if config.get("model_type") in HF_FAMILIES:
-            return _load_hf(path, config, language)
-        return _load_attentive(path, config)
+            return _load_hf(path, config, language, overrides)
+        return _load_attentive(path, config, overrides)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
-        return _load_gguf(ggufs[0])
+        return _load_gguf(ggufs[0], overrides)
     found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
     raise ValueError(f"{path} is a folder with {found}, none of the supported formats; supported: {SUPPORTED}")
 
@@ -276,7 +279,7 @@ def _download(name: str, revision: str | None) -> Path:
 # ----------------------------------------------------------------------------- readers
 
 
-def _load_gguf(path: Path) -> Pretrained:
+def _load_gguf(path: Path, overrides: dict[str, Any] | None = None) -> Pretrained:
     from .gguf import load_gguf_llama
 
     try:
@@ -288,20 +291,21 @@ def _load_gguf(path: Path) -> Pretrained:
         if "not a readable GGUF file" in message:
             message += "; the file may be truncated or corrupt"
         raise ValueError(message) from None
-    return pretrained_from_gguf(gg, str(path))
+    return pretrained_from_gguf(gg, str(path), overrides)
 
 
-def pretrained_from_gguf(gg, source: str = "<gguf>") -> Pretrained:
-    """A ``DecoderLM`` and tokenizer from an already read ``GGUFLlama`` (``interop.gguf.load_gguf_llama``)."""
+def pretrained_from_gguf(gg, source: str = "<gguf>", overrides: dict[str, Any] | None = None) -> Pretrained:
+    """A ``DecoderLM`` and tokenizer from an already read ``GGUFLlama`` (``interop.gguf.load_gguf_llama``);
+    ``overrides`` change config fields that no weight depends on (``rope_scaling``)."""
     config = hf_maps.llama_config(gg.config.to_hf())
-    model = _build(config, hf_maps.llama_state(gg.state_dict, config), source)
+    model = _build(config, hf_maps.llama_state(gg.state_dict, config), source, overrides)
     tok = gg.tokenizer
     tokenizer = PretrainedTokenizer(tok.backend_tokenizer, bos_token=tok.bos_token, eos_tokens=[tok.eos_token],
                                     pad_token=tok.pad_token, chat_template=gg.chat_template)
     return Pretrained(model.eval(), tokenizer, source, "gguf")
 
 
-def _load_ct2(folder: Path, language: str | None) -> Pretrained:
+def _load_ct2(folder: Path, language: str | None, overrides: dict[str, Any]) -> Pretrained:
     from .ctranslate2 import read_ct2_folder, whisper_ct2_to_hf
 
     hf_config, state = whisper_ct2_to_hf(read_ct2_folder(folder))
@@ -309,7 +313,7 @@ def _load_ct2(folder: Path, language: str | None) -> Pretrained:
         raise ValueError(f"{folder} has no tokenizer.json; a CTranslate2 Whisper folder needs it to read text")
     tokenizer = _whisper_tokenizer(folder)
     config = hf_maps.whisper_config(hf_config, tokenizer.special_tokens(), language)
-    model = _build(config, hf_maps.whisper_state(state, config), str(folder / "model.bin"))
+    model = _build(config, hf_maps.whisper_state(state, config), str(folder / "model.bin"), overrides)
     return Pretrained(model, tokenizer, str(folder), "ctranslate2")
 
 
@@ -320,7 +324,7 @@ def _whisper_tokenizer(folder: Path) -> PretrainedTokenizer:
     return tokenizer
 
 
-def _load_hf(folder: Path, hf: dict[str, Any], language: str | None) -> Pretrained:
+def _load_hf(folder: Path, hf: dict[str, Any], language: str | None, overrides: dict[str, Any]) -> Pretrained:
     state = _read_safetensors(folder)
     family = hf["model_type"]
     generation = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
@@ -328,13 +332,13 @@ def _load_hf(folder: Path, hf: dict[str, Any], language: str | None) -> Pretrain
         pooling, normalize, max_tokens = _sentence_transformers(folder)
         has_pooler = any(k.endswith("pooler.dense.weight") for k in state)
         config = hf_maps.bert_config(hf, pooling, normalize, pooler=has_pooler)
-        model = _build(config, hf_maps.bert_state(state), str(folder))
+        model = _build(config, hf_maps.bert_state(state), str(folder), overrides)
         tokenizer = PretrainedTokenizer.load(folder)
         tokenizer.hf.no_padding()
         tokenizer.hf.enable_truncation(min(max_tokens or config.max_len, config.max_len))
     elif family == "llama":
         config = hf_maps.llama_config(hf)
-        model = _build(config, hf_maps.llama_state(state, config), str(folder))
+        model = _build(config, hf_maps.llama_state(state, config), str(folder), overrides)
         eos = generation.get("eos_token_id", hf.get("eos_token_id"))
         stop_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
         tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids)
@@ -343,7 +347,7 @@ def _load_hf(folder: Path, hf: dict[str, Any], language: str | None) -> Pretrain
             hf.setdefault(key, generation.get(key))
         tokenizer = _whisper_tokenizer(folder)
         config = hf_maps.whisper_config(hf, tokenizer.special_tokens(), language)
-        model = _build(config, hf_maps.whisper_state(state, config), str(folder))
+        model = _build(config, hf_maps.whisper_state(state, config), str(folder), overrides)
     return Pretrained(model, tokenizer, str(folder), "huggingface")
 
 
@@ -370,14 +374,14 @@ def _sentence_transformers(folder: Path) -> tuple[str, bool, int | None]:
     return pooling, normalize, max_tokens
 
 
-def _load_attentive(folder: Path, config: dict[str, Any]) -> Pretrained:
+def _load_attentive(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> Pretrained:
     from ..config import config_from_dict
 
     try:
         config_from_dict(config)  # an attentive family? (its error names the known ones)
     except ValueError as err:
         raise ValueError(f"{folder / 'config.json'}: {err}; supported: {SUPPORTED}") from None
-    model = load_model(folder)
+    model = load_model(folder, overrides=overrides)
     tokenizer = None
     if (folder / TOKENIZER_CONFIG).is_file():
         tokenizer = PretrainedTokenizer.load(folder)
@@ -388,11 +392,12 @@ def _load_attentive(folder: Path, config: dict[str, Any]) -> Pretrained:
     return Pretrained(model, tokenizer, str(folder), "attentive")
 
 
-def _build(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+def _build(config: ModelConfig, state: dict[str, torch.Tensor], source: str,
+           overrides: dict[str, Any] | None = None) -> nn.Module:
     """The family's model with ``state`` copied in; a missing or extra tensor is an error."""
     from ..config import build_model
 
-    model = build_model(config)
+    model = build_model(config.replace(**overrides) if overrides else config)
     load_state_into(model, state, source=source)
     return model
 

@@ -2,6 +2,9 @@
 
 ``attentive train --recipe shakespeare-char [key=value ...]``; ``text_file=PATH`` trains the
 same recipe on your own text, ``tokenizer=bpe`` on byte-level BPE tokens instead of characters.
+Context options are model settings: ``positional=alibi``, ``attention_window=64`` (sliding-window
+attention), ``memory_len=256`` (Transformer-XL recurrence over consecutive segments),
+``max_len=4096`` (a position table longer than the training blocks).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def build_lm(name: str, settings: Settings) -> Recipe:
     ``max_len`` is set) and whose vocabulary is the tokenizer's."""
     data, train = settings.data, settings.train
     text = Path(data.text_file).read_text(encoding="utf-8") if data.text_file else load_tinyshakespeare()
-    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name)
+    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name,
+                                          memory_len=getattr(settings.model, "memory_len", 0))
     max_len = settings.model.max_len if "max_len" in settings.explicit else data.block_size
     config = settings.model.replace(vocab_size=task.tokenizer.vocab_size, max_len=max_len)
     return Recipe(task=task, model=settings.new_model(config), train_config=train)

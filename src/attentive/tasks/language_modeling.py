@@ -6,6 +6,14 @@ blocks so every validation token after the first is predicted exactly once. The 
 (characters or byte-level BPE) is saved beside the weights, so ``attentive generate`` and
 ``attentive perplexity`` need only the run folder.
 
+A model with segment-level recurrence (``memory_len`` > 0, Transformer-XL) trains on
+consecutive segments instead: each batch row walks its own contiguous lane of the training text
+(``SegmentSampler``), and the task carries a ``SegmentMemory`` from step to step (detached, so
+gradients stay within a segment), clearing it whenever the lanes start over. Its validation walks
+``eval_batch_size`` lanes of the validation text with a fresh memory. The memory is not saved in
+checkpoints: a resumed run starts its first step with an empty memory (as every lane's first
+segment does), and the data order is exact.
+
 The recipes that use this task are in ``attentive.recipes.language_modeling``.
 
 Dimension names: B batch, T block (context) length, V vocabulary.
@@ -22,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.lm import RandomBlockSampler, sequential_blocks, split_train_val
+from ..data.lm import RandomBlockSampler, SegmentSampler, lane_segments, sequential_blocks, split_train_val
+from ..nn.cache import SegmentMemory
 from ..nn.loss import cross_entropy, linear_cross_entropy
 from ..text import BPETokenizer, CharTokenizer, Tokenizer
 from ..train.task import Task
@@ -64,7 +73,7 @@ class _EpochBatches(Sequence):
     """An indexable view of one epoch's random batches: batch ``i`` is the sampler's step
     ``epoch * length + i``, so the trainer's (epoch, index) is all a resume needs."""
 
-    def __init__(self, sampler: RandomBlockSampler, epoch: int, length: int):
+    def __init__(self, sampler: RandomBlockSampler | SegmentSampler, epoch: int, length: int):
         self.sampler, self.epoch, self.length = sampler, epoch, length
 
     def __len__(self) -> int:
@@ -82,8 +91,10 @@ class LanguageModelingTask(Task):
     unit = "tok"
 
     def __init__(self, tokenizer: Tokenizer, train_tokens: Tensor, val_tokens: Tensor, data: LMDataConfig,
-                 seed: int = 0, name: str = "lm"):
+                 seed: int = 0, name: str = "lm", memory_len: int = 0):
         self.tokenizer, self.data, self.seed, self.name = tokenizer, data, seed, name
+        self.memory_len = memory_len  # > 0: Transformer-XL recurrence over consecutive segments
+        self.memory: SegmentMemory | None = None  # carried from training step to training step
         self.train_tokens, self.val_tokens = train_tokens, val_tokens  # (N_train,), (N_val,) long
         if data.eval_tokens is not None:
             self.eval_stream = val_tokens[: data.eval_tokens]
@@ -91,7 +102,8 @@ class LanguageModelingTask(Task):
             self.eval_stream = val_tokens
 
     @classmethod
-    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm") -> LanguageModelingTask:
+    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm",
+                  memory_len: int = 0) -> LanguageModelingTask:
         """Tokenise ``text`` (building the tokenizer) and split it, first part for training."""
         train_text, _ = split_train_val(text, data.train_fraction)
         if data.tokenizer == "char":
@@ -100,28 +112,36 @@ class LanguageModelingTask(Task):
             tokenizer = BPETokenizer.train(train_text.splitlines(keepends=True), vocab_size=data.bpe_vocab_size)
         tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         train_tokens, val_tokens = split_train_val(tokens, data.train_fraction)
-        return cls(tokenizer, train_tokens, val_tokens, data, seed, name)
+        return cls(tokenizer, train_tokens, val_tokens, data, seed, name, memory_len)
 
     # ------------------------------------------------------------------ training
     def train_batches(self, epoch: int, rank: int = 0, world_size: int = 1) -> Sequence[Any]:
-        sampler = RandomBlockSampler(self.train_tokens, self.data.block_size, self.data.batch_size, self.seed, rank)
+        if self.memory_len:
+            sampler = SegmentSampler(self.train_tokens, self.data.block_size, self.data.batch_size, rank, world_size)
+        else:
+            sampler = RandomBlockSampler(self.train_tokens, self.data.block_size, self.data.batch_size, self.seed, rank)
         return _EpochBatches(sampler, epoch, self.data.steps_per_epoch)
 
     def count(self, batch) -> int:
         return batch[1].numel()
 
     def to_device(self, batch, device: torch.device):
-        x, y = batch
+        x, y, *fresh = batch  # segments carry a third item: the lanes start over
         non_blocking = device.type == "cuda"
-        return x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
+        return (x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking), *fresh)
 
     def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict[str, float]]:
-        x, y = batch  # (B, T)
+        x, y, *fresh = batch  # (B, T)
+        cache = None
+        if self.memory_len:
+            if self.memory is None or (fresh and fresh[0]):
+                self.memory = SegmentMemory(self.memory_len)
+            cache = self.memory
         head = self._fused_head(model)
         if head is not None:
-            hidden = model(x, return_hidden=True)  # (B, T, D), through forward: DDP's hooks run
+            hidden = model(x, cache=cache, return_hidden=True)  # (B, T, D), through forward: DDP's hooks run
             return linear_cross_entropy(hidden, head.weight, y, head.bias, reduction="sum"), {}
-        logits = model(x)  # (B, T, V)
+        logits = model(x, cache=cache)  # (B, T, V)
         return cross_entropy(logits, y, reduction="sum"), {}
 
     def _fused_head(self, model: nn.Module) -> nn.Module | None:
@@ -136,18 +156,24 @@ class LanguageModelingTask(Task):
         """The whole validation split, whatever ``eval_tokens`` says."""
         metrics = self._stream_loss(model, self.val_tokens)
         return {"val_loss": round(metrics["loss"], 4), "val_ppl": round(metrics["ppl"], 3),
-                "val_tokens": len(self.val_tokens) - 1}
+                "val_tokens": metrics["tokens"]}
 
     def _stream_loss(self, model: nn.Module, tokens: Tensor) -> dict[str, float]:
+        """Consecutive blocks; with recurrence, lanes of consecutive segments under one memory."""
         device = next(model.parameters()).device
         total, count = torch.zeros((), device=device, dtype=torch.float64), 0
-        for x, y in sequential_blocks(tokens, self.data.block_size, self.data.eval_batch_size):
+        if self.memory_len:
+            batches = lane_segments(tokens, self.data.eval_batch_size, self.data.block_size)
+            memory = SegmentMemory(self.memory_len)
+        else:
+            batches, memory = sequential_blocks(tokens, self.data.block_size, self.data.eval_batch_size), None
+        for x, y in batches:
             x, y = x.to(device), y.to(device)
-            logits = model(x)  # (B, T, V)
+            logits = model(x, cache=memory)  # (B, T, V)
             total += cross_entropy(logits, y, reduction="sum").double()
             count += y.numel()
         loss = total.item() / count
-        return {"loss": loss, "ppl": math.exp(loss)}
+        return {"loss": loss, "ppl": math.exp(loss), "tokens": count}
 
     # ------------------------------------------------------------------ artefacts
     def save_artifacts(self, directory: Path) -> None:
@@ -157,4 +183,5 @@ class LanguageModelingTask(Task):
         c = getattr(model, "config", None)
         if c is None:
             return None
-        return transformer_flops_per_token(model, c.num_layers, c.d_model, self.data.block_size)
+        context = self.data.block_size + self.memory_len  # keys per query at most, memory included
+        return transformer_flops_per_token(model, c.num_layers, c.d_model, context)
