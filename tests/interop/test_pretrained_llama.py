@@ -171,3 +171,11 @@ def test_rope_scaling_logits_match_hf_llama(gguf_model, reference, scaling):
     print(f"SmolLM2 {scaling['rope_type']} logits max abs diff: {diff:.3g}")
     assert diff <= 1e-4
     assert (got - reference["our_logits"][:, :ids.shape[1]]).abs().max() > 1e-2  # the scaling did something
+
+
+def test_passkey_is_retrieved_well_within_the_context(ours):
+    from attentive.evaluate.passkey import passkey_prompts, passkey_retrieved
+
+    for prompt in passkey_prompts(ours.tokenizer, 300, 2, seed=0):
+        retrieved, chosen = passkey_retrieved(ours.model, prompt)
+        assert retrieved, (prompt.key, ours.tokenizer.decode(chosen))

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from ..data.lm import sequential_blocks
 from ..nn.cache import DynamicCache, KVCache, SegmentMemory, SinkCache
-from ..nn.loss import cross_entropy
 
 
 @dataclass
@@ -41,6 +40,20 @@ class PerplexityResult:
     @property
     def bits_per_token(self) -> float:
         return self.loss / math.log(2)
+
+
+def token_losses(model: nn.Module, ids: Tensor, targets: Tensor, cache: KVCache | None = None,
+                 rows: int = 1024) -> Tensor:
+    """Each target's loss ``(B, T)`` (nats, float32) for ``ids (B, T)`` through ``model.decode``
+    (with ``cache``); the head runs ``rows`` positions at a time, so a 16k-token block never holds
+    its whole ``(T, V)`` logits."""
+    hidden = model.decode(ids, cache=cache).hidden  # (B, T, D)
+    out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
+    for start in range(0, hidden.shape[1], rows):
+        logits = model.head(hidden[:, start:start + rows])  # (B, rows, V)
+        out[:, start:start + rows] = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), targets[:, start:start + rows], reduction="none")
+    return out
 
 
 def _config(model: nn.Module, name: str):
@@ -77,8 +90,8 @@ def perplexity(model: nn.Module, tokens: Tensor | list[int], *, block_size: int 
                 x, y = x.to(device), y.to(device)
                 cache = SegmentMemory(memory) if memory else None
                 for start in range(0, x.shape[1], segment):
-                    logits = model(x[:, start:start + segment], cache=cache)  # (B, segment, V)
-                    total += cross_entropy(logits, y[:, start:start + segment], reduction="sum").item()
+                    part = slice(start, start + segment)
+                    total += token_losses(model, x[:, part], y[:, part], cache).double().sum().item()
                 count += y.numel()
     finally:
         model.train(was_training)
@@ -130,9 +143,8 @@ def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: i
             for start in range(0, len(tokens) - 1, chunk):
                 end = min(start + chunk, len(tokens) - 1)
                 x = tokens[start:end][None].to(device)  # (1, chunk)
-                logits = model(x, cache=cache)[0]  # (chunk, V)
-                y = tokens[start + 1:end + 1].to(device)
-                losses[start:end] = torch.nn.functional.cross_entropy(logits.float(), y, reduction="none").double().cpu()
+                y = tokens[start + 1:end + 1][None].to(device)
+                losses[start:end] = token_losses(model, x, y, cache)[0].double().cpu()
                 sizes.append((end, cache.nbytes()))
                 if progress is not None:
                     progress(end, len(tokens) - 1)
