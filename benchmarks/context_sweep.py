@@ -136,28 +136,32 @@ def plot(results: Results) -> None:
     import matplotlib.pyplot as plt
 
     s, cells = results.data["settings"], results.data["cells"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    values = []
     for scheme, cell in cells.items():
         points = sorted((int(L), e["loss"] / math.log(2)) for L, e in cell.get("eval", {}).items())
         if points:
             label = LABELS.get(scheme, scheme).replace("M=256", f"M={s['block']}")
             ax.plot(*zip(*points), marker="o", label=label)
+            values += [v for _, v in points]
     ax.axvline(s["block"], color="grey", linestyle=":", linewidth=1)
-    ax.text(s["block"] * 1.03, ax.get_ylim()[1], " trained at", va="top", fontsize=8, color="grey")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
+    low, high = min(values), max(values)
+    nice = [x / 10 for x in range(10, 30, 2)] + [x / 2 for x in range(6, 40)]  # 1.0, 1.2, .. 2.8, 3.0, 3.5, ..
+    ax.yaxis.set_major_locator(FixedLocator([t for t in nice if low * 0.97 <= t <= high * 1.03]))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.1f"))
     ax.set_xticks(s["lengths"], [str(L) for L in s["lengths"]])
-    ax.set_xlabel("evaluation length (characters per block)")
+    ax.set_xlabel(f"evaluation length (characters per block; dotted: the training length, {s['block']})")
     ax.set_ylabel("validation bits per character (log scale)")
     m = results.data["machine"]
     ax.set_title(f"Tiny Shakespeare, char models trained at {s['block']} for {s['steps']} steps\n"
                  f"{m['cpu']}, {m['cores']} cores", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(results.png, dpi=120)
     plt.close(fig)
