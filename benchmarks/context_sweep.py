@@ -9,8 +9,9 @@ in non-overlapping blocks of 256, 512, 1,024, 2,048 and 4,096 characters (every 
 predicted once, from the characters before it in its block; fp32). The models are built with a
 4,096-row position table (``max_len=4096``) so the absolute kinds can be run past 256 at all:
 rows 257 .. 4,096 are never trained (they keep their initialisation, shrunk by weight decay).
-Transformer-XL reads each block in 256-character segments with its memory, so it sees at most
-512 characters back, at any block length.
+Transformer-XL reads each block in 256-character segments with its memory, so each of its
+layers attends at most 512 characters back at any block length (the memory's own states saw
+further: the receptive field grows with depth, as in the paper).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/context_sweep.py                 # ~6 x 4 min + evaluation
     python benchmarks/context_sweep.py --tiny --out /tmp/sweep                 # seconds: a smoke run

@@ -129,8 +129,12 @@ def test_unsupported_llama_variants():
 
     base = dict(vocab_size=10, num_hidden_layers=1, hidden_size=8, num_attention_heads=2, intermediate_size=16)
     assert llama_config(base).positional == "rope"
-    with pytest.raises(ValueError, match="rope type 'llama3' is not supported; supported: default"):
-        llama_config({**base, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})
+    with pytest.raises(ValueError, match="rope type 'longrope' is not supported; supported: default, linear, dynamic"):
+        llama_config({**base, "rope_scaling": {"rope_type": "longrope", "factor": 8.0}})
+    with pytest.raises(ValueError, match="rope_scaling type 'llama3' needs low_freq_factor, high_freq_factor"):
+        llama_config({**base, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})  # scaling is checked
+    assert llama_config({**base, "rope_scaling": {"type": "linear", "factor": 2.0}}).rope_scaling == {
+        "type": "linear", "factor": 2.0}  # maps over unchanged
     with pytest.raises(ValueError, match="attention_bias or mlp_bias is not supported"):
         llama_config({**base, "attention_bias": True})
 
