@@ -15,7 +15,8 @@ Peak memory is the growth of live C-heap bytes during the call (``benchmarks/com
 ``PeakMemory``), weights excluded. Short lengths: median of 3 timed runs after a warm-up; from
 4,096 tokens one run, timed and measured for memory together.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_cost.py             # ~10 min on 2 cores
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_cost.py             # ~40 min on 2 shared cores
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_cost.py --layers 4  # the README's run, ~6 min
     python benchmarks/context_cost.py --lengths 256 512 --window 128 --out /tmp/cost   # a smoke run
 """
 
@@ -74,19 +75,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192, 16384])
     p.add_argument("--window", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=30,
+                   help="fewer than SmolLM2's 30 layers: every cost scales with the layer count, the curves' shape does not")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--out", default=None)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    settings = {"model": "smollm2-135m shape, random weights, fp32, batch 1, no output head",
-                "lengths": args.lengths, "window": args.window}
+    settings = {"model": f"smollm2-135m shape with {args.layers} layers, random weights, fp32, batch 1, no output head",
+                "lengths": args.lengths, "window": args.window, "layers": args.layers}
     results = Results("context_cost", args.out, settings)
     if args.plot_only:
         results.data = json.loads(results.path.read_text())
         return plot(results)
     cells = results.data["cells"] = results.load_cells()
     torch.manual_seed(0)
-    models = {"full": attentive.build("smollm2-135m", max_len=max(args.lengths)).eval()}
+    models = {"full": attentive.build("smollm2-135m", max_len=max(args.lengths), num_layers=args.layers).eval()}
     models["window-cache"] = models["full"]
     models["window-mask"] = attentive.build(models["full"].config.replace(attention_window=args.window)).eval()
     models["window-mask"].load_state_dict(models["full"].state_dict())
@@ -131,7 +134,8 @@ def plot(results: Results) -> None:
     right.set_ylabel("peak memory above the weights, MiB (log)")
     left.legend(fontsize=8)
     m = results.data["machine"]
-    fig.suptitle(f"Cost of one forward pass, SmolLM2-135M shape, fp32, batch 1 ({m['cpu']}, {m['cores']} cores)",
+    layers = s.get("layers", 30)
+    fig.suptitle(f"Cost of one forward pass, SmolLM2-135M shape ({layers} of its 30 layers), fp32, batch 1 ({m['cpu']}, {m['cores']} cores)",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(results.png, dpi=120)

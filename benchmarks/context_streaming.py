@@ -8,12 +8,13 @@ cache holds (``attentive.evaluate.perplexity.stream_perplexity``):
   counting, so past 8,192 the model sees positions it was never trained on);
 * window: the last W = 1,024 tokens (``SinkCache(1024, 0)``: positions within the cache; without
   sinks this is exact in chunks, so W tokens per call);
-* window + sinks: the first 4 tokens and the last 1,024 (``SinkCache(1024, 4)``, one token per
-  call: StreamingLLM's definition exactly).
+* window + sinks: the first 4 tokens and the last 1,024 (``SinkCache(1024, 4)``, ``--sink-chunk`` tokens per
+  call (1, the default: StreamingLLM's definition exactly; the README's run uses 16).
 
 Plotted: perplexity per 1,000 tokens and the cache's size against tokens read. fp32 on CPU.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_streaming.py          # ~20 min on 2 cores
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_streaming.py          # ~1 h on 2 shared cores
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/context_streaming.py --tokens 16384 --sink-chunk 16  # the README run
     python benchmarks/context_streaming.py --tokens 600 --window 64 --out /tmp/st   # a smoke run
 """
 
@@ -43,13 +44,16 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=20_000)
     p.add_argument("--window", type=int, default=1024)
     p.add_argument("--sinks", type=int, default=4)
+    p.add_argument("--sink-chunk", type=int, default=1,
+                   help="tokens per call with sinks (1 = StreamingLLM exactly; more: later queries of a chunk "
+                        "see the sinks up to chunk - 1 positions further away)")
     p.add_argument("--bin", type=int, default=1000, help="tokens per perplexity point")
     p.add_argument("--caches", nargs="+", default=list(LABELS), choices=list(LABELS))
     p.add_argument("--out", default=None)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
     settings = {"model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)", "tokens": args.tokens,
-                "window": args.window, "sinks": args.sinks, "bin": args.bin,
+                "window": args.window, "sinks": args.sinks, "sink_chunk": args.sink_chunk, "bin": args.bin,
                 "text": "Tiny Shakespeare validation split, first tokens"}
     results = Results("context_streaming", args.out, settings)
     if args.plot_only:
@@ -66,7 +70,7 @@ def main() -> None:
     if len(tokens) <= args.tokens:
         raise SystemExit(f"the text has only {len(tokens)} tokens")
     options = {"full": dict(chunk=512), "window": dict(window=args.window),
-               "sinks": dict(window=args.window, sinks=args.sinks, chunk=1)}
+               "sinks": dict(window=args.window, sinks=args.sinks, chunk=args.sink_chunk)}
     for name in args.caches:
         if name in cells:
             continue
