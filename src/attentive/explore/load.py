@@ -23,12 +23,13 @@ from .vision import VisionModel
 FAMILIES = {"decoder-lm": LanguageModel, "encoder": EncoderModel, "speech": SpeechRecognizer,
             "vit": VisionModel}
 BUNDLED = {"smollm2": "smollm2_gguf", "minilm": "minilm_dir", "whisper": "whisper_ct2_dir"}
+BUNDLED_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "minilm": "all-MiniLM-L6-v2", "whisper": "Whisper tiny.en"}
 
 
 def load_subject(spec: str, device: str | torch.device = "cpu") -> Subject:
     """The model named by ``spec`` as a Subject; errors are one-line ValueErrors."""
     path = _resolve(spec)
-    name = path.name or str(path)
+    name = BUNDLED_NAMES.get(spec) if spec in BUNDLED and not Path(spec).exists() else _name(path)
     config = _attentive_config(path)
     if config is not None and config.get("model_type") == "encoder-decoder":
         from ..decode.translator import Translator
@@ -75,6 +76,14 @@ def _resolve(spec: str) -> Path:
         raise ValueError(f"--model {spec}: no such file or folder (give a run folder, a GGUF file, a Hugging Face "
                          f"or CTranslate2 folder, or one of {', '.join(BUNDLED)})")
     return path
+
+
+def _name(path: Path) -> str:
+    """A folder's name, with its parent's when the name alone says little (``.../whisper/model``)."""
+    path = path.resolve()
+    if path.name in ("model", "checkpoint", "final") or path.name.startswith("step"):
+        return f"{path.parent.name}/{path.name}"
+    return path.name or str(path)
 
 
 def _attentive_config(path: Path) -> dict | None:
