@@ -52,7 +52,7 @@ def lm(tokenizer):
 
 @pytest.fixture(scope="session")
 def translation(tokenizer):
-    _seeded(2)
+    _seeded(5)  # a seed whose random model writes 21 varied tokens (most write one token over and over)
     config = EncoderDecoderConfig(src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size, d_model=32,
                                   num_heads=4, d_ff=64, num_encoder_layers=2, num_decoder_layers=3, max_len=64,
                                   dropout=0.0, attention_dropout=0.0)

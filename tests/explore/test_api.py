@@ -198,7 +198,7 @@ def test_logit_lens_reads_each_layer_through_the_final_norm_and_head(server, lm)
 def test_beam_hypotheses_lead_to_the_translation(server, translation):
     summary = _analysis(server, "translation")
     beams = summary["beams"]
-    assert beams and all(len(step["live"]) == 3 for step in beams)
+    assert beams and all(len(step["live"]) == 3 for step in beams[:-1])  # at the length limit only ends are left
     assert [len(h["tokens"]) for h in beams[0]["live"]] == [1, 1, 1]
     best = max(beams[-1]["finished"], key=lambda h: h["score"])
     assert best["text"] == summary["translation"] == translation.translator.translate([SOURCE_TEXT],

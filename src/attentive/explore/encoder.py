@@ -18,12 +18,12 @@ class EncoderModel(Subject):
     labels = {"stack": "self-attention (bidirectional)"}
 
     def encode(self, text: str) -> list[int]:
-        tok = self.tokenizer
-        if hasattr(tok, "hf"):  # a pretrained (Hugging Face) tokenizer places [CLS] and [SEP] itself
-            return self.encode_text(text, self._encode_hf)
-        return self.encode_text(text, tok.encode)
+        return self.encode_text(text, self._tokenize)
 
-    def _encode_hf(self, text: str) -> list[int]:
+    def _tokenize(self, text: str) -> list[int]:
+        if not hasattr(self.tokenizer, "hf"):
+            return self.tokenizer.encode(text)
+        # a pretrained (Hugging Face) tokenizer places [CLS] and [SEP] itself
         encoding = self.tokenizer.hf.encode(text, add_special_tokens=True)
         if encoding.overflowing:  # the tokenizer truncates to the model's length: say so instead
             kept = len(encoding.ids)

@@ -28,6 +28,11 @@ from ..nn.stack import StackOutput, TransformerStack
 from .capture import AttentionTap, Site, StreamTap
 from .weights import WeightStore
 
+EXAMPLES = {  # the text the page starts with: the first one the model's tokenizer reads
+    "lm": ("The quick brown fox jumps over the lazy dog.", "the quick brown fox jumps over the lazy dog."),
+    "translation": ("Ein Hund rennt durch den Park.", "ein hund rennt durch den park."),
+    "encoder": ("The cat sat on the mat because it was tired.", "the cat sat on the mat because it was tired."),
+}
 MAX_TOKENS = 1024  # longest input the explorer takes (or the model's context, if shorter)
 MAX_CHARS = 20_000  # longest text accepted before tokenising
 CACHE_SIZE = 4  # analyses kept
@@ -108,9 +113,22 @@ class Subject:
             "name": self.name, "family": self.family, "input": self.input_kind, "views": list(self.views),
             "model_type": c.model_type, "d_model": c.d_model, "heads": c.num_heads,
             "kv_heads": c.num_kv_heads or c.num_heads, "positional": c.positional, "norm_first": c.norm_first,
-            "max_tokens": self.max_tokens, "max_chars": MAX_CHARS,
+            "max_tokens": self.max_tokens, "max_chars": MAX_CHARS, "example": self.example(),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
+
+    def example(self) -> str:
+        """A text to start with that this model's tokenizer reads ('' if none does)."""
+        for text in EXAMPLES.get(self.family, ()):
+            try:
+                self.encode_text(text, self._tokenize)
+                return text
+            except (ValueError, KeyError):
+                continue
+        return ""
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
 
     # ------------------------------------------------------------------ analyses
     def analyze(self, value) -> Analysis:

@@ -12,6 +12,8 @@ Dimension names: S source tokens, T output tokens (+ 1 for ``<s>`` / ``</s>``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..decode.search import BeamStep, SearchConfig, beam_search
@@ -37,6 +39,9 @@ class TranslationModel(Subject):
         return SearchConfig(beam_size=saved.get("beam_size", 4), alpha=saved.get("alpha", 0.6),
                             max_len_b=saved.get("max_len_b", 50))
 
+    def _tokenize(self, text: str) -> list[int]:
+        return self.translator.source_tokenizer.encode(text.strip())
+
     def info(self) -> dict:
         info = super().info()
         info.update(layers_encoder=self.config.num_encoder_layers, layers_decoder=self.config.num_decoder_layers,
@@ -45,7 +50,7 @@ class TranslationModel(Subject):
 
     def _analyze(self, text: str, key: str) -> Analysis:
         tr, model = self.translator, self.model
-        src_ids = self.encode_text(text, lambda t: tr.source_tokenizer.encode(t.strip()))
+        src_ids = self.encode_text(text, self._tokenize)
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
         steps: list[BeamStep] = []
         config = self.search_config
@@ -78,9 +83,9 @@ class TranslationModel(Subject):
                     "ends": bool(tokens) and tokens[-1] == tok.eos_id, "finished": final}
 
         out = []
-        for s in steps[:MAX_BEAM_STEPS_SHOWN]:
-            out.append({"step": s.step, "live": [hyp(t, sc, False) for t, sc in s.live],
-                        "finished": [hyp(t, sc, True) for t, sc in s.finished]})
+        for s in steps[:MAX_BEAM_STEPS_SHOWN]:  # at the length limit only the end token is finite: no live ones
+            out.append({"step": s.step, "live": [hyp(t, sc, False) for t, sc in s.live if math.isfinite(sc)],
+                        "finished": sorted((hyp(t, sc, True) for t, sc in s.finished), key=lambda h: -h["score"])})
         return out
 
 

@@ -7,8 +7,6 @@
   const ORDER = ["head", "model", "cross", "vision", "generate", "lens", "beams", "ideas"];
   const NAMES = { head: "Head view", model: "Model view", cross: "Cross-attention", vision: "Vision",
     generate: "Generate", lens: "Logit lens", beams: "Beam search", ideas: "Ideas" };
-  const EXAMPLES = { lm: "The quick brown fox jumps over the lazy dog.", translation: "Ein Hund rennt durch den Park.",
-    encoder: "The cat sat on the mat because it was tired." };
   let current = null;
   const stale = new Set(); // views to re-render when next shown
 
@@ -29,11 +27,12 @@
     if (!performance.getEntriesByName("first-render-" + name).length) performance.mark("first-render-" + name);
   };
 
-  AX.showView = function showView(name) {
+  // Show a view; it renders when its input changed since it last did (or when `refresh` says so).
+  AX.showView = function showView(name, refresh) {
     current = name;
     for (const section of document.querySelectorAll(".view")) section.hidden = section.dataset.view !== name;
     for (const tab of document.querySelectorAll("#tabs button")) tab.classList.toggle("active", tab.dataset.view === name);
-    if (stale.has(name)) {
+    if ((stale.has(name) || refresh) && AX.analysis) {
       stale.delete(name);
       AX.guard(() => AX.views[name].render());
     }
@@ -105,7 +104,7 @@
     if (AX.info.input === "text") {
       AX.$("text-form").hidden = false;
       AX.$("text-form").addEventListener("submit", (e) => AX.guard(() => runText(e)));
-      AX.$("text").value = EXAMPLES[AX.info.family] || "";
+      AX.$("text").value = AX.info.example || "";
     } else {
       AX.$("file-form").hidden = false;
       AX.$("file-kind").textContent = AX.info.input === "image" ? "an image (PNG, JPEG)" : "a WAV recording";

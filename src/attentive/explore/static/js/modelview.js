@@ -44,7 +44,7 @@
 
   function openHead(stackName, layer, head) {
     AX.views.head.open(stackName, layer, head);
-    AX.showView("head");
+    AX.showView("head", true);
   }
 
   function init() {
