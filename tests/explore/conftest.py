@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,6 +90,27 @@ def speech(tokenizer):
 @pytest.fixture(scope="session")
 def subjects(lm, translation, vision, encoder, speech):
     return {"lm": lm, "translation": translation, "vision": vision, "encoder": encoder, "speech": speech}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (which never downloads a browser here)."""
+    from support import CHROMIUM, FLAGS
+
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (drives the system Chromium)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    from support import Page
+
+    return Page(browser)
 
 
 @pytest.fixture(scope="session")

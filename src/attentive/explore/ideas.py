@@ -77,9 +77,11 @@ def _unavailable(why: str) -> dict:
     return {"available": False, "why": why}
 
 
-def _heat(t: Tensor) -> dict:
-    """A float matrix as a picture for the page: uint8 pixels and the range they span."""
-    lo, hi = float(t.min()), float(t.max())
+def _heat(t: Tensor, lo: float | None = None, hi: float | None = None) -> dict:
+    """A float matrix as a picture for the page: uint8 pixels and the range they span (its own, or
+    ``lo..hi`` so two pictures share one scale)."""
+    lo = float(t.min()) if lo is None else lo
+    hi = float(t.max()) if hi is None else hi
     pixels = ((t - lo) / max(hi - lo, 1e-12) * 255).round()
     return {"rows": t.shape[0], "cols": t.shape[1], "min": lo, "max": hi, "pixels": as_b64(pixels)}
 
@@ -145,10 +147,11 @@ def positions(subject: Subject, analysis: Analysis, position: int = 0) -> dict:
             pe = summed - e[0, 0]
             out.update(embedding=e[0, 0].tolist(), position_vector=pe.tolist(), sum=summed.tolist(),
                        norms={"embedding": float(e.norm()), "position": float(pe.norm()), "sum": float(summed.norm())})
-            # how alike the same token looks at two positions, with and without the table
-            pe0 = module.add_to(torch.zeros_like(e), torch.tensor([[0]], device=e.device))[0, 0]
-            cos = torch.nn.functional.cosine_similarity
-            out["same_token_elsewhere"] = {"other_position": 0, "cosine_with_positions": float(cos(summed, e[0, 0] + pe0, dim=0))}
+            # how alike the same token enters at another position (without positions: identical)
+            other = 0 if position else min(1, steps - 1)
+            there = module.add_to(e, torch.tensor([[other]], device=e.device))[0, 0]
+            out["same_token_elsewhere"] = {"other_position": other, "cosine_with_positions": float(
+                torch.nn.functional.cosine_similarity(summed, there, dim=0))}
     elif isinstance(module, RotaryEmbedding):
         cos, _ = module.rotary(torch.arange(shown, device=subject.device))  # (1, 1, P, Dr)
         half = cos.shape[-1] // 2
@@ -340,8 +343,10 @@ def permutation(subject: Subject, analysis: Analysis, seed: int = 0) -> dict:
         b = primary.run(shuffled_inputs, None).hidden[0].float()
         moved = a[token_order]  # the first run's outputs in the shuffled order
         diff = (b - moved).abs()
+        both = torch.cat((moved[:, :16], b[:, :16]))  # one colour scale for the two pictures
+        lo, hi = float(both.min()), float(both.max())
         return {"max_difference": float(diff.max()), "token_difference": diff.max(-1).values.tolist(),
-                "outputs": _heat(moved[:, :16]), "shuffled_outputs": _heat(b[:, :16])}
+                "outputs": _heat(moved[:, :16], lo, hi), "shuffled_outputs": _heat(b[:, :16], lo, hi)}
 
     with positions_off(model):
         off = compare()

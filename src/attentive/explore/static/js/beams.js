@@ -13,7 +13,8 @@
     const rows = [];
     for (const step of a.beams) {
       const live = step.live.map((h) => AX.el("li", { text: `${h.text || "∅"}  ${AX.fmt(h.score, 3)}` }));
-      const done = step.finished.map((h) => AX.el("li", { class: "done", text: `${h.text || "∅"}  ${AX.fmt(h.score, 3)}` }));
+      const done = step.finished.map((h, i) => AX.el("li", { class: i === 0 ? "done best" : "done",
+        text: `${h.text || "∅"}  ${AX.fmt(h.score, 3)}` }));
       rows.push(AX.el("tr", { "data-step": String(step.step) }, [
         AX.el("td", { text: String(step.step + 1) }),
         AX.el("td", {}, [AX.el("ol", {}, live)]),

@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const state = { position: 0, layer: 0, head: 0, query: -1, seed: 0, renders: 0 };
+  const state = { position: 0, place: 4, layer: 0, head: 0, query: -1, seed: 0, renders: 0 };
   const TEXT = {
     embedding: "A token enters as an index i. The one-hot vector eᵢ (all zeros but a 1 at i) times the embedding matrix E " +
       "(vocabulary × d_model) picks row i of E: the same numbers as looking the row up, which is what the model does. " +
@@ -120,11 +120,11 @@
         }
       });
     });
-    tokens.slice(0, n).forEach((t, j) => {
-      ctx.fillStyle = "#111";
+    for (let j = 0; j < n; j++) {  // columns by index (the rows carry the tokens)
+      ctx.fillStyle = "#555";
       ctx.textAlign = "center";
-      ctx.fillText(AX.short(t, 3), labelW + j * cell + cell / 2, 9);
-    });
+      ctx.fillText(opts.columns ? AX.short(opts.columns[j], 3) : String(j), labelW + j * cell + cell / 2, 9);
+    }
     return AX.el("figure", {}, [canvas, AX.el("figcaption", { text: opts.caption })]);
   }
 
@@ -166,7 +166,13 @@
 
   async function positions() {
     const node = card("positions");
-    const a = await ask("positions", { position: state.position });
+    const place = Math.min(state.place, AX.analysis.tokens.length - 1);
+    const a = await ask("positions", { position: place });
+    if (a.mode === "added") {
+      const chips = AX.el("div", { class: "tokens clickable" });
+      AX.tokenChips(chips, a.tokens, a.position, (i) => AX.guard(() => { state.place = i; return positions(); }));
+      node.querySelector(".idea-controls").replaceChildren(AX.el("span", { class: "note", text: "position:" }), chips);
+    }
     const kinds = {
       SinusoidalPositionalEncoding: "This model adds the paper's sinusoidal table: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(…): each pair of features turns at its own frequency.",
       LearnedPositionalEmbedding: "This model adds a learned table: one trained vector per position (BERT, GPT-2).",
@@ -187,7 +193,9 @@
       body.push(AX.el("p", { text: `“${a.tokens[a.position]}” at position ${a.position}: its embedding, the position's vector, and their sum ` +
         `(the first layer's input). Sizes: ${AX.fmt(a.norms.embedding, 2)}, ${AX.fmt(a.norms.position, 2)}, ${AX.fmt(a.norms.sum, 2)}.` }));
       body.push(strip(a.embedding, "embedding"), strip(a.position_vector, "+ position"), strip(a.sum, "= input"));
-      body.push(AX.el("p", { class: "note", text: `The same token at position 0 would enter with cosine ${AX.fmt(a.same_token_elsewhere.cosine_with_positions, 3)} to this.` }));
+      const other = a.same_token_elsewhere;
+      body.push(AX.el("p", { class: "note", text: `The same token at position ${other.other_position} would enter the first layer ` +
+        `with cosine ${AX.fmt(other.cosine_with_positions, 3)} to this (without positions: 1, the same vector).` }));
     }
     if (a.mode === "bias") {
       body.push(AX.el("div", { class: "split" }, a.heads.map((h, i) => AX.el("figure", {}, [
@@ -272,7 +280,8 @@
       AX.el("div", { class: "split" }, [
         table(["head", "entropy (bits)", "strongest key"], a.entropy.map((e, h) => [String(h), AX.fmt(e, 2),
           `${a.tokens[a.top[h]]} (${a.top[h]})`])),
-        grid(overlap, AX.range(overlap.length).map((h) => `h${h}`), { cell: 22, caption: "overlap: Σ min(wₐ, w_b) between heads" })]),
+        grid(overlap, AX.range(overlap.length).map((h) => `h${h}`), { cell: 22, caption: "overlap: Σ min(wₐ, w_b) between heads",
+          columns: AX.range(overlap.length).map((h) => `h${h}`) })]),
       AX.el("p", { class: "note", text: `Uniform attention over the ${Math.round(2 ** a.max_entropy)} visible keys would have ${AX.fmt(a.max_entropy, 2)} bits.` }));
     done("heads", node);
   }
@@ -340,7 +349,8 @@
     node.querySelector(".idea-body").replaceChildren(
       AX.el("p", { text: `Original: ${a.tokens.join(" · ")}` }),
       AX.el("p", { text: `Shuffled: ${a.shuffled_tokens.join(" · ")}` }),
-      AX.el("div", { class: "split" }, [pair(a.off, "positions (and causal mask) off"), pair(a.on, `positions on (${a.positional})`)]));
+      AX.el("div", { class: "split" }, [pair(a.off, a.causal ? "positions and the causal mask off" : "positions off"),
+        pair(a.on, `positions on (${a.positional})`)]));
     done("permutation", node);
   }
 
