@@ -12,7 +12,10 @@ frame. Each length runs twice:
 
 The model view (every layer x head) is timed when its tab is opened after the cold run. The table
 splits the cold time into the server's part (``/api/analyze``, from the browser's resource timing)
-and the rest, and gives the bytes the page received.
+and the rest, and gives the bytes the page received. The peer, measured in the same run just
+before each cold render: the model's own forward pass over the same tokens (``model.decode``, its
+fused attention, no weights kept), so the ratio is what showing the attention costs on top of
+running the model.
 
     python benchmarks/bench_explore.py --model smollm2            # the shipped SmolLM2-135M (30 x 9 heads)
     python benchmarks/bench_explore.py --model runs/shakespeare-char --lengths 64 256
@@ -74,6 +77,16 @@ def text_of(tokenizer, length: int) -> str:
     return text
 
 
+@torch.no_grad()
+def forward_seconds(subject, text: str) -> float:
+    """The peer: the model's plain forward over the same tokens (no weights kept)."""
+    ids = torch.tensor([subject.tokenizer.encode(text)])
+    with subject.lock:
+        start = time.perf_counter()
+        subject.model.decode(ids)
+        return time.perf_counter() - start
+
+
 def serve(app):
     import uvicorn
 
@@ -110,20 +123,22 @@ def main() -> None:
         page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
         for length in args.lengths:
             text = text_of(subject.tokenizer, min(length, subject.max_tokens))
+            plain = forward_seconds(subject, text)
             cold = page.evaluate(MEASURE, text)
             model_view = page.evaluate(MODEL_VIEW)
             warm = page.evaluate(MEASURE, text)  # the analysis is cached now: only the page's part
-            rows.append((cold["tokens"], cold, warm, model_view))
+            rows.append((cold["tokens"], plain, cold, warm, model_view))
             print(f"  {cold['tokens']} tokens done", flush=True)
         browser.close()
     server.should_exit = True
     print()
-    print("| tokens | first render, cold (s) | of which /api/analyze (s) | first render, warm (s) | model view (s) "
-          "| layer x head maps | bytes to the page, cold |")
-    print("|---|---|---|---|---|---|---|")
-    for tokens, cold, warm, model_view in rows:
-        print(f"| {tokens:,} | {cold['total'] / 1000:.2f} | {cold['analyze'] / 1000:.2f} | {warm['total'] / 1000:.3f} "
-              f"| {model_view['ms'] / 1000:.3f} | {model_view['thumbs']} | {cold['bytes'] / 1e6:.2f} MB |")
+    print("| tokens | model forward alone (s) | first render, cold (s) | cold / forward | of which /api/analyze (s) "
+          "| first render, warm (s) | model view (s) | layer x head maps | bytes to the page, cold |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for tokens, plain, cold, warm, model_view in rows:
+        print(f"| {tokens:,} | {plain:.2f} | {cold['total'] / 1000:.2f} | {cold['total'] / 1000 / plain:.2f}x "
+              f"| {cold['analyze'] / 1000:.2f} | {warm['total'] / 1000:.3f} | {model_view['ms'] / 1000:.3f} "
+              f"| {model_view['thumbs']} | {cold['bytes'] / 1e6:.2f} MB |")
 
 
 if __name__ == "__main__":
