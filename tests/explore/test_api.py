@@ -275,3 +275,28 @@ def test_a_model_can_be_named_and_a_wrong_name_is_an_error(server):
     assert status == 200
     status, answer = post(f"{server}/lm", "analyze", {"text": "the cat", "model": "gpt-5"})
     assert status == 400 and answer["error"] == "no model 'gpt-5' is loaded; loaded: tiny-lm"
+
+
+def test_a_finished_generation_shows_the_last_fed_tokens_attention(server, monkeypatch):
+    from attentive.explore import stepper
+
+    monkeypatch.setattr(stepper, "MAX_STEPS", 2)
+    status, started = post(f"{server}/lm", "generate/start", {"text": "the cat", "temperature": 0})
+    session = started["session"]
+    first = post(f"{server}/lm", "generate/step", {"session": session, "temperature": 0})[1]
+    assert first["finish_reason"] is None and first["attention"]["keys"] == 8  # the new token was fed
+    assert first["attention"]["tokens"] == first["tokens"] and first["attention_query"] == 7
+    last = post(f"{server}/lm", "generate/step", {"session": session, "temperature": 0})[1]
+    assert last["finish_reason"] == "length" and len(last["tokens"]) == 9
+    assert last["attention"]["keys"] == 8 and last["attention"]["tokens"] == last["tokens"][:-1]  # not fed
+    status, answer = post(f"{server}/lm", "generate/step", {"session": session})
+    assert status == 400 and "this generation has finished (length)" in answer["error"]
+
+
+def test_models_answers_get_too(server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server}/speech/api/models", timeout=30) as response:
+        (info,) = json.loads(response.read())["models"]
+    assert info["family"] == "speech" and info["input"] == "audio" and info["max_bytes"] == 16 * 1024 * 1024

@@ -103,7 +103,7 @@ def _str(payload: dict, name: str) -> str:
 def _analysis(subject: Subject, payload: dict) -> Analysis:
     """The analysis named by ``id``; a text input evicted from the cache is simply run again."""
     analysis_id = payload.get("id")
-    if isinstance(analysis_id, str) and analysis_id in subject.cache:
+    if isinstance(analysis_id, str) and subject.is_cached(analysis_id):
         return subject.cached(analysis_id)
     if subject.input_kind == "text" and isinstance(payload.get("text"), str):
         return subject.analyze(payload["text"])

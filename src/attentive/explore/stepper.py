@@ -15,6 +15,7 @@ Dimension names: L layers, H heads, Tk keys (tokens so far), V vocabulary.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class Stepper:
         self.tokens = subject.labels_of(ids)
         self.prompt_length = len(ids)
         self.attention: list[Tensor] = []  # per layer (H, Tk): the newest query's weights
+        self.attention_labels: list[str] = []  # the Tk keys' tokens
 
     def _sink(self, site: Site, weights: Tensor) -> None:
         if site.kind == "self":
@@ -80,21 +82,21 @@ class Stepper:
             config = settings.config(MAX_STEPS)  # checks the values before anything changes
             self.engine.reconfigure(self.sequence, config)
             self.settings, self.config = settings, config
-        fed_before = len(self.tokens)
         with self.subject.lock, AttentionTap(self.subject.model, self._sink):
             events = self.engine.step()
         event = next(e for e in events if e.sequence is self.sequence)
         bars = self._bars(event.token)
         if event.token is not None:
             self.tokens.append(self.subject.labels_of([event.token])[0])
-        # the attention rows belong to the last token the model was fed: the new one, unless the
-        # sequence finished (nothing more is fed) in this step
-        fed = event.token is not None and not self.sequence.done
-        query = len(self.tokens) - 1 if fed else fed_before - 1
+        # The rows belong to the last token the model was fed: the new one, unless the sequence
+        # finished after taking it (then nothing was fed). The keys are the window's newest tokens.
+        fed = self.tokens if event.token is None or not self.sequence.done else self.tokens[:-1]
+        keys = self.attention[0].shape[1] if self.attention else 0
+        self.attention_labels = fed[-keys:] if keys else []
         return {
             "session": self.id, "token": None if event.token is None else {"id": event.token, "label": self.tokens[-1]},
             "tokens": self.tokens, "prompt_length": self.prompt_length, "finish_reason": self.sequence.finish_reason,
-            "bars": bars, "attention_query": query, "layers": len(self.attention),
+            "bars": bars, "attention_query": keys - 1, "layers": len(self.attention),
             "settings": vars(self.settings),
         }
 
@@ -121,7 +123,7 @@ class Stepper:
             raise ValueError(f"layer {layer} is out of range: the model has {layers} layers")
         weights = self.attention[layer % layers]
         return {"layer": layer % layers, "heads": weights.shape[0], "keys": weights.shape[1],
-                "weights": weights.tolist(), "tokens": self.tokens[:weights.shape[1]]}
+                "weights": weights.tolist(), "tokens": self.attention_labels}
 
 
 class Steppers:
@@ -129,17 +131,20 @@ class Steppers:
 
     def __init__(self):
         self.open: OrderedDict[str, Stepper] = OrderedDict()
+        self._lock = threading.Lock()
 
     def start(self, subject, text: str, settings: Settings) -> Stepper:
         stepper = Stepper(subject, text, settings)
-        self.open[stepper.id] = stepper
-        while len(self.open) > SESSIONS:
-            self.open.popitem(last=False)
+        with self._lock:
+            self.open[stepper.id] = stepper
+            while len(self.open) > SESSIONS:
+                self.open.popitem(last=False)
         return stepper
 
     def get(self, session: str) -> Stepper:
-        if session not in self.open:
-            raise ValueError(f"no generation {session!r} is open (the explorer keeps the last {SESSIONS}); "
-                             "start a new one")
-        self.open.move_to_end(session)
-        return self.open[session]
+        with self._lock:
+            if session not in self.open:
+                raise ValueError(f"no generation {session!r} is open (the explorer keeps the last {SESSIONS}); "
+                                 "start a new one")
+            self.open.move_to_end(session)
+            return self.open[session]

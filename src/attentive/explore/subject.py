@@ -94,7 +94,8 @@ class Subject:
 
     def __init__(self, model: nn.Module, tokenizer, name: str):
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one model run at a time (the taps are hooks on the model)
+        self._cache_lock = threading.Lock()
         self.cache: OrderedDict[str, Analysis] = OrderedDict()
         self.device = next(model.parameters()).device
 
@@ -134,22 +135,29 @@ class Subject:
     def analyze(self, value) -> Analysis:
         """Run the model on ``value`` (text, image bytes or audio bytes); cached by content."""
         key = _key(self.family, value)
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
+        with self._cache_lock:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+                return self.cache[key]
         with self.lock, torch.no_grad():
             analysis = self._analyze(value, key)
-        self.cache[key] = analysis
-        while len(self.cache) > CACHE_SIZE:
-            self.cache.popitem(last=False)
+        with self._cache_lock:
+            self.cache[key] = analysis
+            while len(self.cache) > CACHE_SIZE:
+                self.cache.popitem(last=False)
         return analysis
 
     def cached(self, analysis_id: str) -> Analysis:
-        if analysis_id not in self.cache:
-            raise ValueError("that input is no longer in the explorer's cache (it keeps the last "
-                             f"{CACHE_SIZE}); run it again")
-        self.cache.move_to_end(analysis_id)
-        return self.cache[analysis_id]
+        with self._cache_lock:
+            if analysis_id not in self.cache:
+                raise ValueError("that input is no longer in the explorer's cache (it keeps the last "
+                                 f"{CACHE_SIZE}); run it again")
+            self.cache.move_to_end(analysis_id)
+            return self.cache[analysis_id]
+
+    def is_cached(self, analysis_id: str) -> bool:
+        with self._cache_lock:
+            return analysis_id in self.cache
 
     def _analyze(self, value, key: str) -> Analysis:
         raise NotImplementedError
