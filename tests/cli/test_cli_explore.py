@@ -80,8 +80,8 @@ def _free_port() -> int:
 def test_the_command_serves_the_page_and_its_api(run_dir):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-m", "attentive", "explore", "--model", str(run_dir), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    command = [sys.executable, "-m", "attentive", "explore", "--model", str(run_dir), "--port", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:

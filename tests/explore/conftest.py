@@ -97,7 +97,8 @@ def browser():
     """Debian's Chromium, headless, driven by Playwright (which never downloads a browser here)."""
     from support import CHROMIUM, FLAGS
 
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (drives the system Chromium)")
+    playwright = pytest.importorskip("playwright.sync_api",
+                                     reason="pip install playwright (it drives the system Chromium)")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright.sync_playwright() as p:

@@ -86,7 +86,7 @@ class Page:
         before = self.page.get_attribute("body", "data-analysis")
         self.page.fill("#text", text)
         self.page.click("#run")
-        self.page.wait_for_function("before => document.body.dataset.analysis && document.body.dataset.analysis !== before",
+        self.page.wait_for_function("before => (document.body.dataset.analysis || before) !== before",
                                     arg=before, timeout=30_000)
 
     def tab(self, view: str) -> None:

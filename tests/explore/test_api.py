@@ -128,7 +128,8 @@ def test_a_long_input_keeps_each_querys_strongest_links_exactly(server, lm, monk
 
 
 def test_models_describe_each_family(server):
-    views = {"lm": ["head", "model", "generate", "lens", "ideas"], "translation": ["head", "model", "cross", "beams", "ideas"],
+    views = {"lm": ["head", "model", "generate", "lens", "ideas"],
+             "translation": ["head", "model", "cross", "beams", "ideas"],
              "vision": ["head", "model", "vision", "ideas"], "encoder": ["head", "model", "ideas"],
              "speech": ["head", "model", "cross", "ideas"]}
     for family, want in views.items():

@@ -8,8 +8,6 @@ the console stays clean. Screenshots of every view and idea panel go to ``test-a
 
 from __future__ import annotations
 
-import pytest
-
 from conftest import LM_TEXT, SOURCE_TEXT
 from support import IDEAS, Page, digit_png, post, tone_wav
 
@@ -142,13 +140,15 @@ def test_translation_views(server, page, translation):
     lay = page.page.evaluate("AX.views.cross.layout")
     box = el.bounding_box()
     row, col = 1, 3
-    page.page.mouse.move(box["x"] + lay["labelW"] + (col + 0.5) * lay["cell"], box["y"] + lay["top"] + (row + 0.5) * lay["rowH"])
+    page.page.mouse.move(box["x"] + lay["labelW"] + (col + 0.5) * lay["cell"],
+                         box["y"] + lay["top"] + (row + 0.5) * lay["rowH"])
     page.wait("#cross-tip:not([hidden])")
-    assert (page.page.get_attribute("#cross-tip", "data-row"), page.page.get_attribute("#cross-tip", "data-col")) == ("1", "3")
+    tip = page.page.locator("#cross-tip")
+    assert (tip.get_attribute("data-row"), tip.get_attribute("data-col")) == ("1", "3")
     status, block = post(f"{server}/translation", "attention", {"id": analysis, "stack": "cross", "layer": 2,
                                                               "head": "mean", "q0": 0, "k0": 0})
     assert status == 200 and el.get_attribute("data-layer") == "2"
-    assert float(page.page.get_attribute("#cross-tip", "data-weight")) == block["weights"][0][row][col]
+    assert float(tip.get_attribute("data-weight")) == block["weights"][0][row][col]
     page.shot("translation-cross-attention")
 
     page.tab("beams")
@@ -205,7 +205,8 @@ def test_bad_input_is_one_visible_line_and_the_page_keeps_working(server, browse
     page.open(f"{server}/lm/")
     page.rendered("head")
     message = page.page.locator("#message")
-    for text, want in (("", "enter some text first"), ("a" * 70, "the text is 70 tokens; the explorer takes at most 64"),
+    for text, want in (("", "enter some text first"),
+                       ("a" * 70, "the text is 70 tokens; the explorer takes at most 64"),
                        ("Capital", "characters not in the vocabulary")):
         page.page.fill("#text", text)
         page.page.click("#run")
@@ -239,7 +240,8 @@ def test_bad_input_is_one_visible_line_and_the_page_keeps_working(server, browse
 def test_static_export_renders_offline(browser, lm, translation, tmp_path):
     from attentive.explore import export_html
 
-    for subject, text, views in ((lm, LM_TEXT, ("model", "lens", "ideas")), (translation, SOURCE_TEXT, ("cross", "beams"))):
+    for subject, text, views in ((lm, LM_TEXT, ("model", "lens", "ideas")),
+                                 (translation, SOURCE_TEXT, ("cross", "beams"))):
         path = export_html(subject, text, tmp_path / f"{subject.family}.html")
         html = path.read_text(encoding="utf-8")
         assert "http://" not in html and "https://" not in html and 'src="static/' not in html

@@ -242,7 +242,8 @@ def attention_steps(subject: Subject, analysis: Analysis, layer: int = 0, head: 
         "q": qv.tolist(), "k": keys.tolist(), "v": values.tolist(),
         "dots": dots.tolist(), "scaled": scaled.tolist(),
         "bias": None if bias is None else (biased - scaled).tolist(),
-        "allowed": allowed.tolist(), "masked": [None if not a else m for a, m in zip(allowed.tolist(), masked.tolist())],
+        "allowed": allowed.tolist(),
+        "masked": [m if a else None for a, m in zip(allowed.tolist(), masked.tolist())],  # -inf is not JSON
         "weights": weights.tolist(), "output": output.tolist(),
         "attention_weights": lib_row.tolist(), "attention_output": lib_vec.tolist(),
         "tap_weights": tap_row.tolist(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .subject import Analysis, Primary, Subject, residual_summary
+from .subject import Analysis, Primary, Subject
 
 LENS_TOP = 5
 
@@ -67,6 +67,3 @@ class LanguageModel(Subject):
         return {"position": position, "token": analysis.primary.tokens[position], "layers": layers,
                 "next": None if following is None else {"id": following, "token": self.labels_of([following])[0]},
                 "final_norm": stack.final_norm is not None}
-
-    def residual(self, analysis: Analysis) -> dict:
-        return residual_summary(analysis.streams)

@@ -72,7 +72,8 @@ class SpeechRecognizer(Subject):
         frames = min(features.shape[-1], math.ceil(len(audio) / HOP_LENGTH))  # frames holding the audio
         positions = model.config.max_source_positions
         audio_labels = [f"{2 * i / 100:.2f}s" for i in range(min(positions, features.shape[-1] // 2))]
-        stores = self.stores_for({("encoder", "self"): (audio_labels, audio_labels), ("decoder", "self"): (inputs, inputs),
+        stores = self.stores_for({("encoder", "self"): (audio_labels, audio_labels),
+                                  ("decoder", "self"): (inputs, inputs),
                                   ("decoder", "cross"): (predicted, audio_labels)})
         with self.tapped(stores), self.stream_tap(model.decoder) as stream:
             memory = model.encode(features).hidden  # (1, S, D)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..nn.embedding import TokenEmbedding
 from ..nn.stack import StackOutput, TransformerStack
-from .capture import AttentionTap, Site, StreamTap
+from .capture import AttentionTap, Site, StreamTap, stacks_of
 from .weights import WeightStore
 
 EXAMPLES = {  # the text the page starts with: the first one the model's tokenizer reads
@@ -179,9 +179,10 @@ class Subject:
     def labels_of(self, ids: list[int]) -> list[str]:
         return [token_label(self.tokenizer, i) for i in ids]
 
-    def stores_for(self, spec: dict[tuple[str, str], tuple[list[str], list[str]]]) -> dict[tuple[str, str], WeightStore]:
+    def stores_for(self, spec: dict[tuple[str, str], tuple[list[str], list[str]]]
+                   ) -> dict[tuple[str, str], WeightStore]:
         """Empty stores for the sites ``(stack, kind) -> (query tokens, key tokens)``."""
-        stacks = {name: len(s.layers) for name, s in _stacks(self.model).items()}
+        stacks = {name: len(s.layers) for name, s in stacks_of(self.model).items()}
         heads = self.config.num_heads
         out = {}
         for (stack, kind), (q, k) in spec.items():
@@ -201,12 +202,6 @@ class Subject:
 
     def stream_tap(self, stack: TransformerStack, keep_outputs: bool = False) -> StreamTap:
         return StreamTap(stack, keep_outputs)
-
-
-def _stacks(model: nn.Module) -> dict[str, TransformerStack]:
-    from .capture import stacks_of
-
-    return stacks_of(model)
 
 
 def _key(family: str, value) -> str:

@@ -126,17 +126,6 @@ class WeightStore:
                              "or all (none given)")
         return [head % self.heads]
 
-    def row(self, layer: int, head: int, query: int) -> Tensor | None:
-        """One query's exact weights over all keys ``(Tk,)``, when kept dense."""
-        layer = self.layer(layer)
-        if not self.keep_dense:
-            return None
-        return self.dense[layer][head, query]
-
-    def nbytes(self) -> int:
-        tensors = self.dense + self.top_values + self.top_index + self.thumbs
-        return sum(t.numel() * t.element_size() for t in tensors)
-
 
 def thumbnail(weights: Tensor, side: int = THUMB) -> Tensor:
     """``(H, Tq, Tk)`` -> ``(H, G, G')`` uint8: each cell the largest weight it covers, scaled by
