@@ -301,3 +301,17 @@ def test_models_answers_get_too(server):
     with urllib.request.urlopen(f"{server}/speech/api/models", timeout=30) as response:
         (info,) = json.loads(response.read())["models"]
     assert info["family"] == "speech" and info["input"] == "audio" and info["max_bytes"] == 16 * 1024 * 1024
+
+
+def test_the_static_export_answers_what_the_page_first_asks_for_files_too(vision, speech):
+    from attentive.explore.export import collect, request_key
+
+    for subject, data in ((vision, digit_png()), (speech, tone_wav())):
+        out = collect(subject, data)
+        summary = out["analysis"]
+        assert "text" not in out and summary["family"] == subject.family
+        first = {"model": subject.name, "id": summary["id"], "stack": summary["stacks"][0]["name"], "layer": 0,
+                 "q0": 0, "q1": min(64, len(summary["stacks"][0]["q_tokens"])), "k0": 0,
+                 "k1": min(64, len(summary["stacks"][0]["k_tokens"]))}
+        assert request_key("attention", first) in out["answers"]
+        assert request_key("ideas/masks", {"model": subject.name, "id": summary["id"]}) in out["answers"]
