@@ -129,6 +129,20 @@ class Engine:
             self.pending.remove(sequence)
         self._events.append(TokenEvent(sequence, None, finish_reason="cancelled"))
 
+    def reconfigure(self, sequence: Sequence, config: GenerationConfig) -> None:
+        """Give ``sequence`` new settings from its next token on (an explorer's temperature, top-k
+        and top-p sliders); its tokens and KV cache stay as they are. A greedy sequence that
+        starts sampling gets a generator seeded by ``config.seed``."""
+        if sequence.done:
+            raise ValueError(f"sequence {sequence.id} has finished ({sequence.finish_reason}); it takes no settings")
+        if sequence not in self.pending and sequence not in self.rows:
+            raise ValueError(f"sequence {sequence.id} is not in this engine")
+        sequence.request.config = config
+        if not config.greedy and sequence.generator is None:
+            sequence.generator = new_generator(config.seed, self.device)
+        if sequence in self.rows:
+            self._settings()
+
     @property
     def active(self) -> list[Sequence]:
         return [s for s in self.rows if not s.done]
