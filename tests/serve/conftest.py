@@ -29,8 +29,8 @@ def tiny_server(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tight_server(tiny_models, tmp_path_factory):
-    """One row, one waiting request, 1.5 s per request: queueing, time-outs and freed slots show at once."""
-    server = Server([f"long={tiny_models['long']}"], "--max-batch", "1", "--max-queue", "1", "--timeout", "1.5",
+    """One row, one waiting request, 3 s per request: queueing, time-outs and freed slots show at once."""
+    server = Server([f"long={tiny_models['long']}"], "--max-batch", "1", "--max-queue", "1", "--timeout", "3",
                     log=tmp_path_factory.mktemp("logs") / "tight.log")
     yield server
     server.stop()

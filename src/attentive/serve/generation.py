@@ -55,7 +55,7 @@ def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel
     if body.n > settings.max_n:
         raise bad_request(f"n is {body.n}; this server allows at most {settings.max_n} choices", param="n")
     if isinstance(body, ChatCompletionRequest):
-        kind, texts = "chat", None
+        kind = "chat"
         try:
             text = tokenizer.apply_chat_template(body.conversation(), add_generation_prompt=True)
         except ValueError as err:
@@ -75,13 +75,14 @@ def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel
             prompts = encode_prompts(tokenizer, texts, GenerationConfig())
         except ValueError as err:  # unknown characters, no BOS for an empty prompt
             raise bad_request(f"prompt: {err}", param="prompt") from None
-        prompt_texts = [t if isinstance(t, str) else tokenizer.decode(t) for t in texts]
     vocab = served.vocab_size
     for ids in prompts:
         bad = [t for t in ids if not 0 <= t < vocab]
         if bad:
             raise bad_request(f"prompt token id(s) {bad[:5]} are outside the model's vocabulary of {vocab}",
                               param="prompt")
+    if kind == "text":
+        prompt_texts = [t if isinstance(t, str) else tokenizer.decode(t) for t in texts] if body.echo else []
     limit = _token_limit(body, kind, max(len(p) for p in prompts), served.context, settings)
     stops = () if body.ignore_eos else stop_ids(tokenizer)
     configs = []

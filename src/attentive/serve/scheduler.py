@@ -166,7 +166,7 @@ class GenerationScheduler:
                     if self._closed:
                         break
                     work, self._inbox = self._inbox, []
-                    self._adds = 0
+                    self._pending, self._adds = self._pending + self._adds, 0  # still waiting until the step says
                 self._apply(work)
                 self._step()
                 with self._lock:
