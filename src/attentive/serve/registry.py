@@ -162,7 +162,7 @@ def _default_name(path: Path) -> str:
         found = getattr(locate, finder)()
         if found is not None and Path(found).resolve() == path.resolve():
             return served
-    name = path.stem if path.is_file() else path.name
+    name = path.stem if path.suffix in (".gguf", ".bin", ".safetensors") or path.is_file() else path.name
     if name in ("model", "checkpoint", "final") and path.parent.name:  # a generic folder: its parent says more
         name = path.parent.name
     return re.sub(r"[^A-Za-z0-9._:-]", "-", name) or "model"
@@ -176,7 +176,7 @@ def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torc
         path, served = bundled
         name = name or served
     where = Path(path).expanduser()
-    name = name or (_default_name(where) if where.exists() else path)
+    name = name or _default_name(where)
     if not _NAME.match(name):
         raise ValueError(f"model name {name!r} is not usable; give one with --model NAME=PATH "
                          f"(letters, digits, . _ : -)")

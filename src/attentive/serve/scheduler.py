@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -205,8 +204,8 @@ class GenerationScheduler:
             events = self.engine.step()
         except Exception as err:
             log.exception("decoding step of %s failed", self.name)
+            self.engine = Engine(self.model, **self._engine_options)  # the failed rows are gone with the old one
             self._fail_all(f"decoding failed ({type(err).__name__}: {err})")
-            self.engine = Engine(self.model, **self._engine_options)  # the failed rows are gone with it
             return
         self.steps += 1
         tokens = cancelled = 0
@@ -240,12 +239,3 @@ class GenerationScheduler:
         if self.metrics is not None:
             self.metrics.engine_state(self.name, waiting=self.waiting, active=self._active)
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (tests and shutdown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
