@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,7 +73,8 @@ def _read_events(response, count: int) -> list[str]:
 def test_a_client_that_leaves_mid_stream_is_cancelled_and_its_row_freed(tiny_server):
     cancelled = metric(tiny_server, "attentive_cancelled_sequences_total", model="chat")
     tokens = metric(tiny_server, "attentive_generated_tokens_total", model="chat")
-    conn, response = _open_stream(tiny_server, {"model": "chat", "prompt": "It was", "max_tokens": 480, "ignore_eos": True})
+    conn, response = _open_stream(tiny_server, {"model": "chat", "prompt": "It was", "max_tokens": 480,
+                                                "ignore_eos": True})
     _read_events(response, 3)
     response.close()
     conn.close()
@@ -122,6 +122,7 @@ def test_a_timeout_mid_stream_is_an_error_event_then_done(tight_server):
                                                  "ignore_eos": True})
     events = sse_events(response.read())  # the server's 3 s limit stops it: an error event, not a dropped connection
     conn.close()
-    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "timeout" and "3 s" in events[-2]["error"]["message"]
+    error = events[-2]["error"]
+    assert events[-1] == "[DONE]" and error["code"] == "timeout" and "3 s" in error["message"]
     assert all("choices" in e for e in events[:-2]) and len(events) > 10
     assert _wait(lambda: metric(tight_server, "attentive_active_sequences", model="long") == 0, 2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from serve_helpers import http, multipart
+from serve_helpers import http, multipart, sse_events
 
 pytestmark = pytest.mark.timeout(120)
 PROMPT = "It was the age of"
@@ -55,10 +55,8 @@ def test_a_streamed_chat_is_the_same_reply_in_pieces(client):
 
 
 def test_the_raw_stream_is_server_sent_events_ending_in_done(tiny_server):
-    from serve_helpers import sse_events
-
-    status, headers, raw = http(tiny_server, "POST", "/v1/completions",
-                                {"model": "char", "prompt": "It was", "max_tokens": 5, "temperature": 0, "stream": True})
+    body = {"model": "char", "prompt": "It was", "max_tokens": 5, "temperature": 0, "stream": True}
+    status, headers, raw = http(tiny_server, "POST", "/v1/completions", body)
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
     events = sse_events(raw)
     assert events[-1] == "[DONE]" and events[-2]["choices"][0]["finish_reason"] == "length"
@@ -72,7 +70,8 @@ def test_completions_streamed_or_not_from_text_or_token_ids(client, tiny_models)
     assert whole.object == "text_completion" and whole.id.startswith("cmpl-")
     text = whole.choices[0].text
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 10
-    streamed = list(client.completions.create(model="chat", prompt=PROMPT, max_tokens=10, temperature=0, stream=True))
+    streamed = list(client.completions.create(model="chat", prompt=PROMPT, max_tokens=10, temperature=0,
+                                              stream=True))
     assert "".join(c.choices[0].text for c in streamed) == text
     ids = from_pretrained(tiny_models["chat"]).tokenizer.encode(PROMPT)
     assert client.completions.create(model="chat", prompt=ids, max_tokens=10, temperature=0).choices[0].text == text
@@ -151,7 +150,8 @@ def test_translations_come_back_in_input_order(tiny_server, tiny_models):
     from attentive.decode import SearchConfig, Translator
 
     texts = ["Ein Hund rennt durch den Park.", "", "Zwei Kinder spielen im Sand.", "Ein Mann liest ein Buch."]
-    status, _, raw = http(tiny_server, "POST", "/v1/translations/text", {"model": "translate", "input": texts, "beam": 2})
+    status, _, raw = http(tiny_server, "POST", "/v1/translations/text",
+                          {"model": "translate", "input": texts, "beam": 2})
     assert status == 200, raw
     body = json.loads(raw)
     assert [d["index"] for d in body["data"]] == [0, 1, 2, 3] and body["data"][1]["text"] == ""

@@ -13,7 +13,6 @@ ViT), optionally named ``NAME=PATH``; the bundled models also go by ``smollm2``,
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from ..device import resolve_device
@@ -29,7 +28,8 @@ def build_settings(args):
         host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch, max_queue=args.max_queue,
         timeout=args.timeout if args.timeout and args.timeout > 0 else None, max_n=args.max_n,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_inputs=args.max_inputs, max_audio_seconds=args.max_audio_seconds, cors_origins=tuple(args.cors_origin or ()),
+        max_inputs=args.max_inputs, max_audio_seconds=args.max_audio_seconds,
+        cors_origins=tuple(args.cors_origin or ()),
     )
 
 
