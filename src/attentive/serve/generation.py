@@ -153,15 +153,21 @@ class Run:
         self.scheduler.submit(self.tickets)
         self.metrics.prompt_tokens.labels(self.served.name).inc(self.prompt_tokens)
         if self.settings.timeout is not None:
-            self._timer = self.loop.call_at(self.loop.time() + self.settings.timeout, self.queue.put_nowait, _TIMEOUT)
+            self._timer = self.loop.call_at(self.loop.time() + self.settings.timeout, self._stop, _TIMEOUT)
         self._watcher = asyncio.ensure_future(self._watch_disconnect())
 
     async def _watch_disconnect(self) -> None:
         while True:
             message = await self.request.receive()
             if message["type"] == "http.disconnect":
-                self.queue.put_nowait(_DISCONNECTED)
+                self._stop(_DISCONNECTED)
                 return
+
+    def _stop(self, why: str) -> None:
+        """Time is up or the client has gone: the rows leave the batch now, whether or not
+        anything still reads this run (a stream that never started reads nothing)."""
+        self.scheduler.cancel(self.tickets)
+        self.queue.put_nowait(why)
 
     async def updates(self):
         """Every choice's updates until all have finished; raises ``APIError`` on time-out or engine error,
