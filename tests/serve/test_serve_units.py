@@ -149,3 +149,21 @@ def test_served_model_cards():
     model.config = type("C", (), {"max_len": 8})()
     card = ServedModel("enc", "encoder", model).card()
     assert card["id"] == "enc" and card["object"] == "model" and card["endpoints"] == ["/v1/embeddings"]
+
+
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+def test_every_cache_mode_serves_the_same_tokens(lm, cache):
+    """A fixed-shape cache (what CUDA graphs need) serves a batch at a time; the tokens are the same."""
+    from attentive.decode import generate
+
+    scheduler = GenerationScheduler("lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4, cache=cache)
+    try:
+        updates, done = [], threading.Semaphore(0)
+        scheduler.submit([_ticket(lm, i, updates, done, max_new_tokens=6 + i) for i in range(3)])
+        for _ in range(3):
+            assert done.acquire(timeout=10)
+    finally:
+        scheduler.close()
+    want = generate(lm.model, lm.tokenizer, "It was", max_new_tokens=8, temperature=0, stop_tokens=()).tokens[0]
+    for i in range(3):
+        assert [u.token for u in updates if u.index == i and u.token is not None] == want[:6 + i]

@@ -26,6 +26,7 @@ def build_settings(args):
 
     return ServeSettings.from_env(
         host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch, max_queue=args.max_queue,
+        cache=args.cache,
         timeout=args.timeout if args.timeout and args.timeout > 0 else None, max_n=args.max_n,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_inputs=args.max_inputs, max_audio_seconds=args.max_audio_seconds,
@@ -77,6 +78,9 @@ def register(sub) -> None:
                    "$ATTENTIVE_API_KEY, else no key)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
                    help=f"rows decoding together per language model (default {d.max_batch}; 1 = one at a time)")
+    p.add_argument("--cache", choices=("dynamic", "static", "cuda_graph"), default=d.cache,
+                   help="dynamic (default): requests join the running batch between steps; static / cuda_graph: "
+                   "fixed-shape steps (a CUDA graph on GPU), a batch runs to its end before the next starts")
     p.add_argument("--max-queue", type=int, default=d.max_queue, metavar="N",
                    help=f"requests waiting per model before 429 (default {d.max_queue})")
     p.add_argument("--timeout", type=float, default=d.timeout, metavar="S",

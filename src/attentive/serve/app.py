@@ -41,7 +41,7 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
             state.schedulers[served.name] = GenerationScheduler(
                 served.name, served.model, served.tokenizer, max_batch=settings.max_batch,
                 max_queue=settings.max_queue, retry_after=settings.retry_after, metrics=state.metrics,
-                context=served.context)
+                context=served.context, cache=settings.cache)
         else:
             state.workers[served.name] = Worker(served.name, max_queue=settings.max_queue,
                                                 retry_after=settings.retry_after, timeout=settings.timeout,

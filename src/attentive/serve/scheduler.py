@@ -5,7 +5,9 @@ reach it through an inbox (``submit``, ``cancel``) that the thread drains betwee
 request joins the running batch at the next step (its prompt is encoded and its rows are
 left-padded into the shared dynamic KV cache, with its own positions and key mask), and a
 finished or cancelled one leaves it. That is continuous batching; ``max_batch`` bounds the
-rows, and requests beyond it wait in the engine's queue, ``max_queue`` of them at most.
+rows, and requests beyond it wait in the engine's queue, ``max_queue`` of them at most. With a
+``static`` or ``cuda_graph`` cache (fixed shapes: a CUDA graph replays one step) the batch is
+fixed once started, and requests that arrive meanwhile start together when it has finished.
 
 Each request's choices are ``Ticket``s. In the engine thread a ticket turns its tokens into text
 (``TextStream``: stop strings are found here and end the sequence; text that could still
@@ -94,10 +96,10 @@ class GenerationScheduler:
     """Steps one model's ``Engine`` in its own thread; see the module docstring."""
 
     def __init__(self, name: str, model, tokenizer, *, max_batch: int, max_queue: int, retry_after: int = 1,
-                 metrics=None, context: int | None = None):
+                 metrics=None, context: int | None = None, cache: str = "dynamic"):
         self.name, self.model, self.max_batch, self.max_queue = name, model, max_batch, max_queue
         self.retry_after, self.metrics = retry_after, metrics
-        self._engine_options = dict(cache="dynamic", context=context, pad_id=pad_id_of(tokenizer),
+        self._engine_options = dict(cache=cache, context=context, pad_id=pad_id_of(tokenizer),
                                     max_batch=max_batch)
         self.engine = Engine(model, **self._engine_options)
         self._lock = threading.Condition()

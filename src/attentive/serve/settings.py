@@ -21,6 +21,7 @@ class ServeSettings:
     port: int = 8000
     api_key: str | None = None  # None: no key needed (ATTENTIVE_API_KEY fills it in the CLI)
     max_batch: int = 32  # rows decoding together per language model (1 = one request at a time)
+    cache: str = "dynamic"  # dynamic: rows join between steps; static / cuda_graph: a fixed batch runs to its end
     max_queue: int = 256  # requests waiting for a row (or a worker) per model; more -> 429
     timeout: float | None = 600.0  # seconds a request may take from arrival to its last token (None: no limit)
     max_body_bytes: int = 2 * 1024 * 1024  # JSON bodies
@@ -44,6 +45,8 @@ class ServeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535, got {self.port!r}")
+        if self.cache not in ("dynamic", "static", "cuda_graph"):
+            raise ValueError(f"cache must be dynamic, static or cuda_graph, got {self.cache!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be a number of seconds > 0 (or None for no limit), got {self.timeout!r}")
         if not self.max_audio_seconds > 0:
