@@ -175,9 +175,9 @@ class Run:
         live = len(self.tickets)
         while live:
             item = await self.queue.get()
-            if item == _TIMEOUT:
-                raise timed_out(self.settings.timeout)
-            if item == _DISCONNECTED:
+            if isinstance(item, str):  # a sentinel: the deadline, or the client has gone
+                if item == _TIMEOUT:
+                    raise timed_out(self.settings.timeout)
                 raise ConnectionAbortedError("the client disconnected")
             if item.error is not None:
                 raise APIError(500, item.error, code="engine_error")
