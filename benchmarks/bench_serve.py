@@ -54,6 +54,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def _die_with_parent() -> None:
+    """In the server's process: SIGTERM when the benchmark dies (Linux), so no server is left behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ServerProcess:
     """``python -m attentive serve`` on a free loopback port, stopped by ``close``."""
 
@@ -63,13 +74,15 @@ class ServerProcess:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the event loop shares the cores with torch's threads
         command = [sys.executable, "-m", "attentive", "serve", "--model", args.model, "--port", str(self.port),
                    "--device", args.device, "--dtype", args.dtype, "--log-level", "warning", "--timeout", "0",
                    "--max-queue", "1024", *options]
         if args.threads:
             command += ["--threads", str(args.threads)]
         self.log = open(args.out / f"server-{self.port}.log", "w")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -132,6 +132,18 @@ def make_vit(folder: Path, seed: int = 3) -> Path:
 # ----------------------------------------------------------------------------- a server in a subprocess
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when the test process dies, however it
+    dies, so no server outlives its tests."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,7 +169,8 @@ class Server:
             command += ["--api-key", api_key]
         self.log = log
         self._log_file = open(log, "w") if log else subprocess.DEVNULL
-        self.process = subprocess.Popen(command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
