@@ -6,7 +6,9 @@ streamed from ``/v1/completions`` by the official ``openai`` client (``AsyncOpen
 concurrency 1, 4 and 16: ``c`` clients each send requests one after another, ``rounds`` each,
 starting ``--stagger`` seconds apart so later requests join a batch that is already decoding.
 
-Contestants, each a real server process measured in the same run, one after another:
+Contestants, each a real server process, all started first and then measured level by level,
+one after another at each level (an idle server uses no CPU), so that a busy shared machine
+drifts as little as possible between the figures compared:
 
 * ``attentive serve --max-batch 16``: continuous batching over the dynamic KV cache;
 * ``attentive serve --max-batch 1``: the same server handling one request at a time (the peer);
@@ -153,34 +155,41 @@ async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens:
             "latency_p50": percentile(latency, 0.5), "latency_p95": percentile(latency, 0.95)}
 
 
-def measure(args, name: str, options: list[str], cfg: dict, results: list[dict]) -> None:
-    print(f"[serve] {name}: starting the server", flush=True)
-    server = ServerProcess(args, *options)
+def measure(args, contestants: list[tuple[str, list[str]]], cfg: dict, results: list[dict]) -> None:
+    """Every server is started first; then each concurrency level runs on each server in turn, so
+    the servers compared at a level are measured minutes apart at most (an idle server uses no CPU)."""
+    servers = []
     try:
-        asyncio.run(one_level(server.url, "smollm2-135m-instruct", 1, 1, 4, 0.0))  # warm-up
+        for name, options in contestants:
+            print(f"[serve] {name}: starting the server", flush=True)
+            servers.append((name, ServerProcess(args, *options)))
+            asyncio.run(one_level(servers[-1][1].url, "smollm2-135m-instruct", 1, 1, 4, 0.0))  # warm-up
         for level in cfg["levels"]:
-            steps, rows = server.rows_per_step()
-            row = asyncio.run(one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"],
-                                        args.stagger))
-            steps2, rows2 = server.rows_per_step()
-            row.update(server=name, concurrency=level, rows_per_step=(rows2 - rows) / max(1.0, steps2 - steps))
-            results.append(row)
-            print(f"[serve] {name} c={level}: {row['tok_per_s']:.1f} tok/s, TTFT p50 {row['ttft_p50']:.2f} s "
-                  f"p95 {row['ttft_p95']:.2f} s, latency p95 {row['latency_p95']:.2f} s, "
-                  f"{row['rows_per_step']:.1f} rows/step", flush=True)
-            write(args, cfg, results)
+            for name, server in servers:
+                steps, rows = server.rows_per_step()
+                row = asyncio.run(one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"],
+                                            args.stagger))
+                steps2, rows2 = server.rows_per_step()
+                row.update(server=name, concurrency=level, rows_per_step=(rows2 - rows) / max(1.0, steps2 - steps))
+                results.append(row)
+                print(f"[serve] {name} c={level}: {row['tok_per_s']:.1f} tok/s, TTFT p50 {row['ttft_p50']:.2f} s "
+                      f"p95 {row['ttft_p95']:.2f} s, latency p95 {row['latency_p95']:.2f} s, "
+                      f"{row['rows_per_step']:.1f} rows/step", flush=True)
+                write(args, cfg, results)
     finally:
-        server.close()
+        for _, server in servers:
+            server.close()
 
 
 def markdown(args, cfg: dict, results: list[dict]) -> str:
     base = {r["concurrency"]: r["tok_per_s"] for r in results if r["server"] == "one at a time"}
-    lines = [f"### Serving SmolLM2-135M: continuous batching vs one request at a time", "",
+    lines = ["### Serving SmolLM2-135M: continuous batching vs one request at a time", "",
              f"{environment(args)}; {cfg['tokens']} new tokens per request, {cfg['rounds']} request(s) per client, "
              f"clients {args.stagger:g} s apart; {datetime.date.today().isoformat()}", "",
              "| server | concurrency | requests | tok/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | rows/step "
              "| tok/s vs one at a time |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
+    order = list(dict.fromkeys(r["server"] for r in results))
+    for r in sorted(results, key=lambda r: (order.index(r["server"]), r["concurrency"])):
         ratio = f"{r['tok_per_s'] / base[r['concurrency']]:.2f}x" if r["concurrency"] in base else ""
         lines.append(f"| {r['server']} | {r['concurrency']} | {r['requests']} | {r['tok_per_s']:.1f} | "
                      f"{r['ttft_p50']:.2f} s | {r['ttft_p95']:.2f} s | {r['latency_p50']:.2f} s | "
@@ -228,9 +237,7 @@ def main() -> None:
     if args.device == "cuda":
         contestants.insert(1, (f"CUDA graph (max_batch {cfg['batch']})",
                                ["--max-batch", str(cfg["batch"]), "--cache", "cuda_graph"]))
-    for name, options in contestants:
-        if common.selected(args, name):
-            measure(args, name, options, cfg, results)
+    measure(args, [(name, options) for name, options in contestants if common.selected(args, name)], cfg, results)
     write(args, cfg, results)
     print()
     print(markdown(args, cfg, results), flush=True)
