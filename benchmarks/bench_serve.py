@@ -6,9 +6,10 @@ streamed from ``/v1/completions`` by the official ``openai`` client (``AsyncOpen
 concurrency 1, 4 and 16: ``c`` clients each send requests one after another, ``rounds`` each,
 starting ``--stagger`` seconds apart so later requests join a batch that is already decoding.
 
-Contestants, each a real server process, all started first and then measured level by level,
-one after another at each level (an idle server uses no CPU), so that a busy shared machine
-drifts as little as possible between the figures compared:
+Contestants, each a real server process, all started first and then measured level by level:
+at each level the batched server runs, then the others, then the batched one again (its row
+pools both runs), so that a busy shared machine drifts as little as possible between the
+figures compared (an idle server uses no CPU):
 
 * ``attentive serve --max-batch 16``: continuous batching over the dynamic KV cache;
 * ``attentive serve --max-batch 1``: the same server handling one request at a time (the peer);
@@ -150,32 +151,48 @@ async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens:
     wall = time.perf_counter() - start
     await client.close()
     assert all(n == tokens for n in counted), counted
-    return {"requests": len(latency), "tokens": sum(counted), "seconds": wall, "tok_per_s": sum(counted) / wall,
-            "ttft_p50": percentile(ttft, 0.5), "ttft_p95": percentile(ttft, 0.95),
+    return {"ttft": ttft, "latency": latency, "tokens": sum(counted), "seconds": wall}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """One row from one or more runs of a level: tokens / seconds summed, percentiles over every request."""
+    ttft = [t for run in runs for t in run["ttft"]]
+    latency = [t for run in runs for t in run["latency"]]
+    tokens, seconds = sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs)
+    return {"runs": len(runs), "requests": len(latency), "tokens": tokens, "seconds": seconds,
+            "tok_per_s": tokens / seconds, "ttft_p50": percentile(ttft, 0.5), "ttft_p95": percentile(ttft, 0.95),
             "latency_p50": percentile(latency, 0.5), "latency_p95": percentile(latency, 0.95)}
 
 
 def measure(args, contestants: list[tuple[str, list[str]]], cfg: dict, results: list[dict]) -> None:
-    """Every server is started first; then each concurrency level runs on each server in turn, so
-    the servers compared at a level are measured minutes apart at most (an idle server uses no CPU)."""
+    """Every server is started first (an idle one uses no CPU); then each level runs on the servers
+    in turn, the first (batched) one both before and after the others (A B A), so that on a shared
+    machine whose load drifts the figures compared are measured around the same time."""
     servers = []
     try:
         for name, options in contestants:
             print(f"[serve] {name}: starting the server", flush=True)
             servers.append((name, ServerProcess(args, *options)))
             asyncio.run(one_level(servers[-1][1].url, "smollm2-135m-instruct", 1, 1, 4, 0.0))  # warm-up
+        order = servers + servers[:1] if len(servers) > 1 else servers
         for level in cfg["levels"]:
-            for name, server in servers:
+            runs: dict[str, list[dict]] = {}
+            for name, server in order:
                 steps, rows = server.rows_per_step()
-                row = asyncio.run(one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"],
+                run = asyncio.run(one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"],
                                             args.stagger))
                 steps2, rows2 = server.rows_per_step()
-                row.update(server=name, concurrency=level, rows_per_step=(rows2 - rows) / max(1.0, steps2 - steps))
+                run.update(steps=steps2 - steps, rows=rows2 - rows)
+                runs.setdefault(name, []).append(run)
+                print(f"[serve] {name} c={level}: {run['tokens'] / run['seconds']:.1f} tok/s, "
+                      f"TTFT p95 {percentile(run['ttft'], 0.95):.2f} s, "
+                      f"{run['rows'] / max(1.0, run['steps']):.1f} rows/step", flush=True)
+            for name, _ in servers:
+                row, done = summarize(runs[name]), runs[name]
+                steps = sum(r["steps"] for r in done)
+                row.update(server=name, concurrency=level, rows_per_step=sum(r["rows"] for r in done) / max(1.0, steps))
                 results.append(row)
-                print(f"[serve] {name} c={level}: {row['tok_per_s']:.1f} tok/s, TTFT p50 {row['ttft_p50']:.2f} s "
-                      f"p95 {row['ttft_p95']:.2f} s, latency p95 {row['latency_p95']:.2f} s, "
-                      f"{row['rows_per_step']:.1f} rows/step", flush=True)
-                write(args, cfg, results)
+            write(args, cfg, results)
     finally:
         for _, server in servers:
             server.close()
@@ -185,7 +202,8 @@ def markdown(args, cfg: dict, results: list[dict]) -> str:
     base = {r["concurrency"]: r["tok_per_s"] for r in results if r["server"] == "one at a time"}
     lines = ["### Serving SmolLM2-135M: continuous batching vs one request at a time", "",
              f"{environment(args)}; {cfg['tokens']} new tokens per request, {cfg['rounds']} request(s) per client, "
-             f"clients {args.stagger:g} s apart; {datetime.date.today().isoformat()}", "",
+             f"clients {args.stagger:g} s apart; the batched server runs before and after the others at each "
+             f"level (its row pools both runs); {datetime.date.today().isoformat()}", "",
              "| server | concurrency | requests | tok/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | rows/step "
              "| tok/s vs one at a time |", "|---|---|---|---|---|---|---|---|---|---|"]
     order = list(dict.fromkeys(r["server"] for r in results))
