@@ -74,7 +74,7 @@ def test_a_failing_step_fails_every_request_and_the_engine_starts_afresh(lm, mon
     scheduler = GenerationScheduler("lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4)
     try:
         broken = scheduler.engine
-        monkeypatch.setattr(broken, "step", lambda: (_ for _ in ()).throw(RuntimeError("out of memory")))
+        monkeypatch.setattr(broken, "step", lambda **_: (_ for _ in ()).throw(RuntimeError("out of memory")))
         updates, done = [], threading.Semaphore(0)
         scheduler.submit([_ticket(lm, 0, updates, done), _ticket(lm, 1, updates, done)])
         assert done.acquire(timeout=10) and done.acquire(timeout=10)

@@ -12,7 +12,9 @@ fixed once started, and requests that arrive meanwhile start together when it ha
 Each request's choices are ``Ticket``s. In the engine thread a ticket turns its tokens into text
 (``TextStream``: stop strings are found here and end the sequence; text that could still
 become one is held back) and hands an ``Update`` per step to its request's event loop
-(``deliver``: ``loop.call_soon_threadsafe``), so the event loop never waits on the model.
+(``deliver``: ``loop.call_soon_threadsafe``) as soon as the step has chosen them, before the
+model runs for the next tokens, so the event loop never waits on the model and a token reaches
+its client a forward pass sooner.
 
 An exception inside a step fails every request in flight with an error update (a stream ends
 with an error event, not a dropped connection) and the engine starts afresh.
@@ -203,13 +205,15 @@ class GenerationScheduler:
 
     def _step(self) -> None:
         try:
-            events = self.engine.step()
+            self.engine.step(emit=self._deliver)  # tokens go out before the model runs for the next ones
         except Exception as err:
             log.exception("decoding step of %s failed", self.name)
             self.engine = Engine(self.model, **self._engine_options)  # the failed rows are gone with the old one
             self._fail_all(f"decoding failed ({type(err).__name__}: {err})")
             return
         self.steps += 1
+
+    def _deliver(self, events: list[TokenEvent]) -> None:
         tokens = cancelled = 0
         for event in events:
             ticket = self._tickets.get(event.sequence.id)
