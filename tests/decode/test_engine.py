@@ -126,6 +126,20 @@ def test_reconfigure_changes_the_settings_from_the_next_token_on():
         engine.reconfigure(seq, greedy)
 
 
+def test_a_steps_tokens_are_emitted_before_the_model_runs_again():
+    model = _lm()
+    engine = Engine(model)
+    order, emitted = [], []
+    forward = engine.batch.step
+    engine.batch.step = lambda tokens: (order.append("forward"), forward(tokens))[1]
+    seq = engine.add(Request([5, 6], GenerationConfig(max_new_tokens=3, temperature=0.0)))
+    while not engine.idle:
+        returned = engine.step(emit=lambda events: (order.append("emit"), emitted.append(events)))
+        assert emitted[-1] is returned
+    assert order == ["emit", "forward", "emit", "forward", "emit"]  # the last token needs no forward
+    assert [e.token for events in emitted for e in events] == seq.tokens == _alone(model, [5, 6], seq.request.config)
+
+
 def test_a_static_batch_is_fixed_so_new_requests_wait_for_it():
     model = _lm()
     config = GenerationConfig(max_new_tokens=4, temperature=0.0)
