@@ -8,7 +8,9 @@ CTranslate2 folder, an attentive checkpoint) or a run folder (language model, tr
 ViT), optionally named ``NAME=PATH``; the bundled models also go by ``smollm2``, ``minilm`` and
 ``whisper-tiny.en``. The server binds 127.0.0.1 unless ``--host`` says otherwise; ``--api-key``
 (or ``ATTENTIVE_API_KEY``) then requires ``Authorization: Bearer KEY`` on every route but
-``/health``. See the README's "Serving" section for the endpoints and limits.
+``/health``. ``--explore`` also serves the attention explorer on the same application, at
+``/explore/`` (one app, two faces: the OpenAI endpoints for programs, the page for people). See
+the README's "Serving" section for the endpoints and limits.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def run(args) -> int:
         raise ValueError(f"attentive serve needs {err.name}: pip install 'attentive[serve]'") from None
 
     settings = build_settings(args)  # bad limits fail before any model loads
+    if args.explore and settings.api_key is not None:
+        raise ValueError("--explore cannot be combined with an API key: the explorer's page sends none "
+                         "(the server binds 127.0.0.1 by default)")
     if not args.model:
         raise ValueError("give at least one --model (e.g. --model smollm2, or a run folder)")
     if args.threads:
@@ -58,11 +63,36 @@ def run(args) -> int:
         print(f"attentive serve: warning: listening on {settings.host} without --api-key: anyone who can reach "
               f"this port can use the models", file=sys.stderr)
     app = create_app(registry, settings)
+    if args.explore:
+        mount_explorer(app, registry)
+        print(f"the attention explorer: http://{settings.host}:{settings.port}/explore/", file=sys.stderr, flush=True)
     import uvicorn
 
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
                 access_log=args.log_level == "debug", timeout_graceful_shutdown=5)
     return 0
+
+
+def mount_explorer(app, registry, prefix: str = "/explore") -> None:
+    """The explorer's page and endpoints on the serving app, over copies of the served models.
+
+    The explorer taps a model's attention layers with hooks while it runs, and a tapped model
+    must not serve a request in another thread at the same time; so the page gets its own copy
+    of each model (the memory of the weights once more), and serving is never slowed or changed.
+    """
+    import copy
+
+    from ..explore.api import Registry, mount
+    from ..explore.load import make_subject
+
+    explored = Registry()
+    for served in registry:
+        if served.kind == "translation":
+            translator = served.translator
+            explored.add(make_subject(copy.deepcopy(translator.model), translator.tokenizer, served.name))
+        else:
+            explored.add(make_subject(copy.deepcopy(served.model), served.tokenizer, served.name))
+    mount(app, explored, prefix)
 
 
 def register(sub) -> None:
@@ -94,6 +124,8 @@ def register(sub) -> None:
                    help=f"audio / image upload limit (default {d.max_upload_bytes / 2**20:g} MiB)")
     p.add_argument("--max-audio-seconds", type=float, default=d.max_audio_seconds, metavar="S",
                    help=f"longest audio transcribed (default {d.max_audio_seconds:g})")
+    p.add_argument("--explore", action="store_true",
+                   help="also serve the attention explorer's page at /explore/ on the same app (not with --api-key)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights' dtype (default float32)")
