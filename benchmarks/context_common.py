@@ -67,7 +67,8 @@ def timed(record: dict[str, Any]):
 class Results:
     """A JSON file rewritten after every cell: command, machine, settings, cells."""
 
-    def __init__(self, name: str, out: Path | str | None, settings: dict[str, Any]):
+    def __init__(self, name: str, out: Path | str | None, settings: dict[str, Any], grid: tuple[str, ...] = ()):
+        self.grid = grid  # settings that only choose which cells run: runs differing in them share a file
         self.dir = Path(out) if out else OUT
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / f"{name}.json"
@@ -82,7 +83,12 @@ class Results:
         if not self.path.is_file():
             return {}
         old = json.loads(self.path.read_text())
-        return old.get("cells", {}) if old.get("settings") == self.data["settings"] else {}
+        fixed = lambda settings: {k: v for k, v in settings.items() if k not in self.grid}  # noqa: E731
+        if fixed(old.get("settings", {})) != fixed(self.data["settings"]):
+            return {}
+        if self.grid:  # one more run over the same file: keep every command that filled it
+            self.data["commands"] = old.get("commands", [old["command"]]) + [self.data["command"]]
+        return old.get("cells", {})
 
     def save(self) -> None:
         self.data["machine_at_end"] = {"load_average": [round(x, 2) for x in os.getloadavg()],

@@ -58,7 +58,7 @@ def main() -> None:
     settings = {"model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)", "lengths": args.lengths,
                 "factor": args.factor, "trials": args.trials, "seed": args.seed,
                 "text": "Tiny Shakespeare validation split, first L tokens"}
-    results = Results("context_passkey", args.out, settings)
+    results = Results("context_passkey", args.out, settings, grid=("lengths", "methods"))
     if args.plot_only:
         results.data = json.loads(results.path.read_text())
         return report(results)
