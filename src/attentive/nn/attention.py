@@ -186,6 +186,15 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(kv_dim, num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(kv_dim, num_kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(num_heads * self.head_dim, d_model, bias=bias)
+        self.qkv_proj: nn.Module | None = None  # q, k, v as one product (inference: fuse_qkv)
+
+    def fuse_qkv(self, cat) -> None:
+        """Self-attention only: compute q, k and v with one projection, ``cat([q_proj, k_proj,
+        v_proj])`` (one product per step instead of three, the same numbers). ``cat`` joins
+        modules along their outputs (``nn.inference.cat_linears``)."""
+        if self.qkv_proj is None:
+            self.qkv_proj = cat([self.q_proj, self.k_proj, self.v_proj])
+            self.q_proj = self.k_proj = self.v_proj = None
 
     def _split(self, x: Tensor, heads: int) -> Tensor:
         batch, seq, _ = x.shape
@@ -210,10 +219,19 @@ class MultiHeadAttention(nn.Module):
         """
         if x.dim() != 3:
             raise ValueError(f"attention input must have shape (batch, seq, d_model), got {tuple(x.shape)}")
-        q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
+        if self.qkv_proj is not None:
+            if context is not None:
+                raise ValueError("this attention's q/k/v projections are fused for self-attention; it takes no context")
+            kv_width = self.num_kv_heads * self.head_dim
+            q, k, v = self.qkv_proj(x).split((self.num_heads * self.head_dim, kv_width, kv_width), dim=-1)
+            q = self._split(q, self.num_heads)  # (B, H, Tq, Dh)
+        else:
+            q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
         if context is None:  # self-attention: new keys/values, appended to the cache if any
-            k = self._split(self.k_proj(x), self.num_kv_heads)  # (B, Hkv, Tq, Dh)
-            v = self._split(self.v_proj(x), self.num_kv_heads)
+            if self.qkv_proj is None:
+                k, v = self.k_proj(x), self.v_proj(x)
+            k = self._split(k, self.num_kv_heads)  # (B, Hkv, Tq, Dh)
+            v = self._split(v, self.num_kv_heads)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
             if cache is not None:

@@ -1,0 +1,414 @@
+// y = x W^T (+ b) for a few rows of x, with W stored in column panels: fp32, int8 or 4-bit.
+//
+// Why this exists: at batch 1 on a CPU every decoded token reads every weight once, so a
+// linear layer should run at the memory's read bandwidth. PyTorch's CPU kernels do not for
+// these shapes (measured on 2 AMD EPYC cores, a 1 x 576 by 576 x 1536 product: F.linear fp32
+// 47 us, _weight_int8pack_mm 279 us, _weight_int4pack_mm_for_cpu 621 us; a whole SmolLM2-135M
+// step of F.linear calls runs at 40% of the read bandwidth). Here the weight is laid out so that
+// one thread streams it once, front to back, and every loaded weight vector is used for every
+// row of x.
+//
+// Layout ("panels"): output columns are cut into panels of NP = 32; panel p holds columns
+// p*32 .. p*32+31 for every k, k-major: fp32 and int8 as (P, K, 32); 4-bit as (P, K, 16) bytes,
+// byte j holding column j in its low nibble and column j+16 in its high nibble. Quantised
+// weights carry one scale (and optionally one minimum) per group of `group` consecutive k and
+// per column, as (P, K / group, 32) fp32: w[k, n] = scale[g, n] * q[k, n] + min[g, n]. That
+// holds GGUF's Q8_0 (scale only), Q4_0 and Q4_1 blocks (scale and minimum, group 32) exactly,
+// and per-channel int8 (group = K).
+//
+// Threads: at::parallel_for over panels (PyTorch's own OpenMP pool and thread count). Vectors:
+// GCC vector extensions of 16 floats, which compile to AVX-512 (one register) or AVX2 (two).
+//
+// Dimension names: M rows of x, K input features, N output features, P panels, G groups.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Optional.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int64_t NP = 32;  // output columns per panel
+constexpr int MR = 4;       // rows of x per tile (4 x 2 accumulators + 4 x 2 group partials)
+
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef int8_t i8x16 __attribute__((vector_size(16)));
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+
+inline f32x16 load_f32(const float* p) {
+  f32x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The weight formats: how the 32 values of row k of a panel become two vectors of 16 floats.
+struct F32 {
+  using T = float;
+  static constexpr int64_t row_elems = NP;
+  static inline void load(const float* w, f32x16& lo, f32x16& hi) {
+    lo = load_f32(w);
+    hi = load_f32(w + 16);
+  }
+};
+
+// GCC (12) turns a signed-byte vector conversion into scalar code, so int8 -> float uses
+// intrinsics where the instruction set has them.
+inline f32x16 i8_to_f32(const int8_t* p) {
+#if defined(__AVX512F__)
+  return (f32x16)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+  const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+  f32x16 out;
+  std::memcpy(&out, &lo, sizeof lo);
+  std::memcpy(reinterpret_cast<char*>(&out) + sizeof lo, &hi, sizeof hi);
+  return out;
+#else
+  f32x16 out;
+  for (int i = 0; i < 16; ++i) out[i] = static_cast<float>(p[i]);
+  return out;
+#endif
+}
+
+struct I8 {
+  using T = int8_t;
+  static constexpr int64_t row_elems = NP;
+  static inline void load(const int8_t* w, f32x16& lo, f32x16& hi) {
+    lo = i8_to_f32(w);
+    hi = i8_to_f32(w + 16);
+  }
+};
+
+struct U4 {
+  using T = uint8_t;
+  static constexpr int64_t row_elems = NP / 2;
+  static inline void load(const uint8_t* w, f32x16& lo, f32x16& hi) {
+    u8x16 a;
+    std::memcpy(&a, w, sizeof a);
+    lo = __builtin_convertvector(__builtin_convertvector(a & 15, i32x16), f32x16);
+    hi = __builtin_convertvector(__builtin_convertvector(a >> 4, i32x16), f32x16);
+  }
+};
+
+// One panel for `R` rows of x: out (R, 32) = x (R, K) panel (K, 32), scaled per group.
+template <class W, int R>
+inline void panel_tile(const float* x, int64_t ldx, const typename W::T* w, const float* scale,
+                       const float* mins, const float* xsum, int64_t K, int64_t group, float* out) {
+  constexpr int U = R == 1 ? 4 : (R == 2 ? 2 : 1);  // k unrolled U times
+  f32x16 acc[R][2] = {};
+  const int64_t groups = scale ? K / group : 1;
+  const int64_t len = scale ? group : K;
+  for (int64_t g = 0; g < groups; ++g) {
+    // U independent sums per output vector: with few rows, one chain of dependent FMAs would
+    // wait on the FMA latency rather than on memory
+    f32x16 part[U][R][2] = {};
+    const int64_t k0 = g * len, k1 = k0 + len;
+    int64_t k = k0;
+    for (; k + U <= k1; k += U) {
+      for (int u = 0; u < U; ++u) {
+        f32x16 lo, hi;
+        W::load(w + (k + u) * W::row_elems, lo, hi);
+        for (int r = 0; r < R; ++r) {
+          const float xv = x[r * ldx + k + u];
+          part[u][r][0] += lo * xv;
+          part[u][r][1] += hi * xv;
+        }
+      }
+    }
+    for (; k < k1; ++k) {
+      f32x16 lo, hi;
+      W::load(w + k * W::row_elems, lo, hi);
+      for (int r = 0; r < R; ++r) {
+        const float xv = x[r * ldx + k];
+        part[0][r][0] += lo * xv;
+        part[0][r][1] += hi * xv;
+      }
+    }
+    for (int u = 1; u < U; ++u)
+      for (int r = 0; r < R; ++r) {
+        part[0][r][0] += part[u][r][0];
+        part[0][r][1] += part[u][r][1];
+      }
+    if (scale) {
+      const f32x16 s0 = load_f32(scale + g * NP), s1 = load_f32(scale + g * NP + 16);
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] += part[0][r][0] * s0;
+        acc[r][1] += part[0][r][1] * s1;
+      }
+      if (mins) {
+        const f32x16 m0 = load_f32(mins + g * NP), m1 = load_f32(mins + g * NP + 16);
+        for (int r = 0; r < R; ++r) {
+          const float xs = xsum[r * groups + g];
+          acc[r][0] += m0 * xs;
+          acc[r][1] += m1 * xs;
+        }
+      }
+    } else {
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] += part[0][r][0];
+        acc[r][1] += part[0][r][1];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    std::memcpy(out + r * NP, &acc[r][0], sizeof(f32x16));
+    std::memcpy(out + r * NP + 16, &acc[r][1], sizeof(f32x16));
+  }
+}
+
+template <class W>
+void tile_rows(int rows, const float* x, int64_t ldx, const typename W::T* w, const float* scale,
+               const float* mins, const float* xsum, int64_t K, int64_t group, float* out) {
+  switch (rows) {
+    case 1: return panel_tile<W, 1>(x, ldx, w, scale, mins, xsum, K, group, out);
+    case 2: return panel_tile<W, 2>(x, ldx, w, scale, mins, xsum, K, group, out);
+    case 3: return panel_tile<W, 3>(x, ldx, w, scale, mins, xsum, K, group, out);
+    default: return panel_tile<W, MR>(x, ldx, w, scale, mins, xsum, K, group, out);
+  }
+}
+
+void check(bool ok, const char* what) { TORCH_CHECK(ok, "panel_linear: ", what); }
+
+// ---------------------------------------------------------------------------------------------
+// The threads. A decoded token makes about a hundred of these products, each a few tens of
+// microseconds long. An OpenMP team that sleeps between them (OMP_WAIT_POLICY=PASSIVE, the
+// polite setting on a shared machine) takes ~50 us to wake each time (measured: a 576 x 576
+// int8 product, 13 us on one thread, 63 us on two). So the products run on their own small
+// pool: its workers spin for `spin_us` (ATTENTIVE_SPIN_US, default 1000) after each job, so the
+// next product of the same step finds them awake, and then sleep on a condition variable; 0
+// makes them sleep at once. The caller's thread takes the first share of every job.
+class Pool {
+ public:
+  Pool(int threads, int64_t spin_us) : spin_(std::chrono::microseconds(spin_us)) {
+    for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
+    threads_ = threads;
+  }
+
+  int threads() const { return threads_; }
+
+  // f(begin, end) over [0, n) cut into one contiguous share per thread.
+  template <class F>
+  void parallel(int64_t n, const F& f) {
+    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
+    if (threads_ == 1 || n < 2 || !busy.owns_lock()) {  // one thread, or another caller holds the pool
+      f(0, n);
+      return;
+    }
+    const int shares = static_cast<int>(std::min<int64_t>(threads_, n));
+    job_ = [](const void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
+    ctx_ = &f;
+    n_ = n;
+    shares_ = shares;
+    pending_.store(threads_ - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    f(0, n / shares);
+    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  }
+
+ private:
+  void work(int t) {
+    uint64_t seen = 0;
+    for (;;) {
+      const auto start = std::chrono::steady_clock::now();
+      while (generation_.load(std::memory_order_acquire) == seen) {
+        if (std::chrono::steady_clock::now() - start >= spin_) {
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+          break;
+        }
+        for (int i = 0; i < 16; ++i) _mm_pause();
+      }
+      seen = generation_.load(std::memory_order_acquire);
+      if (t < shares_) job_(ctx_, n_ * t / shares_, n_ * (t + 1) / shares_);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  int threads_ = 1;
+  const std::chrono::steady_clock::duration spin_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  void (*job_)(const void*, int64_t, int64_t) = nullptr;
+  const void* ctx_ = nullptr;
+  int64_t n_ = 0;
+  int shares_ = 1;
+};
+
+std::mutex g_pool_mu;
+Pool* g_pool = nullptr;  // never freed: workers may still be asleep on it at exit
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+// The pool for PyTorch's current thread count (made again when that changes).
+Pool& pool() {
+  const int threads = std::max(1, at::get_num_threads());
+  std::lock_guard<std::mutex> lock(g_pool_mu);
+  if (g_pool == nullptr || g_pool->threads() != threads) {
+    static bool registered = [] {  // a forked child has none of the parent's threads
+      pthread_atfork(nullptr, nullptr, [] { g_pool = nullptr; });
+      return true;
+    }();
+    (void)registered;
+    g_pool = new Pool(threads, env_int("ATTENTIVE_SPIN_US", 1000));  // the old one is leaked, see above
+  }
+  return *g_pool;
+}
+
+// The pool where OpenMP's threads sleep between jobs (OMP_WAIT_POLICY=PASSIVE); elsewhere they
+// spin on their own, and a second spinning pool would only take their cores: OpenMP it is.
+bool use_pool() {
+  static const bool use = [] {
+    const int64_t forced = env_int("ATTENTIVE_POOL", -1);
+    if (forced >= 0) return forced > 0;
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    return policy != nullptr && (std::strcmp(policy, "PASSIVE") == 0 || std::strcmp(policy, "passive") == 0);
+  }();
+  return use;
+}
+
+template <class F>
+void parallel_panels(int64_t n, const F& f) {
+  if (use_pool()) {
+    pool().parallel(n, f);
+  } else {
+    at::parallel_for(0, n, 1, f);
+  }
+}
+
+// Shared driver: checks, the (M, N) output, per-group sums of x for minimums, the panel loop.
+template <class W>
+at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::optional<at::Tensor>& scale,
+               const c10::optional<at::Tensor>& mins, const c10::optional<at::Tensor>& bias, int64_t group,
+               int64_t n_out) {
+  check(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "x must be a 2-D float32 tensor");
+  check(panels.dim() == 3 && panels.size(2) == W::row_elems, "panels must be (P, K, 32) (4-bit: (P, K, 16))");
+  const at::Tensor x = x_in.contiguous();
+  const int64_t M = x.size(0), K = x.size(1), P = panels.size(0);
+  check(panels.size(1) == K, "x has a different number of input features than the panels");
+  check(panels.is_contiguous(), "panels must be contiguous");
+  check(n_out > (P - 1) * NP && n_out <= P * NP, "n_out does not match the number of panels");
+  const float* sp = nullptr;
+  const float* mp = nullptr;
+  int64_t groups = 1;
+  if (scale.has_value()) {
+    check(group > 0 && K % group == 0, "group must divide K");
+    groups = K / group;
+    check(scale->scalar_type() == at::kFloat && scale->is_contiguous() && scale->numel() == P * groups * NP,
+          "scale must be contiguous float32 (P, K / group, 32)");
+    sp = scale->data_ptr<float>();
+    if (mins.has_value()) {
+      check(mins->scalar_type() == at::kFloat && mins->is_contiguous() && mins->numel() == P * groups * NP,
+            "mins must be contiguous float32 (P, K / group, 32)");
+      mp = mins->data_ptr<float>();
+    }
+  }
+  const float* bp = nullptr;
+  if (bias.has_value()) {
+    check(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n_out,
+          "bias must be contiguous float32 (N,)");
+    bp = bias->data_ptr<float>();
+  }
+  at::Tensor y = at::empty({M, n_out}, x.options());
+  if (M == 0) return y;
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::Tensor xsum_t;
+  const float* xs = nullptr;
+  if (mp) {  // sum of x over each group: the minimum's share of every output
+    xsum_t = at::empty({M, groups}, x.options());
+    float* s = xsum_t.data_ptr<float>();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t g = 0; g < groups; ++g) {
+        float t = 0.f;
+        for (int64_t k = g * group; k < (g + 1) * group; ++k) t += xp[m * K + k];
+        s[m * groups + g] = t;
+      }
+    xs = s;
+  }
+  const typename W::T* wp = static_cast<const typename W::T*>(panels.data_ptr());
+  parallel_panels(P, [&](int64_t p0, int64_t p1) {
+    alignas(64) float out[MR * NP];
+    for (int64_t p = p0; p < p1; ++p) {
+      const typename W::T* w = wp + p * K * W::row_elems;
+      const float* ps = sp ? sp + p * groups * NP : nullptr;
+      const float* pm = mp ? mp + p * groups * NP : nullptr;
+      const int64_t n0 = p * NP, width = std::min<int64_t>(NP, n_out - n0);
+      for (int64_t m0 = 0; m0 < M; m0 += MR) {
+        const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
+        tile_rows<W>(rows, xp + m0 * K, K, w, ps, pm, xs ? xs + m0 * groups : nullptr, K, group, out);
+        for (int r = 0; r < rows; ++r) {
+          float* dst = yp + (m0 + r) * n_out + n0;
+          const float* src = out + r * NP;
+          if (bp) {
+            for (int64_t j = 0; j < width; ++j) dst[j] = src[j] + bp[n0 + j];
+          } else {
+            std::memcpy(dst, src, width * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+  return y;
+}
+
+at::Tensor linear_f32(const at::Tensor& x, const at::Tensor& panels, const c10::optional<at::Tensor>& bias,
+                      int64_t n_out) {
+  check(panels.scalar_type() == at::kFloat, "fp32 panels must be float32");
+  return run<F32>(x, panels, c10::nullopt, c10::nullopt, bias, 0, n_out);
+}
+
+at::Tensor linear_i8(const at::Tensor& x, const at::Tensor& panels, const at::Tensor& scale,
+                     const c10::optional<at::Tensor>& mins, const c10::optional<at::Tensor>& bias, int64_t group,
+                     int64_t n_out) {
+  check(panels.scalar_type() == at::kChar, "int8 panels must be int8");
+  return run<I8>(x, panels, scale, mins, bias, group, n_out);
+}
+
+at::Tensor linear_u4(const at::Tensor& x, const at::Tensor& panels, const at::Tensor& scale,
+                     const c10::optional<at::Tensor>& mins, const c10::optional<at::Tensor>& bias, int64_t group,
+                     int64_t n_out) {
+  check(panels.scalar_type() == at::kByte, "4-bit panels must be uint8 (two values a byte)");
+  return run<U4>(x, panels, scale, mins, bias, group, n_out);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(attentive_cpu, m) {
+  m.def("linear_f32(Tensor x, Tensor panels, Tensor? bias, int n_out) -> Tensor");
+  m.def("linear_i8(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor? bias, int group, int n_out) -> Tensor");
+  m.def("linear_u4(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor? bias, int group, int n_out) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(attentive_cpu, CPU, m) {
+  m.impl("linear_f32", &linear_f32);
+  m.impl("linear_i8", &linear_i8);
+  m.impl("linear_u4", &linear_u4);
+}
