@@ -1,6 +1,7 @@
 """``attentive generate``: continue a prompt with a language model, streaming text to stdout.
 
     attentive generate --checkpoint runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
+    attentive generate --model SmolLM2.gguf --quantize int4 --cache static --compile "Once upon a time"
 
 An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
 (a warning says so). Sampling settings that make no sense are rejected before the model loads.
@@ -13,8 +14,7 @@ import warnings
 from pathlib import Path
 
 from ..decode import CACHES, GenerationConfig, generate
-from ..device import resolve_device
-from .common import add_device, load_checkpoint
+from .common import add_device, add_quantize, device_for, load_checkpoint
 
 
 def add_model_options(p) -> None:
@@ -30,15 +30,20 @@ def add_model_options(p) -> None:
 
 def resolve_model(args, device):
     """(model, tokenizer) named by the command line; one place to add more model sources."""
+    quantize = getattr(args, "quantize", None)
     if getattr(args, "checkpoint", None):
         from ..text import load_tokenizer
 
         model = load_checkpoint(args.checkpoint, device)
+        if quantize:
+            from ..nn.inference import optimize
+
+            optimize(model, None if quantize == "fp32" else quantize)
         return model, load_tokenizer(Path(args.checkpoint))
     if getattr(args, "model", None):
         from ..interop.pretrained import load_for
 
-        pre = load_for("decoder-lm", args.model, device=device)
+        pre = load_for("decoder-lm", args.model, device=device, quantize=quantize)
         return pre.model, pre.tokenizer
     raise ValueError("give --checkpoint DIR (a run folder holding config.json, model.safetensors, tokenizer.json) "
                      "or --model PATH (a pretrained model)")
@@ -56,7 +61,7 @@ def generation_config(args) -> GenerationConfig:
     return GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache,
+        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache, compile=args.compile,
     )
 
 
@@ -66,7 +71,7 @@ def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -
 
 def run(args) -> int:
     config = generation_config(args)  # reject bad values before loading anything
-    model, tokenizer = resolve_model(args, resolve_device(args.device))
+    model, tokenizer = resolve_model(args, device_for(args))
     prompt = args.prompt
     if getattr(args, "chat", False):  # the reply to one user message, via the model's chat template
         from ..interop.pretrained import chat_prompt
@@ -106,6 +111,8 @@ def register(sub) -> None:
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
     p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (needs --cache static)")
+    add_quantize(p)
     p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")
     add_device(p)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate.perplexity import file_perplexity
-from ..device import resolve_device
-from .common import add_device
+from .common import add_device, add_quantize, device_for
 from .generate import add_model_options, resolve_model
 
 
@@ -18,7 +17,7 @@ def run(args) -> int:
         raise ValueError(f"--block-size must be positive, got {args.block_size}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    model, tokenizer = resolve_model(args, resolve_device(args.device))
+    model, tokenizer = resolve_model(args, device_for(args))
     result = file_perplexity(model, tokenizer, args.file, block_size=args.block_size, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({"file": args.file, "tokens": result.tokens, "loss": result.loss,
@@ -37,5 +36,6 @@ def register(sub) -> None:
     p.add_argument("--block-size", type=int, metavar="N", help="context per block (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quantize(p)
     add_device(p)
     p.set_defaults(func=run)

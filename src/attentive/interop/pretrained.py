@@ -21,7 +21,7 @@ in Jinja's immutable sandbox, as ``transformers`` does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ..checkpoint import load_model, load_state_into, read_tensors, save_json, s
 from . import hf_maps
 
 HF_FAMILIES = ("bert", "llama", "whisper")
+QUANTIZE = ("fp32", "int8", "int4")  # from_pretrained(quantize=): CPU inference (nn/inference.py)
 SUPPORTED = ("a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
              f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder")
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -177,6 +178,7 @@ class Pretrained:
     tokenizer: Any  # PretrainedTokenizer, or an attentive.text tokenizer for our own checkpoints
     source: str  # where it came from
     format: str  # gguf | ctranslate2 | huggingface | attentive
+    blocks: dict[str, Any] | None = field(default=None, repr=False)  # quantised weights to keep (while loading)
 
     @property
     def config(self) -> ModelConfig:
@@ -189,6 +191,9 @@ class Pretrained:
 
     def save(self, directory: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (+ the tokenizer files); ``from_pretrained`` reads it back."""
+        if getattr(self.model, "inference", None):
+            raise ValueError(f"this model was prepared for inference (quantize={self.model.inference!r}) and cannot "
+                             "be saved as a checkpoint; load it without quantize= to save it")
         directory = save_model(self.model, directory)
         if self.tokenizer is not None:
             self.tokenizer.save(directory)
@@ -197,16 +202,30 @@ class Pretrained:
 
 def from_pretrained(path_or_name: str | Path, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32, language: str | None = None,
-                    revision: str | None = None) -> Pretrained:
+                    revision: str | None = None, quantize: str | None = None) -> Pretrained:
     """Load a pretrained model into attentive's own classes, choosing the reader by what is there.
 
     ``language`` picks the transcription language of a multilingual Whisper model (default en).
+    ``quantize`` (CPU, float32): ``"int8"`` or ``"int4"`` weight-only, or ``"fp32"``, made ready
+    for decoding by ``attentive.nn.inference.optimize`` (fused projections, panel kernels); a
+    GGUF file's Q8_0 / Q4_0 / Q4_1 blocks are kept as they are, not requantised. Such a model
+    is for inference only.
     """
+    if quantize is not None:
+        if quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+        if torch.device(device).type != "cpu" or dtype != torch.float32:
+            raise ValueError(f"quantize={quantize!r} runs on CPU in float32; got device={device}, dtype={dtype}")
     path = Path(path_or_name).expanduser()
     if not path.exists():
         path = _download(str(path_or_name), revision)
-    loaded = _dispatch(path, language)
+    loaded = _dispatch(path, language, keep_blocks=quantize is not None)
     loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
+    if quantize is not None:
+        from ..nn.inference import optimize
+
+        optimize(loaded.model, None if quantize == "fp32" else quantize, blocks=loaded.blocks)
+    loaded.blocks = None
     return loaded
 
 
@@ -232,14 +251,14 @@ def load_for(kind: str, path_or_name: str | Path | None = None, **kwargs: Any) -
     return loaded
 
 
-def _dispatch(path: Path, language: str | None) -> Pretrained:
+def _dispatch(path: Path, language: str | None, keep_blocks: bool = False) -> Pretrained:
     if path.is_file():
         with open(path, "rb") as f:
             head = f.read(4)  # the magic number, not the whole file
         if head == b"GGUF":
-            return _load_gguf(path)
+            return _load_gguf(path, keep_blocks)
         if path.name in ("model.bin", "config.json") or path.suffix == ".safetensors":
-            return _dispatch(path.parent, language)
+            return _dispatch(path.parent, language, keep_blocks)
         what = "an empty file" if not head else f"a file starting with {head!r}"
         raise ValueError(f"{path} is {what}, none of the supported formats; supported: {SUPPORTED}")
     if (path / "model.bin").is_file():
@@ -251,7 +270,7 @@ def _dispatch(path: Path, language: str | None) -> Pretrained:
         return _load_attentive(path, config)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
-        return _load_gguf(ggufs[0])
+        return _load_gguf(ggufs[0], keep_blocks)
     found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
     raise ValueError(f"{path} is a folder with {found}, none of the supported formats; supported: {SUPPORTED}")
 
@@ -276,11 +295,11 @@ def _download(name: str, revision: str | None) -> Path:
 # ----------------------------------------------------------------------------- readers
 
 
-def _load_gguf(path: Path) -> Pretrained:
+def _load_gguf(path: Path, keep_blocks: bool = False) -> Pretrained:
     from .gguf import load_gguf_llama
 
     try:
-        gg = load_gguf_llama(path)
+        gg = load_gguf_llama(path, keep_blocks=keep_blocks)
     except ImportError as err:
         raise ValueError(f"reading {path} needs the {err.name} package (pip install 'attentive[pretrained]')") from None
     except ValueError as err:
@@ -298,7 +317,8 @@ def pretrained_from_gguf(gg, source: str = "<gguf>") -> Pretrained:
     tok = gg.tokenizer
     tokenizer = PretrainedTokenizer(tok.backend_tokenizer, bos_token=tok.bos_token, eos_tokens=[tok.eos_token],
                                     pad_token=tok.pad_token, chat_template=gg.chat_template)
-    return Pretrained(model.eval(), tokenizer, source, "gguf")
+    blocks = None if gg.blocks is None else hf_maps.rename(gg.blocks, hf_maps.LLAMA_RULES, hf_maps.LLAMA_IGNORED)
+    return Pretrained(model.eval(), tokenizer, source, "gguf", blocks)
 
 
 def _load_ct2(folder: Path, language: str | None) -> Pretrained:
