@@ -131,3 +131,24 @@ def test_cat_computes_the_parts_side_by_side(mode):
 
 def test_kernel_status_names_the_path():
     assert kernels.kernel_status().startswith(("panel kernels:", "reference path:"))
+
+
+@needs_kernels
+@pytest.mark.parametrize("mode", ["fp32", "int8", "int4"])
+def test_large_products_split_over_threads_give_the_same_result(mode):
+    """Above ~4M units of work the kernel runs on PyTorch's threads (below, on the caller's)."""
+    weight, bias, g = _weight(4100, 1024, seed=9)  # 16 MiB in fp32, 8M multiply-adds at 2 rows
+    layer = PanelLinear.from_weight(weight, bias, mode)
+    x = torch.randn(5, 1024, generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            two = layer(x)
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            one = layer(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)  # each panel is computed whole by one thread
+    torch.testing.assert_close(two, layer.reference(x), rtol=1e-4, atol=1e-4)

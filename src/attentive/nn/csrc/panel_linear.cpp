@@ -29,18 +29,10 @@
 
 #include <immintrin.h>
 
-#include <pthread.h>
-
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <thread>
-#include <vector>
 
 namespace {
 
@@ -187,120 +179,27 @@ void tile_rows(int rows, const float* x, int64_t ldx, const typename W::T* w, co
 
 void check(bool ok, const char* what) { TORCH_CHECK(ok, "panel_linear: ", what); }
 
-// ---------------------------------------------------------------------------------------------
-// The threads. A decoded token makes about a hundred of these products, each a few tens of
-// microseconds long. An OpenMP team that sleeps between them (OMP_WAIT_POLICY=PASSIVE, the
-// polite setting on a shared machine) takes ~50 us to wake each time (measured: a 576 x 576
-// int8 product, 13 us on one thread, 63 us on two). So the products run on their own small
-// pool: its workers spin for `spin_us` (ATTENTIVE_SPIN_US, default 1000) after each job, so the
-// next product of the same step finds them awake, and then sleep on a condition variable; 0
-// makes them sleep at once. The caller's thread takes the first share of every job.
-class Pool {
- public:
-  Pool(int threads, int64_t spin_us) : spin_(std::chrono::microseconds(spin_us)) {
-    for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { work(t); });
-    threads_ = threads;
-  }
-
-  int threads() const { return threads_; }
-
-  // f(begin, end) over [0, n) cut into one contiguous share per thread.
-  template <class F>
-  void parallel(int64_t n, const F& f) {
-    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (threads_ == 1 || n < 2 || !busy.owns_lock()) {  // one thread, or another caller holds the pool
-      f(0, n);
-      return;
-    }
-    const int shares = static_cast<int>(std::min<int64_t>(threads_, n));
-    job_ = [](const void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); };
-    ctx_ = &f;
-    n_ = n;
-    shares_ = shares;
-    pending_.store(threads_ - 1, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    cv_.notify_all();
-    f(0, n / shares);
-    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
-  }
-
- private:
-  void work(int t) {
-    uint64_t seen = 0;
-    for (;;) {
-      const auto start = std::chrono::steady_clock::now();
-      while (generation_.load(std::memory_order_acquire) == seen) {
-        if (std::chrono::steady_clock::now() - start >= spin_) {
-          std::unique_lock<std::mutex> lock(mu_);
-          cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-          break;
-        }
-        for (int i = 0; i < 16; ++i) _mm_pause();
-      }
-      seen = generation_.load(std::memory_order_acquire);
-      if (t < shares_) job_(ctx_, n_ * t / shares_, n_ * (t + 1) / shares_);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-    }
-  }
-
-  std::vector<std::thread> workers_;
-  int threads_ = 1;
-  const std::chrono::steady_clock::duration spin_;
-  std::mutex run_mu_, mu_;
-  std::condition_variable cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
-  void (*job_)(const void*, int64_t, int64_t) = nullptr;
-  const void* ctx_ = nullptr;
-  int64_t n_ = 0;
-  int shares_ = 1;
-};
-
-std::mutex g_pool_mu;
-Pool* g_pool = nullptr;  // never freed: workers may still be asleep on it at exit
-
+// Threads. A decoded token makes about a hundred of these products, most of them tens of
+// microseconds long, and waking OpenMP's sleeping team costs about that much (on 2 cores with
+// OMP_WAIT_POLICY=PASSIVE, the polite setting on a shared machine: a 576 x 576 int8 product
+// takes 13 us on one thread and 63 us on two), while one core alone already reads memory near
+// the machine's bandwidth. So a product runs on PyTorch's threads (at::parallel_for) only when
+// its work, weight bytes plus multiply-adds, exceeds `parallel_min` (ATTENTIVE_PARALLEL_MIN,
+// default 4M: about 100 us on one core), and on the caller's thread otherwise.
 int64_t env_int(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoll(v) : fallback;
 }
 
-// The pool for PyTorch's current thread count (made again when that changes).
-Pool& pool() {
-  const int threads = std::max(1, at::get_num_threads());
-  std::lock_guard<std::mutex> lock(g_pool_mu);
-  if (g_pool == nullptr || g_pool->threads() != threads) {
-    static bool registered = [] {  // a forked child has none of the parent's threads
-      pthread_atfork(nullptr, nullptr, [] { g_pool = nullptr; });
-      return true;
-    }();
-    (void)registered;
-    g_pool = new Pool(threads, env_int("ATTENTIVE_SPIN_US", 1000));  // the old one is leaked, see above
-  }
-  return *g_pool;
-}
-
-// The pool where OpenMP's threads sleep between jobs (OMP_WAIT_POLICY=PASSIVE); elsewhere they
-// spin on their own, and a second spinning pool would only take their cores: OpenMP it is.
-bool use_pool() {
-  static const bool use = [] {
-    const int64_t forced = env_int("ATTENTIVE_POOL", -1);
-    if (forced >= 0) return forced > 0;
-    const char* policy = std::getenv("OMP_WAIT_POLICY");
-    return policy != nullptr && (std::strcmp(policy, "PASSIVE") == 0 || std::strcmp(policy, "passive") == 0);
-  }();
-  return use;
-}
-
 template <class F>
-void parallel_panels(int64_t n, const F& f) {
-  if (use_pool()) {
-    pool().parallel(n, f);
-  } else {
-    at::parallel_for(0, n, 1, f);
+void parallel_panels(int64_t panels, int64_t work, const F& f) {
+  static const int64_t parallel_min = env_int("ATTENTIVE_PARALLEL_MIN", int64_t(4) << 20);
+  const int threads = at::get_num_threads();
+  if (threads < 2 || work < parallel_min || panels < 2 || at::in_parallel_region()) {
+    f(0, panels);
+    return;
   }
+  at::parallel_for(0, panels, (panels + threads - 1) / threads, f);
 }
 
 // Shared driver: checks, the (M, N) output, per-group sums of x for minimums, the panel loop.
@@ -354,7 +253,8 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::opti
     xs = s;
   }
   const typename W::T* wp = static_cast<const typename W::T*>(panels.data_ptr());
-  parallel_panels(P, [&](int64_t p0, int64_t p1) {
+  const int64_t work = panels.numel() * panels.element_size() + M * n_out * K;
+  parallel_panels(P, work, [&](int64_t p0, int64_t p1) {
     alignas(64) float out[MR * NP];
     for (int64_t p = p0; p < p1; ++p) {
       const typename W::T* w = wp + p * K * W::row_elems;
