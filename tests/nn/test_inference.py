@@ -78,11 +78,13 @@ def test_fp32_panel_model_decodes_the_same_tokens(cache):
         torch.testing.assert_close(fast(ids), model(ids), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("act", ["float", "int8"])
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_quantised_kernels_give_the_reference_paths_tokens(mode, monkeypatch):
-    model = optimize(_llama(), mode)
+def test_quantised_kernels_give_the_reference_paths_tokens(mode, act, monkeypatch):
+    model = optimize(_llama(), mode, activations=act)
     layers = [m for m in model.modules() if isinstance(m, PanelLinear)]
     assert layers and all(m.mode == mode for m in layers)
+    assert {m.act for m in layers} == ({"float"} if act == "float" else {"int8", "float"})  # d_ff 172: float
     prompts = [[5, 9, 2, 11], [7, 3]]
     torch.manual_seed(2)
     ids = torch.randint(1, 500, (2, 9))
@@ -95,10 +97,11 @@ def test_quantised_kernels_give_the_reference_paths_tokens(mode, monkeypatch):
     assert fast == _greedy(model, prompts, "static")
 
 
+@pytest.mark.parametrize("act", ["float", "int8"])
 @pytest.mark.parametrize("mode, bound", [("int8", 0.05), ("int4", 0.5)])
-def test_quantised_logits_stay_near_fp32(mode, bound):
+def test_quantised_logits_stay_near_fp32(mode, bound, act):
     model = _llama()
-    quantised = optimize(copy.deepcopy(model), mode)
+    quantised = optimize(copy.deepcopy(model), mode, activations=act)
     ids = torch.randint(1, 500, (2, 9), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         want, got = model(ids), quantised(ids)
@@ -144,3 +147,5 @@ def test_optimize_refuses_what_it_cannot_run():
         optimize(_llama().double())
     with pytest.raises(ValueError, match="quantize must be one of"):
         optimize(_llama(), "int3")
+    with pytest.raises(ValueError, match="activations must be one of"):
+        optimize(_llama(), "int8", activations="int4")

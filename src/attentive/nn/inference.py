@@ -3,7 +3,8 @@
 ``optimize(model, quantize=None)`` changes a model in place, for inference only:
 
 1. every ``nn.Linear`` of its decoder stacks and its output head becomes a ``PanelLinear``
-   (``quant.py``): fp32 in the CPU kernel's layout, or int8 / int4 weight-only. ``blocks``
+   (``quant.py``): fp32 in the CPU kernel's layout, or int8 / int4 weights, with int8
+   activations where the CPU multiplies int8 fast (AVX512-VNNI) and float ones elsewhere. ``blocks``
    (names -> ``QuantizedWeight``, e.g. a GGUF file's Q8_0 / Q4_1 blocks) are kept as they are,
    not dequantised and quantised again. Encoder stacks, which see many rows at once, keep
    ``nn.Linear`` in fp32 (the panel kernel is for a few rows) and are quantised otherwise;
@@ -25,7 +26,8 @@ from torch import nn
 
 from .feedforward import GatedFeedForward
 from .layers import TransformerLayer
-from .quant import MODES, PanelLinear, QuantizedWeight
+from .kernels import has_int8_activations
+from .quant import ACTIVATIONS, MODES, PanelLinear, QuantizedWeight
 from .stack import TransformerStack
 
 
@@ -69,13 +71,24 @@ def _encoder_modules(model: nn.Module) -> set[int]:
     return inside
 
 
+def default_activations(mode: str) -> str:
+    """int8 activations for quantised weights where the CPU multiplies int8 fast (AVX512-VNNI)."""
+    return "int8" if mode != "fp32" and has_int8_activations() else "float"
+
+
 def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, QuantizedWeight] | None = None,
-                     group: int = 32, encoders: bool | None = None) -> int:
+                     group: int = 32, encoders: bool | None = None, activations: str | None = None) -> int:
     """Every ``nn.Linear`` (and the output ``head``) -> ``PanelLinear`` in ``mode``; ``blocks``
     maps a weight's name (``stack.layers.0.ffn.up.weight``) to quantised values kept as they are.
-    ``encoders``: include non-causal stacks (default: unless ``mode`` is fp32). Returns the count."""
+    ``encoders``: include non-causal stacks (default: unless ``mode`` is fp32). ``activations``:
+    ``float`` or ``int8`` (default ``default_activations(mode)``). Returns the count."""
     if mode not in MODES:
         raise ValueError(f"quantize must be one of {MODES}, got {mode!r}")
+    act = activations or default_activations(mode)
+    if act not in ACTIVATIONS:
+        raise ValueError(f"activations must be one of {ACTIVATIONS}, got {act!r}")
+    if mode == "fp32":
+        act = "float"
     blocks = blocks or {}
     encoders = mode != "fp32" if encoders is None else encoders
     skip = set() if encoders else _encoder_modules(model)
@@ -93,9 +106,9 @@ def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, Quantized
             if tuple(source.shape) != tuple(module.weight.shape):
                 raise ValueError(f"{name}: quantised weight {tuple(source.shape)} does not match "
                                  f"{tuple(module.weight.shape)}")
-            new = PanelLinear.from_blocks(source, mode, bias)
+            new = PanelLinear.from_blocks(source, mode, bias, act)
         else:
-            new = PanelLinear.from_linear(module, mode, group)
+            new = PanelLinear.from_linear(module, mode, group, act)
         _set_module(model, name, new)
     return len(targets)
 
@@ -107,14 +120,16 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def optimize(model: nn.Module, quantize: str | None = None, *, blocks: dict[str, QuantizedWeight] | None = None,
-             group: int = 32, fuse: bool = True) -> nn.Module:
+             group: int = 32, fuse: bool = True, activations: str | None = None) -> nn.Module:
     """``model`` (on CPU, float32) made ready for decoding, in place; see the module docstring.
-    ``quantize``: None (fp32 panels), ``"int8"`` or ``"int4"``; ``group``: int4 group size."""
+    ``quantize``: None (fp32 panels), ``"int8"`` or ``"int4"``; ``group``: int4 group size;
+    ``activations``: ``"float"`` or ``"int8"`` for quantised weights (default: int8 where the CPU
+    has AVX512-VNNI)."""
     param = next(model.parameters(), None)
     if param is not None and (param.device.type != "cpu" or param.dtype != torch.float32):
         raise ValueError(f"optimize() prepares float32 models on CPU; this one is {param.dtype} on {param.device}")
     model.eval().requires_grad_(False)
-    quantize_linears(model, quantize or "fp32", blocks=blocks, group=group)
+    quantize_linears(model, quantize or "fp32", blocks=blocks, group=group, activations=activations)
     if fuse:
         fuse_projections(model)
     model.inference = quantize or "fp32"  # what was done, for messages and benchmarks

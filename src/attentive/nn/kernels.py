@@ -1,7 +1,8 @@
 """The CPU kernels of ``csrc/panel_linear.cpp``, compiled on first use, with a clean way out.
 
 ``panel_ops()`` returns the ``torch.ops.attentive_cpu`` namespace (``linear_f32``, ``linear_i8``,
-``linear_u4``: see the C++ file for the layout) or None when they cannot be had: no C++
+``linear_u4``, and with int8 activations ``linear_i8_act8``, ``linear_u4_act8``: see the C++
+file for the layouts) or None when they cannot be had: no C++
 compiler or ninja, a build error, a CPU without AVX2, or ``ATTENTIVE_KERNELS=0`` in the
 environment. Callers then take their reference path (dequantise + ``F.linear``), which computes
 the same product; ``kernel_status()`` says which it is and why.
@@ -56,7 +57,7 @@ def _register_fakes() -> None:
     def fake(x, *args):
         return x.new_empty((x.shape[0], args[-1]))
 
-    for name in ("linear_f32", "linear_i8", "linear_u4"):
+    for name in ("linear_f32", "linear_i8", "linear_u4", "linear_i8_act8", "linear_u4_act8"):
         qualified = f"attentive_cpu::{name}"
         try:
             torch.library.register_fake(qualified)(fake)
@@ -71,6 +72,12 @@ def panel_ops():
             if "ops" not in _state:
                 _state["ops"], _state["why"] = _build()
     return _state["ops"]
+
+
+def has_int8_activations() -> bool:
+    """Whether the int8-activation kernels run here (AVX512-VNNI)."""
+    ops = panel_ops()
+    return ops is not None and bool(ops.has_act8())
 
 
 def kernel_status() -> str:

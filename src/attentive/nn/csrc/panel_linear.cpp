@@ -279,6 +279,228 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::opti
   return y;
 }
 
+// ---------------------------------------------------------------------------------------------
+// int8 activations (AVX512-VNNI). Each row of x is quantised in blocks of QB = 32 features,
+// q = round(x * 127 / max|x|) with one float scale per block (llama.cpp's Q8_0 for
+// activations), and the products are integer dot products of 4 bytes at a time (vpdpbusd,
+// unsigned x signed), 16 x 4 multiply-adds an instruction. The weights then sit 4 features
+// together: int8 (P, K/4, 32, 4), 4-bit (P, K/4, 16, 4) with column j in the low and column
+// j + 16 in the high nibble. vpdpbusd wants one unsigned operand: 4-bit weights are (0..15);
+// for int8 weights the activations are shifted to q + 128 and 128 times each block's column
+// sums of the weights (`c128`, made when the layer is) are taken off again. Per block and
+// column: y += (acc - c128) * scale_x * scale_w; per weight group: y += min * sum(x), with
+// x's quantised values, so the kernel computes F.linear(dequantised x, dequantised W).
+constexpr int64_t QB = 32;
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr bool kVnni = true;
+
+// x (M, K) -> q (M, K) int8 and scales (M, K / 32): q = round(x * (127 / amax)), 0 for an all-zero block.
+void quantize_blocks(const float* x, int64_t M, int64_t K, int8_t* q, float* scales, float* xsum_q, int64_t groups,
+                     int64_t group) {
+  const int64_t blocks = K / QB;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* v = x + m * K + b * QB;
+      const __m512 a = _mm512_loadu_ps(v), c = _mm512_loadu_ps(v + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c)));
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      scales[m * blocks + b] = amax / 127.f;
+      const __m512 vi = _mm512_set1_ps(inv);
+      // round to nearest even (the default MXCSR mode), as torch.round does
+      const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vi)), qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, vi));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K + b * QB), _mm512_cvtsepi32_epi8(qa));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K + b * QB + 16), _mm512_cvtsepi32_epi8(qc));
+    }
+    if (xsum_q) {  // sum of the dequantised x over each weight group (the minimums' share)
+      for (int64_t g = 0; g < groups; ++g) {
+        float t = 0.f;
+        for (int64_t b = g * group / QB; b < (g + 1) * group / QB; ++b) {
+          int32_t s = 0;
+          for (int64_t k = 0; k < QB; ++k) s += q[m * K + b * QB + k];
+          t += static_cast<float>(s) * scales[m * blocks + b];
+        }
+        xsum_q[m * groups + g] = t;
+      }
+    }
+  }
+}
+
+// One panel for R rows: out (R, 32). `xq` holds the rows' bytes (int8 + 128 for int8 weights,
+// int8 for 4-bit ones), `sx` their block scales (R, K / 32).
+template <bool FourBit, int R>
+inline void vnni_tile(const uint8_t* xq, int64_t K, const float* sx, const uint8_t* w, const float* scale,
+                      const float* mins, const int32_t* c128, const float* xsum, int64_t groups, int64_t group,
+                      float* out) {
+  const int64_t blocks = K / QB, per_group = group / QB;
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  constexpr int64_t quad_bytes = FourBit ? 64 : 128;  // 32 columns x 4 features
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i ai[R][2];
+    for (int r = 0; r < R; ++r) ai[r][0] = ai[r][1] = _mm512_setzero_si512();
+    const uint8_t* wb = w + b * (QB / 4) * quad_bytes;
+    for (int64_t q = 0; q < QB / 4; ++q) {
+      __m512i w0, w1;
+      if constexpr (FourBit) {
+        const __m512i v = _mm512_loadu_si512(wb + q * 64);
+        w0 = _mm512_and_si512(v, low4);
+        w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      } else {
+        w0 = _mm512_loadu_si512(wb + q * 128);
+        w1 = _mm512_loadu_si512(wb + q * 128 + 64);
+      }
+      for (int r = 0; r < R; ++r) {
+        int32_t four;
+        std::memcpy(&four, xq + r * K + b * QB + q * 4, 4);
+        const __m512i xb = _mm512_set1_epi32(four);
+        if constexpr (FourBit) {  // unsigned weights x signed activations
+          ai[r][0] = _mm512_dpbusd_epi32(ai[r][0], w0, xb);
+          ai[r][1] = _mm512_dpbusd_epi32(ai[r][1], w1, xb);
+        } else {  // unsigned (shifted) activations x signed weights
+          ai[r][0] = _mm512_dpbusd_epi32(ai[r][0], xb, w0);
+          ai[r][1] = _mm512_dpbusd_epi32(ai[r][1], xb, w1);
+        }
+      }
+    }
+    const int64_t g = b / per_group;
+    const __m512 s0 = _mm512_loadu_ps(scale + g * NP), s1 = _mm512_loadu_ps(scale + g * NP + 16);
+    __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+    if constexpr (!FourBit) {
+      c0 = _mm512_loadu_si512(c128 + b * NP);
+      c1 = _mm512_loadu_si512(c128 + b * NP + 16);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 xs = _mm512_set1_ps(sx[r * blocks + b]);
+      acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai[r][0], c0)), _mm512_mul_ps(s0, xs), acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ai[r][1], c1)), _mm512_mul_ps(s1, xs), acc[r][1]);
+    }
+    if (mins && (b + 1) % per_group == 0) {
+      const __m512 m0 = _mm512_loadu_ps(mins + g * NP), m1 = _mm512_loadu_ps(mins + g * NP + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 xs = _mm512_set1_ps(xsum[r * groups + g]);
+        acc[r][0] = _mm512_fmadd_ps(m0, xs, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(m1, xs, acc[r][1]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(out + r * NP, acc[r][0]);
+    _mm512_storeu_ps(out + r * NP + 16, acc[r][1]);
+  }
+}
+
+template <bool FourBit>
+void vnni_rows(int rows, const uint8_t* xq, int64_t K, const float* sx, const uint8_t* w, const float* scale,
+               const float* mins, const int32_t* c128, const float* xsum, int64_t groups, int64_t group, float* out) {
+  switch (rows) {
+    case 1: return vnni_tile<FourBit, 1>(xq, K, sx, w, scale, mins, c128, xsum, groups, group, out);
+    case 2: return vnni_tile<FourBit, 2>(xq, K, sx, w, scale, mins, c128, xsum, groups, group, out);
+    case 3: return vnni_tile<FourBit, 3>(xq, K, sx, w, scale, mins, c128, xsum, groups, group, out);
+    default: return vnni_tile<FourBit, MR>(xq, K, sx, w, scale, mins, c128, xsum, groups, group, out);
+  }
+}
+#else
+constexpr bool kVnni = false;
+#endif
+
+template <bool FourBit>
+at::Tensor run_vnni(const at::Tensor& x_in, const at::Tensor& panels, const at::Tensor& scale,
+                    const c10::optional<at::Tensor>& mins, const c10::optional<at::Tensor>& c128,
+                    const c10::optional<at::Tensor>& bias, int64_t group, int64_t n_out) {
+  check(kVnni, "int8 activations need a CPU with AVX512-VNNI (and this library built for it)");
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  check(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "x must be a 2-D float32 tensor");
+  const at::Tensor x = x_in.contiguous();
+  const int64_t M = x.size(0), K = x.size(1), P = panels.size(0);
+  check(K % QB == 0 && group % QB == 0 && K % group == 0, "K and the group must be multiples of 32");
+  check(panels.dim() == 4 && panels.size(1) * 4 == K && panels.size(2) == (FourBit ? 16 : 32) && panels.size(3) == 4 &&
+            panels.is_contiguous(), "panels must be contiguous (P, K / 4, 32, 4) (4-bit: (P, K / 4, 16, 4))");
+  check(n_out > (P - 1) * NP && n_out <= P * NP, "n_out does not match the number of panels");
+  const int64_t groups = K / group, blocks = K / QB;
+  check(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.numel() == P * groups * NP,
+        "scale must be contiguous float32 (P, K / group, 32)");
+  const float* mp = nullptr;
+  if (mins.has_value()) {
+    check(mins->scalar_type() == at::kFloat && mins->is_contiguous() && mins->numel() == P * groups * NP,
+          "mins must be contiguous float32 (P, K / group, 32)");
+    mp = mins->data_ptr<float>();
+  }
+  const int32_t* cp = nullptr;
+  if (!FourBit) {
+    check(c128.has_value() && c128->scalar_type() == at::kInt && c128->is_contiguous() &&
+              c128->numel() == P * blocks * NP, "c128 must be contiguous int32 (P, K / 32, 32)");
+    cp = c128->data_ptr<int32_t>();
+  }
+  const float* bp = nullptr;
+  if (bias.has_value()) {
+    check(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n_out,
+          "bias must be contiguous float32 (N,)");
+    bp = bias->data_ptr<float>();
+  }
+  at::Tensor y = at::empty({M, n_out}, x.options());
+  if (M == 0) return y;
+  at::Tensor q = at::empty({M, K}, x.options().dtype(at::kChar));
+  at::Tensor sx = at::empty({M, blocks}, x.options());
+  at::Tensor xs = mp ? at::empty({M, groups}, x.options()) : at::Tensor();
+  int8_t* qp = q.data_ptr<int8_t>();
+  quantize_blocks(x.data_ptr<float>(), M, K, qp, sx.data_ptr<float>(), mp ? xs.data_ptr<float>() : nullptr, groups,
+                  group);
+  if (!FourBit) {  // unsigned operand: q + 128
+    for (int64_t i = 0; i < M * K; ++i) qp[i] = static_cast<int8_t>(static_cast<uint8_t>(qp[i]) ^ 0x80);
+  }
+  const uint8_t* xq = reinterpret_cast<const uint8_t*>(qp);
+  const float* sxp = sx.data_ptr<float>();
+  const float* xsp = mp ? xs.data_ptr<float>() : nullptr;
+  const uint8_t* wp = static_cast<const uint8_t*>(panels.data_ptr());
+  const float* sp = scale.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t panel_bytes = (K / 4) * (FourBit ? 64 : 128);
+  const int64_t work = P * panel_bytes + M * n_out * K / 4;
+  parallel_panels(P, work, [&](int64_t p0, int64_t p1) {
+    alignas(64) float out[MR * NP];
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * NP, width = std::min<int64_t>(NP, n_out - n0);
+      for (int64_t m0 = 0; m0 < M; m0 += MR) {
+        const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
+        vnni_rows<FourBit>(rows, xq + m0 * K, K, sxp + m0 * blocks, wp + p * panel_bytes, sp + p * groups * NP,
+                           mp ? mp + p * groups * NP : nullptr, cp ? cp + p * blocks * NP : nullptr,
+                           xsp ? xsp + m0 * groups : nullptr, groups, group, out);
+        for (int r = 0; r < rows; ++r) {
+          float* dst = yp + (m0 + r) * n_out + n0;
+          const float* src = out + r * NP;
+          if (bp) {
+            for (int64_t j = 0; j < width; ++j) dst[j] = src[j] + bp[n0 + j];
+          } else {
+            std::memcpy(dst, src, width * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+  return y;
+#else
+  return at::Tensor();
+#endif
+}
+
+at::Tensor linear_i8_act8(const at::Tensor& x, const at::Tensor& panels, const at::Tensor& scale,
+                          const c10::optional<at::Tensor>& mins, const at::Tensor& c128,
+                          const c10::optional<at::Tensor>& bias, int64_t group, int64_t n_out) {
+  check(panels.scalar_type() == at::kChar, "int8 panels must be int8");
+  return run_vnni<false>(x, panels, scale, mins, c128, bias, group, n_out);
+}
+
+at::Tensor linear_u4_act8(const at::Tensor& x, const at::Tensor& panels, const at::Tensor& scale,
+                          const c10::optional<at::Tensor>& mins, const c10::optional<at::Tensor>& bias, int64_t group,
+                          int64_t n_out) {
+  check(panels.scalar_type() == at::kByte, "4-bit panels must be uint8 (two values a byte)");
+  return run_vnni<true>(x, panels, scale, mins, c10::nullopt, bias, group, n_out);
+}
+
+bool has_act8() { return kVnni; }
+
 at::Tensor linear_f32(const at::Tensor& x, const at::Tensor& panels, const c10::optional<at::Tensor>& bias,
                       int64_t n_out) {
   check(panels.scalar_type() == at::kFloat, "fp32 panels must be float32");
@@ -305,10 +527,17 @@ TORCH_LIBRARY(attentive_cpu, m) {
   m.def("linear_f32(Tensor x, Tensor panels, Tensor? bias, int n_out) -> Tensor");
   m.def("linear_i8(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor? bias, int group, int n_out) -> Tensor");
   m.def("linear_u4(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor? bias, int group, int n_out) -> Tensor");
+  m.def("linear_i8_act8(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor c128, Tensor? bias, int group, "
+        "int n_out) -> Tensor");
+  m.def("linear_u4_act8(Tensor x, Tensor panels, Tensor scale, Tensor? mins, Tensor? bias, int group, int n_out) "
+        "-> Tensor");
+  m.def("has_act8() -> bool", &has_act8);
 }
 
 TORCH_LIBRARY_IMPL(attentive_cpu, CPU, m) {
   m.impl("linear_f32", &linear_f32);
   m.impl("linear_i8", &linear_i8);
   m.impl("linear_u4", &linear_u4);
+  m.impl("linear_i8_act8", &linear_i8_act8);
+  m.impl("linear_u4_act8", &linear_u4_act8);
 }
