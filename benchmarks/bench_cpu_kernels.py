@@ -9,12 +9,15 @@ read bandwidth). Contestants, each where it is installed:
 
 * fp32: ``F.linear`` (MKL), attentive's ``PackedProjection`` (batched product over column
   blocks), attentive's panel kernel;
-* int8: PyTorch's ``_weight_int8pack_mm`` (per-channel weight-only), fbgemm's dynamic
+* int8: PyTorch's ``_weight_int8pack_mm`` (per-channel weight-only), ``torch._int_mm``
+  (int8 x int8 with the activations rounded per row), fbgemm's dynamic
   quantised linear (``torch.ao`` ``quantize_dynamic``: int8 activations and weights),
   torchao's ``Int8WeightOnlyConfig`` and ``Int8DynamicActivationInt8WeightConfig``, attentive's
-  panel kernel (per-channel weight-only);
+  panel kernel (per-channel; float activations, and int8 activations in blocks of 32 where
+  the CPU has AVX512-VNNI);
 * int4: PyTorch's ``_weight_int4pack_mm_for_cpu`` (group 32), torchao's
-  ``IntxWeightOnlyConfig(int4, group 32)``, attentive's panel kernel (group 32, Q4_1 layout).
+  ``IntxWeightOnlyConfig(int4, group 32)``, attentive's panel kernel (group 32, Q4_1 layout;
+  float and int8 activations).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_kernels.py            # M = 1 and 16
 """
@@ -62,9 +65,9 @@ def contestants(ws: list[torch.Tensor]):
         ps = [PackedProjection(w, None) for w in ws]
         return (lambda xs: [p(xs[p.in_features]) for p in ps]), sum(p.packed.numel() * 4 for p in ps)
 
-    def panel(mode):
+    def panel(mode, act="float"):
         def make():
-            ls = [PanelLinear.from_weight(w, None, mode) for w in ws]
+            ls = [PanelLinear.from_weight(w, None, mode, act=act) for w in ws]
             return (lambda xs: [m(xs[m.in_features]) for m in ls]), sum(m.weight_bytes() for m in ls)
         return make
 
@@ -75,6 +78,23 @@ def contestants(ws: list[torch.Tensor]):
             qs.append(((w / scale[:, None]).round().to(torch.int8), scale))
         op = torch.ops.aten._weight_int8pack_mm
         return (lambda xs: [op(xs[q.shape[1]], q, s) for q, s in qs]), sum(q.numel() + s.numel() * 4 for q, s in qs)
+
+    def int_mm():
+        """torch._int_mm (int8 x int8 -> int32): x rounded per row, weights per channel, K-major."""
+        qs = []
+        for w in ws:
+            scale = w.abs().amax(dim=1) / 127
+            qs.append(((w / scale[:, None]).round().to(torch.int8).t().contiguous(), scale))
+
+        def apply(xs):
+            out = []
+            for q, s in qs:
+                x = xs[q.shape[0]]
+                xs_scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+                xq = (x / xs_scale).round().to(torch.int8)
+                out.append(torch._int_mm(xq, q).float() * xs_scale * s)
+            return out
+        return apply, sum(q.numel() + s.numel() * 4 for q, s in qs)
 
     def int4pack():
         packs = []
@@ -124,10 +144,13 @@ def contestants(ws: list[torch.Tensor]):
         ("torchao Int8WeightOnly", "torchao", "int8", torchao("Int8WeightOnlyConfig")),
         ("torchao Int8DynamicActivationInt8Weight", "torchao", "int8",
          torchao("Int8DynamicActivationInt8WeightConfig")),
+        ("torch._int_mm (int8 activations per row)", "torch", "int8", int_mm),
         ("attentive panel kernel", "attentive", "int8", panel("int8")),
+        ("attentive panel kernel, int8 activations (VNNI)", "attentive", "int8", panel("int8", "int8")),
         ("aten._weight_int4pack_mm_for_cpu", "torch", "int4", int4pack),
         ("torchao IntxWeightOnly int4 g32", "torchao", "int4", torchao_int4),
         ("attentive panel kernel", "attentive", "int4", panel("int4")),
+        ("attentive panel kernel, int8 activations (VNNI)", "attentive", "int4", panel("int4", "int8")),
     ]
 
 
