@@ -116,7 +116,7 @@ VIT_RULES: list[tuple[str, str]] = [
 
 
 def _pattern(template: str) -> re.Pattern:
-    """``a.{i}.b`` -> ``a\.(?P<i>\d+)\.b``."""
+    r"""``a.{i}.b`` -> ``a\.(?P<i>\d+)\.b``."""
     parts = re.split(r"\{(\w+)\}", template)
     return re.compile("".join(re.escape(part) if k % 2 == 0 else f"(?P<{part}>{SLOTS[part]})"
                               for k, part in enumerate(parts)))
