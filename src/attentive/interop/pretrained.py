@@ -271,7 +271,7 @@ def _dispatch(path: Path, language: str | None) -> Pretrained:
         return _load_ct2(path, language)
     if (path / "config.json").is_file():
         config = _read_json(path / "config.json")
-        if config.get("model_type") in HF_FAMILIES:
+        if config.get("model_type") in HF_FAMILIES and not _is_attentive_config(config):
             return _load_hf(path, config, language)
         return _load_attentive(path, config)
     ggufs = sorted(path.glob("*.gguf"))
@@ -419,6 +419,17 @@ def load_adapter(folder: str | Path, base: str | Path | None = None) -> Pretrain
     model = merge_lora(apply_adapter(loaded.model, adapter, source=str(folder / "adapter.safetensors")))
     tokenizer = PretrainedTokenizer.load(folder) if (folder / TOKENIZER_CONFIG).is_file() else loaded.tokenizer
     return Pretrained(model, tokenizer, str(folder), "adapter")
+
+
+def _is_attentive_config(config: dict[str, Any]) -> bool:
+    """Whether a config.json is one of ours (``vit`` names a family in both worlds)."""
+    from ..config import config_from_dict
+
+    try:
+        config_from_dict(config)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _load_attentive(folder: Path, config: dict[str, Any]) -> Pretrained:

