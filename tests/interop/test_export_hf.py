@@ -139,11 +139,29 @@ def test_vit_exports_with_its_image_processor(tmp_path):
     _round_trip(tmp_path / "hf", tmp_path)
 
 
+def test_the_papers_encoder_decoder_exports_to_marian(tmp_path):
+    """Post-LN, sinusoidal, one shared vocabulary: MarianMTModel, once the model width is reordered
+    to Marian's sines-then-cosines table."""
+    model = attentive.build("transformer-tiny", dropout=0.0, attention_dropout=0.0).eval()
+    export_hf(model, None, tmp_path / "hf")
+    hf = hf_load(transformers.AutoModelForSeq2SeqLM, tmp_path / "hf")
+    assert type(hf).__name__ == "MarianMTModel"
+    src, tgt = torch.randint(4, 1000, (2, 9)), torch.randint(4, 1000, (2, 6))
+    src[1, -3:] = 0  # padding
+    with torch.no_grad():
+        theirs = hf(input_ids=src, attention_mask=(src != 0).long(), decoder_input_ids=tgt).logits
+        assert (theirs - model(src, tgt)).abs().max() <= TOL
+    _round_trip(tmp_path / "hf", tmp_path)
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: attentive.build("llama-tiny", positional="alibi"), "positional='alibi' has no Hugging Face counterpart"),
     (lambda: attentive.build("llama-tiny", norm_first=False), "LLaMA .* needs norm_first=True; this model has norm_first=False"),
     (lambda: attentive.build("minilm-l6", num_layers=1, norm_first=True), "needs norm_first=False"),
-    (lambda: attentive.build("transformer-tiny"), "encoder-decoder model has no Hugging Face export"),
+    (lambda: attentive.build("transformer-tiny", norm_first=True), "Marian .* needs norm_first=False"),
+    (lambda: attentive.build("transformer-tiny", src_vocab_size=900, tie_embeddings="output"),
+     "needs tie_embeddings='all'"),
+    (lambda: attentive.build("decision-transformer"), "decision-transformer model has no Hugging Face export"),
 ])
 def test_what_does_not_map_is_refused_with_one_line_and_nothing_written(tmp_path, build, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -162,3 +180,19 @@ def test_a_failed_write_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_hf(chat_model(), chat_tokenizer(), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its temporary twin
+
+
+@pytest.mark.slow
+def test_smollm2_exports_to_llama_for_causal_lm_and_round_trips(tmp_path):
+    from pretrained_paths import need_smollm2
+
+    pre = attentive.from_pretrained(need_smollm2())
+    export_hf(pre.model, pre.tokenizer, tmp_path / "hf")
+    hf = hf_load(transformers.AutoModelForCausalLM, tmp_path / "hf")
+    ids = torch.tensor([pre.tokenizer.encode("The capital of France is Paris, and the capital of Germany is")])
+    with torch.no_grad():
+        assert (hf(ids).logits - pre.model(ids)).abs().max() <= TOL
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tok("Zwei Männer spielen 2024.", add_special_tokens=False)["input_ids"] == \
+        pre.tokenizer.encode("Zwei Männer spielen 2024.")
+    _round_trip(tmp_path / "hf", tmp_path)

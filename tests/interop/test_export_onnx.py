@@ -113,3 +113,15 @@ def test_other_families_are_refused_and_nothing_written(tmp_path):
                                          "encoder-decoder model"):
         export_onnx(attentive.build("transformer-tiny"), None, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_tokens_through_onnx_runtime_equal_attentives(tmp_path):
+    from pretrained_paths import need_smollm2
+
+    pre = attentive.from_pretrained(need_smollm2())
+    folder = export_onnx(pre.model, pre.tokenizer, tmp_path / "smollm2")
+    prompt = pre.tokenizer.encode(pre.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}]))
+    ours = generate(pre.model, pre.tokenizer, [prompt], max_new_tokens=16, temperature=0.0).tokens[0]
+    assert greedy_onnx(folder, prompt, 16, tuple(pre.tokenizer.eos_ids)) == ours

@@ -13,6 +13,7 @@ What maps where::
     Encoder    post-LN, learned positions, segment embeddings -> BertModel (+ sentence-transformers pooling)
     SpeechModel                                               -> WhisperForConditionalGeneration
     VisionTransformer                                         -> ViTForImageClassification (+ image processor)
+    EncoderDecoder  the paper's post-LN model, shared vocabulary -> MarianMTModel (the width reordered)
 
 Anything else (another positional scheme, post-LN where the class is pre-LN, GQA in GPT-2, a
 model family with no counterpart) is refused with one line naming the setting: an exported
@@ -30,9 +31,11 @@ from torch import nn
 
 from ..checkpoint import save_tensors, unique_state_dict
 from ..fileio import atomic_directory, atomic_write_text
+from ..text.special import BOS_ID, EOS_ID
 from . import hf_maps
 
-HF_TARGETS = "LLaMA- and GPT-2-style DecoderLM, BERT-style Encoder, Whisper-style SpeechModel, ViT"
+HF_TARGETS = ("LLaMA- and GPT-2-style DecoderLM, BERT-style Encoder, Whisper-style SpeechModel, ViT, post-LN "
+              "EncoderDecoder")
 
 
 def _need(ok: bool, message: str) -> None:
@@ -210,6 +213,43 @@ def _image_processor(model: nn.Module) -> dict[str, str]:
         "image_mean": [c.pixel_mean] * c.in_channels, "image_std": [c.pixel_std] * c.in_channels})}
 
 
+# ----------------------------------------------------------------------------- Marian
+
+
+def marian_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The paper's encoder-decoder as ``MarianMTModel``: post-LN, sinusoidal, one shared vocabulary.
+
+    Our recipes' pre-LN models (``norm_first=True``) have no Hugging Face counterpart with the
+    paper's sinusoid table (mBART and M2M100 are pre-LN but have learned positions or another
+    sinusoid and count positions from 2), so they are refused.
+    """
+    from ..nn.positional import sinusoidal_table
+
+    c = model.config
+    what = "a Marian (MarianMTModel) export of the encoder-decoder"
+    _check(c, what, norm_first=False, positional="sinusoidal", norm="layernorm", ffn=("relu", "gelu"), bias=True,
+           tie_embeddings="all", head_dim=None, num_kv_heads=(None, c.num_heads))
+    _need(c.norm_eps == 1e-5, f"{what} needs norm_eps=1e-05 (Marian's LayerNorm); this model has {c.norm_eps}")
+    order = hf_maps.marian_width_order(c.d_model)
+    state = {name: hf_maps.permute_width(name, tensor, order) for name, tensor in unique_state_dict(model).items()}
+    state = hf_maps.rename(state, hf_maps.MARIAN_RULES, family="Marian", reverse=True)
+    table = sinusoidal_table(c.max_len, c.d_model)[:, order]  # sines, then cosines
+    state.update({"model.encoder.embed_positions.weight": table, "model.decoder.embed_positions.weight": table.clone(),
+                  "final_logits_bias": torch.zeros(1, c.tgt_vocab_size)})
+    config = {
+        "architectures": ["MarianMTModel"], "model_type": "marian", "vocab_size": c.src_vocab_size,
+        "decoder_vocab_size": c.tgt_vocab_size, "d_model": c.d_model, "encoder_layers": c.num_encoder_layers,
+        "decoder_layers": c.num_decoder_layers, "encoder_attention_heads": c.num_heads,
+        "decoder_attention_heads": c.num_heads, "encoder_ffn_dim": c.d_ff, "decoder_ffn_dim": c.d_ff,
+        "activation_function": c.ffn, "max_position_embeddings": c.max_len, "scale_embedding": c.scale_embedding,
+        "share_encoder_decoder_embeddings": True, "tie_word_embeddings": True, "dropout": c.dropout,
+        "attention_dropout": c.attention_dropout, "activation_dropout": c.activation_dropout,
+        "pad_token_id": c.pad_id, "decoder_start_token_id": BOS_ID, "eos_token_id": EOS_ID, "bos_token_id": BOS_ID,
+        "is_encoder_decoder": True, "torch_dtype": "float32", "dtype": "float32",
+    }
+    return config, state
+
+
 # ----------------------------------------------------------------------------- the folder
 
 
@@ -223,13 +263,14 @@ def hf_family(model: nn.Module) -> str:
             return "gpt2"
         raise ValueError(f"a DecoderLM with positional={model.config.positional!r} has no Hugging Face "
                          f"counterpart; exportable: rope (LLaMA) or learned (GPT-2)")
-    families = {"encoder": "bert", "speech": "whisper", "vit": "vit"}
+    families = {"encoder": "bert", "speech": "whisper", "vit": "vit", "encoder-decoder": "marian"}
     if kind not in families:
         raise ValueError(f"a {kind} model has no Hugging Face export; exportable: {HF_TARGETS}")
     return families[kind]
 
 
-_WRITERS = {"llama": llama_hf, "gpt2": gpt2_hf, "bert": bert_hf, "whisper": whisper_hf, "vit": vit_hf}
+_WRITERS = {"llama": llama_hf, "gpt2": gpt2_hf, "bert": bert_hf, "whisper": whisper_hf, "vit": vit_hf,
+            "marian": marian_hf}
 
 
 def hf_files(model: nn.Module, tokenizer=None) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
@@ -248,7 +289,7 @@ def hf_files(model: nn.Module, tokenizer=None) -> tuple[dict[str, Any], dict[str
         extra.update(_image_processor(model))
     if tokenizer is not None and getattr(tokenizer, "hf", None) is not None:
         extra.update(_tokenizer_files(tokenizer, config))
-    if family in ("llama", "gpt2", "whisper"):
+    if family in ("llama", "gpt2", "whisper", "marian"):
         extra["generation_config.json"] = _json(_generation_config(model, tokenizer, config))
     return config, state, extra
 
@@ -289,6 +330,9 @@ def _tokenizer_files(tokenizer, config: dict[str, Any]) -> dict[str, str]:
 
 def _generation_config(model: nn.Module, tokenizer, config: dict[str, Any]) -> dict[str, Any]:
     c = model.config
+    if c.model_type == "encoder-decoder":
+        return {"decoder_start_token_id": BOS_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
+                "pad_token_id": c.pad_id, "num_beams": 4, "max_length": c.max_len}
     if c.model_type == "speech":
         return {"decoder_start_token_id": c.start_ids[0], "eos_token_id": c.eot_id, "pad_token_id": c.eot_id,
                 "bos_token_id": c.eot_id, "forced_decoder_ids": [[i, t] for i, t in enumerate(c.start_ids[1:], 1)],

@@ -15,6 +15,9 @@ Where each HF part lands (``{i}`` = layer index, ``L`` = ``stack.layers.{i}``)::
           mlp.gate_proj/up_proj/down_proj -> L.ffn.gate/up/down          (SwiGLU)
     Whisper encoder_attn                  -> decoder.layers.{i}.cross_attn
           fc1, fc2                        -> ffn.up, ffn.down
+    GPT-2 c_attn (q, k, v fused, Conv1D)  -> L.self_attn.q_proj/k_proj/v_proj (split, transposed)
+    ViT   layernorm_before / _after       -> encoder.layers.{i}.self_attn_residual / ffn_residual.norm
+    Marian (the paper's model)            -> EncoderDecoder, the model width reordered (sinusoid layout)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 
 from ..models.decoder_lm import DecoderLMConfig
+from ..models.encoder_decoder import EncoderDecoderConfig
 from ..models.encoder import EncoderConfig
 from ..models.speech import SpeechConfig
 from ..models.vit import ViTConfig
@@ -358,3 +362,89 @@ def vit_state(state: dict[str, torch.Tensor], config: ViTConfig) -> dict[str, to
     out["patch_embed.proj.weight"] = out["patch_embed.proj.weight"].reshape(config.d_model, -1)
     out["encoder.positional.weight"] = out["encoder.positional.weight"][0]
     return out
+
+
+# ----------------------------------------------------------------------------- Marian (the paper's encoder-decoder)
+
+# MarianMTModel is the paper's model as Hugging Face has it: post-LN, sinusoidal positions, one
+# vocabulary shared by both embeddings and the output layer, embeddings scaled by sqrt(d_model).
+# Its sinusoid table keeps all sines, then all cosines, where the paper (and attentive) interleave
+# them; the two agree after reordering the model width, so every weight that reads or writes the
+# residual stream has that axis permuted (``marian_width_order``). LayerNorm and attention do not
+# care about the order of the width, so the permuted model computes the same logits.
+MARIAN_RULES: list[tuple[str, str]] = [
+    ("model.shared.weight", "src_embed.weight"),
+    ("model.{side}.layers.{i}.self_attn.{proj}.{p}", "{side}.layers.{i}.self_attn.{proj}.{p}"),
+    ("model.{side}.layers.{i}.self_attn_layer_norm.{p}", "{side}.layers.{i}.self_attn_residual.norm.{p}"),
+    ("model.decoder.layers.{i}.encoder_attn.{proj}.{p}", "decoder.layers.{i}.cross_attn.{proj}.{p}"),
+    ("model.decoder.layers.{i}.encoder_attn_layer_norm.{p}", "decoder.layers.{i}.cross_attn_residual.norm.{p}"),
+    ("model.{side}.layers.{i}.fc1.{p}", "{side}.layers.{i}.ffn.up.{p}"),
+    ("model.{side}.layers.{i}.fc2.{p}", "{side}.layers.{i}.ffn.down.{p}"),
+    ("model.{side}.layers.{i}.final_layer_norm.{p}", "{side}.layers.{i}.ffn_residual.norm.{p}"),
+]
+# copies of the shared embedding, the fixed sinusoid tables and the (zero) logits bias: checked, not loaded
+MARIAN_DERIVED = (r"model\.(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight",
+                  r"model\.(encoder|decoder)\.embed_positions\.weight", r"final_logits_bias")
+_MARIAN_ACTIVATIONS = {"relu": "relu", "gelu": "gelu"}
+
+
+def marian_width_order(d_model: int) -> torch.Tensor:
+    """Marian's width index -> attentive's: sines (attentive's even columns), then cosines (odd)."""
+    return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+
+
+def permute_width(name: str, tensor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Reorder the model-width axis of one attentive tensor (``order`` from ``marian_width_order``,
+    or its inverse to go back)."""
+    if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "ffn.up.weight")) or name.endswith("embed.weight"):
+        return tensor[:, order]  # reads the stream
+    if name.endswith(("out_proj.weight", "ffn.down.weight")):
+        return tensor[order, :]  # writes the stream
+    if name.endswith(("out_proj.bias", "ffn.down.bias", "norm.weight", "norm.bias")):
+        return tensor[order]
+    return tensor  # q/k/v and FFN-hidden biases live in the heads' and hidden widths
+
+
+def marian_config(hf: dict[str, Any]) -> EncoderDecoderConfig:
+    """``MarianConfig`` fields -> ``EncoderDecoderConfig`` (post-LN, sinusoidal, all embeddings tied)."""
+    for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
+        if hf.get(a) != hf.get(b):
+            raise ValueError(f"Marian with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; supported: one "
+                             f"layer shape for both stacks")
+    act = hf.get("activation_function", "swish")
+    if act not in _MARIAN_ACTIVATIONS:
+        raise ValueError(f"Marian activation_function {act!r} is not supported; supported: relu, gelu")
+    vocab = hf["vocab_size"]
+    if not hf.get("share_encoder_decoder_embeddings", True) or hf.get("decoder_vocab_size", vocab) != vocab:
+        raise ValueError("Marian with separate encoder and decoder vocabularies is not supported; supported: one "
+                         "shared vocabulary")
+    return EncoderDecoderConfig(
+        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=hf["d_model"], num_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"], num_encoder_layers=hf["encoder_layers"], num_decoder_layers=hf["decoder_layers"],
+        ffn=_MARIAN_ACTIVATIONS[act], dropout=float(hf.get("dropout", 0.1)),
+        attention_dropout=float(hf.get("attention_dropout", 0.0)),
+        activation_dropout=float(hf.get("activation_dropout", 0.0)), norm_first=False, positional="sinusoidal",
+        max_len=hf.get("max_position_embeddings", 512), bias=True, tie_embeddings="all",
+        scale_embedding=bool(hf.get("scale_embedding", True)), pad_id=hf.get("pad_token_id") or 0,
+    )
+
+
+def marian_state(state: dict[str, torch.Tensor], config: EncoderDecoderConfig) -> dict[str, torch.Tensor]:
+    """``MarianMTModel`` weights -> ``EncoderDecoder`` names, width reordered back to interleaved."""
+    from ..nn.positional import sinusoidal_table
+
+    order = marian_width_order(config.d_model)
+    shared = state["model.shared.weight"]
+    for name, tensor in state.items():
+        if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
+            if not torch.equal(tensor, shared):
+                raise ValueError(f"Marian {name} differs from model.shared.weight; supported: one tied embedding")
+        elif name.endswith("embed_positions.weight"):
+            table = sinusoidal_table(tensor.shape[0], config.d_model)[:, order]
+            if (tensor - table).abs().max() > 1e-4:
+                raise ValueError(f"Marian {name} is not the sinusoid table; supported: fixed sinusoidal positions")
+        elif name == "final_logits_bias" and tensor.any():
+            raise ValueError("Marian with a non-zero final_logits_bias is not supported; supported: no output bias")
+    inverse = torch.argsort(order)
+    renamed = rename(state, MARIAN_RULES, MARIAN_DERIVED, "Marian")
+    return {name: permute_width(name, tensor, inverse) for name, tensor in renamed.items()}

@@ -6,8 +6,9 @@ One entry point chooses the reader by what it finds at the path:
 - a **CTranslate2 Whisper folder** (``model.bin``): -> ``SpeechModel``;
 - a **Hugging Face folder** (``config.json`` + ``*.safetensors``) whose ``model_type`` is
   ``bert`` (-> ``Encoder``; sentence-transformers pooling files are honoured), ``llama`` or
-  ``gpt2`` (-> ``DecoderLM``), ``whisper`` (-> ``SpeechModel``) or ``vit`` (-> ``VisionTransformer``,
-  pixel statistics from ``preprocessor_config.json``);
+  ``gpt2`` (-> ``DecoderLM``), ``whisper`` (-> ``SpeechModel``), ``vit`` (-> ``VisionTransformer``,
+  pixel statistics from ``preprocessor_config.json``) or ``marian`` (-> ``EncoderDecoder``, relu/gelu
+  models with one shared vocabulary);
 - an **attentive checkpoint** (``config.json`` naming an attentive family + ``model.safetensors``),
   which is what ``Pretrained.save`` writes;
 - a **LoRA adapter folder** (``adapter.json`` + ``adapter.safetensors``, what a LoRA run leaves):
@@ -36,7 +37,7 @@ from ..config import ModelConfig
 from ..checkpoint import load_model, load_state_into, read_tensors, save_json, save_model
 from . import hf_maps
 
-HF_FAMILIES = ("bert", "llama", "gpt2", "whisper", "vit")
+HF_FAMILIES = ("bert", "llama", "gpt2", "whisper", "vit", "marian")
 SUPPORTED = ("a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
              f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder")
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -365,6 +366,14 @@ def _load_hf(folder: Path, hf: dict[str, Any], language: str | None) -> Pretrain
         eos = generation.get("eos_token_id", hf.get("eos_token_id"))
         stop_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
         tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids) if (folder / "tokenizer.json").is_file() else None
+    elif family == "marian":
+        config = hf_maps.marian_config(hf)
+        model = _build(config, hf_maps.marian_state(state, config), str(folder))
+        tokenizer = None
+        if (folder / "tokenizer.json").is_file():
+            from ..text import load_tokenizer
+
+            tokenizer = load_tokenizer(folder)
     elif family == "vit":
         preprocessor = folder / "preprocessor_config.json"
         config = hf_maps.vit_config(hf, _read_json(preprocessor) if preprocessor.is_file() else None)
