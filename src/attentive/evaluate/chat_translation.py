@@ -4,7 +4,7 @@
 All sentences go through one decoding engine (``decode.Engine``): shortest prompts first, at
 most ``max_batch`` rows at a time, a row leaving as soon as it ends its turn and the next
 sentence taking its place. Each reply may run to ``2 x source tokens + 16`` tokens (a model
-that does not stop, as an untuned one often does not, is cut there).
+that does not stop, as an untuned one often does not, is cut there) and becomes one line.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def chat_translate(model, tokenizer, sources: Sequence[str], prompt: str = DEFAU
             engine.step()
     finally:
         model.train(was_training)
-    return [tokenizer.decode(sequences[i].tokens).strip() for i in range(len(sources))]
+    # one line per sentence (an untuned model's reply may run over several): whitespace is
+    # collapsed, which changes no BLEU or chrF score (both split on any whitespace)
+    return [" ".join(tokenizer.decode(sequences[i].tokens).split()) for i in range(len(sources))]
 
 
 def evaluate_chat_translation(model, tokenizer, sources: Sequence[str], references: Sequence[str],
