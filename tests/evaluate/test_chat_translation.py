@@ -30,8 +30,8 @@ def test_the_chat_translation_recipe_trains_and_scores_bleu(tmp_path):
     base = tmp_path / "base"
     Pretrained(chat_model(), chat_tokenizer(), "", "attentive").save(base)
     recipe = get_recipe("smollm2-multi30k-lora").build({
-        "init": str(base), "train_limit": 16, "valid_limit": 4, "test_limit": 3, "max_steps": 1, "max_minutes": None,
-        "eval_every": 0, "checkpoint_every": 1, "progress": False, "precision": "fp32", "device": "cpu",
+        "init": str(base), "train_limit": 16, "valid_limit": 4, "test_limit": 3, "seq_len": 512, "max_steps": 1,
+        "max_minutes": None, "eval_every": 0, "checkpoint_every": 1, "progress": False, "precision": "fp32", "device": "cpu",
         "out_dir": str(tmp_path / "run")})
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
     assert results["test_2016_flickr"]["sentences"] == 3 and results["test_2016_flickr"]["search"] == "greedy"

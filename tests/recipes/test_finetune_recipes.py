@@ -86,3 +86,13 @@ def test_init_of_another_family_is_refused(tmp_path, data):
     attentive.save(attentive.build("vit-tiny"), vit)
     with pytest.raises(ValueError, match="holds a vit model; this recipe trains decoder-lm models"):
         get_recipe("shakespeare-char").build({**QUICK, "init": str(vit), "out_dir": str(tmp_path / "r")})
+
+
+def test_a_bad_data_line_stops_the_recipe_before_anything_is_written(tmp_path, base):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", "content": "Hi"}]}\n',
+                   encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        get_recipe("instruct").build({**QUICK, "init": str(base), "train": str(bad), "out_dir": str(tmp_path / "r")})
+    assert str(err.value).startswith(f"{bad}:2: ") and "no assistant turn" in str(err.value)
+    assert "\n" not in str(err.value) and not (tmp_path / "r").exists()
