@@ -214,7 +214,8 @@ def save_adapter(directory: str | Path, model: nn.Module, tensors: dict[str, tor
     directory.mkdir(parents=True, exist_ok=True)
     tensors = adapter_state(model) if tensors is None else tensors
     save_tensors(directory / ADAPTER_WEIGHTS, tensors, metadata={"format": "pt"})
-    save_json(directory / ADAPTER_CONFIG, {"method": "lora", **config.to_dict(), "base": getattr(model, _BASE_ATTR, None),
+    save_json(directory / ADAPTER_CONFIG, {"method": "lora", **config.to_dict(),
+                                           "base": getattr(model, _BASE_ATTR, None),
                                            "base_config": model.config.to_dict()})
     return directory
 

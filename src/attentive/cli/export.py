@@ -53,7 +53,8 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="write a model as a Hugging Face folder, PEFT adapter, GGUF file or ONNX graphs")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint, run folder, or anything from_pretrained reads")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a checkpoint, run folder, or anything from_pretrained reads")
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
     p.add_argument("--out", required=True, metavar="PATH", help="output folder (a .gguf file for --to gguf)")
     p.add_argument("--dtype", choices=("f32", "f16", "q8_0"), help="GGUF tensor type (default f16)")

@@ -396,7 +396,7 @@ def marian_width_order(d_model: int) -> torch.Tensor:
 def permute_width(name: str, tensor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Reorder the model-width axis of one attentive tensor (``order`` from ``marian_width_order``,
     or its inverse to go back)."""
-    if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "ffn.up.weight")) or name.endswith("embed.weight"):
+    if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "ffn.up.weight", "embed.weight")):
         return tensor[:, order]  # reads the stream
     if name.endswith(("out_proj.weight", "ffn.down.weight")):
         return tensor[order, :]  # writes the stream

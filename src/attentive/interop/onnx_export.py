@@ -52,7 +52,8 @@ class _LMStep(nn.Module):
             cache.keys, cache.values = list(past_keys.unbind(0)), list(past_values.unbind(0))  # L x (B, Hkv, P, Dh)
         hidden = self.model.decode(input_ids, key_mask=attention_mask.bool(), positions=position_ids,
                                    cache=cache).hidden  # (B, T, D)
-        return self.model.head(hidden), torch.stack(cache.keys), torch.stack(cache.values)  # (B,T,V), (L,B,Hkv,Tk,Dh) x2
+        # (B, T, V), then keys and values (L, B, Hkv, Tk, Dh)
+        return self.model.head(hidden), torch.stack(cache.keys), torch.stack(cache.values)
 
 
 class _Prefill(_LMStep):

@@ -365,7 +365,8 @@ def _load_hf(folder: Path, hf: dict[str, Any], language: str | None) -> Pretrain
         model = _build(config, read_state(state, config), str(folder))
         eos = generation.get("eos_token_id", hf.get("eos_token_id"))
         stop_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
-        tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids) if (folder / "tokenizer.json").is_file() else None
+        has_tokenizer = (folder / "tokenizer.json").is_file()
+        tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids) if has_tokenizer else None
     elif family == "marian":
         config = hf_maps.marian_config(hf)
         model = _build(config, hf_maps.marian_state(state, config), str(folder))
