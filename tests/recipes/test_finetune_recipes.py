@@ -96,3 +96,24 @@ def test_a_bad_data_line_stops_the_recipe_before_anything_is_written(tmp_path, b
         get_recipe("instruct").build({**QUICK, "init": str(base), "train": str(bad), "out_dir": str(tmp_path / "r")})
     assert str(err.value).startswith(f"{bad}:2: ") and "no assistant turn" in str(err.value)
     assert "\n" not in str(err.value) and not (tmp_path / "r").exists()
+
+
+def test_a_vision_recipe_starts_from_a_vit_checkpoint_and_trains_lora(tmp_path):
+    """init= and LoRA are not for language models alone: the vit-mnist recipe from a ViT folder."""
+    small = {"patch_size": 7, "num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64}
+    data = {"train_limit": 64, "batch_size": 16, "val_size": 16, "test_limit": 16}
+    fresh = get_recipe("vit-mnist").build({**QUICK, **small, **data, "out_dir": str(tmp_path / "fresh")})
+    with torch.no_grad():  # a trained classifier (a fresh one starts at zero, which passes no gradient back)
+        fresh.model.head.weight.normal_(std=0.1)
+    attentive.save(fresh.model, tmp_path / "vit")
+    recipe = get_recipe("vit-mnist").build({**QUICK, **data, "init": str(tmp_path / "vit"), "finetune": "lora",
+                                            "lora_rank": 2, "lora_targets": "q_proj,v_proj",
+                                            "out_dir": str(tmp_path / "run")})
+    trainable = {n for n, p in recipe.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n and ("q_proj" in n or "v_proj" in n) for n in trainable)
+    Trainer(recipe.task, recipe.model, recipe.train_config).fit()
+    merged = attentive.from_pretrained(tmp_path / "run").model.state_dict()
+    base = fresh.model.state_dict()
+    assert merged.keys() == base.keys()
+    changed = {k for k in base if not torch.equal(base[k], merged[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
