@@ -117,3 +117,31 @@ def test_a_vision_recipe_starts_from_a_vit_checkpoint_and_trains_lora(tmp_path):
     assert merged.keys() == base.keys()
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+
+
+TINY_TRANSLATOR = {"train_limit": 200, "valid_limit": 16, "test": "", "vocab_size": 300, "d_model": 32,
+                   "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1, "max_tokens": 400,
+                   "val_bleu_sentences": 0, "average_last": 0}
+
+
+def test_a_translation_recipe_starts_from_a_translation_run_with_its_tokenizer(tmp_path):
+    first = get_recipe("multi30k-de-en").build({**QUICK, **TINY_TRANSLATOR, "out_dir": str(tmp_path / "first")})
+    Trainer(first.task, first.model, first.train_config).fit()
+    # another vocabulary size would build another tokenizer: the checkpoint's must win
+    again = get_recipe("multi30k-de-en").build({**QUICK, "train_limit": 200, "valid_limit": 16, "test": "",
+                                                "vocab_size": 500, "max_tokens": 400, "val_bleu_sentences": 0,
+                                                "average_last": 0, "init": str(tmp_path / "first"),
+                                                "finetune": "lora", "lora_rank": 2,
+                                                "out_dir": str(tmp_path / "again")})
+    assert again.task.tokenizer.to_json() == first.task.tokenizer.to_json()
+    assert again.model.config == first.model.config and lora_config_of(again.model).rank == 2
+    Trainer(again.task, again.model, again.train_config).fit()
+
+
+def test_a_translation_recipe_refuses_a_checkpoint_whose_tokenizer_it_cannot_read(tmp_path):
+    model = attentive.build("transformer-base", d_model=32, num_heads=2, d_ff=64, num_encoder_layers=1,
+                            num_decoder_layers=1, src_vocab_size=300, tgt_vocab_size=300)
+    Pretrained(model, chat_tokenizer(), "", "huggingface").save(tmp_path / "mt")
+    with pytest.raises(ValueError, match="take an attentive translation checkpoint with its tokenizer.json"):
+        get_recipe("multi30k-de-en").build({**QUICK, "init": str(tmp_path / "mt"), "out_dir": str(tmp_path / "r")})
+    assert not (tmp_path / "r").exists()
