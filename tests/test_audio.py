@@ -59,6 +59,18 @@ def test_not_a_wav_is_one_line_error(tmp_path):
         read_wav(tmp_path / "missing.wav")
 
 
+def test_read_wav_from_memory(tmp_path):
+    import io
+
+    ints = np.array([0, 16384, -32768, 32767], dtype="<i2")
+    _write_wav(tmp_path / "a.wav", ints, 2, rate=16000)
+    audio, rate = read_wav(io.BytesIO((tmp_path / "a.wav").read_bytes()))  # an upload, never on disk
+    assert rate == 16000
+    np.testing.assert_array_equal(audio, read_wav(tmp_path / "a.wav")[0])
+    with pytest.raises(ValueError, match="the uploaded file is not a readable PCM WAV"):
+        read_wav(io.BytesIO(b"plain text"))
+
+
 @pytest.mark.parametrize("sr_from,sr_to", [(22050, 16000), (44100, 16000), (8000, 16000)])
 @pytest.mark.parametrize("freq", [440.0, 3000.0])
 def test_resample_sine_accuracy(sr_from, sr_to, freq):

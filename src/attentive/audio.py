@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -28,15 +29,18 @@ CHUNK_SECONDS = 30
 N_SAMPLES = SAMPLE_RATE * CHUNK_SECONDS  # 480000 samples -> 3000 frames
 
 
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+def read_wav(path: str | Path | BinaryIO) -> tuple[np.ndarray, int]:
     """Read a PCM WAV file as mono float32 in [-1, 1] and its sample rate.
 
+    ``path`` may also be a binary file object (an upload held in memory, ``io.BytesIO``).
     8-bit (unsigned), 16-, 24- and 32-bit (signed) integer PCM are read; channels are
     averaged. Float or compressed WAVs are rejected with a one-line error.
     """
-    path = Path(path)
+    is_file = hasattr(path, "read")
+    source = path if is_file else str(path)
+    path = Path(getattr(path, "name", None) or "the uploaded file") if is_file else Path(path)
     try:
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(source, "rb") as wav:
             width, channels = wav.getsampwidth(), wav.getnchannels()
             rate, raw = wav.getframerate(), wav.readframes(wav.getnframes())
     except FileNotFoundError:

@@ -9,6 +9,7 @@ from attentive.data.images import (
     MNIST_MEAN,
     MNIST_STD,
     BatchSampler,
+    load_image_bytes,
     load_image_file,
     load_mnist,
     normalize,
@@ -136,6 +137,18 @@ def test_load_large_image_is_framed(tmp_path):
     rows, cols = (out > 0.5).nonzero(as_tuple=True)
     assert rows.max() - rows.min() + 1 in (19, 20, 21)  # fitted into the 20-pixel box
     assert abs(cols.float().mean().item() - 13.5) < 1.5  # centred
+
+
+def test_an_image_in_memory_reads_as_its_file_does(tmp_path):
+    paper = np.full((300, 200), 255, dtype=np.uint8)
+    paper[50:250, 90:110] = 0
+    path = tmp_path / "one.png"
+    Image.fromarray(paper).save(path)
+    assert torch.equal(load_image_bytes(path.read_bytes()), load_image_file(path))
+    with pytest.raises(ValueError, match="300 = 60,000 pixels; the limit is 50,000"):
+        load_image_bytes(path.read_bytes(), max_pixels=50_000)  # refused from its header, before decoding
+    with pytest.raises(ValueError, match="not an image file"):
+        load_image_bytes(b"hello, not pixels")
 
 
 def test_not_an_image(tmp_path):

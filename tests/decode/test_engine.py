@@ -98,6 +98,48 @@ def test_a_cancelled_request_frees_its_row_and_the_others_go_on():
     assert keep.tokens == _alone(model, [5, 6, 7], config)
 
 
+def test_reconfigure_changes_the_settings_from_the_next_token_on():
+    """New settings apply to the following tokens, over the same KV cache: a greedy sequence that
+    starts sampling draws what a fresh request for its text so far draws with that seed, and a
+    sampled one switched to greedy continues as greedy would."""
+    model = _lm()
+    greedy = GenerationConfig(max_new_tokens=10, temperature=0.0)
+    sampled = GenerationConfig(max_new_tokens=7, temperature=1.2, top_k=9, top_p=0.95, seed=7)
+    engine = Engine(model)
+    seq = engine.add(Request([5, 6, 7], greedy))
+    for _ in range(3):
+        engine.step()
+    head = list(seq.tokens)
+    assert seq.generator is None
+    engine.reconfigure(seq, sampled.replace(max_new_tokens=10))
+    list(engine.run())
+    assert seq.tokens[:3] == head and seq.tokens[3:] == _alone(model, [5, 6, 7, *head], sampled)
+
+    engine = Engine(model)
+    seq = engine.add(Request([5, 6, 7], sampled.replace(max_new_tokens=10)))
+    engine.step()
+    engine.step()
+    engine.reconfigure(seq, greedy)
+    list(engine.run())
+    assert seq.tokens[2:] == _alone(model, [5, 6, 7, *seq.tokens[:2]], greedy.replace(max_new_tokens=8))
+    with pytest.raises(ValueError, match="has finished"):
+        engine.reconfigure(seq, greedy)
+
+
+def test_a_steps_tokens_are_emitted_before_the_model_runs_again():
+    model = _lm()
+    engine = Engine(model)
+    order, emitted = [], []
+    forward = engine.batch.step
+    engine.batch.step = lambda tokens: (order.append("forward"), forward(tokens))[1]
+    seq = engine.add(Request([5, 6], GenerationConfig(max_new_tokens=3, temperature=0.0)))
+    while not engine.idle:
+        returned = engine.step(emit=lambda events: (order.append("emit"), emitted.append(events)))
+        assert emitted[-1] is returned
+    assert order == ["emit", "forward", "emit", "forward", "emit"]  # the last token needs no forward
+    assert [e.token for events in emitted for e in events] == seq.tokens == _alone(model, [5, 6], seq.request.config)
+
+
 def test_a_static_batch_is_fixed_so_new_requests_wait_for_it():
     model = _lm()
     config = GenerationConfig(max_new_tokens=4, temperature=0.0)

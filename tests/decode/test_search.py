@@ -135,3 +135,25 @@ def test_translator_cross_attention_rows_are_distributions():
     assert t_len == len(result.output_tokens) and result.output_tokens[-1] == "</s>"
     assert torch.allclose(result.weights.sum(-1), torch.ones(layers, heads, t_len), atol=1e-5)
     assert translator.translate(["", "  "]) == ["", ""]  # blank in, blank out, no model call
+
+
+def test_beam_steps_report_the_hypotheses_and_their_scores():
+    """``on_step`` sees every sentence's K live prefixes with their summed log-probabilities (what
+    teacher forcing gives them) and its finished hypotheses, the last of which the search returns."""
+    model, src, k = _model(), _sources(3), 3
+    steps = []
+    out = beam_search(model, src, SearchConfig(beam_size=k), on_step=steps.append)
+    assert steps and all(len(s.live) == k for report in steps for s in report)
+    for report in steps[:4]:
+        for s in report:
+            row = src[s.sentence]
+            for tokens, score in s.live:
+                assert len(tokens) == s.step + 1
+                prefix = src[s.sentence : s.sentence + 1, : int((row != PAD_ID).sum())]
+                logp = F.log_softmax(model(prefix, torch.tensor([[BOS_ID, *tokens[:-1]]])).double(), dim=-1)
+                want = logp[0].gather(-1, torch.tensor(tokens)[:, None]).sum().item()
+                assert score == pytest.approx(want, abs=1e-6)
+    for sentence in range(3):
+        last = [s for report in steps for s in report if s.sentence == sentence][-1]
+        best = max(last.finished, key=lambda h: h[1])
+        assert (best[0], best[1]) == (out.tokens[sentence], pytest.approx(out.scores[sentence]))

@@ -215,8 +215,39 @@ def load_image_file(path: str | Path, fit: bool = True) -> torch.Tensor:
     with ``fit``, cropped to its ink, scaled into 20x20 and centred by mass (MNIST's own
     preprocessing), else simply resized. Apply :func:`normalize` before the model.
     """
-    path = Path(path)
-    gray = _to_gray(_open_image(path))  # (H, W) 0..255
+    return _as_mnist(_open_image(Path(path)), fit)
+
+
+def load_image_bytes(data: bytes, fit: bool = True, max_pixels: int | None = None) -> torch.Tensor:
+    """``load_image_file`` for an image held in memory (an upload): float (1, 28, 28) in 0..1.
+
+    An image of more than ``max_pixels`` pixels is refused before it is decoded."""
+    img = open_image_bytes(data, max_pixels)
+    return _as_mnist(img, fit)
+
+
+def open_image_bytes(data: bytes, max_pixels: int | None = None):
+    """A PIL image from bytes; a ValueError for data that is not an image or is too large."""
+    import io
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = img.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ValueError(f"the image is {width}x{height} = {width * height:,} pixels; the limit is "
+                             f"{max_pixels:,}")
+        img.load()
+    except UnidentifiedImageError:
+        raise ValueError("not an image file (Pillow cannot identify it)") from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image file ({exc})") from None
+    return ImageOps.exif_transpose(img)
+
+
+def _as_mnist(img, fit: bool) -> torch.Tensor:
+    gray = _to_gray(img)  # (H, W) 0..255
     if gray.mean() > 127:
         gray = 255.0 - gray
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
@@ -236,6 +267,7 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "BatchSampler",
+    "load_image_bytes",
     "load_image_file",
     "load_mnist",
     "mnist_path",

@@ -11,11 +11,11 @@ from .batch import DecodeBatch
 from .config import CACHES, GenerationConfig
 from .engine import Engine, Request, Sequence, TokenEvent
 from .generate import GenerationOutput, TextDelta, generate, stream
-from .search import SearchConfig, SearchOutput, beam_search, greedy_search, search
+from .search import BeamStep, SearchConfig, SearchOutput, beam_search, greedy_search, search
 from .translator import Translator
 
 __all__ = [
-    "CACHES", "DecodeBatch", "Engine", "GenerationConfig", "GenerationOutput", "Request", "SearchConfig",
+    "BeamStep", "CACHES", "DecodeBatch", "Engine", "GenerationConfig", "GenerationOutput", "Request", "SearchConfig",
     "SearchOutput", "Sequence", "TextDelta", "TokenEvent", "Translator", "beam_search", "generate",
     "greedy_search", "search", "stream",
 ]

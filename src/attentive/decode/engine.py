@@ -129,6 +129,20 @@ class Engine:
             self.pending.remove(sequence)
         self._events.append(TokenEvent(sequence, None, finish_reason="cancelled"))
 
+    def reconfigure(self, sequence: Sequence, config: GenerationConfig) -> None:
+        """Give ``sequence`` new settings from its next token on (an explorer's temperature, top-k
+        and top-p sliders); its tokens and KV cache stay as they are. A greedy sequence that
+        starts sampling gets a generator seeded by ``config.seed``."""
+        if sequence.done:
+            raise ValueError(f"sequence {sequence.id} has finished ({sequence.finish_reason}); it takes no settings")
+        if sequence not in self.pending and sequence not in self.rows:
+            raise ValueError(f"sequence {sequence.id} is not in this engine")
+        sequence.request.config = config
+        if not config.greedy and sequence.generator is None:
+            sequence.generator = new_generator(config.seed, self.device)
+        if sequence in self.rows:
+            self._settings()
+
     @property
     def active(self) -> list[Sequence]:
         return [s for s in self.rows if not s.done]
@@ -142,12 +156,18 @@ class Engine:
 
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
-    def step(self) -> list[TokenEvent]:
-        """Admit waiting requests, choose one token for every live row, advance the batch."""
+    def step(self, emit: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
+        """Admit waiting requests, choose one token for every live row, advance the batch.
+
+        ``emit(events)``, when given, receives the step's events as soon as its tokens are chosen,
+        before the model runs for the next ones (a server streams each token a forward pass
+        sooner); the events are returned as well."""
         events, self._events = self._events, []
         self._drop_finished()
         self._admit()
         if not self._live():
+            if emit is not None:
+                emit(events)
             return events
         self.last_rows, self.last_logits = list(self.rows), self.logits
         steps = [len(s.tokens) for s in self.rows]
@@ -162,6 +182,8 @@ class Engine:
                 continue
             events.append(self._take(sequence, row, token, raw))
         self._drop_finished()
+        if emit is not None:
+            emit(events)
         if self._live():
             if len(self.rows) != len(tokens):  # rows left the batch: feed the others' tokens
                 fed = torch.tensor([s.tokens[-1] for s in self.rows], dtype=torch.long, device=self.device)

@@ -26,6 +26,7 @@ sentences finish), S source length, T tokens so far, V vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,18 @@ class SearchConfig:
     @property
     def cache(self) -> str:
         return "dynamic" if self.use_cache else "none"
+
+
+@dataclass
+class BeamStep:
+    """One sentence after one step of beam search (what ``beam_search(on_step=...)`` reports):
+    the ``live`` hypotheses it carries on, as (tokens without BOS, summed log-probability), and
+    the ``finished`` ones so far, as (tokens without BOS and EOS, length-normalised score)."""
+
+    step: int
+    sentence: int
+    live: list[tuple[list[int], float]]
+    finished: list[tuple[list[int], float]]
 
 
 @dataclass
@@ -106,8 +119,10 @@ def greedy_search(model, src: Tensor, config: SearchConfig | None = None, *, bos
 
 @torch.no_grad()
 def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_id: int = BOS_ID,
-                eos_id: int = EOS_ID) -> SearchOutput:
-    """Keep the ``beam_size`` best prefixes per sentence; return each sentence's best finished one."""
+                eos_id: int = EOS_ID, on_step: Callable[[list[BeamStep]], None] | None = None) -> SearchOutput:
+    """Keep the ``beam_size`` best prefixes per sentence; return each sentence's best finished one.
+
+    ``on_step`` (optional) gets a ``BeamStep`` per sentence still searching after every step."""
     config = config or SearchConfig()
     k = config.beam_size
     memory, src_valid = _encode(model, src)  # (B, S, D), (B, S)
@@ -152,6 +167,8 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
         new_tok = top_tok.gather(1, order)  # (b, K)
         source_row = torch.arange(b, device=device)[:, None] * k + origin.gather(1, order)  # (b, K)
 
+        if on_step is not None:
+            on_step(_beam_steps(step, rows.history(), source_row, new_tok, beam_scores, sentences, finished))
         counts = torch.tensor([len(finished[s]) for s in sentences.tolist()], device=device)
         keep = (counts < k) & ~at_limit  # (b,) sentences still searching
         if not keep.any():
@@ -166,6 +183,21 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
         tokens.append(hyp)
         scores.append(score)
     return SearchOutput(tokens, scores)
+
+
+def _beam_steps(step: int, history: Tensor, source_row: Tensor, new_tok: Tensor, beam_scores: Tensor,
+                sentences: Tensor, finished: list[list[tuple[float, list[int]]]]) -> list[BeamStep]:
+    """The live beams (their row's prefix without BOS, plus the new token) and finished hypotheses
+    of every sentence still in the batch."""
+    prefixes = history[source_row.reshape(-1), 1:].tolist()  # (b*K, T-1)
+    tokens, scores = new_tok.reshape(-1).tolist(), beam_scores.reshape(-1).tolist()
+    k = new_tok.shape[1]
+    out = []
+    for i, sentence in enumerate(sentences.tolist()):
+        live = [(prefixes[i * k + j] + [tokens[i * k + j]], scores[i * k + j]) for j in range(k)]
+        done = [(hyp, score) for score, hyp in finished[sentence]]
+        out.append(BeamStep(step, sentence, live, done))
+    return out
 
 
 def _force_eos(log_probs: Tensor, at_limit: Tensor, eos_id: int) -> None:

@@ -8,7 +8,7 @@ from .cache import DynamicCache, KVCache, StaticCache
 from .embedding import OutputProjection, TokenEmbedding
 from .feedforward import FeedForward, GatedFeedForward, make_feedforward
 from .layers import LayerSpec, TransformerLayer
-from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
+from .masks import causal_mask, combine_masks, key_mask, lengths_mask, padding_mask, segment_mask
 from .norm import RMSNorm, make_norm
 from .packed import PackedProjection
 from .positional import (

@@ -91,12 +91,14 @@ class LanguageModelingTask(Task):
             self.eval_stream = val_tokens
 
     @classmethod
-    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm") -> LanguageModelingTask:
-        """Tokenise ``text`` (building the tokenizer) and split it, first part for training."""
+    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm",
+                  tokenizer: Tokenizer | None = None) -> LanguageModelingTask:
+        """Tokenise ``text`` (building the tokenizer, unless a pretrained model brings its own) and
+        split it, first part for training."""
         train_text, _ = split_train_val(text, data.train_fraction)
-        if data.tokenizer == "char":
-            tokenizer: Tokenizer = CharTokenizer.train(text)  # every character of the file, as nanoGPT
-        else:
+        if tokenizer is None and data.tokenizer == "char":
+            tokenizer = CharTokenizer.train(text)  # every character of the file, as nanoGPT
+        elif tokenizer is None:
             tokenizer = BPETokenizer.train(train_text.splitlines(keepends=True), vocab_size=data.bpe_vocab_size)
         tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         train_tokens, val_tokens = split_train_val(tokens, data.train_fraction)

@@ -1,0 +1,72 @@
+"""``create_app(models, settings)``: the FastAPI application of ``attentive serve``.
+
+The app holds one ``ServerState`` on ``app.state.attentive`` (the ``ModelRegistry``, the
+settings, the metrics, one ``GenerationScheduler`` per language model and one ``Worker`` per
+other model), so another router mounted on the same app (the attention explorer) reads the
+same loaded models: ``app.include_router(router)`` and ``request.app.state.attentive.models``.
+
+Around the routes, from the outside in: CORS (only with ``cors_origins``), request metrics,
+the body-size limit; the API key is a dependency of every router but ``/health``.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from .endpoints import audio, completions, embeddings, images, system, translations
+from .endpoints.common import ServerState
+from .errors import install_handlers
+from .limits import BodyLimit, api_key_dependency
+from .metrics import Metrics, RequestMetrics
+from .registry import ModelRegistry, ServedModel
+from .scheduler import GenerationScheduler
+from .settings import ServeSettings
+from .workers import Worker
+
+UPLOAD_PATHS = (audio.ENDPOINT, images.ENDPOINT)
+
+
+def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSettings | None = None) -> FastAPI:
+    """The server for ``models`` (already loaded); engine threads start here and stop at shutdown."""
+    models = models if isinstance(models, ModelRegistry) else ModelRegistry(models)
+    settings = settings or ServeSettings()
+    state = ServerState(models, settings, Metrics())
+    for served in models:
+        state.metrics.add_model(served.name)
+        if served.kind == "lm":
+            state.schedulers[served.name] = GenerationScheduler(
+                served.name, served.model, served.tokenizer, max_batch=settings.max_batch,
+                max_queue=settings.max_queue, retry_after=settings.retry_after, metrics=state.metrics,
+                context=served.context, cache=settings.cache)
+        else:
+            state.workers[served.name] = Worker(served.name, max_queue=settings.max_queue,
+                                                retry_after=settings.retry_after, timeout=settings.timeout,
+                                                metrics=state.metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.close()
+
+    app = FastAPI(title="attentive", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="OpenAI-compatible endpoints over attentive's models")  # /openapi.json stays; the
+    # docs pages would load their scripts from a CDN
+    app.state.attentive = state
+    install_handlers(app)
+    app.include_router(system.health_router)
+    secured = [Depends(api_key_dependency(settings.api_key))]
+    routers = [module.router for module in (system, completions, embeddings, audio, translations, images)]
+    for router in routers:
+        app.include_router(router, dependencies=secured)
+    paths = {getattr(route, "path", None) for router in (system.health_router, *routers) for route in router.routes}
+    app.add_middleware(BodyLimit, limit_for=lambda path: settings.max_upload_bytes if path in UPLOAD_PATHS
+                       else settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=state.metrics, routes=lambda: paths)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app

@@ -1,0 +1,1 @@
+"""The routers, one module per endpoint family; ``app.create_app`` mounts them."""

@@ -1,0 +1,49 @@
+"""``POST /v1/translations/text`` (attentive's own): sentences through a trained translation run.
+
+Request ``{"model", "input": "..." | ["...", ...], "beam": 4, "alpha": 0.6, "max_len_b": 50}``
+(search settings default to the run's own, saved beside its weights, else beam 4); answer
+``{"object": "list", "data": [{"object": "translation", "index", "text"}], "usage"}`` in input
+order. An empty sentence gets an empty translation; one longer than the model's positions is
+refused (the command line would cut it).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from ...decode.search import SearchConfig
+from ..errors import bad_request, check_count
+from ..schemas import TranslationRequest, parse
+from .common import read_json, state_of
+
+router = APIRouter()
+ENDPOINT = "/v1/translations/text"
+
+
+@router.post(ENDPOINT)
+async def translations(request: Request):
+    state = state_of(request)
+    body = parse(TranslationRequest, await read_json(request))
+    served = state.models.get(body.model, ENDPOINT)
+    texts = body.texts()
+    check_count(len(texts), state.settings.max_inputs, "inputs", "input")
+    translator = served.translator
+    sources = translator.source_tokenizer.encode_batch([t.strip() for t in texts])
+    limit = translator.max_source_len
+    for i, ids in enumerate(sources):
+        if len(ids) > limit:
+            raise bad_request(f"input.{i} has {len(ids)} tokens; this model reads at most {limit}", param="input")
+    saved = translator.info.get("search", {})
+    config = SearchConfig(
+        beam_size=body.beam or saved.get("beam_size", 4),
+        alpha=body.alpha if body.alpha is not None else saved.get("alpha", 0.6),
+        max_len_b=body.max_len_b if body.max_len_b is not None else saved.get("max_len_b", 50),
+    )
+    outputs = await state.workers[served.name].run(translator.translate_ids, sources, config)
+    read, written = sum(map(len, sources)), sum(map(len, outputs))
+    state.metrics.prompt_tokens.labels(served.name).inc(read)
+    state.metrics.generated_tokens.labels(served.name).inc(written)
+    data = [{"object": "translation", "index": i, "text": translator.tokenizer.decode(ids) if ids else ""}
+            for i, ids in enumerate(outputs)]
+    return {"object": "list", "model": served.name, "data": data,
+            "usage": {"prompt_tokens": read, "completion_tokens": written, "total_tokens": read + written}}
