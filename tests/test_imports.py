@@ -14,7 +14,7 @@ import attentive
 
 FLOORS = [
     {"fileio", "device", "nn"},
-    {"config", "models", "text", "checkpoint"},
+    {"config", "models", "text", "checkpoint", "lora"},
     {"audio", "data", "viz"},
     {"decode", "interop", "evaluate"},
     {"train"},

@@ -8,8 +8,10 @@ same dataset or tokenizer) cannot trip over one another's temporary file. JSON-l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -92,3 +94,27 @@ def read_jsonl(path: str | Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path):
+    """Yield a fresh temporary folder beside ``path``; once the block ends without an error it
+    replaces ``path`` in one rename (an earlier ``path`` is moved aside first, then deleted).
+    On an error the temporary folder is removed: ``path`` appears whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it 0700
+        yield tmp
+        old = None
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+

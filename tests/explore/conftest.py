@@ -25,8 +25,6 @@ from attentive.models.vit import ViTConfig, VisionTransformer  # noqa: E402
 from attentive.text.char import CharTokenizer  # noqa: E402
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz .,!?'"
-LM_TEXT = "the cat sat on the mat."
-SOURCE_TEXT = "ein hund rennt."
 FAMILIES = ("lm", "translation", "vision", "encoder", "speech")
 
 
@@ -95,7 +93,7 @@ def subjects(lm, translation, vision, encoder, speech):
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless, driven by Playwright (which never downloads a browser here)."""
-    from support import CHROMIUM, FLAGS
+    from explore_support import CHROMIUM, FLAGS
 
     playwright = pytest.importorskip("playwright.sync_api",
                                      reason="pip install playwright (it drives the system Chromium)")
@@ -109,7 +107,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    from support import Page
+    from explore_support import Page
 
     return Page(browser)
 

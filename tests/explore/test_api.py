@@ -13,8 +13,7 @@ from attentive.decode.search import beam_search
 from attentive.decode.transcriber import greedy_transcribe
 from attentive.explore import weights as weights_module
 
-from conftest import LM_TEXT, SOURCE_TEXT
-from support import digit_png, post, tone_wav
+from explore_support import LM_TEXT, SOURCE_TEXT, digit_png, post, tone_wav
 
 
 def _blocks(base: str, summary: dict, stack: str, layers: int, **extra) -> list[list]:

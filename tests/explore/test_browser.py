@@ -8,8 +8,7 @@ the console stays clean. Screenshots of every view and idea panel go to ``test-a
 
 from __future__ import annotations
 
-from conftest import LM_TEXT, SOURCE_TEXT
-from support import IDEAS, Page, digit_png, post, tone_wav
+from explore_support import LM_TEXT, SOURCE_TEXT, IDEAS, Page, digit_png, post, tone_wav
 
 
 def _weights(server: str, family: str, analysis: str, stack: str, layer: int) -> dict:

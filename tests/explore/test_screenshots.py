@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pretrained_paths import need_espeak, need_minilm, need_smollm2, need_whisper_ct2
-from support import ARTIFACTS, IDEAS, ROOT, Page
+from explore_support import ARTIFACTS, IDEAS, ROOT, Page
 
 pytestmark = pytest.mark.slow
 OUT = ARTIFACTS / "real"

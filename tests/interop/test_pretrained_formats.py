@@ -39,9 +39,9 @@ def test_folder_of_no_supported_format(tmp_path):
 
 
 def test_unknown_model_type(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 12}))
-    message = one_line_error(tmp_path, "model_type 'gpt2'")
-    assert "bert, llama, whisper" in message
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "num_layers": 12}))
+    message = one_line_error(tmp_path, "model_type 't5'")
+    assert "bert, llama, gpt2, whisper, vit, marian" in message
 
 
 def test_missing_path_that_is_not_a_hub_name(tmp_path):

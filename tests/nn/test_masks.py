@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attentive.nn import attention, causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
+from attentive.nn import attention, causal_mask, combine_masks, key_mask, lengths_mask, padding_mask, segment_mask
 from attentive.nn.masks import check_mask
 
 
@@ -90,3 +90,14 @@ def test_non_bool_mask_rejected():
         attention(q, k, v, mask=torch.ones(1, 1, 3, 3))  # float 0/1 mask: ambiguous, refused
     with pytest.raises(ValueError, match="bool"):
         attention(q, k, v, mask=torch.ones(1, 1, 3, 3, dtype=torch.long), impl="reference")
+
+
+def test_segment_mask_keeps_packed_examples_apart():
+    seg = torch.tensor([[1, 1, 2, 2, 2, 0]])  # two examples and a pad
+    mask = segment_mask(seg)
+    assert mask.shape == (1, 1, 6, 6) and mask.dtype == torch.bool
+    assert mask[0, 0, 2].tolist() == [False, False, True, True, True, False]
+    assert mask[0, 0, 0].tolist() == [True, True, False, False, False, False]
+    assert segment_mask(seg, q_len=2)[0, 0].tolist() == mask[0, 0, 4:].tolist()  # the last queries
+    with pytest.raises(ValueError, match="integer tensor of shape"):
+        segment_mask(seg.float())

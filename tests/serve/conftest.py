@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_helpers import Server, make_char_lm, make_chat_lm, make_encoder, make_translator, make_vit
+from serve_helpers import API_KEY, Server, make_char_lm, make_chat_lm, make_encoder, make_translator, make_vit
 
-API_KEY = "test-key"
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from attentive.checkpoint import save_model
 from attentive.models import DecoderLM, DecoderLMConfig, EncoderDecoder, EncoderDecoderConfig
 from attentive.models.vit import ViTConfig, VisionTransformer
 
+API_KEY = "test-key"  # the key the shared tiny server requires
 SRC = Path(__file__).resolve().parents[2] / "src"
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")

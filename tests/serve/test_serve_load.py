@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from conftest import API_KEY
-from serve_helpers import metric
+from serve_helpers import API_KEY, metric
 
 pytestmark = pytest.mark.timeout(180)
 REQUESTS, CONCURRENCY, TOKENS = 200, 32, 24

@@ -13,6 +13,23 @@ def add_device(parser) -> None:
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
 
 
+def add_quantize(parser) -> None:
+    parser.add_argument("--quantize", choices=("fp32", "int8", "int4"),
+                        help="CPU inference: int8 / int4 weight-only (a GGUF file keeps its blocks) or fp32, each "
+                             "with fused projections and the panel kernels (default: the model as loaded)")
+
+
+def device_for(args) -> torch.device:
+    """``--device``, where ``auto`` means the CPU when ``--quantize`` asks for the CPU kernels."""
+    from ..device import resolve_device
+
+    if getattr(args, "quantize", None):
+        if args.device not in ("auto", "cpu"):
+            raise ValueError(f"--quantize runs on the CPU; got --device {args.device}")
+        return torch.device("cpu")
+    return resolve_device(args.device)
+
+
 def load_checkpoint(path: str, device: torch.device, overrides: dict | None = None):
     """Model from a checkpoint folder; errors become one line (CheckpointError is a ValueError)."""
     from ..checkpoint import load_model

@@ -2,6 +2,7 @@
 
     attentive generate --checkpoint runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
     attentive generate --model SmolLM2.gguf "Once upon a time" --max-new-tokens 20000 --window 1024 --sinks 4
+    attentive generate --model SmolLM2.gguf --quantize int4 --cache static --compile "Once upon a time"
 
 An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
 (a warning says so). Sampling settings that make no sense are rejected before the model loads.
@@ -14,8 +15,7 @@ import warnings
 from pathlib import Path
 
 from ..decode import CACHES, GenerationConfig, generate
-from ..device import resolve_device
-from .common import add_device, load_checkpoint, rope_scaling_arg
+from .common import add_device, add_quantize, device_for, load_checkpoint, rope_scaling_arg
 
 
 def add_model_options(p) -> None:
@@ -36,15 +36,20 @@ def resolve_model(args, device):
     """(model, tokenizer) named by the command line; one place to add more model sources."""
     scaling = getattr(args, "rope_scaling", None)
     scaling = rope_scaling_arg(scaling) if scaling is not None else None
+    quantize = getattr(args, "quantize", None)
     if getattr(args, "checkpoint", None):
         from ..text import load_tokenizer
 
         model = load_checkpoint(args.checkpoint, device, {"rope_scaling": scaling} if scaling is not None else None)
+        if quantize:
+            from ..nn.inference import optimize
+
+            optimize(model, None if quantize == "fp32" else quantize)
         return model, load_tokenizer(Path(args.checkpoint))
     if getattr(args, "model", None):
         from ..interop.pretrained import load_for
 
-        pre = load_for("decoder-lm", args.model, device=device, rope_scaling=scaling)
+        pre = load_for("decoder-lm", args.model, device=device, quantize=quantize, rope_scaling=scaling)
         return pre.model, pre.tokenizer
     raise ValueError("give --checkpoint DIR (a run folder holding config.json, model.safetensors, tokenizer.json) "
                      "or --model PATH (a pretrained model)")
@@ -62,8 +67,8 @@ def generation_config(args) -> GenerationConfig:
     return GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache, context=args.context,
-        window=args.window, sinks=args.sinks,
+        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache, compile=args.compile,
+        context=args.context, window=args.window, sinks=args.sinks,
     )
 
 
@@ -73,7 +78,7 @@ def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -
 
 def run(args) -> int:
     config = generation_config(args)  # reject bad values before loading anything
-    model, tokenizer = resolve_model(args, resolve_device(args.device))
+    model, tokenizer = resolve_model(args, device_for(args))
     prompt = args.prompt
     if getattr(args, "chat", False):  # the reply to one user message, via the model's chat template
         from ..interop.pretrained import chat_prompt
@@ -113,11 +118,13 @@ def register(sub) -> None:
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
     p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (needs --cache static)")
     p.add_argument("--context", type=int, metavar="N", help="tokens the model sees at most (default: its max_len)")
     p.add_argument("--window", type=int, metavar="W", help="stream: keep only the last W tokens' keys and values "
                    "(bounded memory, positions within the cache; runs past the context)")
     p.add_argument("--sinks", type=int, default=0, metavar="S", help="with --window: also keep the first S tokens "
                    "(attention sinks, StreamingLLM; 4 is the paper's choice)")
+    add_quantize(p)
     p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")
     add_device(p)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate.perplexity import file_perplexity
-from ..device import resolve_device
-from .common import add_device
+from .common import add_device, add_quantize, device_for
 from .generate import add_model_options, resolve_model
 
 
@@ -26,7 +25,7 @@ def run(args) -> int:
                          "whole file")
     if not stream and (args.sinks or args.chunk is not None):
         raise ValueError("--sinks and --chunk are for a stream: add --window W (or --stream)")
-    model, tokenizer = resolve_model(args, resolve_device(args.device))
+    model, tokenizer = resolve_model(args, device_for(args))
     if stream:
         options = dict(stream=True, window=args.window, sinks=args.sinks, chunk=args.chunk)
     else:
@@ -58,5 +57,6 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=int, metavar="N", help="tokens per model call in a stream (default: 1 with "
                    "sinks, else the window)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_quantize(p)
     add_device(p)
     p.set_defaults(func=run)

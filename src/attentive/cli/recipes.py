@@ -12,7 +12,7 @@ def run(args) -> int:
         spec = get_recipe(args.name)
         print(f"{spec.name}: {spec.description}\n")
         for title, config in (("model", spec.model), ("data", spec.data), ("optimiser", spec.optim),
-                              ("trainer", spec.train)):
+                              ("trainer", spec.train), ("fine-tuning", spec.finetune)):
             print(f"[{title}: {type(config).__name__}]")
             for f in dataclasses.fields(config):
                 if f.name != "optim":

@@ -28,8 +28,10 @@ def run(args) -> int:
     recipe = spec.build(overrides)
     trainer = Trainer(recipe.task, recipe.model, recipe.train_config)
     if trainer.dist.is_main:
-        n_params = sum(p.numel() for p in {id(p): p for p in recipe.model.parameters()}.values())
-        print(f"training {name}: {n_params / 1e6:.2f}M parameters on {trainer.device} "
+        params = {id(p): p for p in recipe.model.parameters()}.values()
+        n_params, n_trained = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+        trained = "" if n_trained == n_params else f", {n_trained / 1e6:.2f}M of them trained"
+        print(f"training {name}: {n_params / 1e6:.2f}M parameters{trained} on {trainer.device} "
               f"({trainer.precision}) -> {recipe.train_config.out_dir}")
     results = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.dist.is_main:

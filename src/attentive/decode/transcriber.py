@@ -34,12 +34,17 @@ def transcription_config(model, max_new_tokens: int | None = None, cache: str = 
 
 @torch.no_grad()
 def greedy_transcribe(model, features: Tensor, max_new_tokens: int | None = None,
-                      cache: str = "dynamic") -> list[list[int]]:
-    """Features ``(B, M, F)`` -> token ids per row (without the start tokens and ``<|endoftext|>``)."""
+                      cache: str = "dynamic", engine: Engine | None = None) -> list[list[int]]:
+    """Features ``(B, M, F)`` -> token ids per row (without the start tokens and ``<|endoftext|>``).
+    ``engine``: an idle ``Engine`` over ``model`` to reuse (a compiled static step is kept)."""
     config = model.config
     memory = model.encode(features).hidden  # (B, S, D)
+    if engine is not None:
+        if engine.model is not model or not engine.idle:
+            raise ValueError("greedy_transcribe needs an idle Engine over the same model")
+        cache = engine.batch.mode
     generation = transcription_config(model, max_new_tokens, cache)
-    engine = Engine(model, cache=cache)
+    engine = engine or Engine(model, cache=cache)
     sequences = [engine.add(Request(list(config.start_ids), generation, stop_tokens=(config.eot_id,), memory=row))
                  for row in memory]
     for _ in engine.run():

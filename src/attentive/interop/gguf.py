@@ -15,6 +15,12 @@ into what the rest of attentive and ``transformers.LlamaForCausalLM`` expect:
 - q/k rows are put back in Hugging Face's rotary order: llama.cpp's converter interleaves
   the two halves of each head (it rotates adjacent pairs, HF rotates halves), we undo it.
 
+With ``keep_blocks=True`` the quantised tensors are also kept as they are in the file
+(``GGUFLlama.blocks``, HF names -> ``attentive.nn.quant.QuantizedWeight``): Q8_0 as int8 values
+with a scale per block of 32, Q4_0 and Q4_1 as 4-bit values 0..15 with a scale and a minimum
+per block (Q4_0's ``d * (q - 8)`` is ``d * q - 8 d``), so a model quantised on load
+(``from_pretrained(..., quantize=)``) computes with the file's own numbers, never requantised.
+
 Only the ``gguf`` package is used to parse the file; nothing in it is executed.
 """
 
@@ -28,15 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..nn.quant import QuantizedWeight
+
 __all__ = [
     "SUPPORTED_TYPES", "LlamaGGUFConfig", "GGUFLlama", "read_metadata", "llama_config",
     "dequantize_tensor", "read_tensors", "to_hf_llama", "unpermute_rotary", "build_tokenizer",
-    "load_gguf_llama",
+    "load_gguf_llama", "BLOCK_TYPES", "read_blocks", "blocks_to_hf",
 ]
 
 # Tensor types we dequantise (all handled by gguf.quants.dequantize, checked against numpy).
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
                    "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# Block types kept as they are with keep_blocks=True (the others are dequantised, then quantised).
+BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_1")
 
 
 @dataclass
@@ -83,6 +93,7 @@ class GGUFLlama:
     tokenizer: Any  # transformers.PreTrainedTokenizerFast
     chat_template: str | None
     metadata: dict[str, Any]
+    blocks: dict[str, QuantizedWeight] | None = None  # HF names -> the file's quantised blocks
 
 
 def _reader(path: str | Path):
@@ -160,6 +171,30 @@ def dequantize_tensor(tensor) -> torch.Tensor:
     return torch.from_numpy(values)
 
 
+def read_blocks(tensor) -> QuantizedWeight | None:
+    """A Q8_0 / Q4_0 / Q4_1 matrix as its blocks' own values, scales and minimums (None for
+    other types). Block layouts (32 values each): Q8_0 = fp16 d, 32 x int8; Q4_0 = fp16 d,
+    16 bytes; Q4_1 = fp16 d, fp16 m, 16 bytes, where byte j holds value j (low nibble) and
+    value j + 16 (high nibble)."""
+    kind = tensor.tensor_type.name
+    if kind not in BLOCK_TYPES or len(tensor.shape) != 2:
+        return None
+    rows, cols = (int(d) for d in reversed(list(tensor.shape)))  # (N, K)
+    raw = np.asarray(tensor.data, dtype=np.uint8).reshape(rows, cols // 32, -1)  # (N, blocks, bytes)
+    scale = torch.from_numpy(raw[..., :2].copy().view(np.float16)[..., 0].astype(np.float32))  # (N, G)
+    if kind == "Q8_0":
+        values = torch.from_numpy(raw[..., 2:].copy().view(np.int8).reshape(rows, cols))
+        return QuantizedWeight(values, scale, None, 32, 8, kind)
+    start = 4 if kind == "Q4_1" else 2
+    packed = raw[..., start:]  # (N, G, 16)
+    nibbles = np.concatenate((packed & 15, packed >> 4), axis=-1).reshape(rows, cols)  # values 0..15
+    if kind == "Q4_1":
+        mins = torch.from_numpy(raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32))
+    else:
+        mins = -8.0 * scale
+    return QuantizedWeight(torch.from_numpy(nibbles.copy()), scale, mins, 32, 4, kind)
+
+
 def read_tensors(reader) -> dict[str, torch.Tensor]:
     """Every tensor in the file, dequantised, under its GGUF name."""
     return {t.name: dequantize_tensor(t) for t in reader.tensors}
@@ -187,27 +222,44 @@ _TOP_MAP = {"token_embd.weight": "model.embed_tokens.weight",
             "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
 
 
+def _hf_name(name: str, config: LlamaGGUFConfig) -> tuple[str | None, int | None]:
+    """A GGUF tensor name -> (its ``LlamaForCausalLM`` name, or None to skip; the head count
+    whose rotary row order to undo, or None)."""
+    if name in _TOP_MAP:
+        return _TOP_MAP[name], None
+    if name == "rope_freqs.weight":
+        return None, None  # llama3 rope scaling factors; recomputed from config by HF
+    parts = name.split(".")
+    if len(parts) != 4 or parts[0] != "blk" or parts[2] not in _LAYER_MAP:
+        raise ValueError(f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
+                         f"{', '.join(_TOP_MAP)}, blk.N.({'|'.join(_LAYER_MAP)}).weight")
+    heads = {"attn_q": config.num_heads, "attn_k": config.num_kv_heads}.get(parts[2])
+    return f"model.layers.{parts[1]}.{_LAYER_MAP[parts[2]]}.{parts[3]}", heads
+
+
 def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig
                 ) -> dict[str, torch.Tensor]:
     """GGUF names -> ``LlamaForCausalLM`` names, with q/k rows un-permuted."""
     out: dict[str, torch.Tensor] = {}
     for name, value in tensors.items():
-        if name in _TOP_MAP:
-            out[_TOP_MAP[name]] = value
-            continue
-        parts = name.split(".")
-        if name == "rope_freqs.weight":
-            continue  # llama3 rope scaling factors; recomputed from config by HF
-        if len(parts) != 4 or parts[0] != "blk" or parts[2] not in _LAYER_MAP:
-            raise ValueError(f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
-                             f"{', '.join(_TOP_MAP)}, blk.N.({'|'.join(_LAYER_MAP)}).weight")
-        if parts[2] == "attn_q":
-            value = unpermute_rotary(value, config.num_heads)
-        elif parts[2] == "attn_k":
-            value = unpermute_rotary(value, config.num_kv_heads)
-        out[f"model.layers.{parts[1]}.{_LAYER_MAP[parts[2]]}.{parts[3]}"] = value
+        hf, heads = _hf_name(name, config)
+        if hf is not None:
+            out[hf] = value if heads is None else unpermute_rotary(value, heads)
     if "lm_head.weight" not in out and config.tie_word_embeddings:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
+    return out
+
+
+def blocks_to_hf(reader, config: LlamaGGUFConfig) -> dict[str, QuantizedWeight]:
+    """The file's Q8_0 / Q4_0 / Q4_1 matrices under HF names, q/k rows un-permuted (rows of the
+    values, scales and minimums alike: a block never spans two rows)."""
+    out: dict[str, QuantizedWeight] = {}
+    for tensor in reader.tensors:
+        blocks = read_blocks(tensor)
+        hf, heads = _hf_name(tensor.name, config)
+        if blocks is None or hf is None:
+            continue
+        out[hf] = blocks if heads is None else blocks.map_rows(lambda t, h=heads: unpermute_rotary(t, h))
     return out
 
 
@@ -270,8 +322,9 @@ def build_tokenizer(meta: dict[str, Any]):
     return fast
 
 
-def load_gguf_llama(path: str | Path, *, with_tokenizer: bool = True) -> GGUFLlama:
-    """Read a LLaMA-family GGUF file: config, HF-named float32 state dict, tokenizer."""
+def load_gguf_llama(path: str | Path, *, with_tokenizer: bool = True, keep_blocks: bool = False) -> GGUFLlama:
+    """Read a LLaMA-family GGUF file: config, HF-named float32 state dict, tokenizer (and with
+    ``keep_blocks`` the quantised matrices as they are stored)."""
     reader = _reader(path)
     meta = read_metadata(reader)
     names = {t.name for t in reader.tensors}
@@ -279,4 +332,5 @@ def load_gguf_llama(path: str | Path, *, with_tokenizer: bool = True) -> GGUFLla
     state = to_hf_llama(read_tensors(reader), config)
     tokenizer = build_tokenizer(meta) if with_tokenizer else None
     return GGUFLlama(config=config, state_dict=state, tokenizer=tokenizer,
-                     chat_template=meta.get("tokenizer.chat_template"), metadata=meta)
+                     chat_template=meta.get("tokenizer.chat_template"), metadata=meta,
+                     blocks=blocks_to_hf(reader, config) if keep_blocks else None)

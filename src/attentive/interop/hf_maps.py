@@ -1,10 +1,10 @@
-"""Hugging Face names and configs -> attentive's own model classes (BERT, LLaMA, Whisper).
+"""Hugging Face names and configs -> attentive's own model classes (BERT, LLaMA, GPT-2, Whisper, ViT).
 
 Every reader in ``interop`` hands over weights under the names ``transformers`` uses
 (``BertModel``, ``LlamaForCausalLM``, ``WhisperForConditionalGeneration``), so each family
-needs one table here: a list of ``(HF name pattern, attentive name)`` rules, read top to
-bottom, and one function turning the HF config dict into the family's typed config.
-Nothing here touches files.
+needs one table here: a list of ``(HF name, attentive name)`` templates, read top to bottom
+(and backwards by ``interop.hf_export``), and one function turning the HF config dict into the
+family's typed config. Nothing here touches files.
 
 Where each HF part lands (``{i}`` = layer index, ``L`` = ``stack.layers.{i}``)::
 
@@ -15,6 +15,9 @@ Where each HF part lands (``{i}`` = layer index, ``L`` = ``stack.layers.{i}``)::
           mlp.gate_proj/up_proj/down_proj -> L.ffn.gate/up/down          (SwiGLU)
     Whisper encoder_attn                  -> decoder.layers.{i}.cross_attn
           fc1, fc2                        -> ffn.up, ffn.down
+    GPT-2 c_attn (q, k, v fused, Conv1D)  -> L.self_attn.q_proj/k_proj/v_proj (split, transposed)
+    ViT   layernorm_before / _after       -> encoder.layers.{i}.self_attn_residual / ffn_residual.norm
+    Marian (the paper's model)            -> EncoderDecoder, the model width reordered (sinusoid layout)
 """
 
 from __future__ import annotations
@@ -25,67 +28,111 @@ from typing import Any
 import torch
 
 from ..models.decoder_lm import DecoderLMConfig
+from ..models.encoder_decoder import EncoderDecoderConfig
 from ..models.encoder import EncoderConfig
 from ..models.speech import SpeechConfig
+from ..models.vit import ViTConfig
 from ..nn.rope_scaling import ROPE_TYPES
 
-_L = r"(\d+)"  # a layer index
+# A rule is a pair of name templates, (Hugging Face name, attentive name), read top to bottom;
+# ``{slot}`` stands for the same part on both sides (a layer index, "weight" or "bias", ...), so
+# one table maps names both ways: HF -> attentive when reading, attentive -> HF when exporting.
+SLOTS = {"i": r"\d+", "p": r"weight|bias", "x": r"q|k|v", "f": r"gate|up|down", "side": r"encoder|decoder",
+         "n": r"1|2", "proj": r"q_proj|k_proj|v_proj|out_proj"}
 
 BERT_RULES: list[tuple[str, str]] = [
-    (r"embeddings\.word_embeddings\.weight", "embed.weight"),
-    (r"embeddings\.position_embeddings\.weight", "positions.weight"),
-    (r"embeddings\.token_type_embeddings\.weight", "token_type.weight"),
-    (r"embeddings\.LayerNorm\.(weight|bias)", r"embed_norm.\1"),
-    (rf"encoder\.layer\.{_L}\.attention\.self\.query\.(weight|bias)", r"stack.layers.\1.self_attn.q_proj.\2"),
-    (rf"encoder\.layer\.{_L}\.attention\.self\.key\.(weight|bias)", r"stack.layers.\1.self_attn.k_proj.\2"),
-    (rf"encoder\.layer\.{_L}\.attention\.self\.value\.(weight|bias)", r"stack.layers.\1.self_attn.v_proj.\2"),
-    (rf"encoder\.layer\.{_L}\.attention\.output\.dense\.(weight|bias)", r"stack.layers.\1.self_attn.out_proj.\2"),
-    (rf"encoder\.layer\.{_L}\.attention\.output\.LayerNorm\.(weight|bias)",
-     r"stack.layers.\1.self_attn_residual.norm.\2"),
-    (rf"encoder\.layer\.{_L}\.intermediate\.dense\.(weight|bias)", r"stack.layers.\1.ffn.up.\2"),
-    (rf"encoder\.layer\.{_L}\.output\.dense\.(weight|bias)", r"stack.layers.\1.ffn.down.\2"),
-    (rf"encoder\.layer\.{_L}\.output\.LayerNorm\.(weight|bias)", r"stack.layers.\1.ffn_residual.norm.\2"),
-    (r"pooler\.dense\.(weight|bias)", r"pooler.\1"),
+    ("embeddings.word_embeddings.weight", "embed.weight"),
+    ("embeddings.position_embeddings.weight", "positions.weight"),
+    ("embeddings.token_type_embeddings.weight", "token_type.weight"),
+    ("embeddings.LayerNorm.{p}", "embed_norm.{p}"),
+    ("encoder.layer.{i}.attention.self.query.{p}", "stack.layers.{i}.self_attn.q_proj.{p}"),
+    ("encoder.layer.{i}.attention.self.key.{p}", "stack.layers.{i}.self_attn.k_proj.{p}"),
+    ("encoder.layer.{i}.attention.self.value.{p}", "stack.layers.{i}.self_attn.v_proj.{p}"),
+    ("encoder.layer.{i}.attention.output.dense.{p}", "stack.layers.{i}.self_attn.out_proj.{p}"),
+    ("encoder.layer.{i}.attention.output.LayerNorm.{p}", "stack.layers.{i}.self_attn_residual.norm.{p}"),
+    ("encoder.layer.{i}.intermediate.dense.{p}", "stack.layers.{i}.ffn.up.{p}"),
+    ("encoder.layer.{i}.output.dense.{p}", "stack.layers.{i}.ffn.down.{p}"),
+    ("encoder.layer.{i}.output.LayerNorm.{p}", "stack.layers.{i}.ffn_residual.norm.{p}"),
+    ("pooler.dense.{p}", "pooler.{p}"),
 ]
 BERT_IGNORED = (r"embeddings\.position_ids", r"cls\..*")  # a buffer; task heads (MLM/NSP) are not loaded
 
 LLAMA_RULES: list[tuple[str, str]] = [
-    (r"model\.embed_tokens\.weight", "embed.weight"),
-    (rf"model\.layers\.{_L}\.self_attn\.(q|k|v)_proj\.weight", r"stack.layers.\1.self_attn.\2_proj.weight"),
-    (rf"model\.layers\.{_L}\.self_attn\.o_proj\.weight", r"stack.layers.\1.self_attn.out_proj.weight"),
-    (rf"model\.layers\.{_L}\.mlp\.(gate|up|down)_proj\.weight", r"stack.layers.\1.ffn.\2.weight"),
-    (rf"model\.layers\.{_L}\.input_layernorm\.weight", r"stack.layers.\1.self_attn_residual.norm.weight"),
-    (rf"model\.layers\.{_L}\.post_attention_layernorm\.weight", r"stack.layers.\1.ffn_residual.norm.weight"),
-    (r"model\.norm\.weight", "stack.final_norm.weight"),
-    (r"lm_head\.weight", "head.weight"),
+    ("model.embed_tokens.weight", "embed.weight"),
+    ("model.layers.{i}.self_attn.{x}_proj.weight", "stack.layers.{i}.self_attn.{x}_proj.weight"),
+    ("model.layers.{i}.self_attn.o_proj.weight", "stack.layers.{i}.self_attn.out_proj.weight"),
+    ("model.layers.{i}.mlp.{f}_proj.weight", "stack.layers.{i}.ffn.{f}.weight"),
+    ("model.layers.{i}.input_layernorm.weight", "stack.layers.{i}.self_attn_residual.norm.weight"),
+    ("model.layers.{i}.post_attention_layernorm.weight", "stack.layers.{i}.ffn_residual.norm.weight"),
+    ("model.norm.weight", "stack.final_norm.weight"),
+    ("lm_head.weight", "head.weight"),
 ]
-LLAMA_IGNORED = (rf"model\.layers\.{_L}\.self_attn\.rotary_emb\.inv_freq", r"model\.rotary_emb\.inv_freq")
+LLAMA_IGNORED = (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", r"model\.rotary_emb\.inv_freq")
 
-_SIDE = r"(encoder|decoder)"
 WHISPER_RULES: list[tuple[str, str]] = [  # names after dropping a leading "model."
-    (r"encoder\.conv(1|2)\.(weight|bias)", r"conv\1.\2"),
-    (r"encoder\.embed_positions\.weight", "encoder.positional.weight"),
-    (r"decoder\.embed_tokens\.weight", "embed.weight"),
-    (r"decoder\.embed_positions\.weight", "decoder.positional.weight"),
-    (rf"{_SIDE}\.layer_norm\.(weight|bias)", r"\1.final_norm.\2"),
-    (rf"{_SIDE}\.layers\.{_L}\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)",
-     r"\1.layers.\2.self_attn.\3.\4"),
-    (rf"{_SIDE}\.layers\.{_L}\.self_attn_layer_norm\.(weight|bias)", r"\1.layers.\2.self_attn_residual.norm.\3"),
-    (rf"decoder\.layers\.{_L}\.encoder_attn\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)",
-     r"decoder.layers.\1.cross_attn.\2.\3"),
-    (rf"decoder\.layers\.{_L}\.encoder_attn_layer_norm\.(weight|bias)",
-     r"decoder.layers.\1.cross_attn_residual.norm.\2"),
-    (rf"{_SIDE}\.layers\.{_L}\.fc1\.(weight|bias)", r"\1.layers.\2.ffn.up.\3"),
-    (rf"{_SIDE}\.layers\.{_L}\.fc2\.(weight|bias)", r"\1.layers.\2.ffn.down.\3"),
-    (rf"{_SIDE}\.layers\.{_L}\.final_layer_norm\.(weight|bias)", r"\1.layers.\2.ffn_residual.norm.\3"),
-    (r"proj_out\.weight", "head.weight"),
+    ("encoder.conv{n}.{p}", "conv{n}.{p}"),
+    ("encoder.embed_positions.weight", "encoder.positional.weight"),
+    ("decoder.embed_tokens.weight", "embed.weight"),
+    ("decoder.embed_positions.weight", "decoder.positional.weight"),
+    ("{side}.layer_norm.{p}", "{side}.final_norm.{p}"),
+    ("{side}.layers.{i}.self_attn.{proj}.{p}", "{side}.layers.{i}.self_attn.{proj}.{p}"),
+    ("{side}.layers.{i}.self_attn_layer_norm.{p}", "{side}.layers.{i}.self_attn_residual.norm.{p}"),
+    ("decoder.layers.{i}.encoder_attn.{proj}.{p}", "decoder.layers.{i}.cross_attn.{proj}.{p}"),
+    ("decoder.layers.{i}.encoder_attn_layer_norm.{p}", "decoder.layers.{i}.cross_attn_residual.norm.{p}"),
+    ("{side}.layers.{i}.fc1.{p}", "{side}.layers.{i}.ffn.up.{p}"),
+    ("{side}.layers.{i}.fc2.{p}", "{side}.layers.{i}.ffn.down.{p}"),
+    ("{side}.layers.{i}.final_layer_norm.{p}", "{side}.layers.{i}.ffn_residual.norm.{p}"),
+    ("proj_out.weight", "head.weight"),
 ]
+
+# GPT-2 (``GPT2LMHeadModel``): Conv1D weights are stored (in, out), the transpose of a Linear's,
+# and q, k, v are one fused ``c_attn``; ``gpt2_state`` / ``gpt2_to_hf`` do both around this table.
+GPT2_RULES: list[tuple[str, str]] = [
+    ("transformer.wte.weight", "embed.weight"),
+    ("transformer.wpe.weight", "stack.positional.weight"),
+    ("transformer.h.{i}.ln_1.{p}", "stack.layers.{i}.self_attn_residual.norm.{p}"),
+    ("transformer.h.{i}.attn.c_attn.{p}", "stack.layers.{i}.self_attn.qkv.{p}"),  # split / fused outside
+    ("transformer.h.{i}.attn.c_proj.{p}", "stack.layers.{i}.self_attn.out_proj.{p}"),
+    ("transformer.h.{i}.ln_2.{p}", "stack.layers.{i}.ffn_residual.norm.{p}"),
+    ("transformer.h.{i}.mlp.c_fc.{p}", "stack.layers.{i}.ffn.up.{p}"),
+    ("transformer.h.{i}.mlp.c_proj.{p}", "stack.layers.{i}.ffn.down.{p}"),
+    ("transformer.ln_f.{p}", "stack.final_norm.{p}"),
+    ("lm_head.weight", "head.weight"),
+]
+GPT2_IGNORED = (r"transformer\.h\.\d+\.attn\.(masked_)?bias",)  # old causal-mask buffers
+
+# ViT (``ViTForImageClassification``): pre-LN layers; the patch projection is a convolution
+# (D, C, P, P) in HF and the same numbers as a Linear (D, C*P*P) here.
+VIT_RULES: list[tuple[str, str]] = [
+    ("vit.embeddings.cls_token", "cls_token"),
+    ("vit.embeddings.position_embeddings", "encoder.positional.weight"),  # (1, T, D) <-> (max_len, D)
+    ("vit.embeddings.patch_embeddings.projection.{p}", "patch_embed.proj.{p}"),
+    ("vit.encoder.layer.{i}.attention.attention.query.{p}", "encoder.layers.{i}.self_attn.q_proj.{p}"),
+    ("vit.encoder.layer.{i}.attention.attention.key.{p}", "encoder.layers.{i}.self_attn.k_proj.{p}"),
+    ("vit.encoder.layer.{i}.attention.attention.value.{p}", "encoder.layers.{i}.self_attn.v_proj.{p}"),
+    ("vit.encoder.layer.{i}.attention.output.dense.{p}", "encoder.layers.{i}.self_attn.out_proj.{p}"),
+    ("vit.encoder.layer.{i}.layernorm_before.{p}", "encoder.layers.{i}.self_attn_residual.norm.{p}"),
+    ("vit.encoder.layer.{i}.intermediate.dense.{p}", "encoder.layers.{i}.ffn.up.{p}"),
+    ("vit.encoder.layer.{i}.output.dense.{p}", "encoder.layers.{i}.ffn.down.{p}"),
+    ("vit.encoder.layer.{i}.layernorm_after.{p}", "encoder.layers.{i}.ffn_residual.norm.{p}"),
+    ("vit.layernorm.{p}", "encoder.final_norm.{p}"),
+    ("classifier.{p}", "head.{p}"),
+]
+
+
+def _pattern(template: str) -> re.Pattern:
+    r"""``a.{i}.b`` -> ``a\.(?P<i>\d+)\.b``."""
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(part) if k % 2 == 0 else f"(?P<{part}>{SLOTS[part]})"
+                              for k, part in enumerate(parts)))
 
 
 def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], ignored: tuple[str, ...] = (),
-           family: str = "model") -> dict[str, torch.Tensor]:
-    """Apply the first matching rule to every name; a name no rule knows is an error."""
-    compiled = [(re.compile(pattern), target) for pattern, target in rules]
+           family: str = "model", reverse: bool = False) -> dict[str, torch.Tensor]:
+    """Apply the first matching rule to every name (``reverse``: attentive -> HF names); a name no
+    rule knows is an error."""
+    pairs = [(attentive, hf) if reverse else (hf, attentive) for hf, attentive in rules]
+    compiled = [(_pattern(source), target) for source, target in pairs]
     skip = [re.compile(pattern) for pattern in ignored]
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
@@ -94,10 +141,11 @@ def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], ignored
         for pattern, target in compiled:
             match = pattern.fullmatch(name)
             if match:
-                out[match.expand(target)] = tensor
+                out[target.format(**match.groupdict())] = tensor
                 break
         else:
-            raise ValueError(f"{family} weight {name!r} has no mapping to attentive's names")
+            source, where = ("attentive", f"{family} names") if reverse else (family, "attentive's names")
+            raise ValueError(f"{source} weight {name!r} has no mapping to {where}")
     return out
 
 
@@ -237,3 +285,173 @@ def whisper_state(state: dict[str, torch.Tensor], config: SpeechConfig) -> dict[
             out[name.replace("weight", "bias")] = torch.zeros(weight.shape[0], dtype=weight.dtype)
     _drop_tied_head(out, config.tie_embeddings)
     return out
+
+
+# ----------------------------------------------------------------------------- GPT-2
+
+
+_GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+
+
+def gpt2_config(hf: dict[str, Any]) -> DecoderLMConfig:
+    """``GPT2Config`` fields -> ``DecoderLMConfig`` (learned positions, pre-LN, LayerNorm, biases, tied)."""
+    act = hf.get("activation_function", "gelu_new")
+    if act not in _GPT2_ACTIVATIONS:
+        raise ValueError(f"GPT-2 activation_function {act!r} is not supported; supported: {sorted(_GPT2_ACTIVATIONS)}")
+    for flag, default in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False)):
+        if hf.get(flag, default) != default:
+            raise ValueError(f"GPT-2 with {flag}={hf[flag]} is not supported; supported: {flag}={default}")
+    d_model = hf["n_embd"]
+    return DecoderLMConfig(
+        vocab_size=hf["vocab_size"], num_layers=hf["n_layer"], d_model=d_model, num_heads=hf["n_head"],
+        d_ff=hf.get("n_inner") or 4 * d_model, ffn=_GPT2_ACTIVATIONS[act], norm="layernorm",
+        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)), norm_first=True, positional="learned", bias=True,
+        dropout=float(hf.get("resid_pdrop", 0.1)), attention_dropout=float(hf.get("attn_pdrop", 0.1)),
+        max_len=hf.get("n_positions", 1024), tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        pad_id=hf.get("pad_token_id") or 0,
+    )
+
+
+def _is_conv1d(name: str) -> bool:
+    """GPT-2's Conv1D weights, stored (in, out): every 2-D layer weight."""
+    return name.startswith("transformer.h.") and name.endswith(".weight") and ".ln_" not in name
+
+
+def gpt2_state(state: dict[str, torch.Tensor], config: DecoderLMConfig) -> dict[str, torch.Tensor]:
+    """``GPT2LMHeadModel`` weights -> ``DecoderLM`` names: Conv1D weights transposed, c_attn split."""
+    state = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in state.items()}
+    state = {k: v.t() if _is_conv1d(k) else v for k, v in state.items()}
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in rename(state, GPT2_RULES, GPT2_IGNORED, "GPT-2").items():
+        if ".self_attn.qkv." in name:
+            for part, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+                out[name.replace("qkv", part)] = chunk.contiguous()
+        else:
+            out[name] = tensor
+    _drop_tied_head(out, config.tie_embeddings)
+    return out
+
+
+# ----------------------------------------------------------------------------- ViT
+
+
+def vit_config(hf: dict[str, Any], preprocessor: dict[str, Any] | None = None) -> ViTConfig:
+    """``ViTConfig`` fields (+ the image processor's mean and std) -> attentive's ``ViTConfig``."""
+    if hf.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"ViT hidden_act {hf['hidden_act']!r} is not supported; supported: gelu")
+    if not hf.get("qkv_bias", True):
+        raise ValueError("ViT with qkv_bias=False is not supported; supported: biases on every projection")
+    pre = preprocessor or {}
+    stats = []
+    for key, default in (("image_mean", 0.5), ("image_std", 0.5)):
+        values = pre.get(key, [default])
+        values = values if isinstance(values, list) else [values]
+        if len(set(values)) != 1:
+            raise ValueError(f"ViT {key} {values} differs per channel; supported: one value for every channel")
+        stats.append(float(values[0]))
+    labels = hf.get("id2label") or {}
+    image, patch = hf.get("image_size", 224), hf.get("patch_size", 16)
+    return ViTConfig(
+        image_size=image, patch_size=patch, in_channels=hf.get("num_channels", 3),
+        num_classes=hf.get("num_labels") or len(labels) or 2, num_layers=hf["num_hidden_layers"],
+        d_model=hf["hidden_size"], num_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"],
+        dropout=float(hf.get("hidden_dropout_prob", 0.0)),
+        attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.0)), ffn="gelu", norm_first=True,
+        norm_eps=float(hf.get("layer_norm_eps", 1e-12)), positional="learned", max_len=(image // patch) ** 2 + 1,
+        pixel_mean=stats[0], pixel_std=stats[1],
+    )
+
+
+def vit_state(state: dict[str, torch.Tensor], config: ViTConfig) -> dict[str, torch.Tensor]:
+    """``ViTForImageClassification`` weights -> ``VisionTransformer`` names (patch convolution
+    (D, C, P, P) -> Linear (D, C*P*P), position table (1, T, D) -> (T, D))."""
+    out = rename(state, VIT_RULES, (), "ViT")
+    out["patch_embed.proj.weight"] = out["patch_embed.proj.weight"].reshape(config.d_model, -1)
+    out["encoder.positional.weight"] = out["encoder.positional.weight"][0]
+    return out
+
+
+# ----------------------------------------------------------------------------- Marian (the paper's encoder-decoder)
+
+# MarianMTModel is the paper's model as Hugging Face has it: post-LN, sinusoidal positions, one
+# vocabulary shared by both embeddings and the output layer, embeddings scaled by sqrt(d_model).
+# Its sinusoid table keeps all sines, then all cosines, where the paper (and attentive) interleave
+# them; the two agree after reordering the model width, so every weight that reads or writes the
+# residual stream has that axis permuted (``marian_width_order``). LayerNorm and attention do not
+# care about the order of the width, so the permuted model computes the same logits.
+MARIAN_RULES: list[tuple[str, str]] = [
+    ("model.shared.weight", "src_embed.weight"),
+    ("model.{side}.layers.{i}.self_attn.{proj}.{p}", "{side}.layers.{i}.self_attn.{proj}.{p}"),
+    ("model.{side}.layers.{i}.self_attn_layer_norm.{p}", "{side}.layers.{i}.self_attn_residual.norm.{p}"),
+    ("model.decoder.layers.{i}.encoder_attn.{proj}.{p}", "decoder.layers.{i}.cross_attn.{proj}.{p}"),
+    ("model.decoder.layers.{i}.encoder_attn_layer_norm.{p}", "decoder.layers.{i}.cross_attn_residual.norm.{p}"),
+    ("model.{side}.layers.{i}.fc1.{p}", "{side}.layers.{i}.ffn.up.{p}"),
+    ("model.{side}.layers.{i}.fc2.{p}", "{side}.layers.{i}.ffn.down.{p}"),
+    ("model.{side}.layers.{i}.final_layer_norm.{p}", "{side}.layers.{i}.ffn_residual.norm.{p}"),
+]
+# copies of the shared embedding, the fixed sinusoid tables and the (zero) logits bias: checked, not loaded
+MARIAN_DERIVED = (r"model\.(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight",
+                  r"model\.(encoder|decoder)\.embed_positions\.weight", r"final_logits_bias")
+_MARIAN_ACTIVATIONS = {"relu": "relu", "gelu": "gelu"}
+
+
+def marian_width_order(d_model: int) -> torch.Tensor:
+    """Marian's width index -> attentive's: sines (attentive's even columns), then cosines (odd)."""
+    return torch.cat([torch.arange(0, d_model, 2), torch.arange(1, d_model, 2)])
+
+
+def permute_width(name: str, tensor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Reorder the model-width axis of one attentive tensor (``order`` from ``marian_width_order``,
+    or its inverse to go back)."""
+    if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "ffn.up.weight", "embed.weight")):
+        return tensor[:, order]  # reads the stream
+    if name.endswith(("out_proj.weight", "ffn.down.weight")):
+        return tensor[order, :]  # writes the stream
+    if name.endswith(("out_proj.bias", "ffn.down.bias", "norm.weight", "norm.bias")):
+        return tensor[order]
+    return tensor  # q/k/v and FFN-hidden biases live in the heads' and hidden widths
+
+
+def marian_config(hf: dict[str, Any]) -> EncoderDecoderConfig:
+    """``MarianConfig`` fields -> ``EncoderDecoderConfig`` (post-LN, sinusoidal, all embeddings tied)."""
+    for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
+        if hf.get(a) != hf.get(b):
+            raise ValueError(f"Marian with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; supported: one "
+                             f"layer shape for both stacks")
+    act = hf.get("activation_function", "swish")
+    if act not in _MARIAN_ACTIVATIONS:
+        raise ValueError(f"Marian activation_function {act!r} is not supported; supported: relu, gelu")
+    vocab = hf["vocab_size"]
+    if not hf.get("share_encoder_decoder_embeddings", True) or hf.get("decoder_vocab_size", vocab) != vocab:
+        raise ValueError("Marian with separate encoder and decoder vocabularies is not supported; supported: one "
+                         "shared vocabulary")
+    return EncoderDecoderConfig(
+        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=hf["d_model"], num_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"], num_encoder_layers=hf["encoder_layers"], num_decoder_layers=hf["decoder_layers"],
+        ffn=_MARIAN_ACTIVATIONS[act], dropout=float(hf.get("dropout", 0.1)),
+        attention_dropout=float(hf.get("attention_dropout", 0.0)),
+        activation_dropout=float(hf.get("activation_dropout", 0.0)), norm_first=False, positional="sinusoidal",
+        max_len=hf.get("max_position_embeddings", 512), bias=True, tie_embeddings="all",
+        scale_embedding=bool(hf.get("scale_embedding", True)), pad_id=hf.get("pad_token_id") or 0,
+    )
+
+
+def marian_state(state: dict[str, torch.Tensor], config: EncoderDecoderConfig) -> dict[str, torch.Tensor]:
+    """``MarianMTModel`` weights -> ``EncoderDecoder`` names, width reordered back to interleaved."""
+    from ..nn.positional import sinusoidal_table
+
+    order = marian_width_order(config.d_model)
+    shared = state["model.shared.weight"]
+    for name, tensor in state.items():
+        if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
+            if not torch.equal(tensor, shared):
+                raise ValueError(f"Marian {name} differs from model.shared.weight; supported: one tied embedding")
+        elif name.endswith("embed_positions.weight"):
+            table = sinusoidal_table(tensor.shape[0], config.d_model)[:, order]
+            if (tensor - table).abs().max() > 1e-4:
+                raise ValueError(f"Marian {name} is not the sinusoid table; supported: fixed sinusoidal positions")
+        elif name == "final_logits_bias" and tensor.any():
+            raise ValueError("Marian with a non-zero final_logits_bias is not supported; supported: no output bias")
+    inverse = torch.argsort(order)
+    renamed = rename(state, MARIAN_RULES, MARIAN_DERIVED, "Marian")
+    return {name: permute_width(name, tensor, inverse) for name, tensor in renamed.items()}

@@ -5,10 +5,14 @@ One entry point chooses the reader by what it finds at the path:
 - a **GGUF file** (starts with ``GGUF``): a LLaMA-family decoder -> ``DecoderLM``;
 - a **CTranslate2 Whisper folder** (``model.bin``): -> ``SpeechModel``;
 - a **Hugging Face folder** (``config.json`` + ``*.safetensors``) whose ``model_type`` is
-  ``bert`` (-> ``Encoder``; sentence-transformers pooling files are honoured), ``llama``
-  (-> ``DecoderLM``) or ``whisper`` (-> ``SpeechModel``);
+  ``bert`` (-> ``Encoder``; sentence-transformers pooling files are honoured), ``llama`` or
+  ``gpt2`` (-> ``DecoderLM``), ``whisper`` (-> ``SpeechModel``), ``vit`` (-> ``VisionTransformer``,
+  pixel statistics from ``preprocessor_config.json``) or ``marian`` (-> ``EncoderDecoder``, relu/gelu
+  models with one shared vocabulary);
 - an **attentive checkpoint** (``config.json`` naming an attentive family + ``model.safetensors``),
-  which is what ``Pretrained.save`` writes.
+  which is what ``Pretrained.save`` writes;
+- a **LoRA adapter folder** (``adapter.json`` + ``adapter.safetensors``, what a LoRA run leaves):
+  its base is loaded from where the adapter says it came from and the adapter merged into it.
 
 A name that is not a local path (``sentence-transformers/all-MiniLM-L6-v2``) is fetched from
 the Hugging Face hub with ``huggingface_hub.snapshot_download`` (safetensors and JSON files only).
@@ -20,8 +24,9 @@ in Jinja's immutable sandbox, as ``transformers`` does.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,8 @@ from ..config import ModelConfig
 from ..checkpoint import load_model, load_state_into, read_tensors, save_json, save_model
 from . import hf_maps
 
-HF_FAMILIES = ("bert", "llama", "whisper")
+HF_FAMILIES = ("bert", "llama", "gpt2", "whisper", "vit", "marian")
+QUANTIZE = ("fp32", "int8", "int4")  # from_pretrained(quantize=): CPU inference (nn/inference.py)
 SUPPORTED = ("a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
              f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder")
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -49,9 +55,10 @@ class PretrainedTokenizer:
     """
 
     def __init__(self, hf, *, bos_token: str | None = None, eos_tokens: list[str] = (), pad_token: str | None = None,
-                 chat_template: str | None = None):
+                 chat_template: str | None = None, unk_token: str | None = None):
         self.hf = hf
         self.bos_token, self.pad_token, self.chat_template = bos_token, pad_token, chat_template
+        self.unk_token = unk_token
         self.eos_tokens = [t for t in dict.fromkeys(eos_tokens) if t is not None]
 
     def _id(self, token: str | None) -> int | None:
@@ -72,6 +79,10 @@ class PretrainedTokenizer:
     @property
     def pad_id(self) -> int | None:
         return self._id(self.pad_token)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._id(self.unk_token)
 
     @property
     def vocab_size(self) -> int:
@@ -104,6 +115,7 @@ class PretrainedTokenizer:
         save_json(directory / TOKENIZER_CONFIG, {
             "bos_token": self.bos_token, "eos_token": self.eos_tokens[0] if self.eos_tokens else None,
             "stop_tokens": self.eos_tokens, "pad_token": self.pad_token, "chat_template": self.chat_template,
+            "unk_token": self.unk_token,
         })
 
     @classmethod
@@ -125,7 +137,8 @@ class PretrainedTokenizer:
         stops = [_token_text(meta.get("eos_token"))] + list(meta.get("stop_tokens") or [])
         stops += [hf.id_to_token(i) for i in stop_ids]
         return cls(hf, bos_token=_token_text(meta.get("bos_token")), eos_tokens=stops,
-                   pad_token=_token_text(meta.get("pad_token")), chat_template=template)
+                   pad_token=_token_text(meta.get("pad_token")), chat_template=template,
+                   unk_token=_token_text(meta.get("unk_token")))
 
 
 def _token_text(value) -> str | None:
@@ -136,6 +149,19 @@ def _token_text(value) -> str | None:
 def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True,
                 **variables: Any) -> str:
     """Render a chat template in Jinja's immutable sandbox (the template can call no Python code)."""
+    compiled = _compiled_template(template)  # a one-line error if jinja2 is missing
+    import jinja2
+
+    try:
+        return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                                   **variables)
+    except jinja2.exceptions.TemplateError as err:
+        raise ValueError(f"chat template failed: {_first_line(err)}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_template(template: str):
+    """One compiled template per text: instruction tuning renders tens of thousands of conversations."""
     from datetime import datetime
 
     try:
@@ -151,8 +177,7 @@ def render_chat(template: str, messages: list[dict[str, str]], add_generation_pr
     env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
     try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                **variables)
+        return env.from_string(template)
     except jinja2.exceptions.TemplateError as err:
         raise ValueError(f"chat template failed: {_first_line(err)}") from None
 
@@ -177,6 +202,7 @@ class Pretrained:
     tokenizer: Any  # PretrainedTokenizer, or an attentive.text tokenizer for our own checkpoints
     source: str  # where it came from
     format: str  # gguf | ctranslate2 | huggingface | attentive
+    blocks: dict[str, Any] | None = field(default=None, repr=False)  # quantised weights to keep (while loading)
 
     @property
     def config(self) -> ModelConfig:
@@ -189,6 +215,9 @@ class Pretrained:
 
     def save(self, directory: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (+ the tokenizer files); ``from_pretrained`` reads it back."""
+        if getattr(self.model, "inference", None):
+            raise ValueError(f"this model was prepared for inference (quantize={self.model.inference!r}) and cannot "
+                             "be saved as a checkpoint; load it without quantize= to save it")
         directory = save_model(self.model, directory)
         if self.tokenizer is not None:
             self.tokenizer.save(directory)
@@ -197,19 +226,34 @@ class Pretrained:
 
 def from_pretrained(path_or_name: str | Path, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32, language: str | None = None,
-                    revision: str | None = None, rope_scaling: dict | None = None) -> Pretrained:
+                    revision: str | None = None, quantize: str | None = None,
+                    rope_scaling: dict | None = None) -> Pretrained:
     """Load a pretrained model into attentive's own classes, choosing the reader by what is there.
 
     ``language`` picks the transcription language of a multilingual Whisper model (default en).
     ``rope_scaling`` (Hugging Face's fields, e.g. ``{"rope_type": "yarn", "factor": 2.0}``) replaces
     the model's own, to read past its training length; ``{"rope_type": "default"}`` removes it.
+    ``quantize`` (CPU, float32): ``"int8"`` or ``"int4"`` weight-only, or ``"fp32"``, made ready
+    for decoding by ``attentive.nn.inference.optimize`` (fused projections, panel kernels); a
+    GGUF file's Q8_0 / Q4_0 / Q4_1 blocks are kept as they are, not requantised. Such a model
+    is for inference only.
     """
+    if quantize is not None:
+        if quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+        if torch.device(device).type != "cpu" or dtype != torch.float32:
+            raise ValueError(f"quantize={quantize!r} runs on CPU in float32; got device={device}, dtype={dtype}")
     path = Path(path_or_name).expanduser()
     if not path.exists():
         path = _download(str(path_or_name), revision)
     overrides = {"rope_scaling": rope_scaling} if rope_scaling is not None else {}
-    loaded = _dispatch(path, language, overrides)
+    loaded = _dispatch(path, language, overrides, keep_blocks=quantize is not None)
     loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
+    if quantize is not None:
+        from ..nn.inference import optimize
+
+        optimize(loaded.model, None if quantize == "fp32" else quantize, blocks=loaded.blocks)
+    loaded.blocks = None
     return loaded
 
 
@@ -235,26 +279,28 @@ def load_for(kind: str, path_or_name: str | Path | None = None, **kwargs: Any) -
     return loaded
 
 
-def _dispatch(path: Path, language: str | None, overrides: dict[str, Any]) -> Pretrained:
+def _dispatch(path: Path, language: str | None, overrides: dict[str, Any], keep_blocks: bool = False) -> Pretrained:
     if path.is_file():
         with open(path, "rb") as f:
             head = f.read(4)  # the magic number, not the whole file
         if head == b"GGUF":
-            return _load_gguf(path, overrides)
+            return _load_gguf(path, overrides, keep_blocks)
         if path.name in ("model.bin", "config.json") or path.suffix == ".safetensors":
-            return _dispatch(path.parent, language, overrides)
+            return _dispatch(path.parent, language, overrides, keep_blocks)
         what = "an empty file" if not head else f"a file starting with {head!r}"
         raise ValueError(f"{path} is {what}, none of the supported formats; supported: {SUPPORTED}")
+    if (path / "adapter.json").is_file():
+        return load_adapter(path)
     if (path / "model.bin").is_file():
         return _load_ct2(path, language, overrides)
     if (path / "config.json").is_file():
         config = _read_json(path / "config.json")
-        if config.get("model_type") in HF_FAMILIES:
+        if config.get("model_type") in HF_FAMILIES and not _is_attentive_config(config):
             return _load_hf(path, config, language, overrides)
         return _load_attentive(path, config, overrides)
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
-        return _load_gguf(ggufs[0], overrides)
+        return _load_gguf(ggufs[0], overrides, keep_blocks)
     found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
     raise ValueError(f"{path} is a folder with {found}, none of the supported formats; supported: {SUPPORTED}")
 
@@ -279,11 +325,11 @@ def _download(name: str, revision: str | None) -> Path:
 # ----------------------------------------------------------------------------- readers
 
 
-def _load_gguf(path: Path, overrides: dict[str, Any] | None = None) -> Pretrained:
+def _load_gguf(path: Path, overrides: dict[str, Any] | None = None, keep_blocks: bool = False) -> Pretrained:
     from .gguf import load_gguf_llama
 
     try:
-        gg = load_gguf_llama(path)
+        gg = load_gguf_llama(path, keep_blocks=keep_blocks)
     except ImportError as err:
         raise ValueError(f"reading {path} needs the {err.name} package (pip install 'attentive[pretrained]')") from None
     except ValueError as err:
@@ -301,8 +347,9 @@ def pretrained_from_gguf(gg, source: str = "<gguf>", overrides: dict[str, Any] |
     model = _build(config, hf_maps.llama_state(gg.state_dict, config), source, overrides)
     tok = gg.tokenizer
     tokenizer = PretrainedTokenizer(tok.backend_tokenizer, bos_token=tok.bos_token, eos_tokens=[tok.eos_token],
-                                    pad_token=tok.pad_token, chat_template=gg.chat_template)
-    return Pretrained(model.eval(), tokenizer, source, "gguf")
+                                    pad_token=tok.pad_token, chat_template=gg.chat_template, unk_token=tok.unk_token)
+    blocks = None if gg.blocks is None else hf_maps.rename(gg.blocks, hf_maps.LLAMA_RULES, hf_maps.LLAMA_IGNORED)
+    return Pretrained(model.eval(), tokenizer, source, "gguf", blocks)
 
 
 def _load_ct2(folder: Path, language: str | None, overrides: dict[str, Any]) -> Pretrained:
@@ -336,12 +383,28 @@ def _load_hf(folder: Path, hf: dict[str, Any], language: str | None, overrides: 
         tokenizer = PretrainedTokenizer.load(folder)
         tokenizer.hf.no_padding()
         tokenizer.hf.enable_truncation(min(max_tokens or config.max_len, config.max_len))
-    elif family == "llama":
-        config = hf_maps.llama_config(hf)
-        model = _build(config, hf_maps.llama_state(state, config), str(folder), overrides)
+    elif family in ("llama", "gpt2"):
+        read_config, read_state = ((hf_maps.llama_config, hf_maps.llama_state) if family == "llama" else
+                                   (hf_maps.gpt2_config, hf_maps.gpt2_state))
+        config = read_config(hf)
+        model = _build(config, read_state(state, config), str(folder), overrides)
         eos = generation.get("eos_token_id", hf.get("eos_token_id"))
         stop_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
-        tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids)
+        has_tokenizer = (folder / "tokenizer.json").is_file()
+        tokenizer = PretrainedTokenizer.load(folder, stop_ids=stop_ids) if has_tokenizer else None
+    elif family == "marian":
+        config = hf_maps.marian_config(hf)
+        model = _build(config, hf_maps.marian_state(state, config), str(folder))
+        tokenizer = None
+        if (folder / "tokenizer.json").is_file():
+            from ..text import load_tokenizer
+
+            tokenizer = load_tokenizer(folder)
+    elif family == "vit":
+        preprocessor = folder / "preprocessor_config.json"
+        config = hf_maps.vit_config(hf, _read_json(preprocessor) if preprocessor.is_file() else None)
+        model = _build(config, hf_maps.vit_state(state, config), str(folder))
+        tokenizer = None
     else:  # whisper
         for key in ("suppress_tokens", "begin_suppress_tokens"):
             hf.setdefault(key, generation.get(key))
@@ -372,6 +435,36 @@ def _sentence_transformers(folder: Path) -> tuple[str, bool, int | None]:
     st = folder / "sentence_bert_config.json"
     max_tokens = _read_json(st).get("max_seq_length") if st.is_file() else None
     return pooling, normalize, max_tokens
+
+
+def load_adapter(folder: str | Path, base: str | Path | None = None) -> Pretrained:
+    """A LoRA adapter folder merged into its base (``base``, or the one the adapter names).
+
+    The tokenizer is the adapter folder's (a run saves it there), else the base's. An adapter
+    trained on another base stops with the first tensor whose shape does not fit.
+    """
+    from ..lora import apply_adapter, merge_lora, read_adapter
+
+    folder = Path(folder)
+    adapter = read_adapter(folder)
+    base = base or adapter.base
+    if not base:
+        raise ValueError(f"{folder}: the adapter does not record its base model; give it (--base PATH_OR_NAME)")
+    loaded = from_pretrained(base)
+    model = merge_lora(apply_adapter(loaded.model, adapter, source=str(folder / "adapter.safetensors")))
+    tokenizer = PretrainedTokenizer.load(folder) if (folder / TOKENIZER_CONFIG).is_file() else loaded.tokenizer
+    return Pretrained(model, tokenizer, str(folder), "adapter")
+
+
+def _is_attentive_config(config: dict[str, Any]) -> bool:
+    """Whether a config.json is one of ours (``vit`` names a family in both worlds)."""
+    from ..config import config_from_dict
+
+    try:
+        config_from_dict(config)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _load_attentive(folder: Path, config: dict[str, Any], overrides: dict[str, Any]) -> Pretrained:

@@ -68,23 +68,26 @@ class DecoderLM(nn.Module):
 
     def decode(
         self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None,
-        cache=None, need_weights: bool = False,
+        cache=None, need_weights: bool = False, segment_ids: Tensor | None = None,
     ) -> StackOutput:
         """ids ``(B, T)`` -> final hidden ``(B, T, D)`` (before the softmax head)."""
         if ids.dim() != 2:
             raise ValueError(f"input ids must have shape (batch, seq), got {tuple(ids.shape)}")
-        return self.stack(self.embed(ids), key_mask=key_mask, positions=positions, cache=cache, need_weights=need_weights)
+        return self.stack(self.embed(ids), key_mask=key_mask, positions=positions, cache=cache,
+                          need_weights=need_weights, segment_ids=segment_ids)
 
     def forward(
         self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None, cache=None,
-        return_hidden: bool = False,
+        return_hidden: bool = False, segment_ids: Tensor | None = None,
     ) -> Tensor:
         """ids ``(B, T)`` -> logits ``(B, T, V)``. ``key_mask (B, Tk)``: True for real tokens.
 
         ``return_hidden``: the final hidden states ``(B, T, D)`` instead, for a loss that applies
         the head itself (``linear_cross_entropy``) yet must go through ``forward`` (DDP's hooks).
+        ``segment_ids (B, T)`` with per-segment ``positions``: several examples packed in a row,
+        none attending to another (instruction tuning).
         """
-        hidden = self.decode(ids, key_mask=key_mask, positions=positions, cache=cache).hidden
+        hidden = self.decode(ids, key_mask=key_mask, positions=positions, cache=cache, segment_ids=segment_ids).hidden
         return hidden if return_hidden else self.head(hidden)
 
 

@@ -8,7 +8,7 @@ from .cache import DynamicCache, KVCache, SegmentMemory, SinkCache, SlidingWindo
 from .embedding import OutputProjection, TokenEmbedding
 from .feedforward import FeedForward, GatedFeedForward, make_feedforward
 from .layers import LayerSpec, TransformerLayer
-from .masks import band_mask, causal_mask, combine_masks, key_mask, lengths_mask, padding_mask
+from .masks import band_mask, causal_mask, combine_masks, key_mask, lengths_mask, padding_mask, segment_mask
 from .norm import RMSNorm, make_norm
 from .packed import PackedProjection
 from .rope_scaling import RopeScaling, rope_frequencies

@@ -102,6 +102,8 @@ def attention(
     use_reference = impl == "reference" or need_weights
     if use_reference:
         out, weights = _reference(q, k, v, mask, bias, is_causal, dropout_p, scale)
+    elif _one_query_on_cpu(q, dropout_p):
+        out, weights = _one_query(q, k, v, mask, bias, scale), None
     else:
         out, weights = _fused(q, k, v, mask, bias, is_causal, dropout_p, scale), None
 
@@ -128,6 +130,34 @@ def _reference(q, k, v, mask, bias, is_causal, dropout_p, scale):
     weights = torch.softmax(scores.to(softmax_dtype), dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights  # (B, H, Tq, Dh)
+
+
+def _one_query_on_cpu(q: Tensor, dropout_p: float) -> bool:
+    """Decoding on CPU: one new query per row, no gradients, no dropout."""
+    return q.device.type == "cpu" and q.shape[2] == 1 and dropout_p == 0.0 and not torch.is_grad_enabled()
+
+
+def _one_query(q, k, v, mask, bias, scale):
+    """One query per row on CPU, written out: SDPA's CPU kernel splits even a single query over
+    PyTorch's threads, and waking them (``OMP_WAIT_POLICY=PASSIVE``) costs far more than the
+    product itself (on 2 busy cores, ~1 ms against tens of microseconds for SmolLM2's 9 heads).
+    The query heads sharing a key/value head are multiplied together, so grouped-query
+    attention copies no keys. The same numbers as the fused path, to float rounding."""
+    batch, heads, _, head_dim = q.shape
+    kv_heads, k_len = k.shape[1], k.shape[2]
+    groups = heads // kv_heads
+    qg = q.reshape(batch, kv_heads, groups, head_dim)  # (B, Hkv, G, Dh): a group's queries as rows
+    scores = torch.matmul(qg, k.transpose(-2, -1)) * scale  # (B, Hkv, G, Tk)
+    if bias is not None:  # (B?, H?, 1, Tk)
+        if bias.shape[1] == heads:
+            bias = bias.reshape(bias.shape[0], kv_heads, groups, k_len)
+        scores = scores + bias.to(scores.dtype)
+    if mask is not None:  # (B?, H?, 1, Tk)
+        if mask.shape[1] == heads and heads > 1:
+            mask = mask.reshape(mask.shape[0], kv_heads, groups, mask.shape[-1])
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
+    return torch.matmul(weights, v).reshape(batch, heads, 1, head_dim)  # (B, H, 1, Dh)
 
 
 def _fused(q, k, v, mask, bias, is_causal, dropout_p, scale):
@@ -186,6 +216,15 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(kv_dim, num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(kv_dim, num_kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(num_heads * self.head_dim, d_model, bias=bias)
+        self.qkv_proj: nn.Module | None = None  # q, k, v as one product (inference: fuse_qkv)
+
+    def fuse_qkv(self, cat) -> None:
+        """Self-attention only: compute q, k and v with one projection, ``cat([q_proj, k_proj,
+        v_proj])`` (one product per step instead of three, the same numbers). ``cat`` joins
+        modules along their outputs (``nn.inference.cat_linears``)."""
+        if self.qkv_proj is None:
+            self.qkv_proj = cat([self.q_proj, self.k_proj, self.v_proj])
+            self.q_proj = self.k_proj = self.v_proj = None
 
     def _split(self, x: Tensor, heads: int) -> Tensor:
         batch, seq, _ = x.shape
@@ -213,12 +252,27 @@ class MultiHeadAttention(nn.Module):
         """
         if x.dim() != 3:
             raise ValueError(f"attention input must have shape (batch, seq, d_model), got {tuple(x.shape)}")
-        q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
+        if self.qkv_proj is not None:
+            if context is not None:
+                raise ValueError("this attention's q/k/v projections are fused for self-attention; it takes no context")
+            kv_width = self.num_kv_heads * self.head_dim
+            q, k, v = self.qkv_proj(x).split((self.num_heads * self.head_dim, kv_width, kv_width), dim=-1)
+            q = self._split(q, self.num_heads)  # (B, H, Tq, Dh)
+        else:
+            q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
         if context is None:  # self-attention: new keys/values, appended to the cache if any
             memory = cache is not None and cache.projects_inputs
-            source = cache.inputs(layer_idx, x) if memory else x  # (B, Tk, D): a segment memory comes first
-            k = self._split(self.k_proj(source), self.num_kv_heads)  # (B, Hkv, Tk, Dh)
-            v = self._split(self.v_proj(source), self.num_kv_heads)
+            if memory:  # a segment memory: keys and values from memory + segment
+                source = cache.inputs(layer_idx, x)  # (B, Tk, D): the memory comes first
+                if self.qkv_proj is None:
+                    k, v = self.k_proj(source), self.v_proj(source)
+                else:
+                    kv_width = self.num_kv_heads * self.head_dim
+                    _, k, v = self.qkv_proj(source).split((self.num_heads * self.head_dim, kv_width, kv_width), dim=-1)
+            elif self.qkv_proj is None:
+                k, v = self.k_proj(x), self.v_proj(x)
+            k = self._split(k, self.num_kv_heads)  # (B, Hkv, Tk, Dh)
+            v = self._split(v, self.num_kv_heads)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *(key_rope or rope))
             if cache is not None and not memory:

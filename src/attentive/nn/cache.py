@@ -185,6 +185,14 @@ class StaticCache(KVCache):
         shape = (num_layers, batch_size, num_kv_heads, max_len, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # Without gradients each layer writes through a view taken once here: under torch.compile
+        # a write into a fresh ``self.keys[layer_idx]`` is functionalised into a copy of the whole
+        # all-layer buffer per layer and step (3.4 GB a step for SmolLM2 at batch 16); a write into
+        # a view taken beforehand stays in place. (With gradients a view made without them may not
+        # be written, so that path takes a fresh view.)
+        with torch.no_grad():
+            self._layer_keys = [self.keys[i] for i in range(num_layers)]
+            self._layer_values = [self.values[i] for i in range(num_layers)]
         self.num_layers, self.max_len = num_layers, max_len
         self.position = torch.zeros((), dtype=torch.long, device=self.keys.device)  # next slot to write
         self.length = 0  # host copy of ``position``
@@ -206,14 +214,18 @@ class StaticCache(KVCache):
             if host and self.length + new > self.max_len:
                 raise ValueError(f"static cache is full: {self.length} + {new} tokens > max_len {self.max_len}")
         slots = self.slots(new)
-        self.keys[layer_idx].index_copy_(2, slots, k.to(self.keys.dtype))
-        self.values[layer_idx].index_copy_(2, slots, v.to(self.values.dtype))
+        if torch.is_grad_enabled():
+            keys, values = self.keys[layer_idx], self.values[layer_idx]  # (B, Hkv, max_len, Dh)
+        else:
+            keys, values = self._layer_keys[layer_idx], self._layer_values[layer_idx]
+        keys.index_copy_(2, slots, k.to(keys.dtype))
+        values.index_copy_(2, slots, v.to(values.dtype))
         if layer_idx == self.num_layers - 1:
             self._write = None  # the next step's slots follow the new position
             self.position.add_(new)
             if host:
                 self.length += new
-        return self.keys[layer_idx], self.values[layer_idx]  # (B, Hkv, max_len, Dh)
+        return keys, values
 
     def get_seq_length(self) -> int:
         return self.length

@@ -85,6 +85,22 @@ def band_mask(q_slots: Tensor, k_slots: Tensor, window: int) -> Tensor:
     return ((q_slots[:, None] - k_slots.to(q_slots.device)[None, :]).abs() < window)[None, None]
 
 
+def segment_mask(segment_ids: Tensor, q_len: int | None = None) -> Tensor:
+    """Packed sequences: ``(B, Tk)`` segment ids -> ``(B, 1, Tq, Tk)``, True where query and key
+    belong to the same segment, so examples packed into one row never attend to each other.
+
+    The queries are the last ``q_len`` positions (default: all ``Tk``). Combine with
+    ``causal_mask`` for a decoder.
+    """
+    if segment_ids.dim() != 2 or segment_ids.is_floating_point():
+        raise ValueError(
+            f"segment ids must be an integer tensor of shape (batch, seq), got dtype {segment_ids.dtype} "
+            f"and shape {tuple(segment_ids.shape)}"
+        )
+    queries = segment_ids if q_len is None else segment_ids[:, segment_ids.shape[1] - q_len:]  # (B, Tq)
+    return queries[:, None, :, None] == segment_ids[:, None, None, :]  # (B, 1, Tq, Tk)
+
+
 def combine_masks(*masks: Tensor | None) -> Tensor | None:
     """Logical AND of any number of masks (None means 'attend everywhere')."""
     result = None

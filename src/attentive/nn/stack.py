@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import LayerSpec, TransformerLayer
-from .masks import band_mask, causal_mask, combine_masks, key_mask as expand_key_mask
+from .masks import band_mask, causal_mask, combine_masks, key_mask as expand_key_mask, segment_mask
 from .norm import make_norm
 from .positional import PositionalEncoding
 
@@ -110,11 +110,15 @@ class TransformerStack(nn.Module):
         positions: Tensor | None = None,
         cache=None,
         need_weights: bool = False,
+        segment_ids: Tensor | None = None,
     ) -> StackOutput:
         """x ``(B, T, D)`` embeddings. ``key_mask (B, Tk)`` bool, True = real token (Tk = cached +
         new when a cache is used, or the static cache's slots). ``memory (B, S, D)`` with
         ``memory_key_mask (B, S)`` for cross-attention. ``positions (B, T)`` default to the slots
-        the cache gives the new tokens (``0 .. T - 1`` without a cache)."""
+        the cache gives the new tokens (``0 .. T - 1`` without a cache).
+
+        ``segment_ids (B, T)``: packed sequences (no cache). Tokens attend only within their own
+        segment; give each segment its own ``positions`` (restarting at 0) as well."""
         if x.dim() != 3:
             raise ValueError(f"a stack takes embeddings of shape (batch, seq, d_model), got {tuple(x.shape)}")
         batch, q_len, _ = x.shape
@@ -141,6 +145,13 @@ class TransformerStack(nn.Module):
         mask, is_causal = self.self_attention_mask(key_mask, q_len, k_len, x.device,
                                                    q_slots=slots if own_slots else None, k_slots=key_slots,
                                                    window=window, sinks=sinks)
+        if segment_ids is not None:
+            if cache is not None or tuple(segment_ids.shape) != (batch, q_len):
+                raise ValueError(f"segment_ids (packed sequences) must have shape (batch, seq) = {(batch, q_len)} "
+                                 f"and work without a KV cache; got {tuple(segment_ids.shape)}"
+                                 f"{' with a cache' if cache is not None else ''}")
+            causal = causal_mask(q_len, device=x.device) if is_causal else None  # (1, 1, T, T)
+            mask, is_causal = combine_masks(mask, causal, segment_mask(segment_ids)), False  # (B, 1, T, T)
         cross_mask = expand_key_mask(memory_key_mask) if memory_key_mask is not None else None  # (B, 1, 1, S)
 
         out = StackOutput(hidden=x)

@@ -1,3 +1,3 @@
 """Every recipe attentive ships: importing this module registers them all."""
 
-from . import classification, language_modeling, offline_rl, translation  # noqa: F401
+from . import classification, instruct, language_modeling, offline_rl, translation  # noqa: F401

@@ -16,15 +16,21 @@ from ..models.decoder_lm import DecoderLMConfig
 from ..tasks.language_modeling import LanguageModelingTask, LMDataConfig
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
+from .pretrained import pretrained_for
 from .registry import Recipe, RecipeSpec, Settings, register_recipe
 
 
 def build_lm(name: str, settings: Settings) -> Recipe:
     """Read and tokenise the text, then a fresh model whose context is the block length (unless
-    ``max_len`` is set) and whose vocabulary is the tokenizer's."""
+    ``max_len`` is set) and whose vocabulary is the tokenizer's; with ``init=`` the pretrained
+    model and its own tokenizer."""
     data, train = settings.data, settings.train
     text = Path(data.text_file).read_text(encoding="utf-8") if data.text_file else load_tinyshakespeare()
-    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name,
+    pretrained = pretrained_for(settings, settings.model)
+    tokenizer = pretrained.tokenizer if pretrained is not None else None
+    if pretrained is not None and tokenizer is None:
+        raise ValueError(f"init={settings.finetune.init} has no tokenizer beside its weights")
+    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name, tokenizer=tokenizer,
                                           memory_len=getattr(settings.model, "memory_len", 0))
     max_len = settings.model.max_len if "max_len" in settings.explicit else data.block_size
     config = settings.model.replace(vocab_size=task.tokenizer.vocab_size, max_len=max_len)

@@ -2,9 +2,11 @@
 config, plus the code that turns them into a task and a model.
 
 ``attentive train --recipe NAME [key=value ...]`` looks a recipe up here. Every recipe takes
-its overrides the same way (``overrides.route_overrides``: model, data, optimiser, trainer, in
-that order, each value parsed by its field's type) and picks the training precision the same
-way (``resolve_precision``); only ``make`` is its own.
+its overrides the same way (``overrides.route_overrides``: model, data, optimiser, trainer,
+fine-tuning, in that order, each value parsed by its field's type), picks the training
+precision the same way (``resolve_precision``) and makes its model the same way
+(``Settings.new_model``: fresh, or ``init=`` pretrained weights, optionally with LoRA); only
+``make`` is its own.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig, build_model
+from ..config import ModelConfig
 from ..device import cpu_has_native_bf16
 from ..train.optim import OptimConfig
 from ..train.task import Task
 from ..train.trainer import TrainConfig
 from .overrides import route_overrides
+from .pretrained import FinetuneConfig, initial_model, load_init
 
 DEFAULT_RECIPE = "multi30k-de-en"
 
@@ -44,15 +47,25 @@ class Settings:
     data: Any
     train: TrainConfig
     explicit: set[str] = field(default_factory=set)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    _pretrained: Any = field(default=None, repr=False)
 
     @property
     def optim(self) -> OptimConfig:
         return self.train.optim
 
     def new_model(self, config: ModelConfig) -> nn.Module:
-        """A freshly initialised model: the same initial weights for the same seed."""
-        torch.manual_seed(self.train.seed)
-        return build_model(config)
+        """The model to train: freshly initialised from ``config`` (the same weights for the same
+        seed), or the ``init=`` weights; wrapped with LoRA adapters for ``finetune=lora``."""
+        return initial_model(self, config)
+
+    def pretrained(self):
+        """The ``Pretrained`` (model + tokenizer) that ``init=`` names, read once; None without init."""
+        if self.finetune.init is None:
+            return None
+        if self._pretrained is None:
+            self._pretrained = load_init(self.finetune)
+        return self._pretrained
 
 
 @dataclass
@@ -68,17 +81,20 @@ class RecipeSpec:
     train: TrainConfig
     make: Callable[[Settings], Recipe]
     cpu_bf16: bool = False  # precision "auto" takes bf16 on CPUs with native bf16 (measured faster)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # init= and LoRA defaults
 
     def settings(self, overrides: dict[str, Any] | None = None) -> Settings:
         """The configs with ``overrides`` applied (text values parsed by their field's type)."""
         overrides = dict(overrides or {})
-        model_o, data_o, optim_o, train_o = route_overrides(overrides, [self.model, self.data, self.optim, self.train])
+        model_o, data_o, optim_o, train_o, finetune_o = route_overrides(
+            overrides, [self.model, self.data, self.optim, self.train, self.finetune])
         optim = dataclasses.replace(self.optim, **optim_o)
         train = dataclasses.replace(self.train, **train_o, optim=optim)
         train = dataclasses.replace(train, precision=resolve_precision(train, self.cpu_bf16))
         data = dataclasses.replace(self.data, **data_o) if data_o else self.data
         model = self.model.replace(**model_o) if model_o else self.model
-        return Settings(model=model, data=data, train=train, explicit=set(overrides))
+        finetune = dataclasses.replace(self.finetune, **finetune_o) if finetune_o else self.finetune
+        return Settings(model=model, data=data, train=train, explicit=set(overrides), finetune=finetune)
 
     def build(self, overrides: dict[str, Any] | None = None) -> Recipe:
         return self.make(self.settings(overrides))

@@ -8,12 +8,16 @@ own parallel data (``train=PREFIX.{lang} src_lang=.. tgt_lang=..``).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..data.parallel import ParallelCorpus, corpus_name, load_pairs
 from ..models.encoder_decoder import EncoderDecoderConfig
+from ..decode.translator import SOURCE_TOKENIZER_FILE
 from ..tasks.translation import TranslationDataConfig, TranslationTask, build_tokenizers
+from ..text import load_tokenizer
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
+from .pretrained import pretrained_for
 from .registry import Recipe, RecipeSpec, Settings, register_recipe
 
 log = logging.getLogger(__name__)
@@ -23,9 +27,21 @@ def _limit(corpus: ParallelCorpus, n: int | None) -> ParallelCorpus:
     return corpus if n is None else ParallelCorpus(corpus.pairs[:n], corpus.skipped_empty, corpus.origin)
 
 
+def _pretrained_tokenizers(pretrained, init: str):
+    """The (target-or-joint, source or None) tokenizers an ``init=`` translator was trained with:
+    an attentive translation run folder's ``tokenizer.json`` (and ``tokenizer.src.json``)."""
+    tokenizer = pretrained.tokenizer
+    if tokenizer is None or not hasattr(tokenizer, "to_json"):
+        what = "no tokenizer" if tokenizer is None else f"a {type(tokenizer).__name__}"
+        raise ValueError(f"init={init}: the translation recipes take an attentive translation checkpoint with its "
+                         f"tokenizer.json; this one has {what}, which the translation task does not read")
+    source_file = Path(pretrained.source) / SOURCE_TOKENIZER_FILE
+    return tokenizer, load_tokenizer(source_file) if source_file.is_file() else None
+
+
 def build_translation(name: str, settings: Settings) -> Recipe:
     """Read the corpora, build the tokenizer(s), the task and a freshly initialised model whose
-    vocabulary sizes follow the tokenizer."""
+    vocabulary sizes follow the tokenizer; with ``init=`` the checkpoint's model and tokenizer(s)."""
     data, train = settings.data, settings.train
     train_corpus = _limit(load_pairs(data.train, data.src_lang, data.tgt_lang), data.train_limit)
     if train_corpus.skipped_empty:
@@ -33,14 +49,19 @@ def build_translation(name: str, settings: Settings) -> Recipe:
     valid = _limit(load_pairs(data.valid, data.src_lang, data.tgt_lang), data.valid_limit)
     tests = {corpus_name(s): _limit(load_pairs(s, data.src_lang, data.tgt_lang), data.test_limit)
              for s in data.test_specs}
-    tokenizer, source_tokenizer = build_tokenizers(data, train_corpus)
+    pretrained = pretrained_for(settings, settings.model)
+    if pretrained is None:
+        tokenizer, source_tokenizer = build_tokenizers(data, train_corpus)
+    else:
+        tokenizer, source_tokenizer = _pretrained_tokenizers(pretrained, settings.finetune.init)
     tie = settings.model.tie_embeddings
     if source_tokenizer is not None and "tie_embeddings" not in settings.explicit:
         tie = "output"  # two vocabularies: only the output layer can share the target embedding
     config = settings.model.replace(src_vocab_size=(source_tokenizer or tokenizer).vocab_size,
                                     tgt_vocab_size=tokenizer.vocab_size, tie_embeddings=tie)
+    max_len = config.max_len if pretrained is None else pretrained.config.max_len
     task = TranslationTask(data, tokenizer, train_corpus, valid, tests, source_tokenizer, seed=train.seed,
-                           max_len=config.max_len, run_dir=train.out_dir, name=name)
+                           max_len=max_len, run_dir=train.out_dir, name=name)
     return Recipe(task=task, model=settings.new_model(config), train_config=train)
 
 

@@ -44,6 +44,12 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return APIError(400, message, param=param, code=code)
 
 
+def check_count(count: int, limit: int, noun: str, param: str) -> None:
+    """400 when a request carries more inputs than the server allows (``--max-inputs``)."""
+    if count > limit:
+        raise bad_request(f"{count} {noun} in one request; this server allows at most {limit}", param=param)
+
+
 def queue_full(model: str, waiting: int, retry_after: int) -> APIError:
     return APIError(429, f"model {model!r} is busy: {waiting} requests are already waiting (the queue's limit); "
                     f"retry in {retry_after} s", code="queue_full", headers={"Retry-After": str(retry_after)})

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..decode.config import GenerationConfig
 from ..decode.engine import Request as EngineRequest
 from ..decode.generate import encode_prompts, stop_ids
-from .errors import APIError, bad_request, error_body, timed_out
+from .errors import APIError, bad_request, check_count, error_body, timed_out
 from .registry import ServedModel
 from .scheduler import GenerationScheduler, Ticket, Update
 from .schemas import ChatCompletionRequest, CompletionRequest
@@ -68,9 +68,7 @@ def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel
             texts = body.prompts()
         except ValueError as err:
             raise bad_request(str(err), param="prompt") from None
-        if len(texts) > settings.max_inputs:
-            raise bad_request(f"{len(texts)} prompts in one request; this server allows at most "
-                              f"{settings.max_inputs}", param="prompt")
+        check_count(len(texts), settings.max_inputs, "prompts", "prompt")
         try:
             prompts = encode_prompts(tokenizer, texts, GenerationConfig())
         except ValueError as err:  # unknown characters, no BOS for an empty prompt

@@ -103,12 +103,13 @@ class LanguageModelingTask(Task):
 
     @classmethod
     def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm",
-                  memory_len: int = 0) -> LanguageModelingTask:
-        """Tokenise ``text`` (building the tokenizer) and split it, first part for training."""
+                  tokenizer: Tokenizer | None = None, memory_len: int = 0) -> LanguageModelingTask:
+        """Tokenise ``text`` (building the tokenizer, unless a pretrained model brings its own) and
+        split it, first part for training."""
         train_text, _ = split_train_val(text, data.train_fraction)
-        if data.tokenizer == "char":
-            tokenizer: Tokenizer = CharTokenizer.train(text)  # every character of the file, as nanoGPT
-        else:
+        if tokenizer is None and data.tokenizer == "char":
+            tokenizer = CharTokenizer.train(text)  # every character of the file, as nanoGPT
+        elif tokenizer is None:
             tokenizer = BPETokenizer.train(train_text.splitlines(keepends=True), vocab_size=data.bpe_vocab_size)
         tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         train_tokens, val_tokens = split_train_val(tokens, data.train_fraction)

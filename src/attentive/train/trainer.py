@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import WEIGHTS_NAME, CheckpointError, load_state_into, read_tensors, unique_state_dict
-from ..config import build_model
 from ..device import check_device_name
+from ..lora import ADAPTER_WEIGHTS, adapter_state, build_like, load_adapter_state, lora_config_of, save_adapter
 from .distributed import DistContext, no_sync, unwrap, wrap_model
 from .optim import OptimConfig, lr_at, make_optimizer
 from .run_folder import RunFolder, RunFolderError, checkpoint_dirs, checkpoint_step  # noqa: F401  (RunFolderError: callers catch it from here)
@@ -130,19 +130,27 @@ class Trainer:
         if not self.dist.is_main:
             self.dist.barrier()
             return None
-        config = unwrap(self.model).config.to_dict()
 
         def fill(folder: Path) -> None:
-            self.run.write_model(folder, weights, config)
+            self._write_weights(folder, weights)
             self.task.save_artifacts(folder)
             save_trainer_state(folder, optimizer, self._progress_state())
             save_rank_rng(folder, rank_rng, self.dist.world_size)
 
         final = self.run.write_checkpoint(self.step, fill)
-        self.run.write_model(self.out_dir, weights, config)  # the run folder itself is a loadable checkpoint
+        self._write_weights(self.out_dir, weights)  # the run folder itself is a loadable checkpoint
         self.task.save_artifacts(self.out_dir)
         self.dist.barrier()
         return final
+
+    def _write_weights(self, folder: Path, weights: dict[str, torch.Tensor]) -> None:
+        """``config.json`` + ``model.safetensors``; for a LoRA run the adapter alone
+        (``adapter.json`` + ``adapter.safetensors``): its base is frozen and comes from ``init``."""
+        model = unwrap(self.model)
+        if lora_config_of(model) is not None:
+            save_adapter(folder, model, tensors=adapter_state(model, weights))
+        else:
+            self.run.write_model(folder, weights, model.config.to_dict())
 
     def _full_state_dict(self) -> dict[str, torch.Tensor]:
         """Full weights as CPU tensors on rank 0 (``{}`` elsewhere); gathered once per step.
@@ -174,16 +182,15 @@ class Trainer:
             return False
         latest = found[-1]
         try:
-            tensors = read_tensors(latest / WEIGHTS_NAME)
             optimizer = self.optimizer
             if self.sharded:
-                from .fsdp import FullOptimizerState, load_full_state_dict
+                from .fsdp import FullOptimizerState
 
-                load_full_state_dict(self.model, tensors, source=str(latest))
                 optimizer = FullOptimizerState(self.optimizer)
+            if lora_config_of(unwrap(self.model)) is not None:  # the base is already in place
+                load_adapter_state(unwrap(self.model), read_tensors(latest / ADAPTER_WEIGHTS), source=str(latest))
             else:
-                load_state_into(unwrap(self.model), tensors, source=str(latest))
-            del tensors
+                self._load_weights(latest)
             progress = load_trainer_state(latest, optimizer)
         except (OSError, KeyError, json.JSONDecodeError) as err:
             raise CheckpointError(f"cannot resume from {latest}: {err}") from None
@@ -197,6 +204,15 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
         return True
+
+    def _load_weights(self, folder: Path) -> None:
+        tensors = read_tensors(folder / WEIGHTS_NAME)
+        if self.sharded:
+            from .fsdp import load_full_state_dict
+
+            load_full_state_dict(self.model, tensors, source=str(folder))
+        else:
+            load_state_into(unwrap(self.model), tensors, source=str(folder))
 
     def _check_ranks_agree(self, found: list[Path]) -> None:
         """Every rank must resume from the same checkpoint, or the collectives deadlock."""
@@ -265,7 +281,7 @@ class Trainer:
         weights = self._full_state_dict()
         if not self.dist.is_main:
             return None
-        plain = build_model(unwrap(self.model).config)
+        plain = build_like(unwrap(self.model))  # LoRA-wrapped too when the model is
         load_state_into(plain, weights, source="gathered FSDP weights")
         return plain.to(self.device)
 

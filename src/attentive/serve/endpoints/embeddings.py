@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ...models.encoder import embed_texts
-from ..errors import bad_request
+from ..errors import bad_request, check_count
 from ..schemas import EmbeddingRequest, parse
 from .common import read_json, state_of
 
@@ -27,9 +27,7 @@ async def embeddings(request: Request):
     body = parse(EmbeddingRequest, await read_json(request))
     served = state.models.get(body.model, ENDPOINT)
     texts = body.texts()
-    if len(texts) > state.settings.max_inputs:
-        raise bad_request(f"{len(texts)} inputs in one request; this server allows at most "
-                          f"{state.settings.max_inputs}", param="input")
+    check_count(len(texts), state.settings.max_inputs, "inputs", "input")
     width = served.model.config.d_model
     if body.dimensions is not None and body.dimensions != width:
         raise bad_request(f"dimensions={body.dimensions}: this model's vectors have {width} dimensions "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ...decode.search import SearchConfig
-from ..errors import bad_request
+from ..errors import bad_request, check_count
 from ..schemas import TranslationRequest, parse
 from .common import read_json, state_of
 
@@ -26,9 +26,7 @@ async def translations(request: Request):
     body = parse(TranslationRequest, await read_json(request))
     served = state.models.get(body.model, ENDPOINT)
     texts = body.texts()
-    if len(texts) > state.settings.max_inputs:
-        raise bad_request(f"{len(texts)} inputs in one request; this server allows at most "
-                          f"{state.settings.max_inputs}", param="input")
+    check_count(len(texts), state.settings.max_inputs, "inputs", "input")
     translator = served.translator
     sources = translator.source_tokenizer.encode_batch([t.strip() for t in texts])
     limit = translator.max_source_len

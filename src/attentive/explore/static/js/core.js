@@ -162,9 +162,14 @@ AX.drawPixels = function drawPixels(ctx, pixels, rows, cols, x, y, width, height
     const [r, g, b] = colour(pixels[i] / 255);
     image.data.set([r, g, b, 255], 4 * i);
   }
+  AX.blit(ctx, image, x, y, width, height);
+};
+
+// Draw an ImageData scaled into a canvas region, pixels kept sharp.
+AX.blit = function blit(ctx, image, x, y, width, height) {
   const scratch = document.createElement("canvas");
-  scratch.width = cols;
-  scratch.height = rows;
+  scratch.width = image.width;
+  scratch.height = image.height;
   scratch.getContext("2d").putImageData(image, 0, 0);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(scratch, x, y, width, height);

@@ -40,12 +40,7 @@
       const b = channels === 3 ? pixels[2 * size * size + i] : r;
       image.data.set([r, g, b, 255], 4 * i);
     }
-    const scratch = document.createElement("canvas");
-    scratch.width = size;
-    scratch.height = size;
-    scratch.getContext("2d").putImageData(image, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(scratch, 0, 0, SIZE, SIZE);
+    AX.blit(ctx, image, 0, 0, SIZE, SIZE);
     const values = heat();
     const peak = Math.max(...values) || 1;
     const g = a.grid;

@@ -16,6 +16,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+LM_TEXT = "the cat sat on the mat."  # what the tests give a language model
+SOURCE_TEXT = "ein hund rennt."  # and a translation model
+
 
 CHROMIUM = os.environ.get("ATTENTIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
