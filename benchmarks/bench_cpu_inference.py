@@ -347,18 +347,6 @@ def hf_transcribe(args, model, tokenizer, features, texts, key):
     return timed_row(run, args.runs, features.shape[0], "clip")
 
 
-def word_differences(a: str, b: str) -> int:
-    """Words of ``a`` and ``b`` that differ (edit distance over words)."""
-    x, y = a.split(), b.split()
-    prev = list(range(len(y) + 1))
-    for i, wx in enumerate(x, 1):
-        cur = [i]
-        for j, wy in enumerate(y, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (wx != wy)))
-        prev = cur
-    return prev[-1]
-
-
 def bench_whisper(args) -> None:
     from attentive import from_pretrained
     from attentive.interop.locate import whisper_ct2_dir
@@ -402,12 +390,12 @@ def bench_whisper(args) -> None:
             reference = texts.get("ct2 int8" if key in ("int8",) else "ct2 fp32")
             if reference is None or key.startswith("ct2 fp32"):
                 continue
-            diffs = [word_differences(a, b) for a, b in zip(texts[key], reference)]
+            diffs = [common.word_differences(a, b) for a, b in zip(texts[key], reference)]
             ref_name = "CTranslate2 int8" if key == "int8" else "CTranslate2 fp32"
             report.notes.append(f"{key} vs {ref_name}: " + ("same transcript" if not any(diffs) else
                                                               f"{sum(diffs)} word(s) differ"))
         if "int8" in texts and "fp32" in texts:
-            diffs = [word_differences(a, b) for a, b in zip(texts["int8"], texts["fp32"])]
+            diffs = [common.word_differences(a, b) for a, b in zip(texts["int8"], texts["fp32"])]
             report.notes.append("attentive int8 vs attentive fp32: " + ("same transcript" if not any(diffs) else
                                                                         f"{sum(diffs)} word(s) differ"))
         report.notes.append(f"transcript (attentive fp32): {' | '.join(texts.get('fp32', texts.get('fp32 as loaded', [''])))}")

@@ -91,6 +91,18 @@ def selected(args: argparse.Namespace, name: str) -> bool:
 # ----------------------------------------------------------------------------- device helpers
 
 
+def word_differences(a: str, b: str) -> int:
+    """Words of ``a`` and ``b`` that differ (edit distance over words): how far two transcripts are."""
+    x, y = a.split(), b.split()
+    prev = list(range(len(y) + 1))
+    for i, wx in enumerate(x, 1):
+        cur = [i]
+        for j, wy in enumerate(y, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (wx != wy)))
+        prev = cur
+    return prev[-1]
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

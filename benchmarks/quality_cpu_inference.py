@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+import common
 from attentive.nn.inference import optimize
 from attentive.nn.kernels import kernel_status
 
@@ -133,22 +134,11 @@ def whisper_part(args) -> None:
                 with torch.no_grad():
                     out[name] = pre.tokenizer.decode(greedy_transcribe(pre.model, features)[0]).strip()
             for name, transcript in out.items():
-                rows.append([clip, name, words_differing(transcript, out["fp32"]), transcript])
+                rows.append([clip, name, common.word_differences(transcript, out["fp32"]), transcript])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write(args.out, "quality_whisper", "Whisper tiny.en transcripts of espeak-ng clips, fp32 / int8 / int4",
           ["clip", "weights", "words differing from fp32", "transcript"], rows, notes)
-
-
-def words_differing(a: str, b: str) -> int:
-    x, y = a.split(), b.split()
-    prev = list(range(len(y) + 1))
-    for i, wx in enumerate(x, 1):
-        cur = [i]
-        for j, wy in enumerate(y, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (wx != wy)))
-        prev = cur
-    return prev[-1]
 
 
 def bleu_part(args) -> None:

@@ -179,6 +179,20 @@ void tile_rows(int rows, const float* x, int64_t ldx, const typename W::T* w, co
 
 void check(bool ok, const char* what) { TORCH_CHECK(ok, "panel_linear: ", what); }
 
+// Copy a tile's rows (NP floats apart) into the output (ld floats apart), the first `width`
+// columns, adding the bias (already offset to the tile's first column) when there is one.
+inline void store_rows(int rows, const float* tile, float* dst, int64_t ld, int64_t width, const float* bias) {
+  for (int r = 0; r < rows; ++r) {
+    float* row = dst + r * ld;
+    const float* src = tile + r * NP;
+    if (bias) {
+      for (int64_t j = 0; j < width; ++j) row[j] = src[j] + bias[j];
+    } else {
+      std::memcpy(row, src, width * sizeof(float));
+    }
+  }
+}
+
 // Threads. A decoded token makes about a hundred of these products, most of them tens of
 // microseconds long, and waking OpenMP's sleeping team costs about that much (on 2 cores with
 // OMP_WAIT_POLICY=PASSIVE, the polite setting on a shared machine: a 576 x 576 int8 product
@@ -264,15 +278,7 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::opti
       for (int64_t m0 = 0; m0 < M; m0 += MR) {
         const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
         tile_rows<W>(rows, xp + m0 * K, K, w, ps, pm, xs ? xs + m0 * groups : nullptr, K, group, out);
-        for (int r = 0; r < rows; ++r) {
-          float* dst = yp + (m0 + r) * n_out + n0;
-          const float* src = out + r * NP;
-          if (bp) {
-            for (int64_t j = 0; j < width; ++j) dst[j] = src[j] + bp[n0 + j];
-          } else {
-            std::memcpy(dst, src, width * sizeof(float));
-          }
-        }
+        store_rows(rows, out, yp + m0 * n_out + n0, n_out, width, bp ? bp + n0 : nullptr);
       }
     }
   });
@@ -467,15 +473,7 @@ at::Tensor run_vnni(const at::Tensor& x_in, const at::Tensor& panels, const at::
         vnni_rows<FourBit>(rows, xq + m0 * K, K, sxp + m0 * blocks, wp + p * panel_bytes, sp + p * groups * NP,
                            mp ? mp + p * groups * NP : nullptr, cp ? cp + p * blocks * NP : nullptr,
                            xsp ? xsp + m0 * groups : nullptr, groups, group, out);
-        for (int r = 0; r < rows; ++r) {
-          float* dst = yp + (m0 + r) * n_out + n0;
-          const float* src = out + r * NP;
-          if (bp) {
-            for (int64_t j = 0; j < width; ++j) dst[j] = src[j] + bp[n0 + j];
-          } else {
-            std::memcpy(dst, src, width * sizeof(float));
-          }
-        }
+        store_rows(rows, out, yp + m0 * n_out + n0, n_out, width, bp ? bp + n0 : nullptr);
       }
     }
   });
