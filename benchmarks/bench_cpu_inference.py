@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -46,18 +44,6 @@ from attentive.nn.inference import optimize
 from attentive.nn.quant import PanelLinear
 
 PROMPT_TOKENS = 32
-CLIP_TEXTS = {  # espeak-ng at its default 175 words a minute
-    "5 s": "The quick brown fox jumps over the lazy dog near the river bank.",
-    "20 s": ("Speech recognition turns spoken words into text. A model listens to the sound, finds the "
-             "words in it, and writes them down one after another. Good systems work in noisy rooms, "
-             "with many voices, and with people who speak quickly or quietly."),
-    "30 s": ("The history of the Roman Empire spans many centuries. It began when Augustus became the first "
-             "emperor in twenty seven before Christ and, in the West, ended four hundred and seventy six "
-             "years after. During this time the empire grew to include the lands around the Mediterranean "
-             "Sea, and its roads, its laws and its language shaped Europe for the next thousand years."),
-}
-
-
 # ----------------------------------------------------------------------------- shared
 
 
@@ -270,26 +256,6 @@ def bench_smollm2(args, bandwidth: float) -> None:
 # ----------------------------------------------------------------------------- Whisper
 
 
-def make_clips(folder: Path) -> dict[str, tuple[torch.Tensor, float]]:
-    """name -> (log-Mel features (80, 3000), seconds of speech), spoken by espeak-ng."""
-    from attentive.audio import SAMPLE_RATE, log_mel_spectrogram, read_wav, resample
-
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-    clips = {}
-    for name, text in CLIP_TEXTS.items():
-        wav = folder / f"clip_{name.split()[0]}.wav"
-        subprocess.run([espeak, "-w", str(wav), text], check=True)
-        audio, rate = read_wav(wav)
-        samples = resample(audio, rate, SAMPLE_RATE)
-        seconds = len(samples) / SAMPLE_RATE
-        if seconds > 30:
-            raise RuntimeError(f"clip {name!r} is {seconds:.1f} s, over Whisper's 30 s window: shorten its text")
-        clips[name] = (log_mel_spectrogram(samples), seconds)
-    return clips
-
-
 def ours_transcribe(args, model, tokenizer, features: torch.Tensor, compiled: bool, texts: dict, key: str):
     from attentive.decode.transcriber import greedy_transcribe
 
@@ -354,7 +320,7 @@ def bench_whisper(args) -> None:
     folder = whisper_ct2_dir(required=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_whisper_"))
     try:
-        clips = make_clips(tmp)
+        clips = common.speech_clips(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     loaded = from_pretrained(folder)

@@ -23,7 +23,9 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import threading
 import time
 import traceback
@@ -89,6 +91,39 @@ def selected(args: argparse.Namespace, name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------- device helpers
+
+
+CLIP_TEXTS = {  # espeak-ng at its default 175 words a minute
+    "5 s": "The quick brown fox jumps over the lazy dog near the river bank.",
+    "20 s": ("Speech recognition turns spoken words into text. A model listens to the sound, finds the "
+             "words in it, and writes them down one after another. Good systems work in noisy rooms, "
+             "with many voices, and with people who speak quickly or quietly."),
+    "30 s": ("The history of the Roman Empire spans many centuries. It began when Augustus became the first "
+             "emperor in twenty seven before Christ and, in the West, ended four hundred and seventy six "
+             "years after. During this time the empire grew to include the lands around the Mediterranean "
+             "Sea, and its roads, its laws and its language shaped Europe for the next thousand years."),
+}
+
+
+def speech_clips(folder: Path, texts: dict[str, str] = CLIP_TEXTS) -> dict[str, tuple[torch.Tensor, float]]:
+    """name -> (log-Mel features (80, 3000), seconds of speech): each text spoken by espeak-ng into
+    a WAV file in ``folder``, the Whisper benchmarks' clips."""
+    from attentive.audio import SAMPLE_RATE, log_mel_spectrogram, read_wav, resample
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    clips = {}
+    for name, text in texts.items():
+        wav = folder / f"clip_{name.split()[0]}.wav"
+        subprocess.run([espeak, "-w", str(wav), text], check=True)
+        audio, rate = read_wav(wav)
+        samples = resample(audio, rate, SAMPLE_RATE)
+        seconds = len(samples) / SAMPLE_RATE
+        if seconds > 30:
+            raise RuntimeError(f"clip {name!r} is {seconds:.1f} s, over Whisper's 30 s window: shorten its text")
+        clips[name] = (log_mel_spectrogram(samples), seconds)
+    return clips
 
 
 def word_differences(a: str, b: str) -> int:

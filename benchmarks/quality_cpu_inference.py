@@ -96,25 +96,13 @@ def perplexity_part(args) -> None:
 
 def whisper_part(args) -> None:
     import shutil
-    import subprocess
     import tempfile
 
     from attentive import from_pretrained
-    from attentive.audio import SAMPLE_RATE, log_mel_spectrogram, read_wav, resample
     from attentive.decode.transcriber import greedy_transcribe
     from attentive.interop.locate import whisper_ct2_dir
 
-    texts = {
-        "test clip": "Hello world. This is a test of the speech recognition system.",
-        "5 s": "The quick brown fox jumps over the lazy dog near the river bank.",
-        "20 s": ("Speech recognition turns spoken words into text. A model listens to the sound, finds the "
-                 "words in it, and writes them down one after another. Good systems work in noisy rooms, "
-                 "with many voices, and with people who speak quickly or quietly."),
-        "30 s": ("The history of the Roman Empire spans many centuries. It began when Augustus became the first "
-                 "emperor in twenty seven before Christ and, in the West, ended four hundred and seventy six "
-                 "years after. During this time the empire grew to include the lands around the Mediterranean "
-                 "Sea, and its roads, its laws and its language shaped Europe for the next thousand years."),
-    }
+    texts = {"test clip": "Hello world. This is a test of the speech recognition system.", **common.CLIP_TEXTS}
     folder = whisper_ct2_dir(required=True)
     models = {"fp32": from_pretrained(folder)}
     models["int8"] = from_pretrained(folder, quantize="int8")
@@ -124,11 +112,8 @@ def whisper_part(args) -> None:
     tmp = Path(tempfile.mkdtemp())
     rows, notes = [], []
     try:
-        for clip, said in texts.items():
-            wav = tmp / "clip.wav"
-            subprocess.run([shutil.which("espeak-ng"), "-w", str(wav), said], check=True)
-            audio, rate = read_wav(wav)
-            features = log_mel_spectrogram(resample(audio, rate, SAMPLE_RATE))[None]
+        for clip, (features, _) in common.speech_clips(tmp, texts).items():
+            features = features[None]
             out = {}
             for name, pre in models.items():
                 with torch.no_grad():

@@ -179,6 +179,14 @@ void tile_rows(int rows, const float* x, int64_t ldx, const typename W::T* w, co
 
 void check(bool ok, const char* what) { TORCH_CHECK(ok, "panel_linear: ", what); }
 
+// An optional float32 operand (bias, minimums): its data, checked to be contiguous with `numel`
+// elements, or nullptr when it is absent.
+const float* optional_floats(const c10::optional<at::Tensor>& t, int64_t numel, const char* what) {
+  if (!t.has_value()) return nullptr;
+  check(t->scalar_type() == at::kFloat && t->is_contiguous() && t->numel() == numel, what);
+  return t->data_ptr<float>();
+}
+
 // Copy a tile's rows (NP floats apart) into the output (ld floats apart), the first `width`
 // columns, adding the bias (already offset to the tile's first column) when there is one.
 inline void store_rows(int rows, const float* tile, float* dst, int64_t ld, int64_t width, const float* bias) {
@@ -237,18 +245,9 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::opti
     check(scale->scalar_type() == at::kFloat && scale->is_contiguous() && scale->numel() == P * groups * NP,
           "scale must be contiguous float32 (P, K / group, 32)");
     sp = scale->data_ptr<float>();
-    if (mins.has_value()) {
-      check(mins->scalar_type() == at::kFloat && mins->is_contiguous() && mins->numel() == P * groups * NP,
-            "mins must be contiguous float32 (P, K / group, 32)");
-      mp = mins->data_ptr<float>();
-    }
+    mp = optional_floats(mins, P * groups * NP, "mins must be contiguous float32 (P, K / group, 32)");
   }
-  const float* bp = nullptr;
-  if (bias.has_value()) {
-    check(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n_out,
-          "bias must be contiguous float32 (N,)");
-    bp = bias->data_ptr<float>();
-  }
+  const float* bp = optional_floats(bias, n_out, "bias must be contiguous float32 (N,)");
   at::Tensor y = at::empty({M, n_out}, x.options());
   if (M == 0) return y;
   const float* xp = x.data_ptr<float>();
@@ -427,24 +426,14 @@ at::Tensor run_vnni(const at::Tensor& x_in, const at::Tensor& panels, const at::
   const int64_t groups = K / group, blocks = K / QB;
   check(scale.scalar_type() == at::kFloat && scale.is_contiguous() && scale.numel() == P * groups * NP,
         "scale must be contiguous float32 (P, K / group, 32)");
-  const float* mp = nullptr;
-  if (mins.has_value()) {
-    check(mins->scalar_type() == at::kFloat && mins->is_contiguous() && mins->numel() == P * groups * NP,
-          "mins must be contiguous float32 (P, K / group, 32)");
-    mp = mins->data_ptr<float>();
-  }
+  const float* mp = optional_floats(mins, P * groups * NP, "mins must be contiguous float32 (P, K / group, 32)");
   const int32_t* cp = nullptr;
   if (!FourBit) {
     check(c128.has_value() && c128->scalar_type() == at::kInt && c128->is_contiguous() &&
               c128->numel() == P * blocks * NP, "c128 must be contiguous int32 (P, K / 32, 32)");
     cp = c128->data_ptr<int32_t>();
   }
-  const float* bp = nullptr;
-  if (bias.has_value()) {
-    check(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n_out,
-          "bias must be contiguous float32 (N,)");
-    bp = bias->data_ptr<float>();
-  }
+  const float* bp = optional_floats(bias, n_out, "bias must be contiguous float32 (N,)");
   at::Tensor y = at::empty({M, n_out}, x.options());
   if (M == 0) return y;
   at::Tensor q = at::empty({M, K}, x.options().dtype(at::kChar));
