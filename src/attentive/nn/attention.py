@@ -226,6 +226,18 @@ class MultiHeadAttention(nn.Module):
             self.qkv_proj = cat([self.q_proj, self.k_proj, self.v_proj])
             self.q_proj = self.k_proj = self.v_proj = None
 
+    def _self_projections(self, x: Tensor, source: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention's flat q from x ``(B, Tq, H*Dh)`` and k, v from source ``(B, Tk, Hkv*Dh)``:
+        source is x itself, or a segment memory followed by x."""
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(source), self.v_proj(source)
+        kv_width = self.num_kv_heads * self.head_dim
+        widths = (self.num_heads * self.head_dim, kv_width, kv_width)
+        q, k, v = self.qkv_proj(x).split(widths, dim=-1)
+        if source is not x:  # a memory in front: its keys and values too (its q part is not used)
+            _, k, v = self.qkv_proj(source).split(widths, dim=-1)
+        return q, k, v
+
     def _split(self, x: Tensor, heads: int) -> Tensor:
         batch, seq, _ = x.shape
         return x.view(batch, seq, heads, self.head_dim).transpose(1, 2)  # (B, heads, T, Dh)
@@ -252,38 +264,29 @@ class MultiHeadAttention(nn.Module):
         """
         if x.dim() != 3:
             raise ValueError(f"attention input must have shape (batch, seq, d_model), got {tuple(x.shape)}")
-        if self.qkv_proj is not None:
-            if context is not None:
-                raise ValueError("this attention's q/k/v projections are fused for self-attention; it takes no context")
-            kv_width = self.num_kv_heads * self.head_dim
-            q, k, v = self.qkv_proj(x).split((self.num_heads * self.head_dim, kv_width, kv_width), dim=-1)
-            q = self._split(q, self.num_heads)  # (B, H, Tq, Dh)
-        else:
-            q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
         if context is None:  # self-attention: new keys/values, appended to the cache if any
             memory = cache is not None and cache.projects_inputs
-            if memory:  # a segment memory: keys and values from memory + segment
-                source = cache.inputs(layer_idx, x)  # (B, Tk, D): the memory comes first
-                if self.qkv_proj is None:
-                    k, v = self.k_proj(source), self.v_proj(source)
-                else:
-                    kv_width = self.num_kv_heads * self.head_dim
-                    _, k, v = self.qkv_proj(source).split((self.num_heads * self.head_dim, kv_width, kv_width), dim=-1)
-            elif self.qkv_proj is None:
-                k, v = self.k_proj(x), self.v_proj(x)
+            # a segment memory: keys and values from memory + segment (the memory comes first)
+            source = cache.inputs(layer_idx, x) if memory else x  # (B, Tk, D)
+            q, k, v = self._self_projections(x, source)
+            q = self._split(q, self.num_heads)  # (B, H, Tq, Dh)
             k = self._split(k, self.num_kv_heads)  # (B, Hkv, Tk, Dh)
             v = self._split(v, self.num_kv_heads)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *(key_rope or rope))
             if cache is not None and not memory:
                 k, v = cache.update(layer_idx, k, v)  # (B, Hkv, Tk, Dh) with the past included
-        elif cache is not None and cache.has_cross(layer_idx):  # cross-attention, memory already projected
-            k, v = cache.get_cross(layer_idx)
         else:
-            k = self._split(self.k_proj(context), self.num_kv_heads)  # (B, Hkv, Tk, Dh)
-            v = self._split(self.v_proj(context), self.num_kv_heads)
-            if cache is not None:
-                cache.set_cross(layer_idx, k, v)
+            if self.qkv_proj is not None:
+                raise ValueError("this attention's q/k/v projections are fused for self-attention; it takes no context")
+            q = self._split(self.q_proj(x), self.num_heads)  # (B, H, Tq, Dh)
+            if cache is not None and cache.has_cross(layer_idx):  # cross-attention, memory already projected
+                k, v = cache.get_cross(layer_idx)
+            else:
+                k = self._split(self.k_proj(context), self.num_kv_heads)  # (B, Hkv, Tk, Dh)
+                v = self._split(self.v_proj(context), self.num_kv_heads)
+                if cache is not None:
+                    cache.set_cross(layer_idx, k, v)
         out, weights = attention(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
