@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import loaded_ops
 from .masks import check_mask
 from .positional import apply_rotary
 
@@ -138,11 +139,24 @@ def _one_query_on_cpu(q: Tensor, dropout_p: float) -> bool:
 
 
 def _one_query(q, k, v, mask, bias, scale):
-    """One query per row on CPU, written out: SDPA's CPU kernel splits even a single query over
-    PyTorch's threads, and waking them (``OMP_WAIT_POLICY=PASSIVE``) costs far more than the
-    product itself (on 2 busy cores, ~1 ms against tens of microseconds for SmolLM2's 9 heads).
-    The query heads sharing a key/value head are multiplied together, so grouped-query
-    attention copies no keys. The same numbers as the fused path, to float rounding."""
+    """One query per row on CPU. SDPA's CPU kernel (and MKL's batched matmul) split even a
+    single query over PyTorch's threads, and waking them (``OMP_WAIT_POLICY=PASSIVE``) costs
+    far more than the product itself (on 2 busy cores, ~1 ms against tens of microseconds for
+    SmolLM2's 9 heads). So it runs in the CPU kernel ``attend_one`` (``csrc/one_query_attention.cpp``:
+    each key read once for the query heads that share it, on the caller's thread unless the keys
+    are long) once the kernels are loaded (``optimize()`` and ``quantize=`` load them), or,
+    without them or for other dtypes, written out below, where the query
+    heads of a key/value group are multiplied together so grouped-query attention copies no keys.
+    The same numbers as the fused path, to float rounding."""
+    ops = loaded_ops()
+    if (ops is not None and q.dtype == torch.float32 and q.stride(-1) == 1 and k.stride(-1) == 1
+            and v.stride(-1) == 1):
+        return ops.attend_one(q, k, v, mask, None if bias is None else bias.float(), scale)
+    return _one_query_written_out(q, k, v, mask, bias, scale)
+
+
+def _one_query_written_out(q, k, v, mask, bias, scale):
+    """``_one_query`` in PyTorch ops: two small products, a group's query heads as rows."""
     batch, heads, _, head_dim = q.shape
     kv_heads, k_len = k.shape[1], k.shape[2]
     groups = heads // kv_heads

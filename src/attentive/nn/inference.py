@@ -10,7 +10,10 @@
    ``nn.Linear`` in fp32 (the panel kernel is for a few rows) and are quantised otherwise;
 2. the q/k/v projections of every self-attention and the gate/up projections of every gated
    feed-forward are joined into one product each (``fuse_projections``): fewer, larger
-   products per token, the same numbers.
+   products per token, the same numbers;
+3. the CPU kernels are loaded, so ``attention()`` computes one query per row (each decoded
+   token) in ``attend_one`` (``csrc/one_query_attention.cpp``) rather than in PyTorch ops that
+   wake every thread for a product of microseconds.
 
 The token embedding stays float (one row is read per token). The optimised model computes what
 the original computes, to float rounding (fp32) or to the quantisation (int8, int4): the tests
@@ -26,7 +29,7 @@ from torch import nn
 
 from .feedforward import GatedFeedForward
 from .layers import TransformerLayer
-from .kernels import has_int8_activations
+from .kernels import has_int8_activations, panel_ops
 from .quant import ACTIVATIONS, MODES, PanelLinear, QuantizedWeight
 from .stack import TransformerStack
 
@@ -129,6 +132,7 @@ def optimize(model: nn.Module, quantize: str | None = None, *, blocks: dict[str,
     if param is not None and (param.device.type != "cpu" or param.dtype != torch.float32):
         raise ValueError(f"optimize() prepares float32 models on CPU; this one is {param.dtype} on {param.device}")
     model.eval().requires_grad_(False)
+    panel_ops()  # built or loaded now (about 30 s the first time), not at the first token
     quantize_linears(model, quantize or "fp32", blocks=blocks, group=group, activations=activations)
     if fuse:
         fuse_projections(model)

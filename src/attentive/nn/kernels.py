@@ -1,11 +1,15 @@
-"""The CPU kernels of ``csrc/panel_linear.cpp``, compiled on first use, with a clean way out.
+"""The CPU kernels of ``csrc/``, compiled on first use, with a clean way out.
 
-``panel_ops()`` returns the ``torch.ops.attentive_cpu`` namespace (``linear_f32``, ``linear_i8``,
-``linear_u4``, and with int8 activations ``linear_i8_act8``, ``linear_u4_act8``: see the C++
-file for the layouts) or None when they cannot be had: no C++
-compiler or ninja, a build error, a CPU without AVX2, or ``ATTENTIVE_KERNELS=0`` in the
-environment. Callers then take their reference path (dequantise + ``F.linear``), which computes
-the same product; ``kernel_status()`` says which it is and why.
+``panel_ops()`` returns the ``torch.ops.attentive_cpu`` namespace or None when the kernels
+cannot be had: no C++ compiler or ninja, a build error, a CPU without AVX2, or
+``ATTENTIVE_KERNELS=0`` in the environment. It holds
+
+* ``panel_linear.cpp``: ``linear_f32``, ``linear_i8``, ``linear_u4``, and with int8 activations
+  ``linear_i8_act8``, ``linear_u4_act8`` (see the C++ file for the layouts);
+* ``one_query_attention.cpp``: ``attend_one``, attention for one query per row.
+
+Callers then take their reference path (dequantise + ``F.linear``; matmul + softmax + matmul),
+which computes the same product; ``kernel_status()`` says which it is and why.
 
 The library is built by ``torch.utils.cpp_extension.load`` with ``-O3 -march=native -fopenmp``
 into PyTorch's extension folder (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``),
@@ -23,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "panel_linear.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = [CSRC / "panel_linear.cpp", CSRC / "one_query_attention.cpp"]
+HEADERS = [CSRC / "cpu_common.h"]
 FLAGS = ["-O3", "-march=native", "-fopenmp"]
 NP = 32  # output columns per panel (the C++ file's NP)
 
@@ -40,9 +46,9 @@ def _build():
     try:
         from torch.utils import cpp_extension
 
-        source = SOURCE.read_text(encoding="utf-8")
+        source = "".join(path.read_text(encoding="utf-8") for path in SOURCES + HEADERS)
         digest = hashlib.sha1((source + " ".join(FLAGS) + torch.__version__).encode()).hexdigest()[:12]
-        cpp_extension.load(name=f"attentive_cpu_{digest}", sources=[str(SOURCE)], extra_cflags=FLAGS,
+        cpp_extension.load(name=f"attentive_cpu_{digest}", sources=[str(p) for p in SOURCES], extra_cflags=FLAGS,
                            extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
     except Exception as err:  # no compiler, no ninja, a build error: the reference path still works
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -52,15 +58,20 @@ def _build():
 
 
 def _register_fakes() -> None:
-    """Shapes for tracing (torch.compile): every op maps x (M, K) to (M, n_out)."""
+    """Shapes for tracing (torch.compile): the linear ops map x (M, K) to (M, n_out);
+    ``attend_one`` gives q's shape (B, H, 1, Dh), contiguous."""
 
-    def fake(x, *args):
+    def fake_linear(x, *args):
         return x.new_empty((x.shape[0], args[-1]))
 
-    for name in ("linear_f32", "linear_i8", "linear_u4", "linear_i8_act8", "linear_u4_act8"):
-        qualified = f"attentive_cpu::{name}"
+    def fake_attend(q, *args):
+        return q.new_empty(q.shape)
+
+    fakes = {name: fake_linear for name in ("linear_f32", "linear_i8", "linear_u4", "linear_i8_act8", "linear_u4_act8")}
+    fakes["attend_one"] = fake_attend
+    for name, fake in fakes.items():
         try:
-            torch.library.register_fake(qualified)(fake)
+            torch.library.register_fake(f"attentive_cpu::{name}")(fake)
         except RuntimeError:  # registered already (a second load of the same library)
             pass
 
@@ -72,6 +83,12 @@ def panel_ops():
             if "ops" not in _state:
                 _state["ops"], _state["why"] = _build()
     return _state["ops"]
+
+
+def loaded_ops():
+    """The namespace if ``panel_ops()`` has built or loaded it in this process, else None, without
+    building: a plain model's decoding should not wait for a compiler; ``optimize()`` loads it."""
+    return _state.get("ops")
 
 
 def has_int8_activations() -> bool:

@@ -16,8 +16,9 @@
 // holds GGUF's Q8_0 (scale only), Q4_0 and Q4_1 blocks (scale and minimum, group 32) exactly,
 // and per-channel int8 (group = K).
 //
-// Threads: at::parallel_for over panels (PyTorch's own OpenMP pool and thread count). Vectors:
-// GCC vector extensions of 16 floats, which compile to AVX-512 (one register) or AVX2 (two).
+// Threads: at::parallel_for over panels (PyTorch's own OpenMP pool and thread count), only when
+// the product is large enough to pay for waking them (cpu_common.h). Vectors: GCC vector
+// extensions of 16 floats, which compile to AVX-512 (one register) or AVX2 (two).
 //
 // Dimension names: M rows of x, K input features, N output features, P panels, G groups.
 
@@ -29,6 +30,8 @@
 
 #include <immintrin.h>
 
+#include "cpu_common.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -36,19 +39,15 @@
 
 namespace {
 
+using attentive_cpu::f32x16;
+using attentive_cpu::load_f32;
+
 constexpr int64_t NP = 32;  // output columns per panel
 constexpr int MR = 4;       // rows of x per tile (4 x 2 accumulators + 4 x 2 group partials)
 
-typedef float f32x16 __attribute__((vector_size(64)));
 typedef int8_t i8x16 __attribute__((vector_size(16)));
 typedef uint8_t u8x16 __attribute__((vector_size(16)));
 typedef int32_t i32x16 __attribute__((vector_size(64)));
-
-inline f32x16 load_f32(const float* p) {
-  f32x16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // The weight formats: how the 32 values of row k of a panel become two vectors of 16 floats.
 struct F32 {
@@ -201,29 +200,6 @@ inline void store_rows(int rows, const float* tile, float* dst, int64_t ld, int6
   }
 }
 
-// Threads. A decoded token makes about a hundred of these products, most of them tens of
-// microseconds long, and waking OpenMP's sleeping team costs about that much (on 2 cores with
-// OMP_WAIT_POLICY=PASSIVE, the polite setting on a shared machine: a 576 x 576 int8 product
-// takes 13 us on one thread and 63 us on two), while one core alone already reads memory near
-// the machine's bandwidth. So a product runs on PyTorch's threads (at::parallel_for) only when
-// its work, weight bytes plus multiply-adds, exceeds `parallel_min` (ATTENTIVE_PARALLEL_MIN,
-// default 4M: about 100 us on one core), and on the caller's thread otherwise.
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
-template <class F>
-void parallel_panels(int64_t panels, int64_t work, const F& f) {
-  static const int64_t parallel_min = env_int("ATTENTIVE_PARALLEL_MIN", int64_t(4) << 20);
-  const int threads = at::get_num_threads();
-  if (threads < 2 || work < parallel_min || panels < 2 || at::in_parallel_region()) {
-    f(0, panels);
-    return;
-  }
-  at::parallel_for(0, panels, (panels + threads - 1) / threads, f);
-}
-
 // Shared driver: checks, the (M, N) output, per-group sums of x for minimums, the panel loop.
 template <class W>
 at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::optional<at::Tensor>& scale,
@@ -267,7 +243,7 @@ at::Tensor run(const at::Tensor& x_in, const at::Tensor& panels, const c10::opti
   }
   const typename W::T* wp = static_cast<const typename W::T*>(panels.data_ptr());
   const int64_t work = panels.numel() * panels.element_size() + M * n_out * K;
-  parallel_panels(P, work, [&](int64_t p0, int64_t p1) {
+  attentive_cpu::parallel_if_worth_it(P, work, [&](int64_t p0, int64_t p1) {
     alignas(64) float out[MR * NP];
     for (int64_t p = p0; p < p1; ++p) {
       const typename W::T* w = wp + p * K * W::row_elems;
@@ -453,7 +429,7 @@ at::Tensor run_vnni(const at::Tensor& x_in, const at::Tensor& panels, const at::
   float* yp = y.data_ptr<float>();
   const int64_t panel_bytes = (K / 4) * (FourBit ? 64 : 128);
   const int64_t work = P * panel_bytes + M * n_out * K / 4;
-  parallel_panels(P, work, [&](int64_t p0, int64_t p1) {
+  attentive_cpu::parallel_if_worth_it(P, work, [&](int64_t p0, int64_t p1) {
     alignas(64) float out[MR * NP];
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * NP, width = std::min<int64_t>(NP, n_out - n0);
