@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import gelu
+
 ACTIVATIONS = {
     "relu": F.relu,
-    "gelu": F.gelu,
+    "gelu": gelu,  # F.gelu; a decoding step's few values in a CPU kernel once loaded (kernels.py)
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "silu": F.silu,
 }

@@ -6,8 +6,9 @@
    (``quant.py``): fp32 in the CPU kernel's layout, or int8 / int4 weights, with int8
    activations where the CPU multiplies int8 fast (AVX512-VNNI) and float ones elsewhere. ``blocks``
    (names -> ``QuantizedWeight``, e.g. a GGUF file's Q8_0 / Q4_1 blocks) are kept as they are,
-   not dequantised and quantised again. Encoder stacks, which see many rows at once, keep
-   ``nn.Linear`` in fp32 (the panel kernel is for a few rows) and are quantised otherwise;
+   not dequantised and quantised again. Encoder stacks, which see many rows at once, become
+   ``GemmLinear`` in fp32 (``nn.Linear`` computed by oneDNN's GEMM: the panel kernel is for a
+   few rows) and are quantised otherwise;
 2. the q/k/v projections of every self-attention and the gate/up projections of every gated
    feed-forward are joined into one product each (``fuse_projections``): fewer, larger
    products per token, the same numbers;
@@ -30,7 +31,7 @@ from torch import nn
 from .feedforward import GatedFeedForward
 from .layers import TransformerLayer
 from .kernels import has_int8_activations, panel_ops
-from .quant import ACTIVATIONS, MODES, PanelLinear, QuantizedWeight
+from .quant import ACTIVATIONS, MODES, GemmLinear, PanelLinear, QuantizedWeight
 from .stack import TransformerStack
 
 
@@ -43,7 +44,8 @@ def cat_linears(modules: list[nn.Module]) -> nn.Module:
         raise TypeError(f"cannot join {[type(m).__name__ for m in modules]}: all nn.Linear or all PanelLinear")
     weight = torch.cat([m.weight.detach() for m in modules])  # (sum N, K)
     has_bias = any(m.bias is not None for m in modules)
-    joined = nn.Linear(weight.shape[1], weight.shape[0], bias=has_bias, device=weight.device, dtype=weight.dtype)
+    kind = GemmLinear if all(isinstance(m, GemmLinear) for m in modules) else nn.Linear
+    joined = kind(weight.shape[1], weight.shape[0], bias=has_bias, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         joined.weight.copy_(weight)
         if has_bias:
@@ -100,6 +102,10 @@ def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, Quantized
     head = getattr(model, "head", None)
     if head is not None and isinstance(getattr(head, "weight", None), torch.Tensor) and not isinstance(head, nn.Linear):
         targets.append(("head", head))
+    if mode == "fp32":  # the encoders' many rows: oneDNN's GEMM
+        for name, module in model.named_modules():
+            if id(module) in skip and type(module) is nn.Linear:
+                _set_module(model, name, GemmLinear.from_linear(module))
     for name, module in targets:
         source = blocks.get(f"{name}.weight")
         if source is None and name == "head" and getattr(getattr(model, "config", None), "tie_embeddings", False):

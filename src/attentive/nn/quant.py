@@ -24,8 +24,10 @@ rows (a batch, a prompt, an encoder), at the price of rounding the activations.
 
 Every layer has a reference path, ``dequantize()`` + ``F.linear`` (with x rounded the same way
 for ``act="int8"``), that the tests hold the kernels to; it runs when the kernels are
-unavailable (``kernels.kernel_status()``), and, for float activations, for many rows at once
-(a long prompt), where PyTorch's matrix product beats the panel kernel.
+unavailable (``kernels.kernel_status()``). For float activations and many rows at once (a long
+prompt), where a GEMM library beats the panel kernel, the dequantised weight goes to
+``kernels.gemm`` (oneDNN). ``GemmLinear`` is an ``nn.Linear`` that always does that: an
+encoder's layers in fp32, which see hundreds of rows a call.
 
 Dimension names: M rows, K input features, N output features, G groups (K / group), P panels.
 """
@@ -39,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .kernels import NP, panel_ops
+from .kernels import NP, gemm, panel_ops
 
 MODES = ("fp32", "int8", "int4")
 ACTIVATIONS = ("float", "int8")
@@ -287,9 +289,10 @@ class PanelLinear(nn.Module):
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)  # (M, K)
         ops = panel_ops() if x.device.type == "cpu" else None
-        if ops is None or x.dtype != torch.float32 or torch.is_grad_enabled() or (
-                self.act == "float" and rows.shape[0] > KERNEL_MAX_ROWS):
+        if ops is None or x.dtype != torch.float32 or torch.is_grad_enabled():
             return self.reference(x)
+        if self.act == "float" and rows.shape[0] > KERNEL_MAX_ROWS:  # a long prompt: a GEMM library's turn
+            return gemm(x, self.dequantize(), self.bias)
         if self.act == "int8":
             if self.mode == "int8":
                 y = ops.linear_i8_act8(rows, self.panels, self.scale, self.mins, self.c128, self.bias, self.group,
@@ -313,3 +316,19 @@ class PanelLinear(nn.Module):
         group = f", group={self.group}" if self.scale is not None else ""
         act = ", act=int8" if self.act == "int8" else ""
         return f"{self.mode}, in_features={self.in_features}, out_features={self.out_features}{group}{act}"
+
+
+class GemmLinear(nn.Linear):
+    """An ``nn.Linear`` for layers that see many rows at once (an encoder's positions): its
+    inference product runs in ``kernels.gemm`` (oneDNN's fp32 GEMM); training, gradients and
+    other dtypes are ``nn.Linear``'s own. The same parameters and state dict as ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gemm(x, self.weight, self.bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> GemmLinear:
+        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                  device=linear.weight.device, dtype=linear.weight.dtype)
+        new.load_state_dict(linear.state_dict())
+        return new.requires_grad_(linear.weight.requires_grad)
