@@ -19,7 +19,15 @@ read bandwidth). Contestants, each where it is installed:
   ``IntxWeightOnlyConfig(int4, group 32)``, attentive's panel kernel (group 32, Q4_1 layout;
   float and int8 activations).
 
+Two more parts (``--parts``): ``attention``, one query per row against a key cache (SmolLM2's
+9 query / 3 key-value heads of 64 at several lengths, Whisper tiny's 6 heads over its 1,500
+encoder positions), attentive's ``attend_one`` against the same product written out in PyTorch
+ops (matmul + softmax + matmul, on PyTorch's threads) and SDPA; ``gemm``, the many-row
+products of an encoder (Whisper tiny's at 1,500 positions, fused q/k/v, o, FFN up and down),
+``F.linear`` (MKL) against oneDNN (``kernels.gemm``).
+
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_kernels.py            # M = 1 and 16
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_cpu_kernels.py --parts attention,gemm
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import common
 import torch
 import torch.nn.functional as F
 
+from attentive.nn import kernels
+from attentive.nn.attention import _one_query_written_out
 from attentive.nn.packed import PackedProjection
 from attentive.nn.quant import PanelLinear
 
@@ -154,12 +164,64 @@ def contestants(ws: list[torch.Tensor]):
     ]
 
 
+ATTENTION = [("SmolLM2, 9/3 heads", 9, 3, 64, keys) for keys in (64, 512, 4096)] + [
+    ("Whisper tiny cross-attention, 6 heads", 6, 6, 64, 1500)]
+ENCODER_GEMMS = [(1152, 384), (384, 384), (1536, 384), (384, 1536)]  # Whisper tiny: q/k/v fused, o, up, down
+
+
+def bench_attention(args, runs: int) -> None:
+    ops = kernels.panel_ops()
+    for label, heads, kv_heads, dim, keys in ATTENTION:
+        g = torch.Generator().manual_seed(keys)
+        q = torch.randn(1, heads, 1, dim, generator=g)
+        k, v = torch.randn(1, kv_heads, keys, dim, generator=g), torch.randn(1, kv_heads, keys, dim, generator=g)
+        scale = dim ** -0.5
+        report = common.Report(f"cpu_attention_{heads}h_{keys}", f"One query, {label}, {keys} keys", args,
+                               dict(heads=heads, kv_heads=kv_heads, head_dim=dim, keys=keys, runs=runs))
+        fns = [("written out (matmul + softmax + matmul)", "torch", lambda: _one_query_written_out(q, k, v, None, None, scale)),
+               ("SDPA", "torch", lambda: F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=heads != kv_heads))]
+        if ops is not None:
+            fns.insert(0, ("attend_one kernel", "attentive", lambda: ops.attend_one(q, k, v, None, None, scale)))
+        for name, impl, fn in fns:
+            def measure(fn=fn):
+                return common.Row("", "", seconds=best_of(lambda: [fn() for _ in range(100)], runs) / 100, work=1,
+                                  unit="call")
+            report.run(name, common.OURS if impl == "attentive" else impl, "", measure)
+        report.finish()
+
+
+def bench_gemm(args, runs: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    ws = [(torch.randn(n, k, generator=g) * 0.02, torch.randn(n, generator=g)) for n, k in ENCODER_GEMMS]
+    xs = {k: torch.randn(1500, k, generator=g) for k in {k for _, k in ENCODER_GEMMS}}
+    flops = sum(2 * 1500 * w.shape[0] * w.shape[1] for w, _ in ws)
+    report = common.Report("cpu_gemm_encoder", "Whisper tiny's encoder products at 1,500 rows (one layer)", args,
+                           dict(rows=1500, shapes=ENCODER_GEMMS, runs=runs))
+    for name, impl, fn in (("oneDNN (kernels.gemm)", "attentive", kernels.gemm), ("F.linear (MKL)", "torch", F.linear)):
+        def measure(fn=fn):
+            seconds = best_of(lambda: [fn(xs[w.shape[1]], w, b) for w, b in ws], runs)
+            row = common.Row("", "", seconds=seconds, work=1, unit="layer")
+            row.extra.update(gflops=round(flops / seconds / 1e9, 1))
+            return row
+        report.run(name, common.OURS if impl == "attentive" else impl, "", measure)
+    report.notes.extend(f"{r.name}: {r.extra['gflops']} GFLOP/s" for r in report.rows if r.seconds)
+    report.finish()
+
+
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--rows", default="1,16", help="comma-separated M (rows per product)")
+    p.add_argument("--parts", default="linear", help="comma-separated: linear, attention, gemm")
     args = common.setup(p.parse_args())
     runs = args.runs or 5
     torch.set_grad_enabled(False)
+    parts = set(args.parts.split(","))
+    if "attention" in parts:
+        bench_attention(args, runs)
+    if "gemm" in parts:
+        bench_gemm(args, runs)
+    if "linear" not in parts:
+        return
     ws = weights()
     bandwidth = common.read_bandwidth("cpu")
     for rows in (int(r) for r in args.rows.split(",")):
