@@ -151,3 +151,26 @@ def test_optimize_refuses_what_it_cannot_run():
         optimize(_llama(), "int3")
     with pytest.raises(ValueError, match="activations must be one of"):
         optimize(_llama(), "int8", activations="int4")
+
+
+def _batch_greedy(batch, prompts, n):
+    logits, out = batch.start(prompts, max_new_tokens=n), []
+    for i in range(n):
+        tokens = logits.argmax(-1)
+        out.append(tokens.tolist())
+        if i < n - 1:
+            logits = batch.step(tokens)
+    return out
+
+
+def test_inductor_step_with_frozen_weights_gives_the_eager_tokens_batch_after_batch():
+    """compile=True on CPU compiles the step with the weights as constants (inductor's freezing);
+    the static cache stays an input written in place: two batches in turn through one compiled
+    step give the eager tokens, the second not reading the first's keys."""
+    torch._dynamo.reset()
+    model = optimize(_llama(), "int8")
+    eager, compiled = DecodeBatch(model, cache="static"), DecodeBatch(model, cache="static", compile=True)
+    with torch.no_grad():
+        for prompts in ([[5, 9, 2, 11], [7, 3, 8, 1]], [[40, 2, 9, 9], [13, 6, 6, 2]]):
+            assert _batch_greedy(compiled, prompts, 8) == _batch_greedy(eager, prompts, 8)
+    torch._dynamo.reset()

@@ -32,7 +32,8 @@ class GenerationConfig:
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None  # None: a seed drawn from torch's global generator
     cache: str = "dynamic"  # dynamic | static | cuda_graph | none
-    compile: bool | str = False  # static caches: torch.compile the step (True = inductor, or a backend name)
+    # static caches: torch.compile the step (True = inductor, on CPU with the weights frozen in; or a backend name)
+    compile: bool | str = False
     add_bos: bool = False  # prepend BOS to every prompt (an empty prompt always starts from BOS)
     context: int | None = None  # tokens the model sees at most (None: the model's max_len)
     # streaming (StreamingLLM): keep only the last `window` tokens' keys (and the first `sinks`),
