@@ -5,7 +5,11 @@
 * ``reference``: ``softmax(Q K^T / sqrt(d_k) + bias) V`` written out (section 3.2.1), which can
   return the attention weights and is the ground truth in tests;
 * ``fused``: ``torch.nn.functional.scaled_dot_product_attention``, which dispatches to flash,
-  memory-efficient or cuDNN kernels on GPU.
+  memory-efficient or cuDNN kernels on GPU;
+
+and, where ``fused`` would run for one query per row on CPU without gradients (each decoded
+token), ``_one_query``: the CPU kernel ``attend_one`` once the kernels are loaded (``kernels.py``),
+else the same product in two small matmuls (SDPA would wake every thread for microseconds).
 
 ``impl="auto"`` takes the fused path unless the weights are asked for. ``need_weights=True``
 always takes the reference path (the only one that materialises the weights), whatever ``impl``
