@@ -73,6 +73,8 @@ def generation_config(args) -> GenerationConfig:
 
 
 def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, DeprecationWarning):  # libraries' notes to their developers (torch.compile's own)
+        return
     print(f"attentive generate: warning: {message}", file=sys.stderr)
 
 
