@@ -103,9 +103,10 @@ def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, Quantized
     if head is not None and isinstance(getattr(head, "weight", None), torch.Tensor) and not isinstance(head, nn.Linear):
         targets.append(("head", head))
     if mode == "fp32":  # the encoders' many rows: oneDNN's GEMM
-        for name, module in model.named_modules():
-            if id(module) in skip and type(module) is nn.Linear:
-                _set_module(model, name, GemmLinear.from_linear(module))
+        encoder_linears = [(name, module) for name, module in model.named_modules()
+                           if id(module) in skip and type(module) is nn.Linear]
+        for name, module in encoder_linears:
+            _set_module(model, name, GemmLinear.from_linear(module))
     for name, module in targets:
         source = blocks.get(f"{name}.weight")
         if source is None and name == "head" and getattr(getattr(model, "config", None), "tie_embeddings", False):

@@ -10,7 +10,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <cmath>
+#include <cstring>
 
 #include "cpu_common.h"
 
@@ -21,10 +21,11 @@ using attentive_cpu::f32x16;
 using attentive_cpu::load_f32;
 using attentive_cpu::store_f32;
 
-// erfc(z) for z >= 0: t exp(-z^2 + P(t)), t = 1 / (1 + z / 2).
-template <class V>
-inline V erfc_nonnegative(V z, V t, V (*exp_fn)(V)) {
-  V p = t * 0.17087277f - 0.82215223f;
+// gelu(x) for 16 floats. For z = |x| / sqrt(2) >= 0, erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2).
+inline f32x16 gelu16(f32x16 x) {
+  const f32x16 z = (x < 0 ? -x : x) * 0.70710678118654752f;
+  const f32x16 t = 1.0f / (1.0f + 0.5f * z);
+  f32x16 p = t * 0.17087277f - 0.82215223f;
   p = p * t + 1.48851587f;
   p = p * t - 1.13520398f;
   p = p * t + 0.27886807f;
@@ -33,21 +34,7 @@ inline V erfc_nonnegative(V z, V t, V (*exp_fn)(V)) {
   p = p * t + 0.37409196f;
   p = p * t + 1.00002368f;
   p = p * t - 1.26551223f;
-  return t * exp_fn(p - z * z);
-}
-
-inline f32x16 gelu16(f32x16 x) {
-  const f32x16 z = (x < 0 ? -x : x) * 0.70710678118654752f;  // |x| / sqrt(2)
-  const f32x16 t = 1.0f / (1.0f + 0.5f * z);
-  const f32x16 c = erfc_nonnegative<f32x16>(z, t, exp16);  // erfc(|x| / sqrt(2))
-  return 0.5f * x * (x <= 0 ? c : 2.0f - c);
-}
-
-float exp1(float v) { return std::exp(v); }
-
-inline float gelu1(float x) {
-  const float z = std::fabs(x) * 0.70710678118654752f;
-  const float c = erfc_nonnegative<float>(z, 1.0f / (1.0f + 0.5f * z), exp1);
+  const f32x16 c = t * exp16(p - z * z);  // erfc(|x| / sqrt(2))
   return 0.5f * x * (x <= 0 ? c : 2.0f - c);
 }
 
@@ -60,7 +47,12 @@ at::Tensor gelu_erf(const at::Tensor& x_in) {
   const int64_t n = x.numel();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) store_f32(dst + i, gelu16(load_f32(src + i)));
-  for (; i < n; ++i) dst[i] = gelu1(src[i]);
+  if (i < n) {  // the last few values through the same vector code, padded with zeros
+    alignas(64) float tail[16] = {};
+    std::memcpy(tail, src + i, (n - i) * sizeof(float));
+    store_f32(tail, gelu16(load_f32(tail)));
+    std::memcpy(dst + i, tail, (n - i) * sizeof(float));
+  }
   return y;
 }
 

@@ -134,7 +134,7 @@ void raw_scores(const float* const* qs, int64_t G, const float* kb, int64_t ks, 
     for (int64_t g = 0; g < G; ++g) scores[g * Tk + t0] = dot(qs[g], kb + t0 * ks, 16 * DV);
 }
 
-// out_g (16 * DV) = weights_g (Tk) V (Tk, 16 * DV) for every g; values in blocks of 16 rows.
+// out_g (16 * DV) = weights_g (Tk) V (Tk, 16 * DV) for every g, the accumulator in registers.
 template <int DV>
 void weighted_values(const float* scores, int64_t G, const float* vb, int64_t vs, int64_t Tk, float* const* outs) {
   for (int64_t g = 0; g < G; ++g) {

@@ -40,6 +40,7 @@
 namespace {
 
 using attentive_cpu::f32x16;
+using attentive_cpu::i32x16;
 using attentive_cpu::load_f32;
 
 constexpr int64_t NP = 32;  // output columns per panel
@@ -47,7 +48,6 @@ constexpr int MR = 4;       // rows of x per tile (4 x 2 accumulators + 4 x 2 gr
 
 typedef int8_t i8x16 __attribute__((vector_size(16)));
 typedef uint8_t u8x16 __attribute__((vector_size(16)));
-typedef int32_t i32x16 __attribute__((vector_size(64)));
 
 // The weight formats: how the 32 values of row k of a panel become two vectors of 16 floats.
 struct F32 {
