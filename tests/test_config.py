@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import attentive
-from attentive.config import config_from_dict, load_config
+from attentive.config import (
+    FAMILIES,
+    PRESETS,
+    config_from_dict,
+    get_preset,
+    load_config,
+    register_model,
+    register_preset,
+)
 from attentive.models import DecoderLM, DecoderLMConfig, EncoderDecoder, EncoderDecoderConfig
 
 
@@ -123,3 +134,49 @@ def test_attn_impl_reaches_every_attention_module():
         ref.load_state_dict(fused.state_dict())
         src, tgt = torch.randint(1, 1000, (2, 6)), torch.randint(1, 1000, (2, 5))
         assert (fused(src, tgt) - ref(src, tgt)).abs().max() <= 1e-4
+
+
+def _preset_calls() -> dict[str, str]:
+    """preset name -> module, for every ``register_preset("name", ...)`` call in the package."""
+    root = Path(attentive.__file__).parent
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(["attentive", *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_preset"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                assert node.args[0].value not in found, f"preset {node.args[0].value!r} is registered twice"
+                found[node.args[0].value] = module
+    return found
+
+
+def test_the_tables_name_every_family_and_preset_where_it_is_defined():
+    """FAMILIES and PRESETS are read without importing the models: they must agree with the
+    @register_model classes and register_preset calls of the modules they name."""
+    import attentive.models  # noqa: F401  (every family module)
+
+    registered = {}
+    for module in [m for name, m in sys.modules.items() if name.startswith("attentive.models.")]:
+        for obj in vars(module).values():
+            if isinstance(obj, type) and "config_class" in vars(obj) and obj.__module__ == module.__name__:
+                registered[obj.config_class.model_type] = f"{obj.__module__}:{obj.__qualname__}"
+    assert registered == FAMILIES
+    for model_type in FAMILIES:
+        assert config_from_dict({"model_type": model_type}).model_type == model_type
+    assert _preset_calls() == PRESETS
+    assert attentive.presets() == sorted(PRESETS)
+    for name in PRESETS:
+        assert get_preset(name).config.model_type in FAMILIES
+
+
+def test_registering_outside_the_tables_is_refused():
+    with pytest.raises(ValueError, match="'not-a-preset' is not in PRESETS"):
+        register_preset("not-a-preset", DecoderLMConfig(), "unlisted")
+    assert "not-a-preset" not in attentive.presets()
+
+    class Impostor(torch.nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match=r"'decoder-lm' to 'attentive.models.decoder_lm:DecoderLM', not to .*Impostor"):
+        register_model(DecoderLMConfig)(Impostor)
+    assert not hasattr(Impostor, "config_class")

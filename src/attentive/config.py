@@ -1,19 +1,21 @@
 """Typed model configs and the registry of named presets.
 
 Every model family has a dataclass config (a subclass of ``ModelConfig``) that travels with
-its weights as ``config.json`` and rebuilds the exact model. Families register their config
-and model class with ``register_model``; named presets (``transformer-base``, ``gpt2-small``,
-...) are registered with ``register_preset`` next to the family that defines them.
+its weights as ``config.json`` and rebuilds the exact model. ``FAMILIES`` and ``PRESETS`` below
+say where each family and each named preset (``transformer-base``, ``gpt2-small``, ...) lives;
+the family's module ties its config to its model class with ``register_model`` and defines its
+presets with ``register_preset``, and is imported the first time one of them is asked for.
 ``build(name, **overrides)`` turns a preset into a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .nn.feedforward import FEEDFORWARDS
 from .nn.layers import LayerSpec
@@ -128,8 +130,35 @@ class TransformerConfig(ModelConfig):
 
 
 # ----------------------------------------------------------------------------- registries
+#
+# Where every family and every preset lives. The modules are imported by name on first use, never
+# here: they import this module (for TransformerConfig and the register_* calls), so importing
+# them from it would be a circle. A new family is its module under models/ plus its lines here.
 
-_MODELS: dict[str, tuple[type[ModelConfig], Callable]] = {}
+FAMILIES: dict[str, str] = {  # model_type -> "module:model class"; the class's config_class is its config
+    "decision-transformer": "attentive.models.decision:DecisionTransformer",
+    "decoder-lm": "attentive.models.decoder_lm:DecoderLM",
+    "encoder": "attentive.models.encoder:Encoder",
+    "encoder-decoder": "attentive.models.encoder_decoder:EncoderDecoder",
+    "speech": "attentive.models.speech:SpeechModel",
+    "vit": "attentive.models.vit:VisionTransformer",
+}
+
+PRESETS: dict[str, str] = {  # preset name -> the module whose register_preset call defines it
+    "bert-base": "attentive.models.encoder",
+    "decision-transformer": "attentive.models.decision",
+    "gpt2-small": "attentive.models.decoder_lm",
+    "llama-tiny": "attentive.models.decoder_lm",
+    "minilm-l6": "attentive.models.encoder",
+    "smollm2-135m": "attentive.models.decoder_lm",
+    "transformer-base": "attentive.models.encoder_decoder",
+    "transformer-big": "attentive.models.encoder_decoder",
+    "transformer-tiny": "attentive.models.encoder_decoder",
+    "vit-b16": "attentive.models.vit",
+    "vit-tiny": "attentive.models.vit",
+    "whisper-base": "attentive.models.speech",
+    "whisper-tiny": "attentive.models.speech",
+}
 
 
 @dataclass
@@ -139,14 +168,18 @@ class Preset:
     description: str
 
 
-_PRESETS: dict[str, Preset] = {}
+_PRESETS: dict[str, Preset] = {}  # filled by register_preset as PRESETS' modules are imported
 
 
 def register_model(config_cls: type[ModelConfig]):
-    """Class decorator: ``@register_model(MyConfig) class MyModel(nn.Module)``."""
+    """Class decorator: ``@register_model(MyConfig) class MyModel(nn.Module)``. Ties the config
+    to the model and checks that FAMILIES names this class for the config's model_type."""
 
     def decorator(model_cls):
-        _MODELS[config_cls.model_type] = (config_cls, model_cls)
+        where = f"{model_cls.__module__}:{model_cls.__qualname__}"
+        if FAMILIES.get(config_cls.model_type) != where:
+            raise ValueError(f"FAMILIES in attentive/config.py maps model_type {config_cls.model_type!r} to "
+                             f"{FAMILIES.get(config_cls.model_type)!r}, not to {where!r}: add or correct its line")
         model_cls.config_class = config_cls
         return model_cls
 
@@ -154,24 +187,41 @@ def register_model(config_cls: type[ModelConfig]):
 
 
 def register_preset(name: str, config: ModelConfig, description: str) -> None:
+    """Define a preset, next to its family; PRESETS above must list it, with the calling module."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r} is not in PRESETS in attentive/config.py; add it there with "
+                         "the module that registers it")
     _PRESETS[name] = Preset(name, config, description)
 
 
-def _load_families() -> None:
-    from . import models  # noqa: F401  (importing registers every family and its presets)
+def _resolve(where: str) -> Any:
+    """The object a ``"module.path:attribute"`` string names, importing the module on first use."""
+    module, _, attribute = where.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def presets() -> list[str]:
     """Names of all registered model presets."""
-    _load_families()
-    return sorted(_PRESETS)
+    return sorted(PRESETS)
 
 
 def get_preset(name: str) -> Preset:
-    _load_families()
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
+    importlib.import_module(PRESETS[name])
     if name not in _PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(sorted(_PRESETS))}")
+        raise ValueError(f"PRESETS in attentive/config.py says {PRESETS[name]} defines preset {name!r}, "
+                         "but that module registers no such preset")
     return _PRESETS[name]
+
+
+def _family(model_type: str) -> type:
+    """The model class FAMILIES names for ``model_type``, checked to be registered for it."""
+    model_cls = _resolve(FAMILIES[model_type])
+    if getattr(model_cls, "config_class", None) is None or model_cls.config_class.model_type != model_type:
+        raise ValueError(f"FAMILIES in attentive/config.py maps model_type {model_type!r} to "
+                         f"{FAMILIES[model_type]!r}, which is not registered for it with @register_model")
+    return model_cls
 
 
 def preset_config(name: str, **overrides: Any) -> ModelConfig:
@@ -182,11 +232,10 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild a config from its JSON form (dispatching on ``model_type``)."""
-    _load_families()
     model_type = data.get("model_type")
-    if model_type not in _MODELS:
-        raise ValueError(f"unknown model_type {model_type!r} in config; known types: {sorted(_MODELS)}")
-    return _MODELS[model_type][0].from_dict(data)
+    if model_type not in FAMILIES:
+        raise ValueError(f"unknown model_type {model_type!r} in config; known types: {sorted(FAMILIES)}")
+    return _family(model_type).config_class.from_dict(data)
 
 
 def load_config(path: str | Path) -> ModelConfig:
@@ -204,10 +253,9 @@ def load_config(path: str | Path) -> ModelConfig:
 
 def build_model(config: ModelConfig):
     """Instantiate the model class registered for ``config``'s family."""
-    _load_families()
-    if config.model_type not in _MODELS:
+    if config.model_type not in FAMILIES:
         raise ValueError(f"no model registered for model_type {config.model_type!r}")
-    return _MODELS[config.model_type][1](config)
+    return _family(config.model_type)(config)
 
 
 def build(name_or_config: str | ModelConfig, **overrides: Any):

@@ -138,3 +138,30 @@ def test_load_tokenizer_errors(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{oops")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_tokenizer(tmp_path)
+
+
+def test_every_tokenizer_kind_resolves_to_the_class_that_reads_it():
+    """TOKENIZERS is read without importing the classes (they import its module): each line must
+    name a Tokenizer that reads its own files back with ``from_json``."""
+    import importlib
+
+    from attentive.text import Tokenizer
+    from attentive.text.tokenizer import TOKENIZERS
+
+    classes = {}
+    for kind, where in TOKENIZERS.items():
+        module, _, name = where.partition(":")
+        classes[kind] = getattr(importlib.import_module(module), name)
+        assert issubclass(classes[kind], Tokenizer) and callable(classes[kind].from_json), kind
+    assert classes["char"] is CharTokenizer and classes["BPE"] is BPETokenizer
+
+
+def test_char_from_json_errors():
+    tok = CharTokenizer.train("abc")
+    assert CharTokenizer.from_json(tok.to_json()).encode("cab") == tok.encode("cab")
+    with pytest.raises(ValueError, match="where.json: not valid JSON"):
+        CharTokenizer.from_json("{oops", source="where.json")
+    with pytest.raises(ValueError, match="where.json: expected a JSON object, found list"):
+        CharTokenizer.from_json("[]", source="where.json")
+    with pytest.raises(ValueError, match="where.json: char tokenizer needs a 'vocab' list"):
+        CharTokenizer.from_json('{"type": "char"}', source="where.json")

@@ -6,30 +6,7 @@ Bundled files live under ``attentive/data/bundled/`` and are found with
 
 from __future__ import annotations
 
-from importlib.resources import files
-
-try:
-    from importlib.resources.abc import Traversable
-except ImportError:  # Python 3.10
-    from importlib.abc import Traversable
-
-
-def bundled_file(*parts: str) -> Traversable:
-    """A bundled data file, e.g. ``bundled_file("multi30k", "train.de.gz")``.
-
-    Returns a ``Traversable`` (a ``Path`` in a normal install); read it with
-    ``read_bytes()``/``open()``.
-    """
-    resource = files(__name__).joinpath("bundled", *parts)
-    if not resource.is_file():
-        raise FileNotFoundError(
-            f"bundled data file not found: {'/'.join(parts)} (looked in {resource})"
-        )
-    return resource
-
-
-# Re-exports, after bundled_file: these modules use it.
-# ruff: noqa: E402
+from attentive.data.bundle import bundled_file
 from attentive.data.batching import (
     PairBatch,
     TokenBatchSampler,

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import torch
 
-from attentive.data import bundled_file
+from attentive.data.bundle import bundled_file
 
 T = TypeVar("T", str, torch.Tensor, list)
 

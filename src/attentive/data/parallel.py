@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attentive.data import Traversable, bundled_file
+from attentive.data.bundle import Traversable, bundled_file
 
 PathLike = str | os.PathLike | Traversable
 

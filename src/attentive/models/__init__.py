@@ -1,4 +1,5 @@
-"""Model families: thin compositions of the layer library. Importing registers them all."""
+"""Model families: thin compositions of the layer library. Which module holds each family and
+each preset is listed in ``attentive.config`` (FAMILIES, PRESETS); importing this package imports them all."""
 
 from .decision import DecisionTransformer, DecisionTransformerConfig
 from .decoder_lm import DecoderLM, DecoderLMConfig

@@ -15,18 +15,17 @@ refused rather than silently ignored; the recipe's family must match the weights
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig, build_model
 from ..lora import LoRAConfig, add_lora
-
-if TYPE_CHECKING:
-    from .registry import Settings
+from ..train.optim import OptimConfig
+from ..train.trainer import TrainConfig
 
 FINETUNE_METHODS = ("full", "lora")
 
@@ -56,6 +55,36 @@ class FinetuneConfig:
             return None
         path = Path(self.init).expanduser()
         return str(path.resolve()) if path.exists() else self.init
+
+
+@dataclass
+class Settings:
+    """A recipe's configs after the overrides, and which keys the user set explicitly. (Defined
+    here, beside the code its methods call, so that this module needs nothing from the registry.)"""
+
+    model: ModelConfig
+    data: Any
+    train: TrainConfig
+    explicit: set[str] = field(default_factory=set)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    _pretrained: Any = field(default=None, repr=False)
+
+    @property
+    def optim(self) -> OptimConfig:
+        return self.train.optim
+
+    def new_model(self, config: ModelConfig) -> nn.Module:
+        """The model to train: freshly initialised from ``config`` (the same weights for the same
+        seed), or the ``init=`` weights; wrapped with LoRA adapters for ``finetune=lora``."""
+        return initial_model(self, config)
+
+    def pretrained(self):
+        """The ``Pretrained`` (model + tokenizer) that ``init=`` names, read once; None without init."""
+        if self.finetune.init is None:
+            return None
+        if self._pretrained is None:
+            self._pretrained = load_init(self.finetune)
+        return self._pretrained
 
 
 def load_init(finetune: FinetuneConfig):

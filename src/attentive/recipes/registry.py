@@ -1,7 +1,8 @@
 """Named training recipes: a model config, the task's data config, an optimiser and a trainer
 config, plus the code that turns them into a task and a model.
 
-``attentive train --recipe NAME [key=value ...]`` looks a recipe up here. Every recipe takes
+``attentive train --recipe NAME [key=value ...]`` looks a recipe up here, in the table of
+``catalogue.py`` (which module defines it; imported on first use). Every recipe takes
 its overrides the same way (``overrides.route_overrides``: model, data, optimiser, trainer,
 fine-tuning, in that order, each value parsed by its field's type), picks the training
 precision the same way (``resolve_precision``) and makes its model the same way
@@ -12,6 +13,7 @@ precision the same way (``resolve_precision``) and makes its model the same way
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +26,9 @@ from ..device import cpu_has_native_bf16
 from ..train.optim import OptimConfig
 from ..train.task import Task
 from ..train.trainer import TrainConfig
+from .catalogue import RECIPES
 from .overrides import route_overrides
-from .pretrained import FinetuneConfig, initial_model, load_init
+from .pretrained import FinetuneConfig, Settings
 
 DEFAULT_RECIPE = "multi30k-de-en"
 
@@ -37,35 +40,6 @@ class Recipe:
     task: Task
     model: nn.Module
     train_config: TrainConfig
-
-
-@dataclass
-class Settings:
-    """A recipe's configs after the overrides, and which keys the user set explicitly."""
-
-    model: ModelConfig
-    data: Any
-    train: TrainConfig
-    explicit: set[str] = field(default_factory=set)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    _pretrained: Any = field(default=None, repr=False)
-
-    @property
-    def optim(self) -> OptimConfig:
-        return self.train.optim
-
-    def new_model(self, config: ModelConfig) -> nn.Module:
-        """The model to train: freshly initialised from ``config`` (the same weights for the same
-        seed), or the ``init=`` weights; wrapped with LoRA adapters for ``finetune=lora``."""
-        return initial_model(self, config)
-
-    def pretrained(self):
-        """The ``Pretrained`` (model + tokenizer) that ``init=`` names, read once; None without init."""
-        if self.finetune.init is None:
-            return None
-        if self._pretrained is None:
-            self._pretrained = load_init(self.finetune)
-        return self._pretrained
 
 
 @dataclass
@@ -110,27 +84,30 @@ def resolve_precision(train: TrainConfig, cpu_bf16: bool) -> str:
     return "bf16" if runs_on_cpu and cpu_has_native_bf16() else "auto"
 
 
-_RECIPES: dict[str, RecipeSpec] = {}
+_REGISTERED: dict[str, RecipeSpec] = {}  # filled by register_recipe as the catalogue's modules are imported
 
 
 def register_recipe(spec: RecipeSpec) -> RecipeSpec:
-    if spec.name in _RECIPES:
+    """Define a recipe (``NAME = register_recipe(RecipeSpec(...))``); the catalogue must list it."""
+    if spec.name not in RECIPES:
+        raise ValueError(f"recipe {spec.name!r} is not in RECIPES in attentive/recipes/catalogue.py; add it there "
+                         "with the module and attribute that hold it")
+    if spec.name in _REGISTERED:
         raise ValueError(f"recipe {spec.name!r} is registered twice")
-    _RECIPES[spec.name] = spec
+    _REGISTERED[spec.name] = spec
     return spec
 
 
-def _load() -> None:
-    from . import catalogue  # noqa: F401  (importing it registers every recipe)
-
-
 def recipes() -> dict[str, RecipeSpec]:
-    _load()
-    return dict(sorted(_RECIPES.items()))
+    return {name: get_recipe(name) for name in sorted(RECIPES)}
 
 
 def get_recipe(name: str) -> RecipeSpec:
-    _load()
-    if name not in _RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; available: {', '.join(sorted(_RECIPES))} (attentive recipes)")
-    return _RECIPES[name]
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} (attentive recipes)")
+    module, _, attribute = RECIPES[name].partition(":")
+    spec = getattr(importlib.import_module(module), attribute, None)
+    if not isinstance(spec, RecipeSpec) or spec.name != name:
+        raise ValueError(f"RECIPES in attentive/recipes/catalogue.py says {RECIPES[name]} holds recipe {name!r}, "
+                         f"but it holds {getattr(spec, 'name', spec)!r}")
+    return spec

@@ -81,6 +81,17 @@ class CharTokenizer(Tokenizer):
         )
 
     @classmethod
+    def from_json(cls, text: str, source: str = "<string>") -> CharTokenizer:
+        """Rebuild from the text ``to_json`` wrote (``load_tokenizer`` reads every kind this way)."""
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{source}: expected a JSON object, found {type(obj).__name__}")
+        return cls.from_dict(obj, source=source)
+
+    @classmethod
     def from_dict(cls, obj: dict, source: str = "<dict>") -> CharTokenizer:
         """Rebuild from the ``tokenizer.json`` object written by ``to_json``."""
         vocab = obj.get("vocab")

@@ -1,13 +1,15 @@
 """The tokenizer interface every text model uses, and ``load_tokenizer`` to read one back.
 
 A tokenizer lives in a ``tokenizer.json`` file: the Hugging Face format for BPE (so HF
-tools read it too) and ``{"type": "char", ...}`` for the character tokenizer.
+tools read it too) and ``{"type": "char", ...}`` for the character tokenizer; ``TOKENIZERS``
+lists each kind and the class that reads it.
 ``encode`` never adds BOS/EOS: the caller (collate, generation) decides where they go.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -17,6 +19,14 @@ from attentive.fileio import atomic_write_text
 from attentive.text.special import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 TOKENIZER_FILE = "tokenizer.json"
+
+# Tokenizer kind -> "module:class" that reads it with ``from_json(text, source=...)``, imported on
+# first use: the classes import this module for their base. Our own files name their kind in
+# "type"; a Hugging Face tokenizer.json names it in "model": {"type": ...}.
+TOKENIZERS: dict[str, str] = {
+    "char": "attentive.text.char:CharTokenizer",
+    "BPE": "attentive.text.bpe:BPETokenizer",
+}
 
 
 class Tokenizer(abc.ABC):
@@ -75,9 +85,6 @@ def check_special_tokens(tokens: Sequence[str], source: str) -> None:
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer from a folder holding ``tokenizer.json`` or from the file itself."""
-    from attentive.text.bpe import BPETokenizer
-    from attentive.text.char import CharTokenizer
-
     file = Path(path)
     if file.is_dir():
         file = file / TOKENIZER_FILE
@@ -90,11 +97,11 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise ValueError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{file}: expected a JSON object, found {type(obj).__name__}")
-    if obj.get("type") == "char":
-        return CharTokenizer.from_dict(obj, source=str(file))
     model_type = obj.get("model", {}).get("type") if isinstance(obj.get("model"), dict) else None
-    if model_type == "BPE":
-        return BPETokenizer.from_json(text, source=str(file))
+    for kind in (obj.get("type"), model_type):
+        if isinstance(kind, str) and kind in TOKENIZERS:
+            module, _, name = TOKENIZERS[kind].partition(":")
+            return getattr(importlib.import_module(module), name).from_json(text, source=str(file))
     raise ValueError(
         f"{file}: unknown tokenizer kind (type={obj.get('type')!r}, model.type={model_type!r}); "
         "expected a char tokenizer or a Hugging Face BPE tokenizer.json"
