@@ -25,7 +25,8 @@ import attentive
 from attentive.train.task import Task
 from attentive.train.distributed import DistContext
 from attentive.train.optim import OptimConfig
-from attentive.train.trainer import TrainConfig, checkpoint_dirs, train
+from attentive.train.run_folder import checkpoint_dirs
+from attentive.train.trainer import TrainConfig, train
 
 GLOBAL_BATCH, LENGTH, VOCAB, BATCHES_PER_EPOCH = 8, 6, 20, 10
 TOL = 1e-5

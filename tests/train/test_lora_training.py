@@ -22,7 +22,8 @@ from attentive.lora import ADAPTER_WEIGHTS, LoRAConfig, add_lora  # noqa: E402
 from attentive.tasks.instruction import InstructionDataConfig, InstructionTask  # noqa: E402
 from attentive.train.distributed import DistContext  # noqa: E402
 from attentive.train.optim import OptimConfig  # noqa: E402
-from attentive.train.trainer import TrainConfig, checkpoint_dirs, train  # noqa: E402
+from attentive.train.run_folder import checkpoint_dirs  # noqa: E402
+from attentive.train.trainer import TrainConfig, train  # noqa: E402
 from chat_helpers import chat_model, chat_tokenizer  # noqa: E402
 
 PAIRS = [("Ein Hund rennt.", "A dog runs."), ("Zwei Männer spielen.", "Two men play."), ("Der Park.", "The park."),

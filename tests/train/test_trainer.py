@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import attentive
 from attentive.train.task import Task
 from attentive.train.optim import OptimConfig, lr_at
-from attentive.train.trainer import TrainConfig, checkpoint_dirs, train
+from attentive.train.run_folder import checkpoint_dirs
+from attentive.train.trainer import TrainConfig, train
 
 
 class CopyTask(Task):

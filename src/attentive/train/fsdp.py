@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -37,10 +37,6 @@ _CHECKPOINTED = "_attentive_activation_checkpointing"
 def transformer_layers(model: nn.Module) -> list[nn.Module]:
     """The units we shard and checkpoint: every ``TransformerLayer`` (encoder, decoder, ViT ...)."""
     return [m for m in model.modules() if isinstance(m, TransformerLayer)]
-
-
-def is_sharded(model: nn.Module) -> bool:
-    return isinstance(model, FSDPModule)
 
 
 # ----------------------------------------------------------------------------- sharding

@@ -4,8 +4,10 @@ The loop: draw ``grad_accum`` micro-batches, sum their losses, divide by the num
 units (tokens, images) in the whole step across all ranks, step the optimiser with the
 scheduled learning rate, log, evaluate, checkpoint. Everything that makes a run resumable
 (weights, optimiser, RNG states, data position, elapsed time) goes into each checkpoint, and
-``resume=True`` continues exactly where the last complete checkpoint left off. What goes where
-on disk is the run folder's business (``run_folder.py``); the trainer only decides when.
+``resume=True`` continues exactly where the last complete checkpoint left off. What a
+checkpoint holds and how a run resumes is ``checkpointing.py``'s business, what goes where on
+disk ``run_folder.py``'s, the metrics records and progress bar ``records.py``'s; the trainer
+only decides when.
 
 Under ``torchrun`` every rank runs this loop on its own shard of the data (the task's
 ``train_batches(epoch, rank, world_size)``); gradients are averaged by DDP or FSDP2, losses and
@@ -16,7 +18,6 @@ consolidated (full tensors, the single-process layout), so a run resumes at any 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,15 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import WEIGHTS_NAME, CheckpointError, load_state_into, read_tensors, unique_state_dict
 from ..device import check_device_name
-from ..lora import ADAPTER_WEIGHTS, adapter_state, build_like, load_adapter_state, lora_config_of, save_adapter
+from .checkpointing import Checkpointer, Position
 from .distributed import DistContext, no_sync, unwrap, wrap_model
 from .optim import OptimConfig, lr_at, make_optimizer
-from .run_folder import RunFolder, RunFolderError, checkpoint_dirs, checkpoint_step  # noqa: F401  (RunFolderError: callers catch it from here)
-from .state import gather_rank_rng, load_trainer_state, restore_rank_rng, save_rank_rng, save_trainer_state
+from .records import LogWindow, RunRecords
+from .run_folder import RunFolder, RunFolderError  # noqa: F401  (RunFolderError: callers catch it from here)
 from .task import Task
-from .throughput import mfu, peak_flops
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -85,13 +84,14 @@ class Trainer:
         self.device = self.dist.device
         self.run = RunFolder(config.out_dir, keep=config.keep_checkpoints)
         self.out_dir = self.run.root
+        self.records = RunRecords(self.run, self.dist, task)
         self.model = model.to(self.device)
         self.precision = self._resolve_precision()
         self.step, self.epoch, self.batch_index, self.elapsed = 0, 0, 0, 0.0
         self.units_seen = 0
         self.last_eval: dict[str, float] = {}
         self.sharded = False  # FSDP: parameters are DTensor shards; set when fit() wraps the model
-        self._gathered: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.checkpoints: Checkpointer | None = None  # made by fit() for the wrapped model and its optimiser
         self._batches, self._batches_epoch = None, None
 
     # ------------------------------------------------------------------ setup
@@ -107,130 +107,25 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            self.run.log(record)
-
     def _model_dim(self) -> int | None:
         """The model width the paper's ("noam") schedule scales by."""
         return getattr(getattr(unwrap(self.model), "config", None), "d_model", None)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step-N`` (whole or not at all) and refresh the inference files at
-        the top of the run folder. Every rank takes part in gathering (FSDP shards, per-rank RNG
-        states); rank 0 alone writes."""
-        weights = self._full_state_dict()
-        optimizer = self.optimizer
-        if self.sharded:
-            from .fsdp import FullOptimizerState
-
-            optimizer = _StateSnapshot(FullOptimizerState(self.optimizer).state_dict())
-        rank_rng = gather_rank_rng(self.dist, self.device)
-        if not self.dist.is_main:
-            self.dist.barrier()
-            return None
-
-        def fill(folder: Path) -> None:
-            self._write_weights(folder, weights)
-            self.task.save_artifacts(folder)
-            save_trainer_state(folder, optimizer, self._progress_state())
-            save_rank_rng(folder, rank_rng, self.dist.world_size)
-
-        final = self.run.write_checkpoint(self.step, fill)
-        self._write_weights(self.out_dir, weights)  # the run folder itself is a loadable checkpoint
-        self.task.save_artifacts(self.out_dir)
-        self.dist.barrier()
-        return final
-
-    def _write_weights(self, folder: Path, weights: dict[str, torch.Tensor]) -> None:
-        """``config.json`` + ``model.safetensors``; for a LoRA run the adapter alone
-        (``adapter.json`` + ``adapter.safetensors``): its base is frozen and comes from ``init``."""
-        model = unwrap(self.model)
-        if lora_config_of(model) is not None:
-            save_adapter(folder, model, tensors=adapter_state(model, weights))
-        else:
-            self.run.write_model(folder, weights, model.config.to_dict())
-
-    def _full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full weights as CPU tensors on rank 0 (``{}`` elsewhere); gathered once per step.
-
-        Under FSDP this is a collective that every rank must call.
-        """
-        if self._gathered is not None and self._gathered[0] == self.step:
-            return self._gathered[1]
-        if self.sharded:
-            from .fsdp import full_state_dict
-
-            tensors = full_state_dict(self.model)
-        else:
-            tensors = unique_state_dict(unwrap(self.model)) if self.dist.is_main else {}
-        self._gathered = (self.step, tensors)
-        return tensors
-
-    def _progress_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index, "elapsed": self.elapsed,
-            "units_seen": self.units_seen, "world_size": self.dist.world_size, "task": self.task.state_dict(),
-        }
+        """Write ``checkpoints/step-N`` and refresh the run folder's inference files (rank 0;
+        every rank calls this). ``None`` on the other ranks."""
+        position = Position(self.step, self.epoch, self.batch_index, self.elapsed, self.units_seen)
+        return self.checkpoints.save(position)
 
     def resume(self) -> bool:
         """Load the newest complete checkpoint in the run folder, if any."""
-        found = self.run.checkpoints()
-        self._check_ranks_agree(found)
-        if not found:
+        position = self.checkpoints.resume(self.config.seed)
+        if position is None:
             return False
-        latest = found[-1]
-        try:
-            optimizer = self.optimizer
-            if self.sharded:
-                from .fsdp import FullOptimizerState
-
-                optimizer = FullOptimizerState(self.optimizer)
-            if lora_config_of(unwrap(self.model)) is not None:  # the base is already in place
-                load_adapter_state(unwrap(self.model), read_tensors(latest / ADAPTER_WEIGHTS), source=str(latest))
-            else:
-                self._load_weights(latest)
-            progress = load_trainer_state(latest, optimizer)
-        except (OSError, KeyError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"cannot resume from {latest}: {err}") from None
-        self.step, self.epoch, self.batch_index = progress["step"], progress["epoch"], progress["batch_index"]
-        self.elapsed, self.units_seen = progress["elapsed"], progress.get("units_seen", 0)
-        self.task.load_state_dict(progress.get("task", {}))
-        old_world = progress.get("world_size", 1)
-        restore_rank_rng(latest, self.dist, self.device, old_world, reseed=self.config.seed + 1_000_003 * self.step)
-        if old_world != self.dist.world_size:
-            self._rescale_data_position(old_world)
-        if self.dist.is_main:
-            self.run.truncate_metrics(self.step)
+        self.step, self.epoch, self.batch_index = position.step, position.epoch, position.batch_index
+        self.elapsed, self.units_seen = position.elapsed, position.units_seen
         return True
-
-    def _load_weights(self, folder: Path) -> None:
-        tensors = read_tensors(folder / WEIGHTS_NAME)
-        if self.sharded:
-            from .fsdp import load_full_state_dict
-
-            load_full_state_dict(self.model, tensors, source=str(folder))
-        else:
-            load_state_into(unwrap(self.model), tensors, source=str(folder))
-
-    def _check_ranks_agree(self, found: list[Path]) -> None:
-        """Every rank must resume from the same checkpoint, or the collectives deadlock."""
-        if not self.dist.enabled:
-            return
-        steps = self.dist.all_gather_numbers(checkpoint_step(found[-1]) if found else -1)
-        if len(set(steps)) > 1:
-            raise CheckpointError(
-                f"ranks see different newest checkpoints in {self.out_dir / 'checkpoints'} "
-                f"(step by rank, -1 = none: {[int(s) for s in steps]}); the run folder must be on a "
-                "filesystem that every node shares"
-            )
-
-    def _rescale_data_position(self, old_world: int) -> None:
-        """Across a change of world size, continue from the same fraction of the epoch."""
-        new_len = len(self.task.train_batches(self.epoch, self.dist.rank, self.dist.world_size))
-        old_len = len(self.task.train_batches(self.epoch, 0, old_world))
-        self.batch_index = min(new_len, round(self.batch_index * new_len / max(old_len, 1)))
 
     # ------------------------------------------------------------------ data
     def _next_batch(self):
@@ -273,17 +168,11 @@ class Trainer:
         """The model rank 0 evaluates; ``None`` on the other ranks.
 
         Under DDP that is the replica itself. Under FSDP the full weights are gathered (a
-        collective) into a plain copy, so a task's evaluation (greedy / beam decoding, method
-        calls besides ``forward``) runs on rank 0 alone without collectives inside it.
+        collective) into a plain copy, so evaluation runs on rank 0 without collectives.
         """
-        if not self.sharded:
-            return unwrap(self.model) if self.dist.is_main else None
-        weights = self._full_state_dict()
-        if not self.dist.is_main:
-            return None
-        plain = build_like(unwrap(self.model))  # LoRA-wrapped too when the model is
-        load_state_into(plain, weights, source="gathered FSDP weights")
-        return plain.to(self.device)
+        if self.sharded:
+            return self.checkpoints.eval_copy(self.step)
+        return unwrap(self.model) if self.dist.is_main else None
 
     def _run_eval(self, evaluate) -> dict[str, Any]:
         """``evaluate(model)`` on rank 0, in eval mode, without gradients and in the training
@@ -303,7 +192,7 @@ class Trainer:
         self.dist.barrier()
         if metrics:
             self.last_eval = metrics
-            self._log({"step": self.step, "split": "val", **metrics})
+            self.records.evaluation(self.step, metrics)
         return metrics
 
     def finish(self) -> dict[str, Any]:
@@ -314,10 +203,6 @@ class Trainer:
             self.run.write_json("results.json", results)
         self.dist.barrier()
         return results
-
-    def _plot(self) -> None:
-        if self.dist.is_main:
-            self.run.plot(self.task.name)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -337,29 +222,19 @@ class Trainer:
         self.model = wrap_model(self.model, self.dist, cfg.strategy, mixed_precision=mixed_precision)
         self.sharded = cfg.strategy == "fsdp" and self.dist.enabled
         self.optimizer = make_optimizer(self.model, cfg.optim, self.device)
+        self.checkpoints = Checkpointer(self.run, self.dist, self.task, self.model, self.optimizer, self.sharded)
         if resume:
             self.resume()
         if self.dist.is_main:
             self.run.write_json("train_config.json", cfg.to_dict())
         step_model = torch.compile(self.model, fullgraph=False) if cfg.compile else self.model
-        flops_per_unit = self.task.flops_per_unit(unwrap(self.model))
-        peak = peak_flops(self.device)
         model_dim = self._model_dim()
-
-        bar = None
-        if cfg.progress and self.dist.is_main:
-            from tqdm.auto import tqdm
-
-            # the bar runs over the fraction of the run done, by steps or by the time budget,
-            # whichever ends it first, so a run budgeted in minutes does not sit at 0%
-            bar = tqdm(total=100.0, initial=100 * self._run_fraction(), desc=self.task.name, dynamic_ncols=True,
-                       bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+        self.records.start(self.task.flops_per_unit(unwrap(self.model)), cfg.progress, self._run_fraction())
         self.model.train()
-        loss_sum_window = torch.zeros((), device=self.device)
-        units_window, window_time = 0, 0.0
+        window = LogWindow.on(self.device)
         while self.step < cfg.max_steps and not self._time_up():
             t0 = time.perf_counter()
-            self._gathered = None  # weights are about to change
+            self.checkpoints.weights_changed()  # the gathered copy is about to go stale
             micro = [self._next_batch() for _ in range(cfg.grad_accum)]
             local_units = sum(self.task.count(b) for b in micro)
             total_units = int(self.dist.sum_number(local_units))
@@ -371,7 +246,7 @@ class Trainer:
                     with self.autocast():
                         loss, _ = self.task.loss(step_model, batch)
                     (loss * scale).backward()
-                loss_sum_window += loss.detach().float()
+                window.add_loss(loss)
             lr = lr_at(self.step + 1, cfg.optim, self._progress_fraction(), model_dim=model_dim)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -380,58 +255,27 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            units_window += total_units
             self.units_seen += total_units
             if self.device.type == "cuda" and (self.step % cfg.log_every == 0):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             self.elapsed += dt
-            window_time += dt
+            window.add_step(total_units, dt)
 
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                loss_value = self.dist.all_reduce_sum(loss_sum_window).item() / max(units_window, 1)
-                rate = units_window / max(window_time, 1e-9)
-                record = {"step": self.step, "split": "train", "loss": loss_value, "lr": lr,
-                          f"{self.task.unit}_per_s": rate, "elapsed_s": round(self.elapsed, 2)}
-                utilisation = mfu(rate, flops_per_unit, peak, self.dist.world_size)
-                if utilisation is not None:
-                    record["mfu"] = utilisation
-                if self.device.type == "cuda":
-                    record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
-                self._log(record)
-                if bar is not None:
-                    postfix = {"step": self.step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}",
-                               f"{self.task.unit}/s": f"{rate:,.0f}"}
-                    if utilisation is not None:
-                        postfix["mfu"] = f"{utilisation:.1%}"
-                    bar.set_postfix(postfix)
-                    bar.update(100 * self._run_fraction() - bar.n)
-                loss_sum_window.zero_()
-                units_window, window_time = 0, 0.0
+                self.records.train(self.step, lr, window, self.elapsed, self._run_fraction())
             if cfg.eval_every and self.step % cfg.eval_every == 0:
                 self.evaluate()
-                self._plot()
+                self.records.plot()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
-        if bar is not None:
-            bar.update(100 * self._run_fraction() - bar.n)
-            bar.close()
+        self.records.close(self._run_fraction())
         if not cfg.eval_every or self.step % cfg.eval_every:
             self.evaluate()
         if not cfg.checkpoint_every or self.step % cfg.checkpoint_every:
             self.save_checkpoint()
-        self._plot()
+        self.records.plot()
         return self.finish()
-
-
-class _StateSnapshot:
-    """A gathered optimiser state dict behind the ``state_dict()`` call ``save_trainer_state`` makes."""
-
-    def __init__(self, state: dict[str, Any]):
-        self._state = state
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._state
 
 
 def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,
