@@ -34,7 +34,7 @@ from attentive.data.lm import load_tinyshakespeare, split_train_val  # noqa: E40
 from attentive.evaluate.passkey import passkey_prompts, passkey_retrieved  # noqa: E402
 from attentive.evaluate.perplexity import token_losses  # noqa: E402
 from attentive.interop.locate import smollm2_gguf  # noqa: E402
-from attentive.interop.pretrained import from_pretrained  # noqa: E402
+from attentive import from_pretrained  # noqa: E402
 
 METHODS = ("none", "linear", "dynamic", "yarn")
 LABELS = {"none": "no scaling", "linear": "position interpolation (linear)", "dynamic": "NTK-aware (dynamic)",

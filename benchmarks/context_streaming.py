@@ -34,7 +34,7 @@ from context_common import Results, log, timed  # noqa: E402
 from attentive.data.lm import load_tinyshakespeare, split_train_val  # noqa: E402
 from attentive.evaluate.perplexity import stream_perplexity  # noqa: E402
 from attentive.interop.locate import smollm2_gguf  # noqa: E402
-from attentive.interop.pretrained import from_pretrained  # noqa: E402
+from attentive import from_pretrained  # noqa: E402
 
 LABELS = {"full": "full cache (dense)", "window": "sliding window, no sinks", "sinks": "window + 4 attention sinks"}
 

@@ -9,7 +9,7 @@ import functools
 import torch
 
 import attentive
-from attentive.interop.pretrained import PretrainedTokenizer
+from attentive.text import PretrainedTokenizer
 
 # SmolLM2-135M-Instruct's template, as its GGUF carries it.
 CHAT_TEMPLATE = (

@@ -7,12 +7,13 @@ Public API::
     model = attentive.build("transformer-base")
     attentive.save(model, "ckpt/")            # safetensors + config.json, atomic
     model = attentive.load("ckpt/")
-    out = attentive.generate(model, tokenizer, "ROMEO:", max_new_tokens=100, seed=1)  # decoder LMs
+    lm = attentive.from_pretrained("smollm2")  # any model spec: a short name, run folder, GGUF, HF folder, hub id
+    out = attentive.generate(lm.model, lm.tokenizer, "ROMEO:", max_new_tokens=100, seed=1)  # decoder LMs
 """
 
 from .config import build, build_model, load_config, preset_config, presets
 from .checkpoint import load_model as load, save_model as save
-from .interop.pretrained import from_pretrained  # BERT, LLaMA and Whisper weights in our classes
+from .interop.resolve import from_pretrained  # one way in: every model spec, in our classes
 from .decode.generate import generate  # text from decoder-only language models
 
 __version__ = "0.1.0"

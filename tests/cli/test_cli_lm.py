@@ -97,7 +97,7 @@ def test_generate_long_prompt_is_truncated_with_a_warning(run_dir, capsys):
 
 def test_generate_needs_a_checkpoint(tmp_path, capsys):
     assert main(["generate", "ROMEO:"]) == 2
-    assert "--checkpoint" in capsys.readouterr().err
+    assert "give --model SPEC" in capsys.readouterr().err
     assert main(["generate", "--checkpoint", str(tmp_path / "missing"), "ROMEO:"]) == 2
     assert "does not exist" in capsys.readouterr().err
 

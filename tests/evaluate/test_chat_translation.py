@@ -8,8 +8,9 @@ import json
 from attentive.cli.main import main
 from attentive.decode import generate
 from attentive.evaluate.chat_translation import chat_translate
-from attentive.interop.pretrained import Pretrained, chat_prompt
+from attentive.interop.pretrained import Pretrained
 from attentive.recipes import get_recipe
+from attentive.text.chat import chat_prompt
 from attentive.train.trainer import Trainer
 from chat_helpers import chat_model, chat_tokenizer
 

@@ -1,7 +1,7 @@
 """``from_pretrained`` on bad input: every failure is one line saying what was found and what is supported.
 
-Also: the name maps reject unknown names, chat templates run in Jinja's sandbox, and hub
-names go through huggingface_hub only when the path does not exist.
+Also: the name maps reject unknown names, and hub names go through huggingface_hub only when
+the path does not exist. (The chat templates' sandbox: tests/text/test_pretrained_tokenizer.py.)
 """
 
 import json
@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from attentive.interop.pretrained import from_pretrained, render_chat
+from attentive import from_pretrained
 from pretrained_paths import need_minilm, need_smollm2, need_whisper_ct2
 
 
@@ -113,19 +113,20 @@ def test_truncated_ctranslate2_model(tmp_path):
 
 
 def test_name_maps_reject_unknown_names():
-    from attentive.interop.hf_maps import LLAMA_RULES, bert_state, rename
+    from attentive.interop.families import bert, llama
+    from attentive.interop.hf_maps import rename
 
-    renamed = rename({"model.layers.3.mlp.gate_proj.weight": torch.zeros(1)}, LLAMA_RULES)
+    renamed = rename({"model.layers.3.mlp.gate_proj.weight": torch.zeros(1)}, llama.RULES)
     assert list(renamed) == ["stack.layers.3.ffn.gate.weight"]
     with pytest.raises(ValueError, match="LLaMA weight 'model.layers.0.mlp.extra.weight' has no mapping"):
-        rename({"model.layers.0.mlp.extra.weight": torch.zeros(1)}, LLAMA_RULES, family="LLaMA")
-    old = bert_state({"bert.encoder.layer.0.output.LayerNorm.gamma": torch.ones(2),
-                      "cls.predictions.bias": torch.ones(2)})
+        rename({"model.layers.0.mlp.extra.weight": torch.zeros(1)}, llama.RULES, family="LLaMA")
+    old = bert.read_state({"bert.encoder.layer.0.output.LayerNorm.gamma": torch.ones(2),
+                           "cls.predictions.bias": torch.ones(2)})
     assert list(old) == ["stack.layers.0.ffn_residual.norm.weight"]  # gamma -> weight; MLM head not loaded
 
 
 def test_unsupported_llama_variants():
-    from attentive.interop.hf_maps import llama_config
+    from attentive.interop.families.llama import read_config as llama_config
 
     base = dict(vocab_size=10, num_hidden_layers=1, hidden_size=8, num_attention_heads=2, intermediate_size=16)
     assert llama_config(base).positional == "rope"
@@ -137,16 +138,6 @@ def test_unsupported_llama_variants():
         "type": "linear", "factor": 2.0}  # maps over unchanged
     with pytest.raises(ValueError, match="attention_bias or mlp_bias is not supported"):
         llama_config({**base, "attention_bias": True})
-
-
-def test_chat_template_runs_in_a_sandbox():
-    template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
-                "{% if add_generation_prompt %}<a>{% endif %}")
-    assert render_chat(template, [{"role": "user", "content": "hi"}]) == "<user>hi<a>"
-    with pytest.raises(ValueError, match="chat template failed"):  # the immutable sandbox forbids mutation
-        render_chat("{{ messages.append(1) }}", [])
-    with pytest.raises(ValueError, match="attribute '__class__' of 'list' object is unsafe"):
-        render_chat("{{ messages.__class__.__mro__ }}", [])  # Python internals are not reachable
 
 
 def test_generate_chat_is_greedy_unless_a_temperature_is_given():

@@ -28,7 +28,7 @@ def _word_tokenizer(folder, words: list[str]) -> None:
 
 def test_llama_folder_matches_transformers(tmp_path):
     from attentive import from_pretrained
-    from attentive.interop.pretrained import chat_prompt
+    from attentive.text.chat import chat_prompt
 
     torch.manual_seed(0)
     config = transformers.LlamaConfig(

@@ -102,7 +102,7 @@ def test_greedy_tokens_with_kv_cache_match(ours, reference, cache):
 
 def test_chat_template_matches_transformers_and_answers(gguf_model, ours):
     from attentive.decode import generate
-    from attentive.interop.pretrained import chat_prompt
+    from attentive.text.chat import chat_prompt
 
     _, gg = gguf_model
     messages = [{"role": "user", "content": "What is the capital of France?"}]
@@ -116,10 +116,10 @@ def test_chat_template_matches_transformers_and_answers(gguf_model, ours):
 
 def test_cli_generate_model_chat(ours, monkeypatch):
     """``attentive generate --model X --chat "..."`` wiring (the model itself comes from the fixture)."""
-    import attentive.interop.pretrained as pretrained
+    import attentive.interop.resolve as resolve
     from attentive.cli.main import main
 
-    monkeypatch.setattr(pretrained, "load_for", lambda kind, path, **kw: ours)
+    monkeypatch.setattr(resolve, "from_pretrained", lambda spec, **kw: ours)  # already loaded
     buf = io.StringIO()
     with redirect_stdout(buf):
         code = main(["generate", "--model", "smollm2.gguf", "--chat", "--greedy", "--max-new-tokens", "12",
@@ -130,7 +130,8 @@ def test_cli_generate_model_chat(ours, monkeypatch):
 def test_save_and_reload_keeps_tokenizer_and_chat_template(ours, tmp_path):
     """The checkpoint format round trip, on a tiny LLaMA-shaped model with SmolLM2's tokenizer."""
     import attentive
-    from attentive.interop.pretrained import Pretrained, chat_prompt
+    from attentive.interop.pretrained import Pretrained
+    from attentive.text.chat import chat_prompt
 
     tiny = attentive.build("llama-tiny", vocab_size=ours.tokenizer.vocab_size).eval()
     Pretrained(tiny, ours.tokenizer, "test", "gguf").save(tmp_path)

@@ -113,7 +113,7 @@ def test_quantize_is_checked_and_such_models_are_not_saved(smollm2, tmp_path):
 def test_cli_generate_quantize(mode, monkeypatch, smollm2):
     from attentive.cli.main import main
 
-    monkeypatch.setattr("attentive.interop.pretrained.from_pretrained",
+    monkeypatch.setattr("attentive.interop.resolve.from_pretrained",
                         lambda *a, quantize=None, **k: smollm2[quantize])
     out = io.StringIO()
     with redirect_stdout(out):

@@ -104,10 +104,10 @@ def test_transcript_matches_transformers(ours, clip, reference_tokens):
 
 
 def test_cli_transcribe_and_not_audio(ours, clip, reference_tokens, tmp_path, monkeypatch):
-    import attentive.interop.pretrained as pretrained
+    import attentive.interop.resolve as resolve
     from attentive.cli.main import main
 
-    monkeypatch.setattr(pretrained, "load_for", lambda kind, path, **kw: ours)  # already loaded
+    monkeypatch.setattr(resolve, "from_pretrained", lambda spec, **kw: ours)  # already loaded
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(["transcribe", str(clip[0])]) == 0

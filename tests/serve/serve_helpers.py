@@ -56,7 +56,8 @@ def byte_bpe(vocab_size: int = 320, specials=("<|endoftext|>", "<|im_start|>", "
 
 def make_chat_lm(folder: Path, max_len: int = 512, seed: int = 0) -> Path:
     """A 2-layer LLaMA-style LM with a ChatML template (an attentive checkpoint + HF tokenizer files)."""
-    from attentive.interop.pretrained import Pretrained, PretrainedTokenizer
+    from attentive.interop.pretrained import Pretrained
+    from attentive.text import PretrainedTokenizer
 
     hf = byte_bpe()
     tokenizer = PretrainedTokenizer(hf, bos_token="<|endoftext|>", eos_tokens=["<|im_end|>"], pad_token="<|endoftext|>",
@@ -80,8 +81,9 @@ def pre_tokenizers_alphabet() -> list[str]:
 
 def make_encoder(folder: Path, seed: int = 4) -> Path:
     """A 1-layer mean-pooled, normalised sentence encoder with a byte-level BPE tokenizer."""
-    from attentive.interop.pretrained import Pretrained, PretrainedTokenizer
+    from attentive.interop.pretrained import Pretrained
     from attentive.models.encoder import Encoder, EncoderConfig
+    from attentive.text import PretrainedTokenizer
 
     hf = byte_bpe(specials=("[PAD]",))
     config = EncoderConfig(vocab_size=hf.get_vocab_size(), num_layers=1, d_model=32, num_heads=4, d_ff=64,

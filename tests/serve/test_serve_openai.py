@@ -64,7 +64,7 @@ def test_the_raw_stream_is_server_sent_events_ending_in_done(tiny_server):
 
 
 def test_completions_streamed_or_not_from_text_or_token_ids(client, tiny_models):
-    from attentive.interop.pretrained import from_pretrained
+    from attentive import from_pretrained
 
     whole = client.completions.create(model="chat", prompt=PROMPT, max_tokens=10, temperature=0)
     assert whole.object == "text_completion" and whole.id.startswith("cmpl-")
@@ -123,7 +123,7 @@ def test_logprobs_join_to_the_text_and_rank_the_choice_first(client):
 
 
 def test_embeddings_float_and_base64_are_the_same_vectors(client, tiny_server, tiny_models):
-    from attentive.interop.pretrained import from_pretrained
+    from attentive import from_pretrained
     from attentive.models.encoder import embed_texts
 
     texts = ["It was the best of times", "the winter of despair", "a third, longer text about the spring of hope"]

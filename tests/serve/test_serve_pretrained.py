@@ -50,19 +50,26 @@ def _cli(*argv) -> str:
     return out.getvalue()
 
 
-def test_models_list_the_bundled_names(client):
+def test_models_are_served_under_the_names_given(client):
+    """``--model smollm2`` is served as ``smollm2``; a request may also use its full name."""
     names = {m.id for m in client.models.list()}
     from attentive.interop.locate import minilm_dir, smollm2_gguf, whisper_ct2_dir
 
-    for name, found in (("smollm2-135m-instruct", smollm2_gguf), ("all-minilm-l6-v2", minilm_dir),
-                        ("whisper-tiny.en", whisper_ct2_dir)):
+    for name, found in (("smollm2", smollm2_gguf), ("minilm", minilm_dir), ("whisper-tiny.en", whisper_ct2_dir)):
         assert (name in names) == (found() is not None)
+    assert "smollm2-135m-instruct" not in names and "all-minilm-l6-v2" not in names  # listed once, by the name given
+    need_smollm2()
+    for asked in ("smollm2", "smollm2-135m-instruct"):
+        reply = client.completions.create(model=asked, prompt="Paris is", max_tokens=1, temperature=0)
+        assert reply.model == "smollm2"
+    with pytest.raises(openai.NotFoundError, match="loaded models: "):
+        client.completions.create(model="smollm3", prompt="Paris is", max_tokens=1)
 
 
 def test_smollm2_chat_equals_attentive_generate(client):
     gguf = need_smollm2()
     messages = [{"role": "user", "content": QUESTION}]
-    reply = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages, max_tokens=12,
+    reply = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=12,
                                            temperature=0, logprobs=True, top_logprobs=2)
     text = reply.choices[0].message.content
     want = _cli("generate", "--model", str(gguf), "--chat", QUESTION, "--greedy", "--max-new-tokens", "12")
@@ -88,7 +95,7 @@ def test_smollm2_completions_with_seed_and_n(client):
 def test_minilm_vectors_equal_attentive_embed_in_float_and_base64(client):
     need_minilm()
     texts = ["A man is eating food.", "Someone is eating a meal.", "The sky is blue."]
-    floats = client.embeddings.create(model="all-minilm-l6-v2", input=texts, encoding_format="float")
+    floats = client.embeddings.create(model="minilm", input=texts, encoding_format="float")
     decoded = client.embeddings.create(model="all-minilm-l6-v2", input=texts)  # base64, decoded by the client
     got = np.array([d.embedding for d in floats.data], dtype=np.float32)
     np.testing.assert_array_equal(got, np.array([d.embedding for d in decoded.data], dtype=np.float32))

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from .common import add_device
-from .translate import add_search_options, load_translator, search_config
+from .common import add_device, add_model
+from .translate import add_search_options, check_search_options, load_translator, search_config
 
 
 def run(args) -> int:
+    check_search_options(args)
     from ..viz.attention import plot_attention
 
     translator = load_translator(args)
@@ -26,7 +27,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("attention", help="heatmap of a translation's cross-attention weights")
-    p.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    add_model(p, "translation run folder or checkpoint", required=True)
     p.add_argument("text", help="the sentence to translate")
     p.add_argument("--png", required=True, help="output PNG file")
     p.add_argument("--layer", type=int, default=-1, help="decoder layer (default: the last)")

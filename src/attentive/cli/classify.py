@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..device import resolve_device
-from .common import add_device, load_checkpoint
+from .common import add_device, add_model, load_model
 
 
 def _attention_paths(target: str, images: list[Path]) -> list[Path]:
@@ -23,10 +22,10 @@ def run(args) -> int:
 
     if not args.images:
         raise ValueError("give at least one image file to classify")
-    device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device)
+    model = load_model(args, "vit").model
+    device = next(model.parameters()).device
     if not isinstance(model, VisionTransformer):
-        raise TypeError(f"{args.checkpoint} holds a {type(model).__name__}, not a Vision Transformer")
+        raise ValueError(f"{args.model} holds a {type(model).__name__}, not a Vision Transformer")
     cfg = model.config
     if (cfg.in_channels, cfg.image_size) != (1, 28):
         raise ValueError(
@@ -57,7 +56,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("classify", help="classify digit images (PNG/JPEG, any size) with a Vision Transformer")
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint of a ViT (e.g. runs/vit-mnist)")
+    add_model(p, "vision transformer (e.g. the run folder runs/vit-mnist)", required=True)
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files; converted to 28x28 grayscale")
     p.add_argument("--attention", metavar="PATH",
                    help="save the attention over the image as a PNG (a folder of PNGs for several images)")

@@ -19,6 +19,27 @@ def add_quantize(parser) -> None:
                              "with fused projections and the panel kernels (default: the model as loaded)")
 
 
+MODEL_HELP = ("a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, a bundled model "
+              "(smollm2, minilm, whisper-tiny.en: see `attentive models`) or a hub id")
+
+
+def add_model(parser, what: str, *, required: bool = False, default: str | None = None) -> None:
+    """``--model SPEC`` (also spelled ``--checkpoint``): the same specs in every command."""
+    tail = f" (default: the bundled {default})" if default else ""
+    parser.add_argument("--model", "--checkpoint", dest="model", metavar="SPEC", required=required,
+                        help=f"{what}: {MODEL_HELP}{tail}")
+
+
+def load_model(args, family: str | tuple[str, ...], **options):
+    """The ``Pretrained`` that ``--model`` names (``attentive.from_pretrained``), on ``--device``,
+    checked to be of ``family``; ``options`` go to ``from_pretrained`` (quantize, rope_scaling, ...)."""
+    from ..interop.resolve import from_pretrained
+
+    if getattr(args, "quantize", None) is not None:
+        options.setdefault("quantize", args.quantize)
+    return from_pretrained(args.model, family=family, device=device_for(args), **options)
+
+
 def device_for(args) -> torch.device:
     """``--device``, where ``auto`` means the CPU when ``--quantize`` asks for the CPU kernels."""
     from ..device import resolve_device
@@ -28,13 +49,6 @@ def device_for(args) -> torch.device:
             raise ValueError(f"--quantize runs on the CPU; got --device {args.device}")
         return torch.device("cpu")
     return resolve_device(args.device)
-
-
-def load_checkpoint(path: str, device: torch.device, overrides: dict | None = None):
-    """Model from a checkpoint folder; errors become one line (CheckpointError is a ValueError)."""
-    from ..checkpoint import load_model
-
-    return load_model(Path(path), device=device, overrides=overrides).eval()
 
 
 def rope_scaling_arg(text: str) -> dict:

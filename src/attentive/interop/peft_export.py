@@ -18,8 +18,8 @@ from ..checkpoint import save_tensors
 from ..config import config_from_dict
 from ..fileio import atomic_directory, atomic_write_text
 from ..lora import read_adapter
-from . import hf_maps
-from .hf_export import llama_hf_config
+from .families import llama
+from .hf_maps import rename
 
 PEFT_PREFIX = "base_model.model."
 
@@ -29,12 +29,12 @@ def peft_files(folder: str | Path, base_name: str | None = None) -> tuple[dict, 
     adapter = read_adapter(folder)
     if not adapter.base_config:
         raise ValueError(f"{folder}: the adapter does not record its base model's config; PEFT export needs it")
-    llama_hf_config(config_from_dict(adapter.base_config))  # LLaMA-style, or a one-line refusal
+    llama.hf_config(config_from_dict(adapter.base_config))  # LLaMA-style, or a one-line refusal
     tensors, targets = {}, set()
     for name, tensor in adapter.tensors.items():
         module, _, kind = name.rpartition(".lora_")  # "stack.layers.0.self_attn.q_proj", "A.weight"
-        hf_module = next(iter(hf_maps.rename({f"{module}.weight": tensor}, hf_maps.LLAMA_RULES, family="LLaMA",
-                                             reverse=True))).removesuffix(".weight")
+        hf_module = next(iter(rename({f"{module}.weight": tensor}, llama.RULES, family=llama.NAME,
+                                     reverse=True))).removesuffix(".weight")
         targets.add(hf_module.rsplit(".", 1)[-1])
         tensors[f"{PEFT_PREFIX}{hf_module}.lora_{kind}"] = tensor.contiguous()
     c = adapter.config

