@@ -39,7 +39,7 @@ from pathlib import Path
 import common
 import torch
 
-from attentive.decode import Engine, GenerationConfig, Request
+from attentive.decode import Engine, EngineConfig, GenerationConfig, Request
 from attentive.nn.inference import optimize
 from attentive.nn.quant import PanelLinear
 
@@ -118,8 +118,8 @@ def attentive_lm(gg, source, quantize):
 
 
 def ours_generate(args, pre, prompts, new, cache, compiled, outputs, key):
-    engine = Engine(pre.model, cache=cache, compile=compiled)
-    config = GenerationConfig(max_new_tokens=new, temperature=0.0, cache=cache)
+    engine = Engine(pre.model, EngineConfig(cache=cache, compile=compiled))
+    config = GenerationConfig(max_new_tokens=new, temperature=0.0)
 
     def run():
         sequences = [engine.add(Request(list(p), config)) for p in prompts]

@@ -58,7 +58,7 @@ def test_notebook_shows_the_page_in_an_iframe(run_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "no/such/run"], "--model no/such/run: no such file or folder"),
+    (["--model", "no/such/run"], "no/such/run does not exist: it is not a file or folder"),
     (["--model", "{run}", "--export", "{tmp}/page.txt", "the cat"], "the file name should end in .html"),
     (["--model", "{run}", "--export", "{tmp}/page.html"], "--export needs the input"),
     (["--model", "{run}", "--export", "{tmp}/page.html", ""], "enter some text first"),

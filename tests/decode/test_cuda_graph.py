@@ -68,7 +68,7 @@ def test_static_batch_cuts_at_stop_tokens_and_ends_early():
     steps = []
     original = engine.batch.step
     engine.batch.step = lambda tokens: steps.append(1) or original(tokens)
-    seq = engine.add(Request(ids[0].tolist(), GenerationConfig(max_new_tokens=10, temperature=0.0), stop_tokens=(stop,)))
+    seq = engine.add(Request(ids[0].tolist(), GenerationConfig(max_new_tokens=10, temperature=0.0, stop_tokens=(stop,))))
     list(engine.run())
     assert seq.tokens == full[:full.index(stop)] and seq.finish_reason == "stop_token"
     assert len(steps) == full.index(stop) < 9  # no model step after the row stopped
@@ -110,3 +110,17 @@ def test_cuda_graph_replay_matches_eager_steps():
     again = generate(model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(),
                      cache="static")
     assert sampled.tokens == again.tokens  # sampling stays outside the graph: the same draws
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_beams_reorder_a_replayed_batch_in_place():
+    """Beam search reorders its rows every step; a captured graph reads the batch's buffers at the
+    addresses it was captured with, so the reorder is in place: the tokens are the dynamic cache's."""
+    torch.manual_seed(0)
+    model = attentive.build("llama-tiny", vocab_size=40, max_len=32, init_std=0.15).cuda().eval()
+    prompts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
+    options = dict(max_new_tokens=10, temperature=0.0, num_beams=3, stop_tokens=(34,))
+    want = generate(model, None, prompts, cache="dynamic", **options)
+    got = generate(model, None, prompts, cache="cuda_graph", **options)
+    assert got.tokens == want.tokens and got.finish_reasons == want.finish_reasons

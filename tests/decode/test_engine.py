@@ -181,8 +181,8 @@ def test_encoder_decoder_rows_join_with_their_memory():
         memory = model.encode(src).hidden[0]
         limit = src.shape[1] + 6 + 1
         sequences.append(engine.add(Request([1], GenerationConfig(max_new_tokens=limit, temperature=0.0,
-                                                                  force_stop_at_limit=True),
-                                            stop_tokens=(2,), memory=memory)))
+                                                                  force_stop_at_limit=True, stop_tokens=(2,)),
+                                            memory=memory)))
         engine.step()
     list(engine.run())
     assert [s.tokens for s in sequences] == alone
@@ -199,8 +199,8 @@ def test_processors_force_suppress_and_end_at_the_limit():
     out = _alone(model, [5, 6], GenerationConfig(max_new_tokens=6, temperature=0.0, forced_tokens={0: 3, 2: 4}))
     assert out[0] == 3 and out[2] == 4
     engine = Engine(model)
-    seq = engine.add(Request([5, 6], GenerationConfig(max_new_tokens=4, temperature=0.0, force_stop_at_limit=True),
-                             stop_tokens=(33,)))
+    seq = engine.add(Request([5, 6], GenerationConfig(max_new_tokens=4, temperature=0.0, force_stop_at_limit=True,
+                                                      stop_tokens=(33,))))
     list(engine.run())
     assert len(seq.tokens) == 3 and seq.finish_reason == "stop_token"  # the 4th token is the stop token
 

@@ -124,7 +124,7 @@ def test_max_new_tokens(model, tok):
 
 def _choose(logits, config, generator=None):
     """Tokens for every row of ``logits`` under one config, through the engine's processors and sampler."""
-    settings = RowSettings([config] * logits.shape[0], [()] * logits.shape[0], logits.shape[1], logits.device)
+    settings = RowSettings([config] * logits.shape[0], logits.shape[1], logits.device)
     processed = settings.process(logits, [0] * logits.shape[0], None)
     return choose(processed, settings, [generator] * logits.shape[0])
 
@@ -132,7 +132,7 @@ def _choose(logits, config, generator=None):
 def test_temperature_scales_logits():
     logits = torch.tensor([[2.0, 1.0, 0.0]])
     cfg = GenerationConfig(temperature=2.0)
-    settings = RowSettings([cfg], [()], 3, "cpu")
+    settings = RowSettings([cfg], 3, "cpu")
     assert torch.allclose(settings.process(logits, [0], None), logits / 2)
     # low temperature concentrates the draws on the top token
     gen = torch.Generator().manual_seed(0)
@@ -214,6 +214,9 @@ class _ForceAt(torch.nn.Module):
 
     def decode(self, ids, **kw):
         return self.inner.decode(ids, **kw)
+
+    def cache_layout(self):
+        return self.inner.cache_layout()
 
 
 class _ForcingHead(torch.nn.Module):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import attentive
-from attentive.decode import DecodeBatch, Engine, GenerationConfig, Request, generate
+from attentive.decode import DecodeBatch, Engine, EngineConfig, GenerationConfig, Request, generate
 from attentive.nn import SinkCache
 
 
@@ -71,14 +71,14 @@ def test_streaming_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="prompts of equal length"):
         generate(model, None, [[1, 2], [3]], max_new_tokens=3, window=8)
     with pytest.raises(ValueError, match="use cache='dynamic' .*'static'"):
-        GenerationConfig(window=8, cache="static")
+        EngineConfig(window=8, cache="static")
     with pytest.raises(ValueError, match=r"sinks \(9\) must not exceed the window \(8\)"):
-        GenerationConfig(window=8, sinks=9)
+        EngineConfig(window=8, sinks=9)
     with pytest.raises(ValueError, match="sinks=4 needs a window"):
-        GenerationConfig(sinks=4)
+        EngineConfig(sinks=4)
     with pytest.raises(ValueError, match="window must be a positive integer .*got 0"):
-        GenerationConfig(window=0)
-    with pytest.raises(ValueError, match=r"sinks must be an integer from 0 to the window \(4\), got 6"):
+        EngineConfig(window=0)
+    with pytest.raises(ValueError, match=r"sinks \(6\) must not exceed the window \(4\)"):
         DecodeBatch(model, window=4, sinks=6)
 
 

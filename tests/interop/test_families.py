@@ -11,16 +11,16 @@ import torch
 
 import attentive
 from attentive.checkpoint import save_tensors
-from attentive.interop.families import FAMILIES
+from attentive.interop.families import HF_FAMILY_MODULES
 from attentive.interop.hf_export import export_hf, hf_family
 from attentive.interop.hf_maps import invert, rename
 from attentive import from_pretrained
 from attentive.interop.pretrained import SUPPORTED
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(HF_FAMILY_MODULES))
 def test_every_family_module_reads_and_writes(name):
-    family = FAMILIES[name]
+    family = HF_FAMILY_MODULES[name]
     for attr in ("NAME", "RULES", "read_config", "read_state", "load", "EXPORTS", "to_hf"):
         assert hasattr(family, attr), f"{name} lacks {attr}"
     assert name in SUPPORTED  # the folder formats error messages list
@@ -34,7 +34,7 @@ def test_a_read_table_backwards_keeps_the_first_name():
 
 
 def test_one_table_maps_names_both_ways():
-    rules = FAMILIES["whisper"].RULES
+    rules = HF_FAMILY_MODULES["whisper"].RULES
     names = {"decoder.layers.1.encoder_attn.k_proj.weight": torch.zeros(1), "encoder.conv2.bias": torch.zeros(1)}
     ours = rename(names, rules)
     assert sorted(ours) == ["conv2.bias", "decoder.layers.1.cross_attn.k_proj.weight"]
@@ -50,7 +50,7 @@ def test_a_new_family_is_one_module_and_one_entry(monkeypatch, tmp_path):
         load=lambda folder, language, overrides: (model, folder.config["marker"]),
         to_hf=lambda m: ({"model_type": "toy", "marker": "exported"}, {"w": torch.ones(2)}),
     )
-    monkeypatch.setitem(FAMILIES, "toy", toy)
+    monkeypatch.setitem(HF_FAMILY_MODULES, "toy", toy)
     assert hf_family(model) == "toy"
     export_hf(model, None, tmp_path / "hf")
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["marker"] == "exported"

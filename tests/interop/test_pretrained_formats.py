@@ -145,7 +145,7 @@ def test_generate_chat_is_greedy_unless_a_temperature_is_given():
     from attentive.cli.main import build_parser
 
     def temperature(*argv):
-        return generation_config(build_parser().parse_args(["generate", "--model", "x.gguf", *argv])).temperature
+        return generation_config(build_parser().parse_args(["generate", "--model", "x.gguf", *argv]))[0].temperature
 
     assert temperature("--chat", "Hi") == 0.0
     assert temperature("--chat", "--temperature", "0.7", "Hi") == 0.7

@@ -209,7 +209,7 @@ def test_decoder_lm_takes_a_segment_memory():
 @pytest.mark.parametrize("make, message", [
     (lambda: SlidingWindowCache(0), "window must be a positive integer .*got 0"),
     (lambda: SinkCache(-4, 0), "window must be a positive integer .*got -4"),
-    (lambda: SinkCache(4, 5), r"sinks must be an integer from 0 to the window \(4\), got 5"),
+    (lambda: SinkCache(4, 5), r"sinks \(5\) must not exceed the window \(4\)"),
     (lambda: SegmentMemory(0), "memory_len must be a positive integer, got 0"),
     (lambda: tiny_gpt2(attention_window=0), "attention_window must be a positive number of positions .*got 0"),
     (lambda: tiny_gpt2(positional="learned", memory_len=16),

@@ -154,9 +154,10 @@ def test_served_model_cards():
 @pytest.mark.parametrize("cache", ["static", "dynamic"])
 def test_every_cache_mode_serves_the_same_tokens(lm, cache):
     """A fixed-shape cache (what CUDA graphs need) serves a batch at a time; the tokens are the same."""
-    from attentive.decode import generate
+    from attentive.decode import EngineConfig, generate
 
-    scheduler = GenerationScheduler("lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4, cache=cache)
+    scheduler = GenerationScheduler("lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4,
+                                    engine=EngineConfig(cache=cache))
     try:
         updates, done = [], threading.Semaphore(0)
         scheduler.submit([_ticket(lm, i, updates, done, max_new_tokens=6 + i) for i in range(3)])

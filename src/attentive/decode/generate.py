@@ -1,24 +1,28 @@
-"""Text generation with decoder-only language models: greedy and sampled, batched, streamed.
+"""Text generation with decoder-only language models: greedy, sampled or beam search, batched, streamed.
 
-``generate(model, tokenizer, prompts, ...)`` continues one prompt or a batch of prompts of
-different lengths through the decoding engine (``engine.py``), with the settings of
-``GenerationConfig``:
+``generate(model, tokenizer, prompts, config, **options)`` continues one prompt or a batch of
+prompts of different lengths through the decoding engine (``engine.py``). Its settings are of
+two kinds (``config.py``): each prompt's ``GenerationConfig`` (sampling, stop conditions, beams)
+and the engine's ``EngineConfig`` (cache, compile, context, window, sinks); ``options`` may name
+fields of either, and each goes to its kind:
 
 * **Batching.** Prompts are left-padded; a row's positions count only its real tokens and the
   key mask hides the padding, so a padded row computes what the prompt alone would.
-* **KV cache.** ``cache="dynamic"`` (default), ``"static"`` (fixed shapes; ``compile=True``
-  compiles the step), ``"cuda_graph"`` (static, replayed as a CUDA graph) or ``"none"``
-  (recompute the window each step: the reference the tests compare with). The same seed gives
-  the same tokens in every mode.
-* **Context window.** The model sees at most ``context`` tokens (default: its ``max_len``). A
+* **KV cache** (engine). ``cache="dynamic"`` (default), ``"static"`` (fixed shapes;
+  ``compile=True`` compiles the step), ``"cuda_graph"`` (static, replayed as a CUDA graph) or
+  ``"none"`` (recompute the window each step: the reference the tests compare with). The same
+  seed gives the same tokens in every mode.
+* **Context window** (engine). The model sees at most ``context`` tokens (default: its own). A
   longer prompt is left-truncated with a warning; when generation fills the window the oldest
   half is dropped and the rest re-encoded, so ``max_new_tokens`` may exceed the context.
-* **Streaming.** ``window=W, sinks=S`` keeps only the first S and the last W tokens' keys
+* **Streaming** (engine). ``window=W, sinks=S`` keeps only the first S and the last W tokens' keys
   (StreamingLLM's attention sinks) with positions within that cache: nothing is re-encoded or
   truncated, memory stays bounded, and generation runs for any length. Prompts of one batch must
   have equal lengths.
 * **Choosing a token.** One chain of processors and one sampler for every model
   (``processors.py``); row ``i`` of a batch draws from its own generator seeded ``seed + i``.
+  ``num_beams=K`` (with ``temperature=0``) searches K hypotheses per prompt instead; its text
+  arrives whole when the search ends.
 * **Stopping.** A row stops at a stop token (default: the tokenizer's end-of-sequence ids), a
   stop string (in the generated text only), or after ``max_new_tokens``. Neither the stop token
   nor the stop string is part of the returned text.
@@ -39,8 +43,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .batch import model_context
-from .config import GenerationConfig
+from .config import EngineConfig, GenerationConfig, split_options
 from .engine import Engine, Request
 
 # ----------------------------------------------------------------------------- text streaming
@@ -179,29 +182,33 @@ def as_prompt_list(prompts) -> list:
 class _Generation:
     """One run of ``generate``: iterate it for ``TextDelta`` pieces, then read ``output()``."""
 
-    def __init__(self, model, tokenizer, prompts, config: GenerationConfig, output_logits: bool):
+    def __init__(self, model, tokenizer, prompts, config: GenerationConfig, engine: EngineConfig,
+                 output_logits: bool):
         prompts = as_prompt_list(prompts)
         if config.stop_strings and tokenizer is None:
             raise ValueError("stop strings need a tokenizer to decode the text")
+        if output_logits and config.num_beams is not None:
+            raise ValueError(f"output_logits keeps one row's logits per prompt; a beam search (num_beams="
+                             f"{config.num_beams}) decodes several")
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.prompt_tokens = encode_prompts(tokenizer, prompts, config)
-        context = config.context or model_context(model)
+        self.engine = Engine(model, engine)
+        context = self.engine.batch.context
         too_long = [len(p) for p in self.prompt_tokens if len(p) > context]
-        if too_long and config.window is None:
+        if too_long and engine.window is None:
             warnings.warn(
                 f"prompt of {max(too_long)} tokens is longer than the context ({context}); "
                 f"the model sees only its last {context} tokens", stacklevel=3,
             )
-        self.engine = Engine(model, cache=config.cache, context=context, compile=config.compile,
-                             pad_id=pad_id_of(tokenizer), window=config.window, sinks=config.sinks)
-        stops = stop_ids(tokenizer) if config.stop_tokens is None else config.stop_tokens
+        if config.stop_tokens is None:
+            config = config.replace(stop_tokens=stop_ids(tokenizer))
         self.streams = [TextStream(tokenizer.decode, config.stop_strings) for _ in self.prompt_tokens] \
             if tokenizer is not None else None
         self.sequences = []
         for row, prompt in enumerate(self.prompt_tokens):
             row_config = config if config.seed is None else config.replace(seed=config.seed + row)
             on_token = self._stop_string_check(row) if self.streams is not None and config.stop_strings else None
-            self.sequences.append(self.engine.add(Request(prompt, row_config, stops, on_token=on_token)))
+            self.sequences.append(self.engine.add(Request(prompt, row_config, on_token=on_token)))
         self.row_of = {s.id: row for row, s in enumerate(self.sequences)}
         self.logits: list[Tensor] | None = [] if output_logits else None
         self._pieces: dict[int, str] = {}
@@ -229,6 +236,9 @@ class _Generation:
                 self._keep_logits()
             for event in events:
                 row = self.row_of[event.sequence.id]
+                if event.sequence.beams is not None and event.finish_reason is not None and self.streams is not None:
+                    for token in event.sequence.tokens:  # a beam search's text arrives when it ends
+                        yield TextDelta(row, token, self.streams[row].push(token))
                 if event.token is None or self.streams is None:
                     continue
                 piece = self._pieces.pop(row) if row in self._pieces else self.streams[row].push(event.token)
@@ -253,28 +263,40 @@ class _Generation:
                                 [s.finish_reason for s in self.sequences], self.prompt_tokens, self.logits)
 
 
-def _config(config: GenerationConfig | None, options: dict) -> GenerationConfig:
-    config = config or GenerationConfig()
-    return config.replace(**options) if options else config
+def _configs(config: GenerationConfig | None, engine: EngineConfig | None, tokenizer,
+             options: dict) -> tuple[GenerationConfig, EngineConfig]:
+    """The request and engine settings of one call: ``config``, ``engine``, then ``options``,
+    each option to its kind."""
+    request_options, engine_options = split_options(options)
+    config, engine = config or GenerationConfig(), engine or EngineConfig()
+    if engine.pad_id is None and "pad_id" not in engine_options:
+        engine_options["pad_id"] = pad_id_of(tokenizer)
+    return (config.replace(**request_options) if request_options else config,
+            engine.replace(**engine_options) if engine_options else engine)
 
 
-def generate(model, tokenizer, prompts, config: GenerationConfig | None = None, *,
+def generate(model, tokenizer, prompts, config: GenerationConfig | None = None, *, engine: EngineConfig | None = None,
              on_text: Callable[[int, str], None] | None = None, output_logits: bool = False,
              **options) -> GenerationOutput:
     """Continue ``prompts`` (a string, a list of strings, or token-id lists) with ``model``.
 
-    ``options`` override fields of ``config`` (``max_new_tokens``, ``temperature``, ``top_k``,
-    ``top_p``, ``repetition_penalty``, ``stop_tokens``, ``stop_strings``, ``seed``, ``cache``,
-    ``add_bos``, ``context``, ...). ``on_text(row, piece)`` receives the text as it is produced;
+    ``config``: every prompt's settings (``GenerationConfig``); ``engine``: the engine's
+    (``EngineConfig``; default: padding with the tokenizer's pad id). ``options`` override fields of either, by name: request settings
+    (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``,
+    ``stop_tokens``, ``stop_strings``, ``seed``, ``add_bos``, ``num_beams``, ...) and engine
+    settings (``cache``, ``compile``, ``context``, ``window``, ``sinks``, ...); a name of neither
+    is an error listing both. ``on_text(row, piece)`` receives the text as it is produced;
     ``output_logits`` keeps the raw next-token logits of every step (for tests and analysis).
     """
-    run = _Generation(model, tokenizer, prompts, _config(config, options), output_logits)
+    run = _Generation(model, tokenizer, prompts, *_configs(config, engine, tokenizer, options), output_logits)
     for delta in run:
         if on_text is not None and delta.text:
             on_text(delta.row, delta.text)
     return run.output()
 
 
-def stream(model, tokenizer, prompts, config: GenerationConfig | None = None, **options) -> Iterator[TextDelta]:
+def stream(model, tokenizer, prompts, config: GenerationConfig | None = None, *, engine: EngineConfig | None = None,
+           **options) -> Iterator[TextDelta]:
     """``generate`` as an iterator of ``TextDelta`` pieces, for callers that pull text."""
-    yield from _Generation(model, tokenizer, prompts, _config(config, options), output_logits=False)
+    yield from _Generation(model, tokenizer, prompts, *_configs(config, engine, tokenizer, options),
+                           output_logits=False)

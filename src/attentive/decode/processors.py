@@ -1,14 +1,17 @@
 """Logits processors and the one sampler: raw next-token logits -> the token each row takes.
 
-The chain runs in a fixed order on float32 logits ``(R, V)``, one row per sequence, each row
-with its own ``GenerationConfig``:
+The chain runs in a fixed order on float32 logits ``(R, V)``, one row per sequence (one per
+beam of a beam search), each row with its own ``GenerationConfig``:
 
 1. suppressed tokens (never), begin-suppressed tokens (not as the first new token);
 2. forced tokens (a step whose token is fixed) and the stop token at a row's length limit;
 3. repetition penalty (CTRL, Keskar et al., 2019) on tokens already in the prompt or output;
 4. temperature, top-k, top-p (nucleus, Holtzman et al., 2020).
 
-``-inf`` marks a token that can no longer be chosen. Greedy rows take the argmax of the result
+``-inf`` marks a token that can no longer be chosen. Beam rows come in as log-probabilities
+(the log-softmax of their logits: the chain then acts on the scores beams are ranked by, as in
+Hugging Face's and fairseq's beam search) and leave before step 4; the engine's beam selection
+(``beams.py``) picks from them. Greedy rows take the argmax of the result
 (temperature, top-k and top-p never move the argmax, so greedy and sampled rows share one
 chain). Sampled rows draw by the exponential race: ``argmax(p / E)`` with ``E ~ Exp(1)`` per
 token is a draw from ``p`` (the Gumbel-max trick in another form), the noise coming from the
@@ -63,9 +66,13 @@ def apply_top_p(logits: Tensor, p: float | Tensor) -> Tensor:
 
 
 def force_token(logits: Tensor, rows: Tensor, tokens: Tensor) -> Tensor:
-    """Rows ``rows (n,)`` may only take ``tokens (n,)``: every other logit of theirs becomes -inf (in place)."""
+    """Rows ``rows (n,)`` may only take ``tokens (n,)``: every other logit of theirs becomes -inf
+    (in place). The forced token keeps its own value (a beam's score goes on counting its
+    log-probability), or 0 where it had been suppressed (-inf)."""
+    kept = logits[rows, tokens]  # (n,)
+    kept = kept.masked_fill(~torch.isfinite(kept), 0.0)
     logits[rows] = NEG_INF
-    logits[rows, tokens] = 0.0
+    logits[rows, tokens] = kept
     return logits
 
 
@@ -76,7 +83,7 @@ class RowSettings:
     """The processors' settings for the rows of one batch, as tensors, built when rows join or
     leave (not every step). Rows are in the batch's order."""
 
-    def __init__(self, configs: Sequence[GenerationConfig], stop_ids: Sequence[tuple[int, ...]], vocab: int, device):
+    def __init__(self, configs: Sequence[GenerationConfig], vocab: int, device):
         self.configs, self.vocab, self.device = list(configs), vocab, device
         rows = len(self.configs)
         col = dict(dtype=torch.float32, device=device)
@@ -90,7 +97,7 @@ class RowSettings:
         self.top_k = [None if c.greedy else c.top_k for c in configs]
         self.suppress = self._mask([c.suppress_tokens for c in configs])  # (R, V) or None
         self.begin_suppress = self._mask([c.begin_suppress_tokens for c in configs])
-        self.limit_stop = [ids[0] if c.force_stop_at_limit and ids else None for c, ids in zip(configs, stop_ids)]
+        self.limit_stop = [c.stop_tokens[0] if c.force_stop_at_limit and c.stop_tokens else None for c in configs]
         self.any_forcing = any(c.forced_tokens for c in configs) or any(t is not None for t in self.limit_stop)
         self.sampled_rows = [i for i in range(rows) if not configs[i].greedy]
         self.logprobs = any(c.logprobs is not None for c in configs)  # some row wants log-probabilities
@@ -107,10 +114,11 @@ class RowSettings:
                 mask[row, ids] = True
         return mask
 
-    def process(self, logits: Tensor, steps: list[int], seen: Tensor | None) -> Tensor:
+    def process(self, logits: Tensor, steps: list[int], seen: Tensor | None, sample: bool = True) -> Tensor:
         """Raw logits ``(R, V)`` -> the logits tokens are chosen from (at least float32, a new
         tensor, unless nothing applies: then ``logits`` as they are, for the argmax). ``steps``: new
-        tokens each row has so far; ``seen (R, V)``: tokens in prompt or output."""
+        tokens each row has so far; ``seen (R, V)``: tokens in prompt or output. ``sample=False``
+        stops before step 4 (what beam rows are ranked by)."""
         if self.identity:
             return logits
         # As few passes over (R, V) as can be: on CPU each one costs a wake-up of PyTorch's threads
@@ -136,7 +144,7 @@ class RowSettings:
                 force_token(logits, torch.tensor(rows, device=logits.device), torch.tensor(tokens, device=logits.device))
         if self.penalty is not None and seen is not None:
             logits = apply_repetition_penalty(logits, seen, self.penalty)
-        if not self.sampled_rows:
+        if not self.sampled_rows or not sample:
             return logits
         if self.temperature is not None:
             logits = logits / self.temperature

@@ -1,10 +1,13 @@
 """Speech to text with a Whisper-style ``SpeechModel``, through the decoding engine.
 
 The audio is resampled to 16 kHz and cut into 30 s windows (Whisper's context); each window's
-log-Mel spectrogram is encoded once, and its transcript is decoded greedily from the start
-tokens (``<|startoftranscript|>`` ... ``<|notimestamps|>``) with Whisper's suppressed tokens:
-the config's ``suppress_tokens`` and every timestamp token always, ``begin_suppress_tokens``
-(a blank, end-of-text) as the first token. The windows decode as one batch and are joined.
+log-Mel spectrogram is encoded once, and its transcript is decoded from the start tokens
+(``<|startoftranscript|>`` ... ``<|notimestamps|>``) with Whisper's suppressed tokens: the
+config's ``suppress_tokens`` and every timestamp token always, ``begin_suppress_tokens`` (a
+blank, end-of-text) as the first token. Greedily by default; with ``beams=N`` by beam search, as
+Hugging Face's ``WhisperForConditionalGeneration.generate(num_beams=N)`` searches (score over
+length ** 1.0, its default ``early_stopping=False`` rule), the suppressions reaching every beam.
+The windows decode as one batch and are joined.
 
 Dimension names: B windows, M mel bins, F frames (3000 for 30 s), S encoder positions.
 """
@@ -19,44 +22,55 @@ from .config import GenerationConfig
 from .engine import Engine, Request
 
 
-def transcription_config(model, max_new_tokens: int | None = None, cache: str = "dynamic") -> GenerationConfig:
-    """Greedy decoding with Whisper's suppressions, up to the decoder's context."""
+def transcription_config(model, max_new_tokens: int | None = None, beams: int = 1) -> GenerationConfig:
+    """Whisper's suppressions and end-of-text, up to the decoder's context; greedy, or a beam
+    search of ``beams`` hypotheses ranked as Hugging Face ranks them."""
     config = model.config
     limit = config.max_len - len(config.start_ids)
     suppressed = tuple(config.suppress_tokens)
     if config.timestamp_begin:
         suppressed += tuple(range(config.timestamp_begin, config.vocab_size))  # no timestamps in the transcript
+    search = {"num_beams": beams, "length_penalty": 1.0, "early_stopping": False} if beams > 1 else {}
     return GenerationConfig(
         max_new_tokens=limit if max_new_tokens is None else min(limit, max_new_tokens), temperature=0.0,
-        suppress_tokens=suppressed, begin_suppress_tokens=tuple(config.begin_suppress_tokens), cache=cache,
+        suppress_tokens=suppressed, begin_suppress_tokens=tuple(config.begin_suppress_tokens),
+        stop_tokens=(config.eot_id,), **search,
     )
 
 
 @torch.no_grad()
-def greedy_transcribe(model, features: Tensor, max_new_tokens: int | None = None,
-                      cache: str = "dynamic", engine: Engine | None = None) -> list[list[int]]:
-    """Features ``(B, M, F)`` -> token ids per row (without the start tokens and ``<|endoftext|>``).
-    ``engine``: an idle ``Engine`` over ``model`` to reuse (a compiled static step is kept)."""
+def transcribe(model, features: Tensor, max_new_tokens: int | None = None, cache: str = "dynamic",
+               engine: Engine | None = None, beams: int = 1) -> list[list[int]]:
+    """Features ``(B, M, F)`` -> token ids per row (without the start tokens and ``<|endoftext|>``),
+    greedy (``beams=1``) or by beam search. ``engine``: an idle ``Engine`` over ``model`` to reuse
+    (a compiled static step is kept)."""
+    if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
+        raise ValueError(f"beams must be a positive integer (1 = greedy), got {beams!r}")
     config = model.config
     memory = model.encode(features).hidden  # (B, S, D)
-    if engine is not None:
-        if engine.model is not model or not engine.idle:
-            raise ValueError("greedy_transcribe needs an idle Engine over the same model")
-        cache = engine.batch.mode
-    generation = transcription_config(model, max_new_tokens, cache)
+    if engine is not None and (engine.model is not model or not engine.idle):
+        raise ValueError("transcribe needs an idle Engine over the same model")
+    generation = transcription_config(model, max_new_tokens, beams)
     engine = engine or Engine(model, cache=cache)
-    sequences = [engine.add(Request(list(config.start_ids), generation, stop_tokens=(config.eot_id,), memory=row))
-                 for row in memory]
+    sequences = [engine.add(Request(list(config.start_ids), generation, memory=row)) for row in memory]
     for _ in engine.run():
         pass
     return [s.tokens for s in sequences]
 
 
-def transcribe_audio(model, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None) -> str:
-    """Mono samples in [-1, 1] at any rate -> transcript text (``tokenizer.decode`` drops special tokens)."""
+def greedy_transcribe(model, features: Tensor, max_new_tokens: int | None = None,
+                      cache: str = "dynamic", engine: Engine | None = None) -> list[list[int]]:
+    """``transcribe`` with ``beams=1``."""
+    return transcribe(model, features, max_new_tokens, cache, engine)
+
+
+def transcribe_audio(model, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None,
+                     beams: int = 1) -> str:
+    """Mono samples in [-1, 1] at any rate -> transcript text (``tokenizer.decode`` drops special tokens);
+    ``beams``: 1 greedy, N > 1 beam search."""
     samples = resample(audio, sample_rate, SAMPLE_RATE)  # (N,) float32 at 16 kHz
     windows = [samples[i:i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
     features = torch.stack([log_mel_spectrogram(w, model.config.n_mels) for w in windows])  # (B, M, 3000)
     param = next(model.parameters())
-    tokens = greedy_transcribe(model, features.to(param.device, param.dtype), max_new_tokens)
+    tokens = transcribe(model, features.to(param.device, param.dtype), max_new_tokens, beams=beams)
     return " ".join(text for text in (tokenizer.decode(ids).strip() for ids in tokens) if text)

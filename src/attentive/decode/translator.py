@@ -76,6 +76,18 @@ class Translator:
                 raise ValueError(f"{directory}: {name} tokenizer has {tok.vocab_size} ids, the model expects {size}")
         return cls(model, tokenizer, source_tokenizer, info)
 
+    def search_config(self, beam: int | None = None, alpha: float | None = None,
+                      max_len_b: int | None = None) -> SearchConfig:
+        """The search settings the run saved (``translation.json``'s ``search``), each replaced by
+        an argument that is not None; the paper's (beam 4, alpha 0.6, +50 tokens) where neither says.
+        The one place a translator's beam settings are read (command line, server, explorer)."""
+        saved, paper = self.info.get("search") or {}, SearchConfig()
+        return SearchConfig(
+            beam_size=beam if beam is not None else saved.get("beam_size", paper.beam_size),
+            alpha=alpha if alpha is not None else saved.get("alpha", paper.alpha),
+            max_len_b=max_len_b if max_len_b is not None else saved.get("max_len_b", paper.max_len_b),
+        )
+
     @property
     def pad_id(self) -> int:
         """The padding id the model was trained with (its config), the one source of it."""
@@ -99,6 +111,8 @@ class Translator:
                       batch_tokens: int = 4000) -> list[list[int]]:
         """Output ids per source (empty source -> empty output), in input order."""
         config = config or SearchConfig()
+        if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive number of source tokens, got {batch_tokens!r}")
         outputs: list[list[int]] = [[] for _ in sources]
         order = sorted((i for i, s in enumerate(sources) if s), key=lambda i: len(sources[i]))
         rows = max(1, batch_tokens // max(config.beam_size, 1))

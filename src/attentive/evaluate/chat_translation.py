@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..decode.config import GenerationConfig
+from ..decode.config import EngineConfig, GenerationConfig
 from ..decode.engine import Engine, Request
 from ..decode.generate import pad_id_of, stop_ids
-from ..interop.pretrained import chat_prompt
+from ..text.chat import chat_prompt
 from .bleu import corpus_scores
 
 DEFAULT_PROMPT = "Translate to English: {source}"
@@ -26,12 +26,13 @@ def chat_translate(model, tokenizer, sources: Sequence[str], prompt: str = DEFAU
     if "{source}" not in prompt:
         raise ValueError(f"the prompt {prompt!r} has no {{source}} placeholder for the sentence")
     prompts = [chat_prompt(tokenizer, prompt.format(source=s), system) for s in sources]
-    engine = Engine(model, cache="dynamic", pad_id=pad_id_of(tokenizer), max_batch=max_batch)
+    engine = Engine(model, EngineConfig(cache="dynamic", pad_id=pad_id_of(tokenizer), max_batch=max_batch))
     stops = stop_ids(tokenizer)
     sequences = {}
     for i in sorted(range(len(sources)), key=lambda i: len(prompts[i])):
         limit = max_new_tokens or 2 * len(tokenizer.encode(sources[i])) + 16
-        sequences[i] = engine.add(Request(prompts[i], GenerationConfig(max_new_tokens=limit, temperature=0.0), stops))
+        sequences[i] = engine.add(Request(prompts[i], GenerationConfig(max_new_tokens=limit, temperature=0.0,
+                                                                        stop_tokens=stops)))
     was_training = model.training
     model.eval()
     try:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.lm import sequential_blocks
-from ..nn.cache import DynamicCache, KVCache, SegmentMemory, SinkCache
+from ..nn.cache import DynamicCache, KVCache, SegmentMemory, SinkCache, check_window
 
 
 @dataclass
@@ -102,17 +102,14 @@ def perplexity(model: nn.Module, tokens: Tensor | list[int], *, block_size: int 
 def stream_cache(model: nn.Module, window: int | None = None, sinks: int = 0) -> KVCache:
     """The cache a stream is read through: the model's segment memory (recurrence), a full cache
     (``window`` None), or the last ``window`` tokens plus ``sinks`` first ones."""
+    check_window(window, sinks)
     memory = memory_len_of(model)
     if memory:
         if window is not None:
             raise ValueError("a model with segment memory (memory_len) reads a stream through its memory; "
                              "drop window/sinks")
         return SegmentMemory(memory)
-    if window is None:
-        if sinks:
-            raise ValueError(f"sinks={sinks} needs a window (the tokens kept after the sinks)")
-        return DynamicCache()
-    return SinkCache(window, sinks)
+    return DynamicCache() if window is None else SinkCache(window, sinks)
 
 
 def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: int | None = None, sinks: int = 0,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..decode.config import GenerationConfig
+from ..decode.config import EngineConfig, GenerationConfig
 from ..decode.engine import Engine, Request
 from ..decode.generate import stop_ids
 from ..decode.processors import RowSettings
@@ -44,9 +44,9 @@ class Settings:
     top_p: float = 1.0
     seed: int = 0
 
-    def config(self, max_new_tokens: int) -> GenerationConfig:
+    def config(self, max_new_tokens: int, stop_tokens: tuple[int, ...] = ()) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=max_new_tokens, temperature=self.temperature, top_k=self.top_k,
-                                top_p=self.top_p, seed=self.seed)
+                                top_p=self.top_p, seed=self.seed, stop_tokens=stop_tokens)
 
 
 class Stepper:
@@ -57,9 +57,9 @@ class Stepper:
         ids = subject.encode(text)
         self.id = f"s{next(_ids)}"
         self.stops = stop_ids(subject.tokenizer)
-        self.engine = Engine(subject.model, cache="dynamic", pad_id=0)
-        self.config = settings.config(MAX_STEPS)  # checks the values (one-line errors)
-        self.sequence = self.engine.add(Request(ids, self.config, stop_tokens=self.stops))
+        self.engine = Engine(subject.model, EngineConfig(cache="dynamic", pad_id=0))
+        self.config = settings.config(MAX_STEPS, self.stops)  # checks the values (one-line errors)
+        self.sequence = self.engine.add(Request(ids, self.config))
         self.tokens = subject.labels_of(ids)
         self.prompt_length = len(ids)
         self.attention: list[Tensor] = []  # per layer (H, Tk): the newest query's weights
@@ -79,7 +79,7 @@ class Stepper:
         if self.sequence.done:
             raise ValueError(f"this generation has finished ({self.sequence.finish_reason}); start a new one")
         if settings is not None and settings != self.settings:
-            config = settings.config(MAX_STEPS)  # checks the values before anything changes
+            config = settings.config(MAX_STEPS, self.stops)  # checks the values before anything changes
             self.engine.reconfigure(self.sequence, config)
             self.settings, self.config = settings, config
         with self.subject.lock, AttentionTap(self.subject.model, self._sink):
@@ -103,7 +103,7 @@ class Stepper:
     def _bars(self, chosen: int | None) -> list[dict]:
         """The top tokens of the distribution the step drew from, and of the raw model."""
         logits = self.engine.last_logits[:1]  # (1, V) this sequence is the only row
-        settings = RowSettings([self.config], [self.stops], logits.shape[-1], logits.device)
+        settings = RowSettings([self.config], logits.shape[-1], logits.device)
         processed = settings.process(logits, [0], None)  # no step-dependent processors are set here
         probs = processed.float().softmax(dim=-1)[0]  # (V,)
         raw = logits.float().softmax(dim=-1)[0]

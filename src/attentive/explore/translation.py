@@ -35,9 +35,7 @@ class TranslationModel(Subject):
 
     @property
     def search_config(self) -> SearchConfig:
-        saved = self.translator.info.get("search", {})
-        return SearchConfig(beam_size=saved.get("beam_size", 4), alpha=saved.get("alpha", 0.6),
-                            max_len_b=saved.get("max_len_b", 50))
+        return self.translator.search_config()
 
     def _tokenize(self, text: str) -> list[int]:
         return self.translator.source_tokenizer.encode(text.strip())

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..checkpoint import save_tensors
 from ..fileio import atomic_directory, atomic_write_text
-from .families import FAMILIES
+from .families import HF_FAMILY_MODULES
 
 HF_TARGETS = ("LLaMA- and GPT-2-style DecoderLM, BERT-style Encoder, Whisper-style SpeechModel, ViT, post-LN "
               "EncoderDecoder")
@@ -45,14 +45,14 @@ def hf_family(model: nn.Module) -> str:
     take a DecoderLM), the positional scheme chooses.
     """
     c = model.config
-    takers = {name: family.EXPORTS[1] for name, family in FAMILIES.items()
+    takers = {name: family.EXPORTS[1] for name, family in HF_FAMILY_MODULES.items()
               if getattr(family, "EXPORTS", (None,))[0] == c.model_type}
     if not takers:
         raise ValueError(f"a {c.model_type} model has no Hugging Face export; exportable: {HF_TARGETS}")
     for name, positional in takers.items():
         if positional in (None, c.positional):
             return name
-    choices = " or ".join(f"{positional} ({FAMILIES[name].NAME})" for name, positional in takers.items())
+    choices = " or ".join(f"{positional} ({HF_FAMILY_MODULES[name].NAME})" for name, positional in takers.items())
     raise ValueError(f"a {type(model).__name__} with positional={c.positional!r} has no Hugging Face "
                      f"counterpart; exportable: {choices}")
 
@@ -64,7 +64,7 @@ def hf_files(model: nn.Module, tokenizer=None) -> tuple[dict[str, Any], dict[str
     if lora_config_of(model) is not None:
         raise ValueError("this model carries an unmerged LoRA adapter: merge it (attentive merge), or export the "
                          "adapter itself with --to peft")
-    family = FAMILIES[hf_family(model)]
+    family = HF_FAMILY_MODULES[hf_family(model)]
     config, state = family.to_hf(model)
     extra: dict[str, str] = {}
     if hasattr(family, "extra_files"):  # sentence-transformers pooling, an image processor

@@ -42,11 +42,11 @@ from ..config import ModelConfig
 from ..text.files import read_json
 from ..text.pretrained import TOKENIZER_CONFIG, PretrainedTokenizer
 from .bundled import bundled
-from .families import FAMILIES, llama, whisper
+from .families import HF_FAMILY_MODULES, llama, whisper
 from .hub import download
 from .loading import HFFolder
 
-HF_FAMILIES = tuple(FAMILIES)  # bert, llama, gpt2, whisper, vit, marian
+HF_FAMILIES = tuple(HF_FAMILY_MODULES)  # bert, llama, gpt2, whisper, vit, marian
 QUANTIZE = ("fp32", "int8", "int4")  # from_pretrained(quantize=): CPU inference (nn/inference.py)
 SUPPORTED = ("a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
              f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder")
@@ -140,7 +140,7 @@ def _dispatch(path: Path, language: str | None, overrides: dict[str, Any], keep_
         return _load_ct2(path, language, overrides)
     if (path / "config.json").is_file():
         config = read_json(path / "config.json")
-        if config.get("model_type") in FAMILIES and not _is_attentive_config(config):
+        if config.get("model_type") in HF_FAMILY_MODULES and not _is_attentive_config(config):
             return _load_hf(path, config, language, overrides)
         return _load_attentive(path, config, overrides)
     ggufs = sorted(path.glob("*.gguf"))
@@ -182,7 +182,7 @@ def _load_ct2(folder: Path, language: str | None, overrides: dict[str, Any]) -> 
 
 def _load_hf(folder: Path, hf: dict[str, Any], language: str | None, overrides: dict[str, Any]) -> Pretrained:
     """The family's loader (``interop.families``) on the folder's weights and configs."""
-    model, tokenizer = FAMILIES[hf["model_type"]].load(HFFolder.read(folder, hf), language, overrides)
+    model, tokenizer = HF_FAMILY_MODULES[hf["model_type"]].load(HFFolder.read(folder, hf), language, overrides)
     return Pretrained(model, tokenizer, str(folder), "huggingface")
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from ..text.pretrained import TOKENIZER_CONFIG
+from ..text.tokenizer import Tokenizer
 from .bundled import BUNDLED, BundledModel, bundled, default_for, short_names
 from .pretrained import Pretrained, read_pretrained
 
@@ -113,7 +115,7 @@ def from_pretrained(spec: str | Path | None = None, *, family: str | tuple[str, 
                                  language=language, revision=revision, quantize=quantize,
                                  rope_scaling=rope_scaling)
         _check_family(where, loaded.kind, families)
-        if loaded.kind == "encoder-decoder" and loaded.tokenizer is not None:  # e.g. a Marian folder
+        if loaded.kind == "encoder-decoder" and isinstance(loaded.tokenizer, Tokenizer):  # e.g. a Marian folder
             from ..decode.translator import Translator
 
             loaded.translator = Translator(loaded.model, loaded.tokenizer)
@@ -170,8 +172,10 @@ def _looks_like_hub_id(text: str) -> bool:
 
 
 def _is_translation_run(path: Path | None) -> bool:
-    """A trained translation run (or checkpoint) with its tokenizer: read as a ``Translator``."""
-    return path is not None and _attentive_family(path) == "encoder-decoder" and (path / "tokenizer.json").is_file()
+    """A trained translation run (or checkpoint) with attentive's own tokenizer: read as a
+    ``Translator`` (a Hugging Face tokenizer, with its ``tokenizer_config.json``, is read as such)."""
+    return (path is not None and _attentive_family(path) == "encoder-decoder" and (path / "tokenizer.json").is_file()
+            and not (path / TOKENIZER_CONFIG).is_file())
 
 
 def _attentive_family(path: Path) -> str | None:

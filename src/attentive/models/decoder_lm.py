@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..config import TransformerConfig, register_model, register_preset
 from ..nn import OutputProjection, TokenEmbedding, TransformerStack, make_positional
+from ..nn.cache import CacheLayout
 from ..nn.stack import StackOutput
 from .init import init_gpt2
 
@@ -65,6 +66,12 @@ class DecoderLM(nn.Module):
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
         self.head = OutputProjection(config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
         init_gpt2(self, config.num_layers, config.init_std)
+
+    def cache_layout(self) -> CacheLayout:
+        """What decoding caches per token and how far it reaches: one stack, no encoder."""
+        c = self.config
+        return CacheLayout(layers=c.num_layers, kv_heads=c.num_kv_heads or c.num_heads,
+                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len, vocab=c.vocab_size)
 
     def decode(
         self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None,

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..config import TransformerConfig, register_model, register_preset
 from ..nn import OutputProjection, TokenEmbedding, TransformerStack, make_positional
+from ..nn.cache import CacheLayout
 from ..nn.stack import StackOutput
 from .init import init_xavier
 
@@ -75,6 +76,13 @@ class EncoderDecoder(nn.Module):
         _check_ids(src, "src")
         key_mask = src != self.config.pad_id if key_mask is None else key_mask  # (B, S)
         return self.encoder(self.src_embed(src), key_mask=key_mask, need_weights=need_weights)
+
+    def cache_layout(self) -> CacheLayout:
+        """The decoder's cache geometry: its own layers, the target vocabulary, cross-attention."""
+        c = self.config
+        return CacheLayout(layers=c.num_decoder_layers, kv_heads=c.num_kv_heads or c.num_heads,
+                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len,
+                           vocab=c.tgt_vocab_size, cross_attention=True)
 
     def decode(
         self, tgt: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,

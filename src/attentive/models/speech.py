@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..config import TransformerConfig, register_model, register_preset
 from ..nn import LearnedPositionalEmbedding, OutputProjection, TokenEmbedding, TransformerStack, make_positional
+from ..nn.cache import CacheLayout
 from ..nn.stack import StackOutput
 from .init import init_gpt2
 
@@ -115,6 +116,14 @@ class SpeechModel(nn.Module):
                 f"{self.config.max_source_positions} (30 s): split longer audio into chunks"
             )
         return self.encoder(x.transpose(1, 2), need_weights=need_weights)  # hidden (B, S, D)
+
+    def cache_layout(self) -> CacheLayout:
+        """The text decoder's cache geometry: its layers, ``max_len`` text positions, cross-attention
+        over the audio encoder's output."""
+        c = self.config
+        return CacheLayout(layers=c.num_decoder_layers, kv_heads=c.num_kv_heads or c.num_heads,
+                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len,
+                           vocab=c.vocab_size, cross_attention=True)
 
     def decode(
         self, ids: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,

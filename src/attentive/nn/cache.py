@@ -28,7 +28,12 @@ Context memory (bounded caches, and Transformer-XL's recurrence) uses the same i
   (``projects_inputs``/``inputs``), and ``slots`` put the memory before the segment.
 
 A cache says what it keeps with ``window`` / ``sinks`` (the stack masks keys outside the
-window) and where its keys sit with ``key_slots``.
+window) and where its keys sit with ``key_slots``; ``check_window`` is the one check of a
+window and its sinks, for the caches and for everything that will build one (decoding
+settings, perplexity streams).
+
+A model that decodes token by token states its cache geometry as a ``CacheLayout`` (layers,
+key/value heads, head width, context, vocabulary): decoding sizes its caches from that alone.
 
 Dimension names: B batch, Hkv key/value heads, T new tokens, Tk cached + new, S memory length,
 Dh head width, D model width, M segment-memory length.
@@ -36,8 +41,53 @@ Dh head width, D model width, M segment-memory length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+
+def check_window(window: int | None, sinks: int = 0) -> None:
+    """Raise a one-line ValueError unless ``window`` (tokens kept, or None: all) and ``sinks``
+    (first tokens kept besides the window) make a bounded cache."""
+    if window is None:
+        if sinks:
+            raise ValueError(f"sinks={sinks} needs a window (the recent tokens kept besides the sinks)")
+        return
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer (the tokens kept), or None, got {window!r}")
+    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+        raise ValueError(f"sinks must be an integer >= 0, got {sinks!r}")
+    if sinks > window:
+        raise ValueError(f"sinks ({sinks}) must not exceed the window ({window})")
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """A decoder's cache geometry, stated by its model (``model.cache_layout()``): per layer,
+    ``kv_heads`` keys and values of ``head_dim`` per token; at most ``context`` positions;
+    ``vocab`` next-token logits; ``cross_attention``: it reads an encoder's output (its rows
+    carry that memory). Decoding reads this, never the model's config."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    context: int
+    vocab: int
+    cross_attention: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "kv_heads", "head_dim", "context", "vocab"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"CacheLayout.{name} must be a positive integer, got {value!r}")
+
+    def static_shape(self, rows: int, slots: int) -> tuple[int, int, int, int, int]:
+        """The shape of a ``StaticCache``'s keys (and values) for ``rows`` x ``slots``."""
+        return (self.layers, rows, self.kv_heads, slots, self.head_dim)
+
+    def static_cache(self, rows: int, slots: int, dtype: torch.dtype = torch.float32, device=None) -> StaticCache:
+        return StaticCache(self.layers, rows, self.kv_heads, self.head_dim, slots, dtype=dtype, device=device)
 
 
 class KVCache:
@@ -271,10 +321,9 @@ class SlidingWindowCache(KVCache):
 
     def __init__(self, window: int, sinks: int = 0) -> None:
         super().__init__()
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be a positive integer (positions kept), got {window!r}")
-        if isinstance(sinks, bool) or not isinstance(sinks, int) or not 0 <= sinks <= window:
-            raise ValueError(f"sinks must be an integer from 0 to the window ({window}), got {sinks!r}")
+        if window is None:
+            raise ValueError("window must be a positive integer (the tokens kept), got None")
+        check_window(window, sinks)
         self.window, self.sinks = window, sinks
         self.keys: list[Tensor] = []
         self.values: list[Tensor] = []

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
+from ..decode.config import EngineConfig
 from .endpoints import audio, completions, embeddings, images, system, translations
 from .endpoints.common import ServerState
 from .errors import install_handlers
@@ -41,7 +42,7 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
             state.schedulers[served.name] = GenerationScheduler(
                 served.name, served.model, served.tokenizer, max_batch=settings.max_batch,
                 max_queue=settings.max_queue, retry_after=settings.retry_after, metrics=state.metrics,
-                context=served.context, cache=settings.cache)
+                engine=EngineConfig(cache=settings.cache, context=served.context))
         else:
             state.workers[served.name] = Worker(served.name, max_queue=settings.max_queue,
                                                 retry_after=settings.retry_after, timeout=settings.timeout,

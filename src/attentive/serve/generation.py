@@ -1,15 +1,16 @@
 """Chat and text completions over the scheduler: prompts in, OpenAI responses and streams out.
 
 ``prepare`` turns a checked request body into token-id prompts and one ``GenerationConfig`` per
-choice, refusing what cannot be served (a prompt plus ``max_tokens`` beyond the model's
-context, token ids outside its vocabulary) before anything is queued. ``Run`` submits the
-choices to the model's ``GenerationScheduler`` and reads their ``Update``s from an asyncio
-queue, which also receives two sentinels: the deadline (``--timeout``) and the client's
-disconnect; either cancels the choices still running, so their rows leave the batch at the
-next step. ``respond`` answers with one JSON body, ``stream`` with Server-Sent Events:
-``data: {json}\\n\\n`` per chunk, every chunk with the request's one id, the role first, the
-``finish_reason`` last, a usage chunk when asked, then ``data: [DONE]``. An error after the
-stream has started is sent as ``data: {"error": ...}`` followed by ``data: [DONE]``.
+choice (its stop tokens included), refusing what cannot be served (a prompt plus ``max_tokens``
+beyond the model's context, which its engine was built with, token ids outside its vocabulary)
+before anything is queued. ``Run`` submits the choices to the model's ``GenerationScheduler``
+and reads their ``Update``s from an asyncio queue, which also receives two sentinels: the
+deadline (``--timeout``) and the client's disconnect; either cancels the choices still running,
+so their rows leave the batch at the next step. ``respond`` answers with one JSON body,
+``stream`` with Server-Sent Events: ``data: {json}\\n\\n`` per chunk, every chunk with the
+request's one id, the role first, the ``finish_reason`` last, a usage chunk when asked, then
+``data: [DONE]``. An error after the stream has started is sent as ``data: {"error": ...}``
+followed by ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class Prepared:
     prompts: list[list[int]]
     configs: list[GenerationConfig]  # one per choice: prompt i's choice j is choices[i * n + j]
     stop_strings: list[str]
-    stop_tokens: tuple[int, ...]
     prompt_texts: list[str]  # for echo
     echo: bool = False
 
@@ -88,10 +88,9 @@ def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel
         configs.append(GenerationConfig(
             max_new_tokens=limit, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
             repetition_penalty=body.repetition_penalty, seed=None if body.seed is None else body.seed + i,
-            logprobs=body.logprob_count, context=served.context,
+            logprobs=body.logprob_count, stop_tokens=stops,
         ))
-    return Prepared(kind, prompts, configs, list(body.stop or ()), stops, prompt_texts,
-                    echo=kind == "text" and body.echo)
+    return Prepared(kind, prompts, configs, list(body.stop or ()), prompt_texts, echo=kind == "text" and body.echo)
 
 
 def _token_limit(body, kind: str, prompt_tokens: int, context: int, settings: ServeSettings) -> int:
@@ -132,7 +131,7 @@ class Run:
         tokenizer = served.tokenizer
         token_text = lambda ids: tokenizer.decode(ids, skip_special=False)  # noqa: E731
         self.tickets = [
-            Ticket(i, EngineRequest(prepared.prompts[i // self.n], config, prepared.stop_tokens), tokenizer.decode,
+            Ticket(i, EngineRequest(prepared.prompts[i // self.n], config), tokenizer.decode,
                    self._deliver, prepared.stop_strings, logprobs=config.logprobs is not None, token_text=token_text)
             for i, config in enumerate(prepared.configs)
         ]

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..decode.config import EngineConfig
 from ..decode.engine import Engine, Request, TokenEvent
 from ..decode.generate import TextStream, pad_id_of
 from .errors import APIError, queue_full
@@ -95,15 +96,16 @@ class Ticket:
 
 
 class GenerationScheduler:
-    """Steps one model's ``Engine`` in its own thread; see the module docstring."""
+    """Steps one model's ``Engine`` in its own thread; see the module docstring. ``engine``: the
+    engine's settings (cache kind, context, ...); the scheduler sets its batch size (``max_batch``)
+    and its padding (the tokenizer's)."""
 
     def __init__(self, name: str, model, tokenizer, *, max_batch: int, max_queue: int, retry_after: int = 1,
-                 metrics=None, context: int | None = None, cache: str = "dynamic"):
+                 metrics=None, engine: EngineConfig | None = None):
         self.name, self.model, self.max_batch, self.max_queue = name, model, max_batch, max_queue
         self.retry_after, self.metrics = retry_after, metrics
-        self._engine_options = dict(cache=cache, context=context, pad_id=pad_id_of(tokenizer),
-                                    max_batch=max_batch)
-        self.engine = Engine(model, **self._engine_options)
+        self.engine_config = (engine or EngineConfig()).replace(pad_id=pad_id_of(tokenizer), max_batch=max_batch)
+        self.engine = Engine(model, self.engine_config)
         self._lock = threading.Condition()
         self._inbox: list[tuple[str, Ticket]] = []
         self._adds = 0  # "add" entries in the inbox
@@ -208,7 +210,7 @@ class GenerationScheduler:
             self.engine.step(emit=self._deliver)  # tokens go out before the model runs for the next ones
         except Exception as err:
             log.exception("decoding step of %s failed", self.name)
-            self.engine = Engine(self.model, **self._engine_options)  # the failed rows are gone with the old one
+            self.engine = Engine(self.model, self.engine_config)  # the failed rows are gone with the old one
             self._fail_all(f"decoding failed ({type(err).__name__}: {err})")
             return
         self.steps += 1

@@ -3,8 +3,8 @@
 These requests are one forward pass (or one search) each, so they run whole, one at a time per
 model, in arrival order, off the event loop; ``max_queue`` bounds how many may wait (then 429
 with ``Retry-After``) and the server's ``--timeout`` how long a caller waits (a job that has
-not started by then is dropped). Whisper and greedy translation decode through the decoding
-engine inside their job (``transcribe_audio``, ``Translator``), as the command line does.
+not started by then is dropped). Whisper and translation (greedy or beam search) decode through
+the decoding engine inside their job (``transcribe_audio``, ``Translator``), as the command line does.
 """
 
 from __future__ import annotations

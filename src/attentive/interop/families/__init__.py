@@ -1,7 +1,7 @@
 """The model families attentive reads from and writes to Hugging Face folders, one module each.
 
 A family module holds everything about its family, in both directions, so that adding a family
-is one new module plus one entry in ``FAMILIES``:
+is one new module plus one entry in ``HF_FAMILY_MODULES``:
 
 - ``NAME`` (as errors say it) and ``RULES`` (+ ``IGNORED``): the tensor name table, read forwards
   when loading and backwards when exporting (``interop.hf_maps.rename``);
@@ -14,14 +14,14 @@ is one new module plus one entry in ``FAMILIES``:
   tensors); optionally ``extra_files(model)`` (JSON files by name) and
   ``hf_generation_config(model, tokenizer, hf_config)`` for the families that generate.
 
-``interop.pretrained`` dispatches on a folder's ``model_type`` through ``FAMILIES``, and
+``interop.pretrained`` dispatches on a folder's ``model_type`` through ``HF_FAMILY_MODULES``, and
 ``interop.hf_export`` picks the family whose ``EXPORTS`` fits the model. ``decoder`` is no family:
 it holds what the decoder-only ones (LLaMA, GPT-2) share.
 """
 
 from . import bert, gpt2, llama, marian, vit, whisper
 
-FAMILIES = {  # Hugging Face model_type -> its module (the order is the order errors list them in)
+HF_FAMILY_MODULES = {  # Hugging Face model_type -> its module (the order is the order errors list them in)
     "bert": bert,
     "llama": llama,
     "gpt2": gpt2,
