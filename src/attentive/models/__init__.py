@@ -9,6 +9,16 @@ from .speech import SpeechConfig, SpeechModel
 from .vit import VisionTransformer, ViTConfig
 
 __all__ = [
-    "DecoderLM", "DecoderLMConfig", "EncoderDecoder", "EncoderDecoderConfig",
-    "Encoder", "EncoderConfig", "SpeechConfig", "SpeechModel",
+    "DecisionTransformer",
+    "DecisionTransformerConfig",
+    "DecoderLM",
+    "DecoderLMConfig",
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
+    "Encoder",
+    "EncoderConfig",
+    "SpeechConfig",
+    "SpeechModel",
+    "VisionTransformer",
+    "ViTConfig",
 ]

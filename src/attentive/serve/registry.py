@@ -27,8 +27,13 @@ from torch import nn
 from .errors import APIError
 
 # family (config.model_type) -> what the server does with it
-KIND_OF_FAMILY = {"decoder-lm": "lm", "encoder": "encoder", "speech": "speech", "encoder-decoder": "translation",
-                  "vit": "vit"}
+KIND_OF_FAMILY = {
+    "decoder-lm": "lm",
+    "encoder": "encoder",
+    "speech": "speech",
+    "encoder-decoder": "translation",
+    "vit": "vit",
+}
 ENDPOINTS = {  # kind -> the endpoints that serve it
     "lm": ("/v1/chat/completions", "/v1/completions"),
     "encoder": ("/v1/embeddings",),
@@ -74,9 +79,15 @@ class ServedModel:
 
     def card(self) -> dict:
         """The model's entry in ``GET /v1/models`` (OpenAI's fields, then attentive's)."""
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "attentive",
-                "kind": self.kind, "endpoints": list(self.endpoints),
-                **({"context_length": self.context} if self.kind in ("lm", "translation") else {})}
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "attentive",
+            "kind": self.kind,
+            "endpoints": list(self.endpoints),
+            **({"context_length": self.context} if self.kind in ("lm", "translation") else {}),
+        }
 
 
 class ModelRegistry:
@@ -109,20 +120,26 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return list(self._models)
 
-    def of_kind(self, kind: str) -> list[ServedModel]:
-        return [m for m in self if m.kind == kind]
-
     def get(self, name: str, endpoint: str | None = None) -> ServedModel:
         """The model ``name``, checked to serve ``endpoint``."""
         model = self._models.get(name) or self._models.get(self._aliases.get(name, ""))
         if model is None:
-            raise APIError(404, f"model {name!r} does not exist; loaded models: {', '.join(self.names) or 'none'}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {name!r} does not exist; loaded models: {', '.join(self.names) or 'none'}",
+                param="model",
+                code="model_not_found",
+            )
         if endpoint is not None and endpoint not in model.endpoints:
             fits = [m.name for m in self if endpoint in m.endpoints]
             why = " (its tokenizer has no chat template)" if model.kind == "lm" else ""
-            raise APIError(400, f"model {name!r} ({model.kind}) does not serve {endpoint}{why}; models that do: "
-                           f"{', '.join(fits) or 'none loaded'}", param="model", code="wrong_model_kind")
+            raise APIError(
+                400,
+                f"model {name!r} ({model.kind}) does not serve {endpoint}{why}; models that do: "
+                f"{', '.join(fits) or 'none loaded'}",
+                param="model",
+                code="wrong_model_kind",
+            )
         return model
 
 
@@ -143,8 +160,9 @@ def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torc
 
     name, model_spec = parse_spec(spec)
     if name is not None and not _NAME.match(name):
-        raise ValueError(f"model name {name!r} is not usable; give one with --model NAME=SPEC "
-                         f"(letters, digits, . _ : -)")
+        raise ValueError(
+            f"model name {name!r} is not usable; give one with --model NAME=SPEC (letters, digits, . _ : -)"
+        )
     loaded = from_pretrained(model_spec, family=tuple(KIND_OF_FAMILY), device=device, dtype=dtype)
     kind = KIND_OF_FAMILY[loaded.kind]
     aliases = tuple(a for a in (loaded.name, *loaded.aliases) if a != name) if name else loaded.aliases
@@ -152,6 +170,7 @@ def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torc
     if kind == "translation":
         return ServedModel(name, kind, loaded.model, loaded.tokenizer, loaded.source, loaded.translator, aliases)
     if kind != "vit" and loaded.tokenizer is None:
-        raise ValueError(f"{model_spec} has no tokenizer (tokenizer.json); a {loaded.kind} model needs one to read "
-                         f"text")
+        raise ValueError(
+            f"{model_spec} has no tokenizer (tokenizer.json); a {loaded.kind} model needs one to read text"
+        )
     return ServedModel(name, kind, loaded.model.eval(), loaded.tokenizer, loaded.source, aliases=aliases)
