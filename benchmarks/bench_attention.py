@@ -29,8 +29,11 @@ from attentive.nn import MultiHeadAttention, attention
 FULL = dict(heads=12, head_dim=64, tokens=16384, lengths=(256, 512, 1024, 2048, 4096, 8192, 16384))
 SMALL = dict(heads=12, head_dim=64, tokens=2048, lengths=(128, 256, 512, 1024, 2048))
 CONTESTANTS = (
-    ("sdpa", "sdpa"), ("attention()", common.OURS), ("raw module", "raw module"),
-    ("MultiHeadAttention", common.OURS), ("reference", "reference"),
+    ("sdpa", "sdpa"),
+    ("attention()", common.OURS),
+    ("raw module", "raw module"),
+    ("MultiHeadAttention", common.OURS),
+    ("reference", "reference"),
 )
 
 
@@ -93,8 +96,10 @@ def summary(report: common.Report, lengths) -> list[str]:
     """One line per length: each contestant's ms, and attentive's overhead over its floor."""
     by = {(r.name.rsplit(" T=", 1)[0], r.mode): r for r in report.rows}
     names = [n for n, _ in CONTESTANTS]
-    lines = ["| T | " + " | ".join(f"{n} ms" for n in names) + " | attention() vs sdpa | module vs raw |",
-             "|---|" + "---|" * (len(names) + 2)]
+    lines = [
+        "| T | " + " | ".join(f"{n} ms" for n in names) + " | attention() vs sdpa | module vs raw |",
+        "|---|" + "---|" * (len(names) + 2),
+    ]
     for length in lengths:
         mode = f"T={length}"
         cells = []
@@ -132,8 +137,11 @@ def plot(report: common.Report, path) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     ax_t.legend(fontsize=8)
-    fig.suptitle(f"causal attention, {report.config['heads']} heads x {report.config['head_dim']}: "
-                 f"{common.device_name(report.args.device)}", fontsize=10)
+    fig.suptitle(
+        f"causal attention, {report.config['heads']} heads x {report.config['head_dim']}: "
+        f"{common.device_name(report.args.device)}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -145,9 +153,17 @@ def main() -> None:
     cfg = dict(SMALL if args.small else FULL)
     args.warmup = args.warmup if args.warmup is not None else 3
     args.runs = args.runs or (5 if args.small else 10)
-    report = common.Report("attention", "Causal attention forward + backward vs sequence length", args,
-                           dict(heads=cfg["heads"], head_dim=cfg["head_dim"], tokens_per_call=cfg["tokens"],
-                                dtype="bf16" if args.device == "cuda" else "fp32"))
+    report = common.Report(
+        "attention",
+        "Causal attention forward + backward vs sequence length",
+        args,
+        dict(
+            heads=cfg["heads"],
+            head_dim=cfg["head_dim"],
+            tokens_per_call=cfg["tokens"],
+            dtype="bf16" if args.device == "cuda" else "fp32",
+        ),
+    )
     report.best_ratios = lambda: []  # ratios only make sense at equal length: see the column
     functional = ("sdpa", "attention()", "reference")
     report.peer_filter = lambda row, other: (row.name.startswith(functional)) == (other.name.startswith(functional))

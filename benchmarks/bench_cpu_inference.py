@@ -56,8 +56,11 @@ def weight_bytes(model) -> int:
         elif isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
     head = getattr(model, "head", None)
-    if head is not None and not isinstance(head, PanelLinear) and isinstance(getattr(head, "weight", None),
-                                                                               torch.Tensor):
+    if (
+        head is not None
+        and not isinstance(head, PanelLinear)
+        and isinstance(getattr(head, "weight", None), torch.Tensor)
+    ):
         total += head.weight.numel() * head.weight.element_size()
     return total
 
@@ -91,7 +94,7 @@ def smollm2_prompts(tokenizer, batch: int) -> list[list[int]]:
     text = load_tinyshakespeare()
     prompts, start = [], 0
     while len(prompts) < batch:
-        ids = tokenizer.encode(text[start:start + 400])
+        ids = tokenizer.encode(text[start : start + 400])
         start += 997
         if len(ids) >= PROMPT_TOKENS:
             prompts.append(ids[:PROMPT_TOKENS])
@@ -151,9 +154,14 @@ def hf_generate(args, model, prompts, new, outputs):
 
     def run():
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                                 min_new_tokens=new, do_sample=False)
-        outputs["hf"] = out[:, ids.shape[1]:].tolist()
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                min_new_tokens=new,
+                do_sample=False,
+            )
+        outputs["hf"] = out[:, ids.shape[1] :].tolist()
 
     row = timed_row(run, args.runs, len(prompts) * new, "tok")
     row.extra["weight_bytes"] = weight_bytes(model)
@@ -169,8 +177,9 @@ def ct2_convert(gg, hf_model, folder: Path) -> Path:
     gg.tokenizer.save_pretrained(hf_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization="float32",
-                                                                          force=True)
+        ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(
+            str(ct2_dir), quantization="float32", force=True
+        )
     shutil.rmtree(hf_dir)
     return ct2_dir
 
@@ -178,13 +187,15 @@ def ct2_convert(gg, hf_model, folder: Path) -> Path:
 def ct2_generate(args, ct2_dir, tokenizer, prompts, new, compute_type, outputs, key):
     import ctranslate2
 
-    generator = ctranslate2.Generator(str(ct2_dir), device="cpu", compute_type=compute_type,
-                                      intra_threads=torch.get_num_threads())
+    generator = ctranslate2.Generator(
+        str(ct2_dir), device="cpu", compute_type=compute_type, intra_threads=torch.get_num_threads()
+    )
     starts = [tokenizer.convert_ids_to_tokens(p) for p in prompts]
 
     def run():
-        results = generator.generate_batch(starts, max_length=new, min_length=new, sampling_topk=1,
-                                           include_prompt_in_result=False)
+        results = generator.generate_batch(
+            starts, max_length=new, min_length=new, sampling_topk=1, include_prompt_in_result=False
+        )
         outputs[key] = [r.sequences_ids[0] for r in results]
         assert all(len(t) == new for t in outputs[key]), [len(t) for t in outputs[key]]
 
@@ -202,29 +213,49 @@ def bench_smollm2(args, bandwidth: float) -> None:
         for batch in args.batches:
             prompts = smollm2_prompts(tokenizer, batch)
             new = args.new
-            report = common.Report(f"cpu_smollm2_b{batch}", f"SmolLM2-135M greedy generation, batch {batch}: "
-                                   f"{new} new tokens after {PROMPT_TOKENS}", args,
-                                   dict(batch=batch, prompt=PROMPT_TOKENS, new=new, threads=torch.get_num_threads(),
-                                        compile=not args.no_compile))
+            report = common.Report(
+                f"cpu_smollm2_b{batch}",
+                f"SmolLM2-135M greedy generation, batch {batch}: {new} new tokens after {PROMPT_TOKENS}",
+                args,
+                dict(
+                    batch=batch,
+                    prompt=PROMPT_TOKENS,
+                    new=new,
+                    threads=torch.get_num_threads(),
+                    compile=not args.no_compile,
+                ),
+            )
             outputs: dict[str, list[list[int]]] = {}
             compiled = not args.no_compile
             for quantize in ("fp32", "int8", "int4"):
                 name = f"attentive {quantize}" + (" (static cache, compiled step)" if compiled else " (static cache)")
-                report.run(name, common.OURS, quantize,
-                           lambda q=quantize: ours_generate(args, attentive_lm(gg, str(path), q), prompts, new,
-                                                            "static", compiled, outputs, q))
+                report.run(
+                    name,
+                    common.OURS,
+                    quantize,
+                    lambda q=quantize: ours_generate(
+                        args, attentive_lm(gg, str(path), q), prompts, new, "static", compiled, outputs, q
+                    ),
+                )
             report.run("HF transformers fp32", "hf", "fp32", lambda: hf_generate(args, hf_model, prompts, new, outputs))
             if ct2_dir is None and common.selected(args, "CTranslate2"):
                 ct2_dir = ct2_convert(gg, hf_model, folder)
             for compute_type, mode in (("float32", "fp32"), ("int8", "int8")):
+
                 def measure(compute_type=compute_type, mode=mode):
                     row = ct2_generate(args, ct2_dir, tokenizer, prompts, new, compute_type, outputs, f"ct2 {mode}")
                     row.extra["weight_bytes"] = linear_elements * (4 if mode == "fp32" else 1)
                     return row
+
                 report.run(f"CTranslate2 {mode}", "ctranslate2", mode, measure)
-            report.run("attentive fp32 as loaded (dynamic cache, eager)", common.OURS, "fp32 as loaded",
-                       lambda: ours_generate(args, attentive_lm(gg, str(path), None), prompts, new, "dynamic", False,
-                                             outputs, "as loaded"))
+            report.run(
+                "attentive fp32 as loaded (dynamic cache, eager)",
+                common.OURS,
+                "fp32 as loaded",
+                lambda: ours_generate(
+                    args, attentive_lm(gg, str(path), None), prompts, new, "dynamic", False, outputs, "as loaded"
+                ),
+            )
             notes = []
             if "hf" in outputs:
                 for key in ("fp32", "ct2 fp32", "as loaded"):
@@ -234,20 +265,27 @@ def bench_smollm2(args, bandwidth: float) -> None:
                 if key in outputs and "fp32" in outputs:
                     notes.append(f"{key} vs attentive fp32: {agreement(outputs[key], outputs['fp32'])}")
             report.notes.extend(notes)
-            report.notes.append("ratios pair each attentive row with every peer; same-precision pairs: fp32-fp32, "
-                                "int8-int8 (int4 has no peer)")
+            report.notes.append(
+                "ratios pair each attentive row with every peer; same-precision pairs: fp32-fp32, "
+                "int8-int8 (int4 has no peer)"
+            )
             if batch == 1:
                 shares = []
                 for r in report.rows:
                     if r.rate and r.extra.get("weight_bytes"):
                         limit = bandwidth / r.extra["weight_bytes"]
-                        shares.append(f"{r.name}: {r.extra['weight_bytes'] / 2**20:.0f} MiB a token, limit "
-                                      f"{limit:.0f} tok/s, reached {r.rate / limit:.0%}")
-                report.notes.append(f"read bandwidth {bandwidth / 1e9:.1f} GB/s (a full read of 512 MiB, best of 5); "
-                                    "the limit: every weight read once per token")
+                        shares.append(
+                            f"{r.name}: {r.extra['weight_bytes'] / 2**20:.0f} MiB a token, limit "
+                            f"{limit:.0f} tok/s, reached {r.rate / limit:.0%}"
+                        )
+                report.notes.append(
+                    f"read bandwidth {bandwidth / 1e9:.1f} GB/s (a full read of 512 MiB, best of 5); "
+                    "the limit: every weight read once per token"
+                )
                 report.notes.extend(shares)
-            report.peer_filter = lambda ours, other: (ours.mode.split()[0] == other.mode
-                                                      or ours.mode.startswith("fp32") and other.mode == "fp32")
+            report.peer_filter = lambda ours, other: (
+                ours.mode.split()[0] == other.mode or ours.mode.startswith("fp32") and other.mode == "fp32"
+            )
             report.finish()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -276,14 +314,21 @@ def ours_transcribe(args, model, tokenizer, features: torch.Tensor, compiled: bo
 def ct2_transcribe(args, folder, tokenizer, features: torch.Tensor, compute_type: str, texts: dict, key: str):
     import ctranslate2
 
-    model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type=compute_type,
-                                       intra_threads=torch.get_num_threads())
+    model = ctranslate2.models.Whisper(
+        str(folder), device="cpu", compute_type=compute_type, intra_threads=torch.get_num_threads()
+    )
     prompt = ["<|startoftranscript|>", "<|notimestamps|>"]
 
     def run():
         storage = ctranslate2.StorageView.from_array(features.contiguous().numpy())
-        results = model.generate(storage, [prompt] * features.shape[0], beam_size=1, max_length=448,
-                                 suppress_blank=True, suppress_tokens=[-1])
+        results = model.generate(
+            storage,
+            [prompt] * features.shape[0],
+            beam_size=1,
+            max_length=448,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
         texts[key] = [tokenizer.decode([t for t in r.sequences_ids[0] if t < 50256]).strip() for r in results]
 
     return timed_row(run, args.runs, features.shape[0], "clip")
@@ -298,9 +343,16 @@ def hf_whisper(folder):
     model = transformers.WhisperForConditionalGeneration(transformers.WhisperConfig(**config))
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     model.generation_config = transformers.GenerationConfig(
-        decoder_start_token_id=50257, bos_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, max_length=448,
-        suppress_tokens=config["suppress_tokens"], begin_suppress_tokens=config["begin_suppress_tokens"])
+        decoder_start_token_id=50257,
+        bos_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        no_timestamps_token_id=50362,
+        is_multilingual=False,
+        max_length=448,
+        suppress_tokens=config["suppress_tokens"],
+        begin_suppress_tokens=config["begin_suppress_tokens"],
+    )
     return model.eval()
 
 
@@ -332,25 +384,42 @@ def bench_whisper(args) -> None:
         "int8": from_pretrained(folder, quantize="int8").model,
     }
     hf = hf_whisper(folder) if common.selected(args, "HF transformers") else None
-    batches = {f"clip {name} ({seconds:.1f} s of speech)": features[None] for name, (features, seconds) in clips.items()}
+    batches = {
+        f"clip {name} ({seconds:.1f} s of speech)": features[None] for name, (features, seconds) in clips.items()
+    }
     batches["the three clips as one batch"] = torch.stack([features for features, _ in clips.values()])
     for label, features in batches.items():
         slug = label.split("(")[0].strip().replace(" ", "_")
-        report = common.Report(f"cpu_whisper_{slug}", f"Whisper tiny.en, {label}: greedy, no timestamps", args,
-                               dict(clips=features.shape[0], threads=torch.get_num_threads(), compile=compiled))
+        report = common.Report(
+            f"cpu_whisper_{slug}",
+            f"Whisper tiny.en, {label}: greedy, no timestamps",
+            args,
+            dict(clips=features.shape[0], threads=torch.get_num_threads(), compile=compiled),
+        )
         texts: dict[str, list[str]] = {}
         for key, model in models.items():
             step = "static cache, compiled step" if compiled and key != "fp32 as loaded" else "dynamic cache"
-            report.run(f"attentive {key} ({step})", common.OURS, key.split()[0],
-                       lambda m=model, k=key, c=compiled and key != "fp32 as loaded":
-                       ours_transcribe(args, m, tokenizer, features, c, texts, k))
+            report.run(
+                f"attentive {key} ({step})",
+                common.OURS,
+                key.split()[0],
+                lambda m=model, k=key, c=compiled and key != "fp32 as loaded": ours_transcribe(
+                    args, m, tokenizer, features, c, texts, k
+                ),
+            )
         for compute_type, mode in (("float32", "fp32"), ("int8", "int8")):
-            report.run(f"CTranslate2 {mode}", "ctranslate2", mode,
-                       lambda ct=compute_type, m=mode: ct2_transcribe(args, folder, tokenizer, features, ct, texts,
-                                                                      f"ct2 {m}"))
+            report.run(
+                f"CTranslate2 {mode}",
+                "ctranslate2",
+                mode,
+                lambda ct=compute_type, m=mode: ct2_transcribe(
+                    args, folder, tokenizer, features, ct, texts, f"ct2 {m}"
+                ),
+            )
         if hf is not None:
-            report.run("HF transformers fp32", "hf", "fp32",
-                       lambda: hf_transcribe(args, hf, tokenizer, features, texts, "hf"))
+            report.run(
+                "HF transformers fp32", "hf", "fp32", lambda: hf_transcribe(args, hf, tokenizer, features, texts, "hf")
+            )
         report.peer_filter = lambda ours, other: ours.mode == other.mode
         for key in texts:
             reference = texts.get("ct2 int8" if key in ("int8",) else "ct2 fp32")
@@ -358,13 +427,18 @@ def bench_whisper(args) -> None:
                 continue
             diffs = [common.word_differences(a, b) for a, b in zip(texts[key], reference)]
             ref_name = "CTranslate2 int8" if key == "int8" else "CTranslate2 fp32"
-            report.notes.append(f"{key} vs {ref_name}: " + ("same transcript" if not any(diffs) else
-                                                              f"{sum(diffs)} word(s) differ"))
+            report.notes.append(
+                f"{key} vs {ref_name}: " + ("same transcript" if not any(diffs) else f"{sum(diffs)} word(s) differ")
+            )
         if "int8" in texts and "fp32" in texts:
             diffs = [common.word_differences(a, b) for a, b in zip(texts["int8"], texts["fp32"])]
-            report.notes.append("attentive int8 vs attentive fp32: " + ("same transcript" if not any(diffs) else
-                                                                        f"{sum(diffs)} word(s) differ"))
-        report.notes.append(f"transcript (attentive fp32): {' | '.join(texts.get('fp32', texts.get('fp32 as loaded', [''])))}")
+            report.notes.append(
+                "attentive int8 vs attentive fp32: "
+                + ("same transcript" if not any(diffs) else f"{sum(diffs)} word(s) differ")
+            )
+        report.notes.append(
+            f"transcript (attentive fp32): {' | '.join(texts.get('fp32', texts.get('fp32 as loaded', [''])))}"
+        )
         report.finish()
 
 

@@ -79,6 +79,7 @@ def contestants(ws: list[torch.Tensor]):
         def make():
             ls = [PanelLinear.from_weight(w, None, mode, act=act) for w in ws]
             return (lambda xs: [m(xs[m.in_features]) for m in ls]), sum(m.weight_bytes() for m in ls)
+
         return make
 
     def int8pack():
@@ -104,6 +105,7 @@ def contestants(ws: list[torch.Tensor]):
                 xq = (x / xs_scale).round().to(torch.int8)
                 out.append(torch._int_mm(xq, q).float() * xs_scale * s)
             return out
+
         return apply, sum(q.numel() + s.numel() * 4 for q, s in qs)
 
     def int4pack():
@@ -113,8 +115,9 @@ def contestants(ws: list[torch.Tensor]):
             q = torch.randint(0, 16, (n, k), dtype=torch.int32)
             packs.append((torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), torch.rand(k // 32, n, 2), k))
         op = torch.ops.aten._weight_int4pack_mm_for_cpu
-        return (lambda xs: [op(xs[k], p, 32, sz) for p, sz, k in packs]), sum(p.numel() + sz.numel() * 4
-                                                                              for p, sz, k in packs)
+        return (lambda xs: [op(xs[k], p, 32, sz) for p, sz, k in packs]), sum(
+            p.numel() + sz.numel() * 4 for p, sz, k in packs
+        )
 
     def fbgemm_dynamic():
         mods = []
@@ -123,8 +126,11 @@ def contestants(ws: list[torch.Tensor]):
             lin.weight.data = w
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mods.append(torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
-                                                                   dtype=torch.qint8))
+                mods.append(
+                    torch.ao.quantization.quantize_dynamic(
+                        torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8
+                    )
+                )
         return (lambda xs: [m(xs[m[0].in_features]) for m in mods]), sum(w.numel() for w in ws)
 
     def torchao(config_name, **kwargs):
@@ -138,6 +144,7 @@ def contestants(ws: list[torch.Tensor]):
                 Q.quantize_(lin, getattr(Q, config_name)(**kwargs))
                 mods.append((lin, w.shape[1]))
             return (lambda xs: [m(xs[k]) for m, k in mods]), sum(w.numel() for w in ws)
+
         return make
 
     def torchao_int4():
@@ -152,8 +159,12 @@ def contestants(ws: list[torch.Tensor]):
         ("aten._weight_int8pack_mm", "torch", "int8", int8pack),
         ("fbgemm dynamic int8 (torch.ao)", "torch", "int8", fbgemm_dynamic),
         ("torchao Int8WeightOnly", "torchao", "int8", torchao("Int8WeightOnlyConfig")),
-        ("torchao Int8DynamicActivationInt8Weight", "torchao", "int8",
-         torchao("Int8DynamicActivationInt8WeightConfig")),
+        (
+            "torchao Int8DynamicActivationInt8Weight",
+            "torchao",
+            "int8",
+            torchao("Int8DynamicActivationInt8WeightConfig"),
+        ),
         ("torch._int_mm (int8 activations per row)", "torch", "int8", int_mm),
         ("attentive panel kernel", "attentive", "int8", panel("int8")),
         ("attentive panel kernel, int8 activations (VNNI)", "attentive", "int8", panel("int8", "int8")),
@@ -165,7 +176,8 @@ def contestants(ws: list[torch.Tensor]):
 
 
 ATTENTION = [("SmolLM2, 9/3 heads", 9, 3, 64, keys) for keys in (64, 512, 4096)] + [
-    ("Whisper tiny cross-attention, 6 heads", 6, 6, 64, 1500)]
+    ("Whisper tiny cross-attention, 6 heads", 6, 6, 64, 1500)
+]
 ENCODER_GEMMS = [(1152, 384), (384, 384), (1536, 384), (384, 1536)]  # Whisper tiny: q/k/v fused, o, up, down
 
 
@@ -175,17 +187,34 @@ def bench_attention(args, runs: int) -> None:
         g = torch.Generator().manual_seed(keys)
         q = torch.randn(1, heads, 1, dim, generator=g)
         k, v = torch.randn(1, kv_heads, keys, dim, generator=g), torch.randn(1, kv_heads, keys, dim, generator=g)
-        scale = dim ** -0.5
-        report = common.Report(f"cpu_attention_{heads}h_{keys}", f"One query, {label}, {keys} keys", args,
-                               dict(heads=heads, kv_heads=kv_heads, head_dim=dim, keys=keys, runs=runs))
-        fns = [("written out (matmul + softmax + matmul)", "torch", lambda: _one_query_written_out(q, k, v, None, None, scale)),
-               ("SDPA", "torch", lambda: F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=heads != kv_heads))]
+        scale = dim**-0.5
+        report = common.Report(
+            f"cpu_attention_{heads}h_{keys}",
+            f"One query, {label}, {keys} keys",
+            args,
+            dict(heads=heads, kv_heads=kv_heads, head_dim=dim, keys=keys, runs=runs),
+        )
+        fns = [
+            (
+                "written out (matmul + softmax + matmul)",
+                "torch",
+                lambda: _one_query_written_out(q, k, v, None, None, scale),
+            ),
+            (
+                "SDPA",
+                "torch",
+                lambda: F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=heads != kv_heads),
+            ),
+        ]
         if ops is not None:
             fns.insert(0, ("attend_one kernel", "attentive", lambda: ops.attend_one(q, k, v, None, None, scale)))
         for name, impl, fn in fns:
+
             def measure(fn=fn):
-                return common.Row("", "", seconds=best_of(lambda: [fn() for _ in range(100)], runs) / 100, work=1,
-                                  unit="call")
+                return common.Row(
+                    "", "", seconds=best_of(lambda: [fn() for _ in range(100)], runs) / 100, work=1, unit="call"
+                )
+
             report.run(name, common.OURS if impl == "attentive" else impl, "", measure)
         report.finish()
 
@@ -195,14 +224,20 @@ def bench_gemm(args, runs: int) -> None:
     ws = [(torch.randn(n, k, generator=g) * 0.02, torch.randn(n, generator=g)) for n, k in ENCODER_GEMMS]
     xs = {k: torch.randn(1500, k, generator=g) for k in {k for _, k in ENCODER_GEMMS}}
     flops = sum(2 * 1500 * w.shape[0] * w.shape[1] for w, _ in ws)
-    report = common.Report("cpu_gemm_encoder", "Whisper tiny's encoder products at 1,500 rows (one layer)", args,
-                           dict(rows=1500, shapes=ENCODER_GEMMS, runs=runs))
+    report = common.Report(
+        "cpu_gemm_encoder",
+        "Whisper tiny's encoder products at 1,500 rows (one layer)",
+        args,
+        dict(rows=1500, shapes=ENCODER_GEMMS, runs=runs),
+    )
     for name, impl, fn in (("oneDNN (kernels.gemm)", "attentive", kernels.gemm), ("F.linear (MKL)", "torch", F.linear)):
+
         def measure(fn=fn):
             seconds = best_of(lambda: [fn(xs[w.shape[1]], w, b) for w, b in ws], runs)
             row = common.Row("", "", seconds=seconds, work=1, unit="layer")
             row.extra.update(gflops=round(flops / seconds / 1e9, 1))
             return row
+
         report.run(name, common.OURS if impl == "attentive" else impl, "", measure)
     report.notes.extend(f"{r.name}: {r.extra['gflops']} GFLOP/s" for r in report.rows if r.seconds)
     report.finish()
@@ -226,27 +261,37 @@ def main() -> None:
     bandwidth = common.read_bandwidth("cpu")
     for rows in (int(r) for r in args.rows.split(",")):
         xs = {k: torch.randn(rows, k) for k in {w.shape[1] for w in ws}}
-        report = common.Report(f"cpu_kernels_m{rows}", f"One SmolLM2-135M step of linear layers, {rows} row(s)", args,
-                               dict(rows=rows, layers=LAYERS, shapes=SHAPES, head=HEAD, runs=runs))
+        report = common.Report(
+            f"cpu_kernels_m{rows}",
+            f"One SmolLM2-135M step of linear layers, {rows} row(s)",
+            args,
+            dict(rows=rows, layers=LAYERS, shapes=SHAPES, head=HEAD, runs=runs),
+        )
         report.peer_filter = lambda ours, other: ours.extra.get("precision") == other.extra.get("precision")
         for name, impl, precision, make in contestants(ws):
+
             def measure(make=make, precision=precision):
                 apply, nbytes = make()
                 seconds = best_of(lambda: apply(xs), runs)
                 row = common.Row("", "", seconds=seconds, work=rows, unit="row")
-                row.extra.update(precision=precision, bytes=nbytes,
-                                 bandwidth_share=round(nbytes / bandwidth / seconds, 3))
+                row.extra.update(
+                    precision=precision, bytes=nbytes, bandwidth_share=round(nbytes / bandwidth / seconds, 3)
+                )
                 return row
 
             label = f"{precision}: {name}"
             report.run(label, common.OURS if impl == "attentive" else impl, "", measure)
-        report.notes.append(f"read bandwidth {bandwidth / 1e9:.1f} GB/s; bandwidth_share in the JSON = time to read "
-                            "the weights once / time taken; ratios compare kernels of one precision; best of "
-                            f"{runs} passes")
+        report.notes.append(
+            f"read bandwidth {bandwidth / 1e9:.1f} GB/s; bandwidth_share in the JSON = time to read "
+            "the weights once / time taken; ratios compare kernels of one precision; best of "
+            f"{runs} passes"
+        )
         for r in report.rows:
             if r.seconds:
-                report.notes.append(f"{r.name}: {r.seconds * 1e3:.2f} ms a pass, {r.extra['bytes'] / 2**20:.0f} MiB, "
-                                    f"{r.extra['bandwidth_share']:.0%} of the read bandwidth")
+                report.notes.append(
+                    f"{r.name}: {r.seconds * 1e3:.2f} ms a pass, {r.extra['bytes'] / 2**20:.0f} MiB, "
+                    f"{r.extra['bandwidth_share']:.0%} of the read bandwidth"
+                )
         report.finish()
 
 

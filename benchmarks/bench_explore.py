@@ -31,8 +31,15 @@ import time
 
 import torch
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 MEASURE = """async (text) => {
   const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
@@ -113,8 +120,10 @@ def main() -> None:
     subject = load_subject(args.model)
     server, port = serve(create_app(subject))
     c = subject.config
-    print(f"{subject.name}: {subject.family}, {c.num_layers if hasattr(c, 'num_layers') else '?'} layers x "
-          f"{c.num_heads} heads; torch threads {args.threads}; Chromium {args.chromium}")
+    print(
+        f"{subject.name}: {subject.family}, {c.num_layers if hasattr(c, 'num_layers') else '?'} layers x "
+        f"{c.num_heads} heads; torch threads {args.threads}; Chromium {args.chromium}"
+    )
     rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
@@ -132,13 +141,17 @@ def main() -> None:
         browser.close()
     server.should_exit = True
     print()
-    print("| tokens | model forward alone (s) | first render, cold (s) | cold / forward | of which /api/analyze (s) "
-          "| first render, warm (s) | model view (s) | layer x head maps | bytes to the page, cold |")
+    print(
+        "| tokens | model forward alone (s) | first render, cold (s) | cold / forward | of which /api/analyze (s) "
+        "| first render, warm (s) | model view (s) | layer x head maps | bytes to the page, cold |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for tokens, plain, cold, warm, model_view in rows:
-        print(f"| {tokens:,} | {plain:.2f} | {cold['total'] / 1000:.2f} | {cold['total'] / 1000 / plain:.2f}x "
-              f"| {cold['analyze'] / 1000:.2f} | {warm['total'] / 1000:.3f} | {model_view['ms'] / 1000:.3f} "
-              f"| {model_view['thumbs']} | {cold['bytes'] / 1e6:.2f} MB |")
+        print(
+            f"| {tokens:,} | {plain:.2f} | {cold['total'] / 1000:.2f} | {cold['total'] / 1000 / plain:.2f}x "
+            f"| {cold['analyze'] / 1000:.2f} | {warm['total'] / 1000:.3f} | {model_view['ms'] / 1000:.3f} "
+            f"| {model_view['thumbs']} | {cold['bytes'] / 1e6:.2f} MB |"
+        )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,14 @@ def timed(fn, args, work: float, warm_fn=None, unit: str = "tok") -> common.Row:
 
 def our_lm(cfg, device):
     config = DecoderLMConfig(
-        vocab_size=cfg["vocab"], num_layers=cfg["layers"], d_model=cfg["d_model"], num_heads=cfg["heads"],
-        d_ff=4 * cfg["d_model"], max_len=cfg["context"], dropout=0.0, attention_dropout=0.0,
+        vocab_size=cfg["vocab"],
+        num_layers=cfg["layers"],
+        d_model=cfg["d_model"],
+        num_heads=cfg["heads"],
+        d_ff=4 * cfg["d_model"],
+        max_len=cfg["context"],
+        dropout=0.0,
+        attention_dropout=0.0,
     )
     return DecoderLM(config).to(device, dtype_for(device)).eval()
 
@@ -67,8 +73,9 @@ def ours_generate(args, cfg, prompt, cache: str = "dynamic", compiled: bool = Fa
     prompts = prompt.tolist()
 
     def run(new=cfg["new"]):
-        out = generate(model, None, prompts, max_new_tokens=new, temperature=0.0, stop_tokens=(), cache=cache,
-                       compile=compiled)
+        out = generate(
+            model, None, prompts, max_new_tokens=new, temperature=0.0, stop_tokens=(), cache=cache, compile=compiled
+        )
         assert all(len(t) == new for t in out.tokens)
 
     # compiled: extra warm-up calls, as inductor may finish compiling in the background (CPU)
@@ -85,8 +92,13 @@ def static_cache(args) -> str:
 def hf_generate(args, cfg, prompt):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=cfg["vocab"], n_positions=cfg["context"], n_embd=cfg["d_model"],
-                        n_layer=cfg["layers"], n_head=cfg["heads"])
+    config = GPT2Config(
+        vocab_size=cfg["vocab"],
+        n_positions=cfg["context"],
+        n_embd=cfg["d_model"],
+        n_layer=cfg["layers"],
+        n_head=cfg["heads"],
+    )
     model = GPT2LMHeadModel(config).to(args.device, dtype_for(args.device)).eval()
     model.generation_config.eos_token_id = None  # run the full length, as the others do
     model.generation_config.pad_token_id = PAD
@@ -104,7 +116,9 @@ def xt_generate(args, cfg, prompt):
     from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper
 
     net = TransformerWrapper(
-        num_tokens=cfg["vocab"], max_seq_len=cfg["context"], tie_embedding=True,
+        num_tokens=cfg["vocab"],
+        max_seq_len=cfg["context"],
+        tie_embedding=True,
         attn_layers=Decoder(dim=cfg["d_model"], depth=cfg["layers"], heads=cfg["heads"], attn_flash=True),
     )
     model = AutoregressiveWrapper(net).to(args.device, dtype_for(args.device)).eval()
@@ -125,9 +139,11 @@ def bandwidth_floor(report: common.Report, args, cfg) -> str:
     bandwidth = common.read_bandwidth(args.device)
     ceiling = bandwidth / weight_bytes
     shares = ", ".join(f"{r.name} {r.rate / ceiling:.0%}" for r in report.rows if r.rate)
-    return (f"bandwidth ceiling: {weight_bytes / 2**20:.0f} MiB of weights read per token at a measured "
-            f"{bandwidth / 1e9:.1f} GB/s read bandwidth allows at most {ceiling:,.0f} tok/s; "
-            f"share of that ceiling: {shares}")
+    return (
+        f"bandwidth ceiling: {weight_bytes / 2**20:.0f} MiB of weights read per token at a measured "
+        f"{bandwidth / 1e9:.1f} GB/s read bandwidth allows at most {ceiling:,.0f} tok/s; "
+        f"share of that ceiling: {shares}"
+    )
 
 
 # ----------------------------------------------------------------------------- beam search
@@ -141,11 +157,25 @@ def beam_sources(cfg, device):
 def ours_beam(args, cfg, src):
     from attentive.decode.search import SearchConfig, beam_search
 
-    model = EncoderDecoder(EncoderDecoderConfig(
-        src_vocab_size=cfg["vocab"], tgt_vocab_size=cfg["vocab"], d_model=cfg["d_model"], num_heads=cfg["heads"],
-        d_ff=cfg["d_ff"], num_encoder_layers=cfg["layers"], num_decoder_layers=cfg["layers"], dropout=0.0,
-        attention_dropout=0.0, max_len=256, pad_id=PAD,
-    )).to(args.device, dtype_for(args.device)).eval()
+    model = (
+        EncoderDecoder(
+            EncoderDecoderConfig(
+                src_vocab_size=cfg["vocab"],
+                tgt_vocab_size=cfg["vocab"],
+                d_model=cfg["d_model"],
+                num_heads=cfg["heads"],
+                d_ff=cfg["d_ff"],
+                num_encoder_layers=cfg["layers"],
+                num_decoder_layers=cfg["layers"],
+                dropout=0.0,
+                attention_dropout=0.0,
+                max_len=256,
+                pad_id=PAD,
+            )
+        )
+        .to(args.device, dtype_for(args.device))
+        .eval()
+    )
     search = SearchConfig(beam_size=4, max_len_b=cfg["max_len_b"])
     lengths = []
 
@@ -162,11 +192,23 @@ def hf_beam(args, cfg, src):
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig(
-        vocab_size=cfg["vocab"], decoder_vocab_size=cfg["vocab"], d_model=cfg["d_model"],
-        encoder_layers=cfg["layers"], decoder_layers=cfg["layers"], encoder_attention_heads=cfg["heads"],
-        decoder_attention_heads=cfg["heads"], encoder_ffn_dim=cfg["d_ff"], decoder_ffn_dim=cfg["d_ff"],
-        activation_function="relu", dropout=0.0, attention_dropout=0.0, max_position_embeddings=256,
-        scale_embedding=True, pad_token_id=PAD, decoder_start_token_id=BOS, eos_token_id=EOS,
+        vocab_size=cfg["vocab"],
+        decoder_vocab_size=cfg["vocab"],
+        d_model=cfg["d_model"],
+        encoder_layers=cfg["layers"],
+        decoder_layers=cfg["layers"],
+        encoder_attention_heads=cfg["heads"],
+        decoder_attention_heads=cfg["heads"],
+        encoder_ffn_dim=cfg["d_ff"],
+        decoder_ffn_dim=cfg["d_ff"],
+        activation_function="relu",
+        dropout=0.0,
+        attention_dropout=0.0,
+        max_position_embeddings=256,
+        scale_embedding=True,
+        pad_token_id=PAD,
+        decoder_start_token_id=BOS,
+        eos_token_id=EOS,
         share_encoder_decoder_embeddings=True,
     )
     model = MarianMTModel(config).to(args.device, dtype_for(args.device)).eval()
@@ -176,8 +218,9 @@ def hf_beam(args, cfg, src):
 
     def run():
         with torch.no_grad():
-            out = model.generate(input_ids=src, attention_mask=mask, num_beams=4, max_new_tokens=new,
-                                 length_penalty=0.6, do_sample=False)
+            out = model.generate(
+                input_ids=src, attention_mask=mask, num_beams=4, max_new_tokens=new, length_penalty=0.6, do_sample=False
+            )
         lengths.append(int(((out != PAD) & (out != EOS) & (out != BOS)).sum()))
 
     row = timed(run, args, src.shape[0], unit="sent")
@@ -206,18 +249,28 @@ def main() -> None:
     for batch in cfg["batches"]:
         prompt = torch.randint(3, cfg["vocab"], (batch, cfg["prompt"]), device=args.device)
         report = common.Report(
-            f"generate_b{batch}", f"Greedy generation, batch {batch}: {cfg['new']} new tokens after {cfg['prompt']}",
-            args, dict(**{k: v for k, v in cfg.items() if k != "batches"}, batch=batch,
-                       dtype=str(dtype_for(args.device)).replace("torch.", "")),
+            f"generate_b{batch}",
+            f"Greedy generation, batch {batch}: {cfg['new']} new tokens after {cfg['prompt']}",
+            args,
+            dict(
+                **{k: v for k, v in cfg.items() if k != "batches"},
+                batch=batch,
+                dtype=str(dtype_for(args.device)).replace("torch.", ""),
+            ),
         )
         # quick rows first, the compiled one last: a time-out cuts compilation, not the peers
-        report.run(f"attentive {static_name}", common.OURS, "",
-                   lambda: ours_generate(args, cfg, prompt, static_cache(args)))
+        report.run(
+            f"attentive {static_name}", common.OURS, "", lambda: ours_generate(args, cfg, prompt, static_cache(args))
+        )
         report.run("HF generate", "hf", "", lambda: hf_generate(args, cfg, prompt))
         report.run("x-transformers generate", "x-transformers", "", lambda: xt_generate(args, cfg, prompt))
         report.run("attentive generate() (dynamic cache)", common.OURS, "", lambda: ours_generate(args, cfg, prompt))
-        report.run(f"attentive {static_name} + compile", common.OURS, "",
-                   lambda: ours_generate(args, cfg, prompt, static_cache(args), compiled=True))
+        report.run(
+            f"attentive {static_name} + compile",
+            common.OURS,
+            "",
+            lambda: ours_generate(args, cfg, prompt, static_cache(args), compiled=True),
+        )
         report.notes.append("tokens/s = batch x new tokens / time, prompt encoding included")
         if batch == 1:
             report.notes.append(bandwidth_floor(report, args, cfg))
@@ -227,12 +280,17 @@ def main() -> None:
         return
     bcfg = dict(BEAM_SMALL if args.small else BEAM_FULL)
     src = beam_sources(bcfg, args.device)
-    report = common.Report("beam", "Beam search (beam 4), translation model", args,
-                           dict(**bcfg, dtype=str(dtype_for(args.device)).replace("torch.", "")))
+    report = common.Report(
+        "beam",
+        "Beam search (beam 4), translation model",
+        args,
+        dict(**bcfg, dtype=str(dtype_for(args.device)).replace("torch.", "")),
+    )
     report.run("attentive beam_search", common.OURS, "", lambda: ours_beam(args, bcfg, src))
     report.run("HF MarianMTModel.generate", "hf", "", lambda: hf_beam(args, bcfg, src))
-    report.notes.append("random weights: both run to the same length limit unless EOS wins a beam by chance; "
-                        "output_tokens in the JSON")
+    report.notes.append(
+        "random weights: both run to the same length limit unless EOS wins a beam by chance; output_tokens in the JSON"
+    )
     report.finish()
 
 

@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -78,14 +77,33 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the event loop shares the cores with torch's threads
-        command = [sys.executable, "-m", "attentive", "serve", "--model", args.model, "--port", str(self.port),
-                   "--device", args.device, "--dtype", args.dtype, "--log-level", "warning", "--timeout", "0",
-                   "--max-queue", "1024", *options]
+        command = [
+            sys.executable,
+            "-m",
+            "attentive",
+            "serve",
+            "--model",
+            args.model,
+            "--port",
+            str(self.port),
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--log-level",
+            "warning",
+            "--timeout",
+            "0",
+            "--max-queue",
+            "1024",
+            *options,
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         self.log = open(args.out / f"server-{self.port}.log", "w")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -128,9 +146,15 @@ async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens:
 
     async def request(prompt: str) -> None:
         sent, first, n = time.perf_counter(), None, 0
-        stream = await client.completions.create(model=model, prompt=prompt, max_tokens=tokens, temperature=0,
-                                                 stream=True, stream_options={"include_usage": True},
-                                                 extra_body={"ignore_eos": True})
+        stream = await client.completions.create(
+            model=model,
+            prompt=prompt,
+            max_tokens=tokens,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
         async with stream:
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].text and first is None:
@@ -159,9 +183,17 @@ def summarize(runs: list[dict]) -> dict:
     ttft = [t for run in runs for t in run["ttft"]]
     latency = [t for run in runs for t in run["latency"]]
     tokens, seconds = sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs)
-    return {"runs": len(runs), "requests": len(latency), "tokens": tokens, "seconds": seconds,
-            "tok_per_s": tokens / seconds, "ttft_p50": percentile(ttft, 0.5), "ttft_p95": percentile(ttft, 0.95),
-            "latency_p50": percentile(latency, 0.5), "latency_p95": percentile(latency, 0.95)}
+    return {
+        "runs": len(runs),
+        "requests": len(latency),
+        "tokens": tokens,
+        "seconds": seconds,
+        "tok_per_s": tokens / seconds,
+        "ttft_p50": percentile(ttft, 0.5),
+        "ttft_p95": percentile(ttft, 0.95),
+        "latency_p50": percentile(latency, 0.5),
+        "latency_p95": percentile(latency, 0.95),
+    }
 
 
 def measure(args, contestants: list[tuple[str, list[str]]], cfg: dict, results: list[dict]) -> None:
@@ -179,14 +211,18 @@ def measure(args, contestants: list[tuple[str, list[str]]], cfg: dict, results: 
             runs: dict[str, list[dict]] = {}
             for name, server in order:
                 steps, rows = server.rows_per_step()
-                run = asyncio.run(one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"],
-                                            args.stagger))
+                run = asyncio.run(
+                    one_level(server.url, "smollm2-135m-instruct", level, cfg["rounds"], cfg["tokens"], args.stagger)
+                )
                 steps2, rows2 = server.rows_per_step()
                 run.update(steps=steps2 - steps, rows=rows2 - rows)
                 runs.setdefault(name, []).append(run)
-                print(f"[serve] {name} c={level}: {run['tokens'] / run['seconds']:.1f} tok/s, "
-                      f"TTFT p95 {percentile(run['ttft'], 0.95):.2f} s, "
-                      f"{run['rows'] / max(1.0, run['steps']):.1f} rows/step", flush=True)
+                print(
+                    f"[serve] {name} c={level}: {run['tokens'] / run['seconds']:.1f} tok/s, "
+                    f"TTFT p95 {percentile(run['ttft'], 0.95):.2f} s, "
+                    f"{run['rows'] / max(1.0, run['steps']):.1f} rows/step",
+                    flush=True,
+                )
             for name, _ in servers:
                 row, done = summarize(runs[name]), runs[name]
                 steps = sum(r["steps"] for r in done)
@@ -200,18 +236,25 @@ def measure(args, contestants: list[tuple[str, list[str]]], cfg: dict, results: 
 
 def markdown(args, cfg: dict, results: list[dict]) -> str:
     base = {r["concurrency"]: r["tok_per_s"] for r in results if r["server"] == "one at a time"}
-    lines = ["### Serving SmolLM2-135M: continuous batching vs one request at a time", "",
-             f"{environment(args)}; {cfg['tokens']} new tokens per request, {cfg['rounds']} request(s) per client, "
-             f"clients {args.stagger:g} s apart; the batched server runs before and after the others at each "
-             f"level (its row pools both runs); {datetime.date.today().isoformat()}", "",
-             "| server | concurrency | requests | tok/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | rows/step "
-             "| tok/s vs one at a time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### Serving SmolLM2-135M: continuous batching vs one request at a time",
+        "",
+        f"{environment(args)}; {cfg['tokens']} new tokens per request, {cfg['rounds']} request(s) per client, "
+        f"clients {args.stagger:g} s apart; the batched server runs before and after the others at each "
+        f"level (its row pools both runs); {datetime.date.today().isoformat()}",
+        "",
+        "| server | concurrency | requests | tok/s | TTFT p50 | TTFT p95 | latency p50 | latency p95 | rows/step "
+        "| tok/s vs one at a time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     order = list(dict.fromkeys(r["server"] for r in results))
     for r in sorted(results, key=lambda r: (order.index(r["server"]), r["concurrency"])):
         ratio = f"{r['tok_per_s'] / base[r['concurrency']]:.2f}x" if r["concurrency"] in base else ""
-        lines.append(f"| {r['server']} | {r['concurrency']} | {r['requests']} | {r['tok_per_s']:.1f} | "
-                     f"{r['ttft_p50']:.2f} s | {r['ttft_p95']:.2f} s | {r['latency_p50']:.2f} s | "
-                     f"{r['latency_p95']:.2f} s | {r['rows_per_step']:.1f} | {ratio} |")
+        lines.append(
+            f"| {r['server']} | {r['concurrency']} | {r['requests']} | {r['tok_per_s']:.1f} | "
+            f"{r['ttft_p50']:.2f} s | {r['ttft_p95']:.2f} s | {r['latency_p50']:.2f} s | "
+            f"{r['latency_p95']:.2f} s | {r['rows_per_step']:.1f} | {ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -227,8 +270,9 @@ def environment(args) -> str:
 
 def write(args, cfg: dict, results: list[dict]) -> None:
     name = f"serve_{args.tag}" if args.tag else "serve"
-    (args.out / f"{name}.json").write_text(json.dumps({"config": cfg, "device": environment(args),
-                                                       "results": results}, indent=1))
+    (args.out / f"{name}.json").write_text(
+        json.dumps({"config": cfg, "device": environment(args), "results": results}, indent=1)
+    )
     (args.out / f"{name}.md").write_text(markdown(args, cfg, results))
 
 
@@ -250,11 +294,14 @@ def main() -> None:
     cfg["batch"] = max(cfg["levels"])
     args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     results: list[dict] = []
-    contestants = [(f"batched (max_batch {cfg['batch']})", ["--max-batch", str(cfg["batch"])]),
-                   ("one at a time", ["--max-batch", "1"])]
+    contestants = [
+        (f"batched (max_batch {cfg['batch']})", ["--max-batch", str(cfg["batch"])]),
+        ("one at a time", ["--max-batch", "1"]),
+    ]
     if args.device == "cuda":
-        contestants.insert(1, (f"CUDA graph (max_batch {cfg['batch']})",
-                               ["--max-batch", str(cfg["batch"]), "--cache", "cuda_graph"]))
+        contestants.insert(
+            1, (f"CUDA graph (max_batch {cfg['batch']})", ["--max-batch", str(cfg["batch"]), "--cache", "cuda_graph"])
+        )
     measure(args, [(name, options) for name, options in contestants if common.selected(args, name)], cfg, results)
     write(args, cfg, results)
     print()

@@ -46,8 +46,9 @@ def train_step(loss_fn, model, optimizer, device):
     return step
 
 
-def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_fullgraph: bool | None,
-            count_flops: bool = True) -> common.Row:
+def measure(
+    model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_fullgraph: bool | None, count_flops: bool = True
+) -> common.Row:
     """Time the training step of ``model`` whose loss is ``loss_fn()``; compile it if asked.
 
     ``count_flops`` adds FLOPs per token (decoder-only shapes: 6N + 12 L d T) for MFU.
@@ -60,10 +61,21 @@ def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_ful
     common.time_runs(step, device, args.warmup, 0)
     times = common.time_runs(step, device, 0, args.runs)
     peak = common.measure_peak(step, device)
-    flops = (common.transformer_flops_per_token(model, cfg["layers"], cfg["d_model"], cfg["context"])
-             if count_flops else None)
-    return common.Row("", "", seconds=common.median(times), work=tokens, peak_bytes=peak,
-                      flops_per_unit=flops, times=times, extra={"params": common.count_params(model)})
+    flops = (
+        common.transformer_flops_per_token(model, cfg["layers"], cfg["d_model"], cfg["context"])
+        if count_flops
+        else None
+    )
+    return common.Row(
+        "",
+        "",
+        seconds=common.median(times),
+        work=tokens,
+        peak_bytes=peak,
+        flops_per_unit=flops,
+        times=times,
+        extra={"params": common.count_params(model)},
+    )
 
 
 # ----------------------------------------------------------------------------- contestants
@@ -71,8 +83,14 @@ def measure(model: torch.nn.Module, loss_fn, args, cfg, tokens: int, compile_ful
 
 def ours(args, cfg, ids, loss_kind: str, compiled: bool) -> common.Row:
     config = DecoderLMConfig(
-        vocab_size=cfg["vocab"], num_layers=cfg["layers"], d_model=cfg["d_model"], num_heads=cfg["heads"],
-        d_ff=4 * cfg["d_model"], max_len=cfg["context"], dropout=0.0, attention_dropout=0.0,
+        vocab_size=cfg["vocab"],
+        num_layers=cfg["layers"],
+        d_model=cfg["d_model"],
+        num_heads=cfg["heads"],
+        d_ff=4 * cfg["d_model"],
+        max_len=cfg["context"],
+        dropout=0.0,
+        attention_dropout=0.0,
     )
     model = DecoderLM(config)
 
@@ -89,8 +107,15 @@ def hf(args, cfg, ids, compiled: bool) -> common.Row:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=cfg["vocab"], n_positions=cfg["context"], n_embd=cfg["d_model"], n_layer=cfg["layers"],
-        n_head=cfg["heads"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,
+        vocab_size=cfg["vocab"],
+        n_positions=cfg["context"],
+        n_embd=cfg["d_model"],
+        n_layer=cfg["layers"],
+        n_head=cfg["heads"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        use_cache=False,
     )
     model = GPT2LMHeadModel(config)
     model.config._attn_implementation = "sdpa"  # its fastest built-in kernel choice
@@ -105,7 +130,9 @@ def xtransformers(args, cfg, ids, compiled: bool) -> common.Row:
     from x_transformers import AutoregressiveWrapper, Decoder, TransformerWrapper
 
     net = TransformerWrapper(
-        num_tokens=cfg["vocab"], max_seq_len=cfg["context"], tie_embedding=True,
+        num_tokens=cfg["vocab"],
+        max_seq_len=cfg["context"],
+        tie_embedding=True,
         attn_layers=Decoder(dim=cfg["d_model"], depth=cfg["layers"], heads=cfg["heads"], attn_flash=True),
     )
     model = AutoregressiveWrapper(net)
@@ -157,8 +184,12 @@ def main() -> None:
     device = args.device
     ids = torch.randint(0, cfg["vocab"], (cfg["batch"], cfg["context"]), device=device)
 
-    head = common.Report("loss_head", "Loss head alone: hidden -> logits -> cross-entropy, fwd + bwd", args,
-                         dict(rows=cfg["batch"] * cfg["context"], d_model=cfg["d_model"], vocab=cfg["vocab"]))
+    head = common.Report(
+        "loss_head",
+        "Loss head alone: hidden -> logits -> cross-entropy, fwd + bwd",
+        args,
+        dict(rows=cfg["batch"] * cfg["context"], d_model=cfg["d_model"], vocab=cfg["vocab"]),
+    )
     loss_kind = {False: args.loss, True: args.loss}  # by mode: eager, compiled
     if args.loss == "auto":
         timed: dict[bool, dict[str, float]] = {False: {}, True: {}}
@@ -172,23 +203,30 @@ def main() -> None:
                     timed[compiled][kind] = row.seconds
         for compiled in (False, True):
             loss_kind[compiled] = min(timed[compiled], key=timed[compiled].get) if timed[compiled] else "chunked"
-        head.notes.append(f"attentive's training rows use the faster loss of each mode: {loss_kind[False]} "
-                          f"(eager), {loss_kind[True]} (compiled)")
+        head.notes.append(
+            f"attentive's training rows use the faster loss of each mode: {loss_kind[False]} "
+            f"(eager), {loss_kind[True]} (compiled)"
+        )
         head.finish()
 
     report = common.Report(
-        "train_decoder", "Decoder-only training step (GPT-2 small shape)", args,
-        dict(**cfg, dtype="bf16 autocast" if device == "cuda" else "fp32",
-             optimizer="AdamW fused" if device == "cuda" else "AdamW",
-             loss=f"{loss_kind[False]} (eager) / {loss_kind[True]} (compiled)"),
+        "train_decoder",
+        "Decoder-only training step (GPT-2 small shape)",
+        args,
+        dict(
+            **cfg,
+            dtype="bf16 autocast" if device == "cuda" else "fp32",
+            optimizer="AdamW fused" if device == "cuda" else "AdamW",
+            loss=f"{loss_kind[False]} (eager) / {loss_kind[True]} (compiled)",
+        ),
     )
     for compiled in (False, True):  # eager first: quick, so a time-out cuts the slow compiles
         mode = "compiled" if compiled else "eager"
-        report.run(f"attentive ({mode})", common.OURS, mode,
-                   lambda: ours(args, cfg, ids, loss_kind[compiled], compiled))
+        report.run(
+            f"attentive ({mode})", common.OURS, mode, lambda: ours(args, cfg, ids, loss_kind[compiled], compiled)
+        )
         report.run(f"HF GPT2LMHeadModel ({mode})", "hf", mode, lambda: hf(args, cfg, ids, compiled))
-        report.run(f"x-transformers ({mode})", "x-transformers", mode,
-                   lambda: xtransformers(args, cfg, ids, compiled))
+        report.run(f"x-transformers ({mode})", "x-transformers", mode, lambda: xtransformers(args, cfg, ids, compiled))
     report.notes.append(
         "tokens/s = batch x context per step; MFU counts 6N + 12 L d T FLOPs per token; "
         "attentive compiles with fullgraph=True, peers with torch.compile defaults"

@@ -32,6 +32,7 @@ PAD, BOS, SMOOTHING, DROPOUT = 0, 1, 0.1, 0.1
 
 def make_batch(cfg, device):
     """Rows of random length in [3/4, 1] x the maximum, padded at the end with PAD."""
+
     def padded(length):
         ids = torch.randint(3, cfg["vocab"], (cfg["batch"], length))
         lengths = torch.randint(3 * length // 4, length + 1, (cfg["batch"],))
@@ -45,8 +46,9 @@ def make_batch(cfg, device):
 
 
 def smoothed_loss(logits, targets):
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD,
-                           label_smoothing=SMOOTHING)
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD, label_smoothing=SMOOTHING
+    )
 
 
 def measure(model, loss_fn, args, cfg, tokens, compile_fullgraph):
@@ -59,18 +61,35 @@ def measure(model, loss_fn, args, cfg, tokens, compile_fullgraph):
 
 def ours(args, cfg, batch, compiled):
     src, tgt_in, tgt_out, tokens = batch
-    model = EncoderDecoder(EncoderDecoderConfig(
-        src_vocab_size=cfg["vocab"], tgt_vocab_size=cfg["vocab"], d_model=cfg["d_model"], num_heads=cfg["heads"],
-        d_ff=cfg["d_ff"], num_encoder_layers=cfg["layers"], num_decoder_layers=cfg["layers"], dropout=DROPOUT,
-        attention_dropout=DROPOUT, max_len=max(cfg["src_len"], cfg["tgt_len"]), pad_id=PAD,
-    ))
+    model = EncoderDecoder(
+        EncoderDecoderConfig(
+            src_vocab_size=cfg["vocab"],
+            tgt_vocab_size=cfg["vocab"],
+            d_model=cfg["d_model"],
+            num_heads=cfg["heads"],
+            d_ff=cfg["d_ff"],
+            num_encoder_layers=cfg["layers"],
+            num_decoder_layers=cfg["layers"],
+            dropout=DROPOUT,
+            attention_dropout=DROPOUT,
+            max_len=max(cfg["src_len"], cfg["tgt_len"]),
+            pad_id=PAD,
+        )
+    )
 
     def loss_fn():
         src_valid = src != PAD
         memory = model.encode(src, src_valid).hidden  # (B, S, D)
         hidden = model.decode(tgt_in, memory, src_valid).hidden  # (B, T, D)
-        return linear_cross_entropy(hidden, model.head.weight, tgt_out, model.head.bias,
-                                    label_smoothing=SMOOTHING, ignore_index=PAD, reduction="mean")
+        return linear_cross_entropy(
+            hidden,
+            model.head.weight,
+            tgt_out,
+            model.head.bias,
+            label_smoothing=SMOOTHING,
+            ignore_index=PAD,
+            reduction="mean",
+        )
 
     return measure(model, loss_fn, args, cfg, tokens, True if compiled else None)
 
@@ -92,7 +111,13 @@ class TorchTransformer(nn.Module):
         self.register_buffer("pe", pe, persistent=False)
         self.dropout = nn.Dropout(DROPOUT)
         self.transformer = nn.Transformer(
-            d, cfg["heads"], cfg["layers"], cfg["layers"], cfg["d_ff"], DROPOUT, batch_first=True,
+            d,
+            cfg["heads"],
+            cfg["layers"],
+            cfg["layers"],
+            cfg["d_ff"],
+            DROPOUT,
+            batch_first=True,
         )
 
     def embed_tokens(self, ids):
@@ -102,8 +127,12 @@ class TorchTransformer(nn.Module):
         pad = src == PAD  # True = ignore
         causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1], device=src.device)
         hidden = self.transformer(
-            self.embed_tokens(src), self.embed_tokens(tgt_in), tgt_mask=causal, src_key_padding_mask=pad,
-            memory_key_padding_mask=pad, tgt_is_causal=True,
+            self.embed_tokens(src),
+            self.embed_tokens(tgt_in),
+            tgt_mask=causal,
+            src_key_padding_mask=pad,
+            memory_key_padding_mask=pad,
+            tgt_is_causal=True,
         )
         return F.linear(hidden, self.embed.weight)
 
@@ -123,12 +152,26 @@ def marian(args, cfg, batch, compiled):
 
     src, tgt_in, tgt_out, tokens = batch
     config = MarianConfig(
-        vocab_size=cfg["vocab"], decoder_vocab_size=cfg["vocab"], d_model=cfg["d_model"],
-        encoder_layers=cfg["layers"], decoder_layers=cfg["layers"], encoder_attention_heads=cfg["heads"],
-        decoder_attention_heads=cfg["heads"], encoder_ffn_dim=cfg["d_ff"], decoder_ffn_dim=cfg["d_ff"],
-        activation_function="relu", dropout=DROPOUT, attention_dropout=DROPOUT, activation_dropout=0.0,
-        max_position_embeddings=max(cfg["src_len"], cfg["tgt_len"]), scale_embedding=True, pad_token_id=PAD,
-        decoder_start_token_id=BOS, eos_token_id=2, share_encoder_decoder_embeddings=True, use_cache=False,
+        vocab_size=cfg["vocab"],
+        decoder_vocab_size=cfg["vocab"],
+        d_model=cfg["d_model"],
+        encoder_layers=cfg["layers"],
+        decoder_layers=cfg["layers"],
+        encoder_attention_heads=cfg["heads"],
+        decoder_attention_heads=cfg["heads"],
+        encoder_ffn_dim=cfg["d_ff"],
+        decoder_ffn_dim=cfg["d_ff"],
+        activation_function="relu",
+        dropout=DROPOUT,
+        attention_dropout=DROPOUT,
+        activation_dropout=0.0,
+        max_position_embeddings=max(cfg["src_len"], cfg["tgt_len"]),
+        scale_embedding=True,
+        pad_token_id=PAD,
+        decoder_start_token_id=BOS,
+        eos_token_id=2,
+        share_encoder_decoder_embeddings=True,
+        use_cache=False,
     )
     model = MarianMTModel(config)
     model.config._attn_implementation = "sdpa"
@@ -151,9 +194,16 @@ def main() -> None:
     args.runs = args.runs or (5 if args.small else 8)
     batch = make_batch(cfg, args.device)
     report = common.Report(
-        "train_encdec", "Encoder-decoder training step (transformer-base shape)", args,
-        dict(**cfg, tokens_per_batch=batch[3], dtype="bf16 autocast" if args.device == "cuda" else "fp32",
-             label_smoothing=SMOOTHING, dropout=DROPOUT),
+        "train_encdec",
+        "Encoder-decoder training step (transformer-base shape)",
+        args,
+        dict(
+            **cfg,
+            tokens_per_batch=batch[3],
+            dtype="bf16 autocast" if args.device == "cuda" else "fp32",
+            label_smoothing=SMOOTHING,
+            dropout=DROPOUT,
+        ),
     )
     for compiled in (False, True):  # eager first: quick, so a time-out cuts the slow compiles
         mode = "compiled" if compiled else "eager"

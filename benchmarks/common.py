@@ -95,13 +95,17 @@ def selected(args: argparse.Namespace, name: str) -> bool:
 
 CLIP_TEXTS = {  # espeak-ng at its default 175 words a minute
     "5 s": "The quick brown fox jumps over the lazy dog near the river bank.",
-    "20 s": ("Speech recognition turns spoken words into text. A model listens to the sound, finds the "
-             "words in it, and writes them down one after another. Good systems work in noisy rooms, "
-             "with many voices, and with people who speak quickly or quietly."),
-    "30 s": ("The history of the Roman Empire spans many centuries. It began when Augustus became the first "
-             "emperor in twenty seven before Christ and, in the West, ended four hundred and seventy six "
-             "years after. During this time the empire grew to include the lands around the Mediterranean "
-             "Sea, and its roads, its laws and its language shaped Europe for the next thousand years."),
+    "20 s": (
+        "Speech recognition turns spoken words into text. A model listens to the sound, finds the "
+        "words in it, and writes them down one after another. Good systems work in noisy rooms, "
+        "with many voices, and with people who speak quickly or quietly."
+    ),
+    "30 s": (
+        "The history of the Roman Empire spans many centuries. It began when Augustus became the first "
+        "emperor in twenty seven before Christ and, in the West, ended four hundred and seventy six "
+        "years after. During this time the empire grew to include the lands around the Mediterranean "
+        "Sea, and its roads, its laws and its language shaped Europe for the next thousand years."
+    ),
 }
 
 
@@ -186,8 +190,21 @@ _HEAP_BASELINE = 0
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _live_heap_bytes() -> int | None:
@@ -371,14 +388,22 @@ class Report:
         a = self.args
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         peak = f"; MFU against {self.peak / 1e12:.0f} TFLOP/s bf16" if self.peak else ""
-        return (f"{device_name(a.device)}; torch {torch.__version__}; {datetime.date.today().isoformat()}; "
-                f"{'small' if a.small else 'full'} config: {cfg}{peak}")
+        return (
+            f"{device_name(a.device)}; torch {torch.__version__}; {datetime.date.today().isoformat()}; "
+            f"{'small' if a.small else 'full'} config: {cfg}{peak}"
+        )
 
     def write(self) -> None:
         data = {
-            "benchmark": self.name, "title": self.title, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "device": device_name(self.args.device), "torch": torch.__version__, "small": self.args.small,
-            "config": self.config, "peak_flops": self.peak, "notes": self.notes,
+            "benchmark": self.name,
+            "title": self.title,
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "device": device_name(self.args.device),
+            "torch": torch.__version__,
+            "small": self.args.small,
+            "config": self.config,
+            "peak_flops": self.peak,
+            "notes": self.notes,
             "rows": [{**asdict(r), "rate": r.rate} for r in self.rows],
         }
         (self.args.out / f"{self.name}.json").write_text(json.dumps(data, indent=1, default=str))

@@ -40,8 +40,12 @@ def machine() -> dict[str, Any]:
     except (ValueError, OSError):
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": memory,
-        "torch": torch.__version__, "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": memory,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -74,7 +78,9 @@ class Results:
         self.path = self.dir / f"{name}.json"
         self.png = self.dir / f"{name}.png"
         self.data: dict[str, Any] = {
-            "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), "settings": settings,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": machine(),
+            "settings": settings,
             "cells": {},
         }
 
@@ -91,8 +97,10 @@ class Results:
         return old.get("cells", {})
 
     def save(self) -> None:
-        self.data["machine_at_end"] = {"load_average": [round(x, 2) for x in os.getloadavg()],
-                                       "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        self.data["machine_at_end"] = {
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.data, indent=1) + "\n")
         tmp.replace(self.path)

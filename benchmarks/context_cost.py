@@ -40,8 +40,11 @@ import attentive  # noqa: E402
 from attentive.nn import SlidingWindowCache  # noqa: E402
 
 MODES = ("full", "window-mask", "window-cache")
-LABELS = {"full": "full attention (causal kernel)", "window-mask": "sliding window, banded mask, one pass",
-          "window-cache": "sliding window, window cache, chunks of W"}
+LABELS = {
+    "full": "full attention (causal kernel)",
+    "window-mask": "sliding window, banded mask, one pass",
+    "window-cache": "sliding window, window cache, chunks of W",
+}
 
 
 def forward(model, ids: torch.Tensor, mode: str, window: int) -> None:
@@ -49,7 +52,7 @@ def forward(model, ids: torch.Tensor, mode: str, window: int) -> None:
         if mode == "window-cache":
             cache = SlidingWindowCache(window)
             for start in range(0, ids.shape[1], window):
-                model.decode(ids[:, start:start + window], cache=cache)
+                model.decode(ids[:, start : start + window], cache=cache)
         else:
             model.decode(ids)
 
@@ -67,22 +70,33 @@ def measure(model, ids, mode: str, window: int) -> dict:
             fn()
             times = [time.perf_counter() - t0]
         peak = mem.bytes
-    return {"seconds": round(statistics.median(times), 4), "times": [round(t, 4) for t in times],
-            "peak_mib": round(peak / 2**20, 1) if peak is not None else None}
+    return {
+        "seconds": round(statistics.median(times), 4),
+        "times": [round(t, 4) for t in times],
+        "peak_mib": round(peak / 2**20, 1) if peak is not None else None,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192, 16384])
     p.add_argument("--window", type=int, default=1024)
-    p.add_argument("--layers", type=int, default=30,
-                   help="fewer than SmolLM2's 30 layers: every cost scales with the layer count, the curves' shape does not")
+    p.add_argument(
+        "--layers",
+        type=int,
+        default=30,
+        help="fewer than SmolLM2's 30 layers: every cost scales with the layer count, the curves' shape does not",
+    )
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--out", default=None)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    settings = {"model": f"smollm2-135m shape with {args.layers} layers, random weights, fp32, batch 1, no output head",
-                "lengths": args.lengths, "window": args.window, "layers": args.layers}
+    settings = {
+        "model": f"smollm2-135m shape with {args.layers} layers, random weights, fp32, batch 1, no output head",
+        "lengths": args.lengths,
+        "window": args.window,
+        "layers": args.layers,
+    }
     results = Results("context_cost", args.out, settings)
     if args.plot_only:
         results.data = json.loads(results.path.read_text())
@@ -135,8 +149,10 @@ def plot(results: Results) -> None:
     left.legend(fontsize=8)
     m = results.data["machine"]
     layers = s.get("layers", 30)
-    fig.suptitle(f"Cost of one forward pass, SmolLM2-135M shape ({layers} of its 30 layers), fp32, batch 1 ({m['cpu']}, {m['cores']} cores)",
-                 fontsize=10)
+    fig.suptitle(
+        f"Cost of one forward pass, SmolLM2-135M shape ({layers} of its 30 layers), fp32, batch 1 ({m['cpu']}, {m['cores']} cores)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(results.png, dpi=120)
     plt.close(fig)

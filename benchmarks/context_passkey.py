@@ -37,8 +37,12 @@ from attentive.interop.locate import smollm2_gguf  # noqa: E402
 from attentive import from_pretrained  # noqa: E402
 
 METHODS = ("none", "linear", "dynamic", "yarn")
-LABELS = {"none": "no scaling", "linear": "position interpolation (linear)", "dynamic": "NTK-aware (dynamic)",
-          "yarn": "YaRN"}
+LABELS = {
+    "none": "no scaling",
+    "linear": "position interpolation (linear)",
+    "dynamic": "NTK-aware (dynamic)",
+    "yarn": "YaRN",
+}
 
 
 def scaling(method: str, factor: float) -> dict | None:
@@ -55,9 +59,14 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    settings = {"model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)", "lengths": args.lengths,
-                "factor": args.factor, "trials": args.trials, "seed": args.seed,
-                "text": "Tiny Shakespeare validation split, first L tokens"}
+    settings = {
+        "model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)",
+        "lengths": args.lengths,
+        "factor": args.factor,
+        "trials": args.trials,
+        "seed": args.seed,
+        "text": "Tiny Shakespeare validation split, first L tokens",
+    }
     results = Results("context_passkey", args.out, settings, grid=("lengths", "methods"))
     if args.plot_only:
         results.data = json.loads(results.path.read_text())
@@ -84,18 +93,30 @@ def main() -> None:
                     trials = []
                     for prompt in passkey_prompts(tok, length, args.trials, args.seed):
                         ok, chosen = passkey_retrieved(model, prompt)
-                        trials.append({"key": prompt.key, "depth": round(prompt.depth, 3), "tokens": prompt.length,
-                                       "retrieved": ok, "answer": tok.decode(chosen)})
+                        trials.append(
+                            {
+                                "key": prompt.key,
+                                "depth": round(prompt.depth, 3),
+                                "tokens": prompt.length,
+                                "retrieved": ok,
+                                "answer": tok.decode(chosen),
+                            }
+                        )
                 passkey.update(trials=trials, accuracy=sum(t["retrieved"] for t in trials) / len(trials))
                 ppl: dict = {}
                 with timed(ppl):
-                    losses = token_losses(model, text[None, :length], text[None, 1:length + 1])[0].double()
-                ppl.update(ppl=round(math.exp(losses.mean().item()), 4),
-                           ppl_last_1k=round(math.exp(losses[-1024:].mean().item()), 4))
+                    losses = token_losses(model, text[None, :length], text[None, 1 : length + 1])[0].double()
+                ppl.update(
+                    ppl=round(math.exp(losses.mean().item()), 4),
+                    ppl_last_1k=round(math.exp(losses[-1024:].mean().item()), 4),
+                )
             cell.update(passkey=passkey, perplexity=ppl)
             cells[key] = cell
-            log(key, f"passkey {passkey['accuracy']:.0%} ({passkey['wall_s']} s),",
-                f"ppl {ppl['ppl']} / last 1k {ppl['ppl_last_1k']} ({ppl['wall_s']} s)")
+            log(
+                key,
+                f"passkey {passkey['accuracy']:.0%} ({passkey['wall_s']} s),",
+                f"ppl {ppl['ppl']} / last 1k {ppl['ppl_last_1k']} ({ppl['wall_s']} s)",
+            )
             results.save()
         del model, pre
     report(results)
@@ -116,8 +137,9 @@ def report(results: Results) -> None:
         rows = sorted((c["length"], c) for c in cells.values() if c["method"] == m)
         xs = [L for L, _ in rows]
         offset = 1 + 0.04 * (i - (len(methods) - 1) / 2)  # side by side on the log axis
-        left.plot([x * offset for x in xs], [100 * c["passkey"]["accuracy"] for _, c in rows], marker="o",
-                  label=LABELS[m])
+        left.plot(
+            [x * offset for x in xs], [100 * c["passkey"]["accuracy"] for _, c in rows], marker="o", label=LABELS[m]
+        )
         right.plot(xs, [c["perplexity"]["ppl_last_1k"] for _, c in rows], marker="o", label=LABELS[m])
     for ax in (left, right):
         ax.set_xscale("log", base=2)
@@ -131,8 +153,10 @@ def report(results: Results) -> None:
     right.set_ylabel("perplexity of the last 1,024 tokens (log)")
     right.legend(fontsize=8)
     m = results.data["machine"]
-    fig.suptitle(f"SmolLM2-135M past its context, rotary scaling at factor {s['factor']:g} "
-                 f"({m['cpu']}, {m['cores']} cores)", fontsize=10)
+    fig.suptitle(
+        f"SmolLM2-135M past its context, rotary scaling at factor {s['factor']:g} ({m['cpu']}, {m['cores']} cores)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(results.png, dpi=120)
     plt.close(fig)
@@ -142,10 +166,13 @@ def report(results: Results) -> None:
         row = []
         for L in lengths:
             c = cells.get(f"{m}/{L}")
-            row.append("" if c is None else
-                       f"{sum(t['retrieved'] for t in c['passkey']['trials'])}/{len(c['passkey']['trials'])} "
-                       f"(ppl {c['perplexity']['ppl_last_1k']:.1f}; {c['passkey']['cpu_s'] / 60:.1f} + "
-                       f"{c['perplexity']['cpu_s'] / 60:.1f} CPU min)")
+            row.append(
+                ""
+                if c is None
+                else f"{sum(t['retrieved'] for t in c['passkey']['trials'])}/{len(c['passkey']['trials'])} "
+                f"(ppl {c['perplexity']['ppl_last_1k']:.1f}; {c['passkey']['cpu_s'] / 60:.1f} + "
+                f"{c['perplexity']['cpu_s'] / 60:.1f} CPU min)"
+            )
         table.append(f"| {LABELS[m]} | " + " | ".join(row) + " |")
     results.data["table_md"] = "\n".join(table)
     results.save()

@@ -44,17 +44,27 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=20_000)
     p.add_argument("--window", type=int, default=1024)
     p.add_argument("--sinks", type=int, default=4)
-    p.add_argument("--sink-chunk", type=int, default=1,
-                   help="tokens per call with sinks (1 = StreamingLLM exactly; more: later queries of a chunk "
-                        "see the sinks up to chunk - 1 positions further away)")
+    p.add_argument(
+        "--sink-chunk",
+        type=int,
+        default=1,
+        help="tokens per call with sinks (1 = StreamingLLM exactly; more: later queries of a chunk "
+        "see the sinks up to chunk - 1 positions further away)",
+    )
     p.add_argument("--bin", type=int, default=1000, help="tokens per perplexity point")
     p.add_argument("--caches", nargs="+", default=list(LABELS), choices=list(LABELS))
     p.add_argument("--out", default=None)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
-    settings = {"model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)", "tokens": args.tokens,
-                "window": args.window, "sinks": args.sinks, "sink_chunk": args.sink_chunk, "bin": args.bin,
-                "text": "Tiny Shakespeare validation split, first tokens"}
+    settings = {
+        "model": "SmolLM2-135M-Instruct (GGUF, dequantised to fp32)",
+        "tokens": args.tokens,
+        "window": args.window,
+        "sinks": args.sinks,
+        "sink_chunk": args.sink_chunk,
+        "bin": args.bin,
+        "text": "Tiny Shakespeare validation split, first tokens",
+    }
     results = Results("context_streaming", args.out, settings)
     if args.plot_only:
         results.data = json.loads(results.path.read_text())
@@ -66,11 +76,14 @@ def main() -> None:
     pre = from_pretrained(path)
     model, tok = pre.model.eval(), pre.tokenizer
     _, val = split_train_val(load_tinyshakespeare())
-    tokens = torch.tensor(tok.encode(val)[:args.tokens + 1])
+    tokens = torch.tensor(tok.encode(val)[: args.tokens + 1])
     if len(tokens) <= args.tokens:
         raise SystemExit(f"the text has only {len(tokens)} tokens")
-    options = {"full": dict(chunk=512), "window": dict(window=args.window),
-               "sinks": dict(window=args.window, sinks=args.sinks, chunk=args.sink_chunk)}
+    options = {
+        "full": dict(chunk=512),
+        "window": dict(window=args.window),
+        "sinks": dict(window=args.window, sinks=args.sinks, chunk=args.sink_chunk),
+    }
     for name in args.caches:
         if name in cells:
             continue
@@ -85,10 +98,15 @@ def main() -> None:
         with timed(cell):
             result = stream_perplexity(model, tokens, progress=progress, **options[name])
         losses = result.losses
-        bins = [(end, math.exp(losses[end - args.bin:end].mean().item()))
-                for end in range(args.bin, len(losses) + 1, args.bin)]
-        cell.update(ppl=round(result.perplexity, 4), ppl_per_bin=[[e, round(v, 4)] for e, v in bins],
-                    cache_mib=[[n, round(b / 2**20, 3)] for n, b in result.cache_bytes])
+        bins = [
+            (end, math.exp(losses[end - args.bin : end].mean().item()))
+            for end in range(args.bin, len(losses) + 1, args.bin)
+        ]
+        cell.update(
+            ppl=round(result.perplexity, 4),
+            ppl_per_bin=[[e, round(v, 4)] for e, v in bins],
+            cache_mib=[[n, round(b / 2**20, 3)] for n, b in result.cache_bytes],
+        )
         cells[name] = cell
         log(name, f"ppl {result.perplexity:.3f},", {k: cell[k] for k in ("wall_s", "cpu_s", "load_1min")})
         results.save()
@@ -106,7 +124,7 @@ def plot(results: Results) -> None:
     for name, cell in cells.items():
         label = LABELS[name].replace("4", str(s["sinks"])) if name == "sinks" else LABELS[name]
         top.plot(*zip(*cell["ppl_per_bin"]), marker=".", label=label)
-        sizes = [[0, 0.0]] + cell["cache_mib"][::max(1, len(cell["cache_mib"]) // 400)]
+        sizes = [[0, 0.0]] + cell["cache_mib"][:: max(1, len(cell["cache_mib"]) // 400)]
         bottom.plot(*zip(*sizes), label=label)
     for ax in (top, bottom):
         ax.axvline(8192, color="grey", linestyle=":", linewidth=1)
@@ -117,8 +135,10 @@ def plot(results: Results) -> None:
     bottom.set_ylabel("KV cache (MiB)")
     bottom.set_xlabel("tokens read (dotted: SmolLM2's training context, 8,192)")
     m = results.data["machine"]
-    top.set_title(f"SmolLM2-135M streaming {s['tokens']:,} tokens, window {s['window']:,} "
-                  f"({m['cpu']}, {m['cores']} cores)", fontsize=9)
+    top.set_title(
+        f"SmolLM2-135M streaming {s['tokens']:,} tokens, window {s['window']:,} ({m['cpu']}, {m['cores']} cores)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(results.png, dpi=120)
     plt.close(fig)

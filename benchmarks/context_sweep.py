@@ -28,7 +28,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from context_common import Results, log, timed  # noqa: E402
@@ -48,17 +47,38 @@ SCHEMES = {  # name -> model overrides of the recipe
     "t5-bias": {"positional": "relative"},
     "xl-rope-m256": {"positional": "rope", "memory_len": 256},
 }
-LABELS = {"sinusoidal": "Sinusoidal", "learned": "Learned", "rope": "RoPE", "alibi": "ALiBi",
-          "t5-bias": "T5 bias", "xl-rope-m256": "Transformer-XL (RoPE, M=256)"}
+LABELS = {
+    "sinusoidal": "Sinusoidal",
+    "learned": "Learned",
+    "rope": "RoPE",
+    "alibi": "ALiBi",
+    "t5-bias": "T5 bias",
+    "xl-rope-m256": "Transformer-XL (RoPE, M=256)",
+}
 
 
 def settings(args) -> dict:
     if args.tiny:
-        return {"recipe": "shakespeare-char", "steps": 20, "block": 64, "lengths": [64, 128, 256], "max_len": 256,
-                "model": {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64}, "eval_tokens": 4000,
-                "seed": args.seed}
-    return {"recipe": "shakespeare-char", "steps": args.steps, "block": 256, "lengths": args.lengths,
-            "max_len": max(args.lengths), "model": {}, "eval_tokens": None, "seed": args.seed}
+        return {
+            "recipe": "shakespeare-char",
+            "steps": 20,
+            "block": 64,
+            "lengths": [64, 128, 256],
+            "max_len": 256,
+            "model": {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64},
+            "eval_tokens": 4000,
+            "seed": args.seed,
+        }
+    return {
+        "recipe": "shakespeare-char",
+        "steps": args.steps,
+        "block": 256,
+        "lengths": args.lengths,
+        "max_len": max(args.lengths),
+        "model": {},
+        "eval_tokens": None,
+        "seed": args.seed,
+    }
 
 
 def overrides(s: dict, scheme: str, out_dir: Path) -> dict:
@@ -66,9 +86,18 @@ def overrides(s: dict, scheme: str, out_dir: Path) -> dict:
     if "memory_len" in model:
         model["memory_len"] = s["block"]
     return {
-        **s["model"], **model, "max_len": s["max_len"], "block_size": s["block"], "max_steps": s["steps"],
-        "max_minutes": None, "eval_every": s["steps"], "checkpoint_every": s["steps"], "log_every": 100,
-        "progress": False, "out_dir": str(out_dir), "seed": s["seed"],
+        **s["model"],
+        **model,
+        "max_len": s["max_len"],
+        "block_size": s["block"],
+        "max_steps": s["steps"],
+        "max_minutes": None,
+        "eval_every": s["steps"],
+        "checkpoint_every": s["steps"],
+        "log_every": 100,
+        "progress": False,
+        "out_dir": str(out_dir),
+        "seed": s["seed"],
     }
 
 
@@ -113,15 +142,16 @@ def main() -> None:
         model, task = train_or_load(s, scheme, runs, cell)
         results.save()
         model = model.float().eval()
-        tokens = task.val_tokens if s["eval_tokens"] is None else task.val_tokens[:s["eval_tokens"]]
+        tokens = task.val_tokens if s["eval_tokens"] is None else task.val_tokens[: s["eval_tokens"]]
         cell.setdefault("eval", {})
         for length in s["lengths"]:
             if str(length) in cell["eval"]:
                 continue
             record = {}
             with timed(record):
-                result = perplexity(model, tokens, block_size=length,
-                                    batch_size=max(1, args.tokens_per_batch // length))
+                result = perplexity(
+                    model, tokens, block_size=length, batch_size=max(1, args.tokens_per_batch // length)
+                )
             record.update(loss=round(result.loss, 5), ppl=round(result.perplexity, 4), tokens=result.tokens)
             cell["eval"][str(length)] = record
             log(scheme, length, record)
@@ -159,8 +189,10 @@ def plot(results: Results) -> None:
     ax.set_xlabel(f"evaluation length (characters per block; dotted: the training length, {s['block']})")
     ax.set_ylabel("validation bits per character (log scale)")
     m = results.data["machine"]
-    ax.set_title(f"Tiny Shakespeare, char models trained at {s['block']} for {s['steps']} steps\n"
-                 f"{m['cpu']}, {m['cores']} cores", fontsize=9)
+    ax.set_title(
+        f"Tiny Shakespeare, char models trained at {s['block']} for {s['steps']} steps\n{m['cpu']}, {m['cores']} cores",
+        fontsize=9,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -48,44 +48,86 @@ def hf_rows(out: Path, smollm2) -> None:
     export_hf(smollm2.model, smollm2.tokenizer, out / "smollm2-hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(out / "smollm2-hf").eval()
     with torch.no_grad():
-        row("HF folder", "SmolLM2-135M-Instruct", "LlamaForCausalLM", f"logits, {ids.shape[1]} tokens",
-            diff(hf(ids).logits, smollm2.model(ids)))
+        row(
+            "HF folder",
+            "SmolLM2-135M-Instruct",
+            "LlamaForCausalLM",
+            f"logits, {ids.shape[1]} tokens",
+            diff(hf(ids).logits, smollm2.model(ids)),
+        )
     torch.manual_seed(0)
-    gpt2 = attentive.build("gpt2-small", num_layers=4, d_model=256, num_heads=4, d_ff=1024, vocab_size=1000,
-                           max_len=128, dropout=0.0, attention_dropout=0.0).eval()
+    gpt2 = attentive.build(
+        "gpt2-small",
+        num_layers=4,
+        d_model=256,
+        num_heads=4,
+        d_ff=1024,
+        vocab_size=1000,
+        max_len=128,
+        dropout=0.0,
+        attention_dropout=0.0,
+    ).eval()
     export_hf(gpt2, None, out / "gpt2-hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(out / "gpt2-hf").eval()
     x = torch.randint(0, 1000, (2, 64))
     with torch.no_grad():
-        row("HF folder", "GPT-2-shaped, 4 x 256, random", "GPT2LMHeadModel", "logits, 2 x 64 tokens",
-            diff(hf(x).logits, gpt2(x)))
+        row(
+            "HF folder",
+            "GPT-2-shaped, 4 x 256, random",
+            "GPT2LMHeadModel",
+            "logits, 2 x 64 tokens",
+            diff(hf(x).logits, gpt2(x)),
+        )
     minilm = attentive.from_pretrained(minilm_dir())
     export_hf(minilm.model, minilm.tokenizer, out / "minilm-hf")
     hf = transformers.AutoModel.from_pretrained(out / "minilm-hf").eval()
     x = torch.tensor([minilm.tokenizer.encode(PROMPT, add_special_tokens=True)])
     with torch.no_grad():
-        row("HF folder", "all-MiniLM-L6-v2", "BertModel", "last hidden states",
-            diff(hf(x).last_hidden_state, minilm.model(x)))
+        row(
+            "HF folder",
+            "all-MiniLM-L6-v2",
+            "BertModel",
+            "last hidden states",
+            diff(hf(x).last_hidden_state, minilm.model(x)),
+        )
     whisper = attentive.from_pretrained(whisper_ct2_dir())
     export_hf(whisper.model, whisper.tokenizer, out / "whisper-hf")
     hf = transformers.WhisperForConditionalGeneration.from_pretrained(out / "whisper-hf").eval()
     features, ids = torch.randn(1, 80, 3000), torch.tensor([[50257, 50362, 15496, 995, 13]])
     with torch.no_grad():
         memory = whisper.model.encode(features).hidden
-        row("HF folder", "Whisper tiny.en", "WhisperForConditionalGeneration", "encoder output",
-            diff(hf.model.encoder(features).last_hidden_state, memory))
-        row("HF folder", "Whisper tiny.en", "WhisperForConditionalGeneration", "decoder logits",
-            diff(hf(input_features=features, decoder_input_ids=ids).logits,
-                 whisper.model.head(whisper.model.decode(ids, memory).hidden)))
+        row(
+            "HF folder",
+            "Whisper tiny.en",
+            "WhisperForConditionalGeneration",
+            "encoder output",
+            diff(hf.model.encoder(features).last_hidden_state, memory),
+        )
+        row(
+            "HF folder",
+            "Whisper tiny.en",
+            "WhisperForConditionalGeneration",
+            "decoder logits",
+            diff(
+                hf(input_features=features, decoder_input_ids=ids).logits,
+                whisper.model.head(whisper.model.decode(ids, memory).hidden),
+            ),
+        )
     torch.manual_seed(0)
-    paper = attentive.build("transformer-base", src_vocab_size=8000, tgt_vocab_size=8000, dropout=0.0,
-                            attention_dropout=0.0).eval()
+    paper = attentive.build(
+        "transformer-base", src_vocab_size=8000, tgt_vocab_size=8000, dropout=0.0, attention_dropout=0.0
+    ).eval()
     export_hf(paper, None, out / "marian-hf")
     hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(out / "marian-hf").eval()
     src, tgt = torch.randint(4, 8000, (2, 24)), torch.randint(4, 8000, (2, 20))
     with torch.no_grad():
-        row("HF folder", "the paper's base model (post-LN), random", "MarianMTModel", "logits, 2 x 20 tokens",
-            diff(hf(input_ids=src, decoder_input_ids=tgt).logits, paper(src, tgt)))
+        row(
+            "HF folder",
+            "the paper's base model (post-LN), random",
+            "MarianMTModel",
+            "logits, 2 x 20 tokens",
+            diff(hf(input_ids=src, decoder_input_ids=tgt).logits, paper(src, tgt)),
+        )
     torch.manual_seed(0)
     vit = attentive.build("vit-tiny").eval()
     torch.nn.init.normal_(vit.head.weight, std=0.5)
@@ -93,8 +135,13 @@ def hf_rows(out: Path, smollm2) -> None:
     hf = transformers.AutoModelForImageClassification.from_pretrained(out / "vit-hf").eval()
     pixels = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
-        row("HF folder", "ViT (vit-mnist shape), random", "ViTForImageClassification", "logits, 4 images",
-            diff(hf((pixels - vit.config.pixel_mean) / vit.config.pixel_std).logits, vit(pixels)))
+        row(
+            "HF folder",
+            "ViT (vit-mnist shape), random",
+            "ViTForImageClassification",
+            "logits, 4 images",
+            diff(hf((pixels - vit.config.pixel_mean) / vit.config.pixel_std).logits, vit(pixels)),
+        )
 
 
 def peft_rows(out: Path, smollm2) -> None:
@@ -103,8 +150,11 @@ def peft_rows(out: Path, smollm2) -> None:
 
     torch.manual_seed(0)
     base = attentive.from_pretrained(smollm2_gguf()).model
-    add_lora(base, LoRAConfig(rank=16, alpha=32, targets=("q_proj", "k_proj", "v_proj", "out_proj", "gate", "up",
-                                                          "down")), base=str(smollm2_gguf()))
+    add_lora(
+        base,
+        LoRAConfig(rank=16, alpha=32, targets=("q_proj", "k_proj", "v_proj", "out_proj", "gate", "up", "down")),
+        base=str(smollm2_gguf()),
+    )
     with torch.no_grad():
         for name, p in base.named_parameters():
             if "lora_B" in name:
@@ -115,8 +165,13 @@ def peft_rows(out: Path, smollm2) -> None:
     model = PeftModel.from_pretrained(hf, out / "peft").eval()
     ids = torch.tensor([smollm2.tokenizer.encode(PROMPT)])
     with torch.no_grad():
-        row("PEFT adapter", "SmolLM2 + rank-16 LoRA on every linear (random B)", "PeftModel", "logits",
-            diff(model(input_ids=ids).logits, base.eval()(ids)))
+        row(
+            "PEFT adapter",
+            "SmolLM2 + rank-16 LoRA on every linear (random B)",
+            "PeftModel",
+            "logits",
+            diff(model(input_ids=ids).logits, base.eval()(ids)),
+        )
 
 
 def gguf_rows(out: Path, smollm2) -> None:
@@ -129,8 +184,13 @@ def gguf_rows(out: Path, smollm2) -> None:
         with torch.no_grad():
             got = back.model(ids)
         same = bool(torch.equal(got.argmax(-1), ref.argmax(-1)))
-        row("GGUF " + dtype, "SmolLM2-135M-Instruct", "gguf.GGUFReader -> attentive", "logits (largest logit "
-            f"{ref.abs().max():.1f}; argmax {'equal' if same else 'differs'})", diff(got, ref))
+        row(
+            "GGUF " + dtype,
+            "SmolLM2-135M-Instruct",
+            "gguf.GGUFReader -> attentive",
+            f"logits (largest logit {ref.abs().max():.1f}; argmax {'equal' if same else 'differs'})",
+            diff(got, ref),
+        )
 
 
 def onnx_rows(out: Path, smollm2, with_lm: bool) -> None:
@@ -155,8 +215,13 @@ def onnx_rows(out: Path, smollm2, with_lm: bool) -> None:
     for batch in (1, 8):
         pixels = torch.rand(batch, 1, 28, 28)
         with torch.no_grad():
-            row("ONNX", "ViT (vit-mnist shape), random", "onnxruntime", f"logits, batch {batch}",
-                diff(session(folder / "model.onnx").run(None, {"pixel_values": pixels.numpy()})[0], vit(pixels)))
+            row(
+                "ONNX",
+                "ViT (vit-mnist shape), random",
+                "onnxruntime",
+                f"logits, batch {batch}",
+                diff(session(folder / "model.onnx").run(None, {"pixel_values": pixels.numpy()})[0], vit(pixels)),
+            )
     if not with_lm:
         return
     folder = export_onnx(smollm2.model, smollm2.tokenizer, out / "smollm2-onnx")
@@ -166,16 +231,22 @@ def onnx_rows(out: Path, smollm2, with_lm: bool) -> None:
         mask, positions = torch.ones_like(ids), torch.arange(length)[None]
         with torch.no_grad():
             logits = step(ids, mask, positions)[0]
-        got = session(folder / "prefill.onnx").run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                                          "position_ids": positions.numpy()})
+        got = session(folder / "prefill.onnx").run(
+            None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
+        )
         row("ONNX", "SmolLM2-135M-Instruct", "onnxruntime (prefill)", f"logits, length {length}", diff(got[0], logits))
     from attentive.decode import generate
 
     prompt = smollm2.tokenizer.encode(smollm2.tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}]))
     ours = generate(smollm2.model, smollm2.tokenizer, [prompt], max_new_tokens=32, temperature=0.0).tokens[0]
     theirs = greedy_onnx(folder, prompt, 32, tuple(smollm2.tokenizer.eos_ids))
-    row("ONNX", "SmolLM2-135M-Instruct", "onnxruntime (prefill + decode-with-past)",
-        f"greedy tokens ({len(ours)})", "identical" if theirs == ours else "DIFFER")
+    row(
+        "ONNX",
+        "SmolLM2-135M-Instruct",
+        "onnxruntime (prefill + decode-with-past)",
+        f"greedy tokens ({len(ours)})",
+        "identical" if theirs == ours else "DIFFER",
+    )
 
 
 def main() -> None:

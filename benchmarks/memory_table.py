@@ -49,19 +49,31 @@ from attentive.train.task import Task
 from attentive.train.throughput import transformer_flops_per_token
 
 GIB = 2**30
-LLAMA = {"ffn": "swiglu", "norm": "rmsnorm", "positional": "rope", "bias": False, "tie_embeddings": False,
-         "dropout": 0.0, "attention_dropout": 0.0, "max_len": 4096, "vocab_size": 32000}
+LLAMA = {
+    "ffn": "swiglu",
+    "norm": "rmsnorm",
+    "positional": "rope",
+    "bias": False,
+    "tie_embeddings": False,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "max_len": 4096,
+    "vocab_size": 32000,
+}
 # published shapes (TinyLlama-1.1B, OpenLLaMA-3B, LLaMA-2 7B / 13B, Code Llama 34B, LLaMA-2 70B)
 LADDER = {
-    "llama-1b": DecoderLMConfig(**{**LLAMA, "num_layers": 22, "d_model": 2048, "num_heads": 32, "num_kv_heads": 4,
-                                   "d_ff": 5632}),
+    "llama-1b": DecoderLMConfig(
+        **{**LLAMA, "num_layers": 22, "d_model": 2048, "num_heads": 32, "num_kv_heads": 4, "d_ff": 5632}
+    ),
     "llama-3b": DecoderLMConfig(**{**LLAMA, "num_layers": 26, "d_model": 3200, "num_heads": 32, "d_ff": 8640}),
     "llama-7b": DecoderLMConfig(**{**LLAMA, "num_layers": 32, "d_model": 4096, "num_heads": 32, "d_ff": 11008}),
     "llama-13b": DecoderLMConfig(**{**LLAMA, "num_layers": 40, "d_model": 5120, "num_heads": 40, "d_ff": 13824}),
-    "llama-34b": DecoderLMConfig(**{**LLAMA, "num_layers": 48, "d_model": 8192, "num_heads": 64, "num_kv_heads": 8,
-                                    "d_ff": 22016}),
-    "llama-70b": DecoderLMConfig(**{**LLAMA, "num_layers": 80, "d_model": 8192, "num_heads": 64, "num_kv_heads": 8,
-                                    "d_ff": 28672}),
+    "llama-34b": DecoderLMConfig(
+        **{**LLAMA, "num_layers": 48, "d_model": 8192, "num_heads": 64, "num_kv_heads": 8, "d_ff": 22016}
+    ),
+    "llama-70b": DecoderLMConfig(
+        **{**LLAMA, "num_layers": 80, "d_model": 8192, "num_heads": 64, "num_kv_heads": 8, "d_ff": 28672}
+    ),
 }
 
 
@@ -95,8 +107,11 @@ def shape_of(config) -> Shape:
     return Shape(
         params=sum(p.numel() for p in unique.values()),
         root=sum(p.numel() for i, p in unique.items() if i not in in_layers),
-        layer=max(per_layer, default=0), layers=len(layers),
-        cross_layers=sum(layer.cross_attn is not None for layer in layers), vocab=vocab, config=config,
+        layer=max(per_layer, default=0),
+        layers=len(layers),
+        cross_layers=sum(layer.cross_attn is not None for layer in layers),
+        vocab=vocab,
+        config=config,
     )
 
 
@@ -144,8 +159,12 @@ def estimate(shape: Shape, tokens: int, gpus: int, strategy: str, checkpointing:
 # ----------------------------------------------------------------------------- table
 def table(names: list[str], tokens: int, gpus: int, gib: float) -> str:
     budget = 0.9 * gib * GIB
-    columns = [("DDP", "ddp", False), ("DDP + AC", "ddp", True), (f"FSDP x{gpus}", "fsdp", False),
-               (f"FSDP x{gpus} + AC", "fsdp", True)]
+    columns = [
+        ("DDP", "ddp", False),
+        ("DDP + AC", "ddp", True),
+        (f"FSDP x{gpus}", "fsdp", False),
+        (f"FSDP x{gpus} + AC", "fsdp", True),
+    ]
     lines = [
         f"Per-GPU memory (GiB), AdamW, bf16 compute, {tokens:,} tokens per GPU per micro-batch; "
         + f"**bold** = does not fit in 90% of {gib:g} GiB",
@@ -166,8 +185,10 @@ def table(names: list[str], tokens: int, gpus: int, gib: float) -> str:
         lines.append(f"| {name} | {shape.params / 1e6:,.1f}M | " + " | ".join(cells) + " |")
     lines.append("")
     for label, best in largest.items():
-        lines.append(f"- largest that trains with {label}: {best[0] if best else 'none'}"
-                     + (f" ({best[1] / 1e9:.2f}B parameters)" if best else ""))
+        lines.append(
+            f"- largest that trains with {label}: {best[0] if best else 'none'}"
+            + (f" ({best[1] / 1e9:.2f}B parameters)" if best else "")
+        )
     return "\n".join(lines)
 
 
@@ -221,10 +242,19 @@ def measure(args) -> dict:
     batch = max(1, args.tokens // args.length)
     torch.manual_seed(0)
     model = build_model(config)
-    out = Path(args.out or os.environ.get("OUT", "/tmp")) / f"measure-{args.model}-{args.strategy}{'-ac' if args.ac else ''}"
+    out = (
+        Path(args.out or os.environ.get("OUT", "/tmp"))
+        / f"measure-{args.model}-{args.strategy}{'-ac' if args.ac else ''}"
+    )
     cfg = TrainConfig(
-        out_dir=str(out), max_steps=args.steps, log_every=max(1, args.steps // 4), eval_every=0, checkpoint_every=0,
-        progress=False, strategy=args.strategy, activation_checkpointing=args.ac,
+        out_dir=str(out),
+        max_steps=args.steps,
+        log_every=max(1, args.steps // 4),
+        eval_every=0,
+        checkpoint_every=0,
+        progress=False,
+        strategy=args.strategy,
+        activation_checkpointing=args.ac,
         optim=OptimConfig(optimizer="adamw", lr=1e-4, schedule="constant", warmup_steps=1, weight_decay=0.1),
     )
     trainer = Trainer(RandomTokens(config.vocab_size, batch, args.length, args.steps), model, cfg)
@@ -235,10 +265,16 @@ def measure(args) -> dict:
     world = trainer.dist.world_size
     est = estimate(shape_of(config), batch * args.length, world, args.strategy, args.ac)
     result = {
-        "model": args.model, "strategy": args.strategy, "activation_checkpointing": args.ac, "world_size": world,
+        "model": args.model,
+        "strategy": args.strategy,
+        "activation_checkpointing": args.ac,
+        "world_size": world,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "tokens_per_gpu": batch * args.length, "tok_per_s": train[-1].get("tok_per_s"), "mfu": train[-1].get("mfu"),
-        "measured_gib": train[-1].get("max_mem_gib"), "estimated_gib": round(est["total"] / GIB, 2),
+        "tokens_per_gpu": batch * args.length,
+        "tok_per_s": train[-1].get("tok_per_s"),
+        "mfu": train[-1].get("mfu"),
+        "measured_gib": train[-1].get("max_mem_gib"),
+        "estimated_gib": round(est["total"] / GIB, 2),
         "estimate_parts_gib": {k: round(v / GIB, 2) for k, v in est.items()},
     }
     if trainer.dist.is_main:
@@ -268,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         measure(args)
         return 0
     names = args.models or [
-        n for n in attentive.presets() if hasattr(preset_config(n), "vocab_size") or hasattr(preset_config(n), "tgt_vocab_size")
+        n
+        for n in attentive.presets()
+        if hasattr(preset_config(n), "vocab_size") or hasattr(preset_config(n), "tgt_vocab_size")
     ] + list(LADDER)
     names = sorted(names, key=lambda n: shape_of(model_config(n)).params)
     print(table(names, args.tokens, args.gpus, args.gib))

@@ -40,8 +40,13 @@ from attentive.decode import DecodeBatch
 from attentive.nn import GatedFeedForward, MultiHeadAttention, RMSNorm
 from attentive.nn.quant import PanelLinear
 
-CLASSES = {PanelLinear: "matmuls", torch.nn.Linear: "matmuls", MultiHeadAttention: "attention",
-           RMSNorm: "norms", GatedFeedForward: "FFN activation"}
+CLASSES = {
+    PanelLinear: "matmuls",
+    torch.nn.Linear: "matmuls",
+    MultiHeadAttention: "attention",
+    RMSNorm: "norms",
+    GatedFeedForward: "FFN activation",
+}
 
 
 class ClassTimer:
@@ -63,6 +68,7 @@ class ClassTimer:
     def _pre(self, label):
         def hook(module, args):
             self.stack.append([label, time.perf_counter_ns(), 0])
+
         return hook
 
     def _post(self, module, args, out):
@@ -96,8 +102,11 @@ def decode_loop(model, prompt, steps, cache, compiled=False):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=64)
-    p.add_argument("--compiled", default="int8", help="modes whose compiled static step is profiled too "
-                   "(comma-separated; '' for none; default int8)")
+    p.add_argument(
+        "--compiled",
+        default="int8",
+        help="modes whose compiled static step is profiled too (comma-separated; '' for none; default int8)",
+    )
     p.add_argument("--out", default=os.environ.get("OUT") or str(Path(__file__).parent / "results"))
     args = p.parse_args()
     out_dir = Path(args.out)
@@ -109,19 +118,27 @@ def main() -> None:
 
     path = smollm2_gguf(required=True)
     base = from_pretrained(path)
-    prompt = base.tokenizer.encode("The history of the Roman Empire spans many centuries. It began when Augustus "
-                                   "became the first emperor, and it grew")[:32]
+    prompt = base.tokenizer.encode(
+        "The history of the Roman Empire spans many centuries. It began when Augustus "
+        "became the first emperor, and it grew"
+    )[:32]
     variants = [("as loaded (dynamic cache)", base.model, "dynamic", False)]
     for q in ("fp32", "int8", "int4"):
         model = from_pretrained(path, quantize=q).model
         variants.append((f"{q} optimised (static cache, eager)", model, "static", False))
         if q in args.compiled.split(","):
             variants.append((f"{q} optimised (static cache, compiled)", model, "static", True))
-    lines = [f"### Per-token time, SmolLM2-135M, batch 1 ({args.tokens} tokens after a {len(prompt)}-token prompt)",
-             "", f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per token (prompt included)", ""]
+    lines = [
+        f"### Per-token time, SmolLM2-135M, batch 1 ({args.tokens} tokens after a {len(prompt)}-token prompt)",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per token (prompt included)",
+        "",
+    ]
     keys = ("matmuls", "attention", "norms", "FFN activation")
-    table = ["| variant | wall | matmuls | attention | norms | FFN activation | rest | Python (cProfile) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| variant | wall | matmuls | attention | norms | FFN activation | rest | Python (cProfile) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     details = []
     for name, model, cache, compiled in variants:
         run = decode_loop(model, prompt, args.tokens, cache, compiled)
@@ -141,10 +158,18 @@ def main() -> None:
         python = python_own_time(stats) / args.tokens * 1e3
         stream = io.StringIO()
         pstats.Stats(pr, stream=stream).sort_stats("tottime").print_stats(12)
-        details.append(f"#### {name}: cProfile, top functions by own time ({args.tokens} tokens)\n\n```\n"
-                       + "\n".join(line for line in stream.getvalue().splitlines()
-                                   if line.strip() and "function calls" not in line and "Ordered by" not in line
-                                   and "List reduced" not in line) + "\n```")
+        details.append(
+            f"#### {name}: cProfile, top functions by own time ({args.tokens} tokens)\n\n```\n"
+            + "\n".join(
+                line
+                for line in stream.getvalue().splitlines()
+                if line.strip()
+                and "function calls" not in line
+                and "Ordered by" not in line
+                and "List reduced" not in line
+            )
+            + "\n```"
+        )
         if compiled:
             table.append(f"| {name} | {wall:.1f} | (one compiled graph) | | | | | {python:.2f} |")
         else:
@@ -155,12 +180,17 @@ def main() -> None:
             timer.remove()
             per = {k: timer.totals[k] / args.tokens for k in keys}
             rest = hooked - sum(per.values())
-            table.append(f"| {name} | {wall:.1f} | " + " | ".join(f"{per[k]:.2f}" for k in keys)
-                         + f" | {rest:.2f} | {python:.2f} |")
+            table.append(
+                f"| {name} | {wall:.1f} | "
+                + " | ".join(f"{per[k]:.2f}" for k in keys)
+                + f" | {rest:.2f} | {python:.2f} |"
+            )
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             run()
-        details.append(f"#### {name}: torch.profiler, top ops by own time ({args.tokens} tokens)\n\n```\n"
-                       f"{prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=10)}\n```")
+        details.append(
+            f"#### {name}: torch.profiler, top ops by own time ({args.tokens} tokens)\n\n```\n"
+            f"{prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=10)}\n```"
+        )
         print(table[-1], flush=True)
     text = "\n".join(lines + table + [""] + details) + "\n"
     (out_dir / "profile_cpu_decode.md").write_text(text)

@@ -36,15 +36,22 @@ from attentive.nn.kernels import kernel_status
 
 
 def write(out: Path, name: str, title: str, header: list[str], rows: list[list], notes: list[str]) -> None:
-    lines = [f"### {title}", "", f"{datetime.date.today().isoformat()}; torch {torch.__version__}; "
-             f"{torch.get_num_threads()} threads; {kernel_status()}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"### {title}",
+        "",
+        f"{datetime.date.today().isoformat()}; torch {torch.__version__}; "
+        f"{torch.get_num_threads()} threads; {kernel_status()}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines += [""] + [f"- {n}" for n in notes]
     text = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(text)
-    (out / f"{name}.json").write_text(json.dumps({"title": title, "header": header, "rows": rows, "notes": notes},
-                                                 indent=1, default=str))
+    (out / f"{name}.json").write_text(
+        json.dumps({"title": title, "header": header, "rows": rows, "notes": notes}, indent=1, default=str)
+    )
     print(text, flush=True)
 
 
@@ -61,7 +68,7 @@ def perplexity_part(args) -> None:
     base = pretrained_from_gguf(gg, str(path))
     tokens = base.tokenizer.encode(text)
     if args.max_tokens:
-        tokens = tokens[:args.max_tokens]
+        tokens = tokens[: args.max_tokens]
     variants = [
         ("fp32 (GGUF dequantised)", None, False, None),
         ("int8, GGUF blocks kept", "int8", True, None),
@@ -86,12 +93,19 @@ def perplexity_part(args) -> None:
         rows.append([name, "/".join(acts), f"{result.perplexity:.4f}", f"{change:+.2f}%", f"{seconds:.0f}"])
         print(rows[-1], flush=True)
         del model
-    write(args.out, "quality_perplexity", f"SmolLM2-135M perplexity, Tiny Shakespeare validation text "
-          f"({len(tokens):,} tokens, blocks of {args.block_size})",
-          ["weights", "activations", "perplexity", "vs fp32", "seconds"], rows,
-          ["int8 / int4 with the GGUF blocks kept compute with exactly the fp32 model's weights (Q4_1 / Q8_0 "
-           "values, scales and minimums); their difference is the activations' rounding alone",
-           "requantised: the dequantised weights quantised again by attentive's own quantisers"])
+    write(
+        args.out,
+        "quality_perplexity",
+        f"SmolLM2-135M perplexity, Tiny Shakespeare validation text "
+        f"({len(tokens):,} tokens, blocks of {args.block_size})",
+        ["weights", "activations", "perplexity", "vs fp32", "seconds"],
+        rows,
+        [
+            "int8 / int4 with the GGUF blocks kept compute with exactly the fp32 model's weights (Q4_1 / Q8_0 "
+            "values, scales and minimums); their difference is the activations' rounding alone",
+            "requantised: the dequantised weights quantised again by attentive's own quantisers",
+        ],
+    )
 
 
 def whisper_part(args) -> None:
@@ -122,8 +136,14 @@ def whisper_part(args) -> None:
                 rows.append([clip, name, common.word_differences(transcript, out["fp32"]), transcript])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write(args.out, "quality_whisper", "Whisper tiny.en transcripts of espeak-ng clips, fp32 / int8 / int4",
-          ["clip", "weights", "words differing from fp32", "transcript"], rows, notes)
+    write(
+        args.out,
+        "quality_whisper",
+        "Whisper tiny.en transcripts of espeak-ng clips, fp32 / int8 / int4",
+        ["clip", "weights", "words differing from fp32", "transcript"],
+        rows,
+        notes,
+    )
 
 
 def bleu_part(args) -> None:
@@ -149,12 +169,18 @@ def bleu_part(args) -> None:
             seconds = time.perf_counter() - t0
             scores[name, beam] = result["bleu"]
             delta = result["bleu"] - scores["fp32", beam]
-            rows.append([name, beam, f"{result['bleu']:.2f}", f"{delta:+.2f}", f"{result['chrf']:.2f}",
-                         f"{seconds:.0f}"])
+            rows.append(
+                [name, beam, f"{result['bleu']:.2f}", f"{delta:+.2f}", f"{result['chrf']:.2f}", f"{seconds:.0f}"]
+            )
             print(rows[-1], flush=True)
-    write(args.out, "quality_bleu", f"Translation BLEU, {args.checkpoint} on Multi30k test_2016_flickr "
-          f"({len(sources)} sentences)", ["weights", "beam", "BLEU", "vs fp32", "chrF", "seconds"], rows,
-          ["the same checkpoint, quantised at load by optimize(); encoder and decoder linears and the head"])
+    write(
+        args.out,
+        "quality_bleu",
+        f"Translation BLEU, {args.checkpoint} on Multi30k test_2016_flickr ({len(sources)} sentences)",
+        ["weights", "beam", "BLEU", "vs fp32", "chrF", "seconds"],
+        rows,
+        ["the same checkpoint, quantised at load by optimize(); encoder and decoder linears and the head"],
+    )
 
 
 def main() -> None:

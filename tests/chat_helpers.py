@@ -20,9 +20,12 @@ CHAT_TEMPLATE = (
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEXTS = [
-    "Translate to English: Ein Hund rennt durch den Park.", "A dog runs through the park.",
-    "Zwei Männer spielen Fußball auf dem Rasen.", "Two men play football on the grass.",
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face", "system user assistant",
+    "Translate to English: Ein Hund rennt durch den Park.",
+    "A dog runs through the park.",
+    "Zwei Männer spielen Fußball auf dem Rasen.",
+    "Two men play football on the grass.",
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+    "system user assistant",
     "The quick brown fox jumps over the lazy dog 0123456789.",
 ]
 
@@ -32,12 +35,17 @@ def _tokenizer_json() -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(TEXTS * 3, trainer)
     return tok.to_str()
 
@@ -46,9 +54,14 @@ def chat_tokenizer() -> PretrainedTokenizer:
     """A fresh tokenizer (callers may change its fields) with SmolLM2's specials and template."""
     from tokenizers import Tokenizer
 
-    return PretrainedTokenizer(Tokenizer.from_str(_tokenizer_json()), bos_token="<|im_start|>",
-                               eos_tokens=["<|im_end|>"], pad_token="<|im_end|>", chat_template=CHAT_TEMPLATE,
-                               unk_token="<|endoftext|>")
+    return PretrainedTokenizer(
+        Tokenizer.from_str(_tokenizer_json()),
+        bos_token="<|im_start|>",
+        eos_tokens=["<|im_end|>"],
+        pad_token="<|im_end|>",
+        chat_template=CHAT_TEMPLATE,
+        unk_token="<|endoftext|>",
+    )
 
 
 def chat_model(seed: int = 0, **overrides):

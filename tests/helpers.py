@@ -10,8 +10,16 @@ from attentive.models import DecoderLMConfig, EncoderDecoderConfig
 def tiny_encdec(**overrides) -> EncoderDecoderConfig:
     """A 2+2-layer, 32-wide encoder-decoder; no dropout so eval/train agree."""
     base = dict(
-        src_vocab_size=50, tgt_vocab_size=50, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
-        num_decoder_layers=2, max_len=64, dropout=0.0, attention_dropout=0.0,
+        src_vocab_size=50,
+        tgt_vocab_size=50,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        max_len=64,
+        dropout=0.0,
+        attention_dropout=0.0,
     )
     base.update(overrides)
     return EncoderDecoderConfig(**base)
@@ -20,7 +28,13 @@ def tiny_encdec(**overrides) -> EncoderDecoderConfig:
 def tiny_gpt2(**overrides) -> DecoderLMConfig:
     """GPT-2-shaped (learned positions, pre-LN, GELU, biases, tied) but 2 layers, 32 wide."""
     base = dict(
-        vocab_size=50, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_len=64, dropout=0.0,
+        vocab_size=50,
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=64,
+        dropout=0.0,
         attention_dropout=0.0,
     )
     base.update(overrides)
@@ -45,8 +59,13 @@ def assert_fused_loss_equals_plain(plain, fused, batch, head: str) -> None:
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def masked_full_pass(stack, x: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None,
-                     key_mask: torch.Tensor | None = None) -> torch.Tensor:
+def masked_full_pass(
+    stack,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """A stack's layers over ``x (B, T, D)`` under an explicit ``mask (B|1, 1, T, T)`` (no cache),
     positions and biases made as the stack makes them: the reference a cache must reproduce."""
     from attentive.nn.masks import combine_masks, key_mask as expand

@@ -97,6 +97,7 @@ def test_resample_rejects_bad_input():
 
 # ------------------------------------------------- parity with WhisperFeatureExtractor
 
+
 @pytest.fixture(scope="module")
 def extractor():
     transformers = pytest.importorskip("transformers")
@@ -104,8 +105,7 @@ def extractor():
 
 
 def _reference(extractor, audio):
-    return extractor(np.asarray(audio, np.float32), sampling_rate=16000,
-                     return_tensors="np").input_features[0]
+    return extractor(np.asarray(audio, np.float32), sampling_rate=16000, return_tensors="np").input_features[0]
 
 
 def test_mel_filters_match_transformers(extractor):
@@ -123,8 +123,7 @@ def test_log_mel_matches_whisper_on_noise(extractor):
 
 def test_log_mel_matches_whisper_on_espeak_speech(extractor, tmp_path):
     wav = tmp_path / "speech.wav"
-    subprocess.run([need_espeak(), "-w", str(wav), "The quick brown fox jumps over the lazy dog."],
-                   check=True)
+    subprocess.run([need_espeak(), "-w", str(wav), "The quick brown fox jumps over the lazy dog."], check=True)
     audio, rate = read_wav(wav)
     audio16 = resample(audio, rate, 16000)
     ours = log_mel_spectrogram(audio16).numpy()

@@ -59,7 +59,7 @@ def test_file_is_safetensors_not_pickle(tmp_path):
     data = (tmp_path / "model.safetensors").read_bytes()
     (header_len,) = struct.unpack("<Q", data[:8])  # safetensors: u64 little-endian header length
     assert 8 + header_len < len(data)
-    header = json.loads(data[8:8 + header_len])
+    header = json.loads(data[8 : 8 + header_len])
     assert "embed.weight" in header and header["__metadata__"] == {"format": "pt"}
     assert not data.startswith((b"\x80", b"PK"))  # neither a raw pickle nor torch.save's zip
     config = json.loads((tmp_path / "config.json").read_text())

@@ -79,9 +79,15 @@ def test_heads_not_divisible_by_kv_heads():
 
 @pytest.mark.parametrize(
     "field,value,pattern",
-    [("positional", "cosine", "positional"), ("ffn", "tanh", "ffn"), ("norm", "batchnorm", "norm"),
-     ("dropout", 1.5, "dropout"), ("num_layers", 0, "num_layers"), ("attn_impl", "flash", "attn_impl"),
-     ("vocab_size", -1, "vocab_size")],
+    [
+        ("positional", "cosine", "positional"),
+        ("ffn", "tanh", "ffn"),
+        ("norm", "batchnorm", "norm"),
+        ("dropout", 1.5, "dropout"),
+        ("num_layers", 0, "num_layers"),
+        ("attn_impl", "flash", "attn_impl"),
+        ("vocab_size", -1, "vocab_size"),
+    ],
 )
 def test_invalid_fields_named(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -143,8 +149,12 @@ def _preset_calls() -> dict[str, str]:
     for path in sorted(root.rglob("*.py")):
         module = ".".join(["attentive", *path.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_preset"
-                    and node.args and isinstance(node.args[0], ast.Constant)):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "register_preset"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
                 assert node.args[0].value not in found, f"preset {node.args[0].value!r} is registered twice"
                 found[node.args[0].value] = module
     return found

@@ -235,7 +235,8 @@ def test_no_import_cycle_within_a_floor():
     graph = _import_graph()
     cycles = _cycles_within_floors(graph)
     assert not cycles, "import cycles (module -> module it imports):\n" + "\n".join(
-        _describe(cycle, graph) for cycle in cycles)
+        _describe(cycle, graph) for cycle in cycles
+    )
 
 
 def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
@@ -248,13 +249,15 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
     (fake / "decode" / "__init__.py").write_text("from .engine import Engine\nfrom .search import beam\n")
     (fake / "decode" / "config.py").write_text("from ..config import X\n")
     (fake / "decode" / "engine.py").write_text(
-        "from .config import X\nimport attentive.decode.search\nclass Engine:\n    pass\n")
+        "from .config import X\nimport attentive.decode.search\nclass Engine:\n    pass\n"
+    )
     (fake / "decode" / "search.py").write_text("def beam():\n    from . import engine\n")
     graph = _import_graph(fake)
     assert graph["attentive.decode"] == {"attentive.decode.engine": 1, "attentive.decode.search": 2}
     assert graph["attentive.decode.config"] == {"attentive.config": 1}
     assert _cycles_within_floors(graph) == [
-        ["attentive.decode.engine", "attentive.decode.search", "attentive.decode.engine"]]
+        ["attentive.decode.engine", "attentive.decode.search", "attentive.decode.engine"]
+    ]
     assert "line 2" in _describe(_cycles_within_floors(graph)[0], graph)
 
     # naming the package itself (not a submodule of it) runs its __init__, which imports the importer back

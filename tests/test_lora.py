@@ -8,8 +8,17 @@ import torch
 
 import attentive
 from attentive.checkpoint import CheckpointError
-from attentive.lora import (LoRAConfig, add_lora, adapter_state, is_adapter_tensor, linear_layers, lora_config_of,
-                            merge_lora, read_adapter, save_adapter)
+from attentive.lora import (
+    LoRAConfig,
+    add_lora,
+    adapter_state,
+    is_adapter_tensor,
+    linear_layers,
+    lora_config_of,
+    merge_lora,
+    read_adapter,
+    save_adapter,
+)
 from attentive.train.optim import OptimConfig, make_optimizer
 from chat_helpers import chat_model
 
@@ -78,7 +87,10 @@ def test_a_target_that_matches_nothing_lists_the_linear_layers():
         add_lora(chat_model(), LoRAConfig(targets=("q_proj", "c_attn")))
     message = str(err.value)
     assert "'c_attn' matches no linear layer of DecoderLM" in message and "\n" not in message
-    assert "self_attn.q_proj, self_attn.k_proj, self_attn.v_proj, self_attn.out_proj, ffn.gate, ffn.up, ffn.down" in message
+    assert (
+        "self_attn.q_proj, self_attn.k_proj, self_attn.v_proj, self_attn.out_proj, ffn.gate, ffn.up, ffn.down"
+        in message
+    )
     assert linear_layers(chat_model())[0] == "stack.layers.0.self_attn.q_proj"
 
 
@@ -94,8 +106,11 @@ def test_an_adapter_for_another_base_names_the_first_mismatching_shape(tmp_path)
     other = chat_model(d_model=32, num_heads=4, num_kv_heads=2, d_ff=64)
     from attentive.lora import apply_adapter
 
-    with pytest.raises(CheckpointError, match=r"tensor 'stack\.layers\.0\.self_attn\.q_proj\.lora_A\.weight' has shape "
-                                              r"\(4, 64\), the model expects \(4, 32\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'stack\.layers\.0\.self_attn\.q_proj\.lora_A\.weight' has shape "
+        r"\(4, 64\), the model expects \(4, 32\)",
+    ):
         apply_adapter(other, read_adapter(tmp_path / "lora"))
 
 

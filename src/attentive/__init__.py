@@ -19,6 +19,14 @@ from .decode.generate import generate  # text from decoder-only language models
 __version__ = "0.1.0"
 
 __all__ = [
-    "build", "build_model", "from_pretrained", "generate", "load", "load_config", "preset_config", "presets", "save",
+    "build",
+    "build_model",
+    "from_pretrained",
+    "generate",
+    "load",
+    "load_config",
+    "preset_config",
+    "presets",
+    "save",
     "__version__",
 ]

@@ -19,8 +19,17 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-__all__ = ["SAMPLE_RATE", "N_FFT", "HOP_LENGTH", "CHUNK_SECONDS", "read_wav", "resample",
-           "mel_filters", "pad_or_trim", "log_mel_spectrogram"]
+__all__ = [
+    "SAMPLE_RATE",
+    "N_FFT",
+    "HOP_LENGTH",
+    "CHUNK_SECONDS",
+    "read_wav",
+    "resample",
+    "mel_filters",
+    "pad_or_trim",
+    "log_mel_spectrogram",
+]
 
 SAMPLE_RATE = 16_000
 N_FFT = 400
@@ -46,8 +55,9 @@ def read_wav(path: str | Path | BinaryIO) -> tuple[np.ndarray, int]:
     except FileNotFoundError:
         raise ValueError(f"WAV file not found: {path}") from None
     except (wave.Error, EOFError) as err:
-        raise ValueError(f"{path} is not a readable PCM WAV file ({err}); supported: "
-                         f"integer PCM, 8/16/24/32-bit") from None
+        raise ValueError(
+            f"{path} is not a readable PCM WAV file ({err}); supported: integer PCM, 8/16/24/32-bit"
+        ) from None
     if width == 1:
         samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -73,9 +83,15 @@ def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.to(torch.float64)
 
 
-def resample(audio: np.ndarray | torch.Tensor, sr_from: int, sr_to: int, *,
-             zero_crossings: int = 32, rolloff: float = 0.95, beta: float = 10.0
-             ) -> torch.Tensor:
+def resample(
+    audio: np.ndarray | torch.Tensor,
+    sr_from: int,
+    sr_to: int,
+    *,
+    zero_crossings: int = 32,
+    rolloff: float = 0.95,
+    beta: float = 10.0,
+) -> torch.Tensor:
     """Band-limited resampling by a Kaiser-windowed sinc, evaluated as a polyphase filter.
 
     With ``g = gcd(sr_from, sr_to)``, every block of ``sr_from/g`` input samples yields
@@ -100,7 +116,8 @@ def resample(audio: np.ndarray | torch.Tensor, sr_from: int, sr_to: int, *,
     d = phase - taps  # (new, taps)
     ratio = (d / half_width).clamp(-1.0, 1.0)
     window = torch.special.i0(beta * torch.sqrt(1.0 - ratio**2)) / torch.special.i0(
-        torch.tensor(beta, dtype=torch.float64))
+        torch.tensor(beta, dtype=torch.float64)
+    )
     window = torch.where(d.abs() <= half_width, window, torch.zeros_like(window))
     kernels = 2 * fc * torch.sinc(2 * fc * d) * window  # (new, taps)
     n_out = math.ceil(len(x) * new / orig)
@@ -128,12 +145,10 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return freq
 
 
-def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE
-                ) -> torch.Tensor:
+def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Slaney-normalised triangular mel filters, ``(n_mels, n_fft // 2 + 1)``, as librosa makes."""
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    mel_points = np.linspace(_hz_to_mel(np.array([0.0]))[0],
-                             _hz_to_mel(np.array([sample_rate / 2]))[0], n_mels + 2)
+    mel_points = np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate / 2]))[0], n_mels + 2)
     edges = _mel_to_hz(mel_points)  # (n_mels + 2,) left / centre / right of each triangle
     gaps = np.diff(edges)
     offsets = edges[None, :] - fft_freqs[:, None]  # (freqs, n_mels + 2)
@@ -152,13 +167,13 @@ def pad_or_trim(audio: np.ndarray | torch.Tensor, length: int = N_SAMPLES) -> to
     return torch.nn.functional.pad(x, (0, length - len(x)))
 
 
-def log_mel_spectrogram(audio_16k: np.ndarray | torch.Tensor, n_mels: int = 80
-                        ) -> torch.Tensor:
+def log_mel_spectrogram(audio_16k: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     """Whisper's input features, ``(n_mels, 3000)`` float32, from 16 kHz mono audio."""
     x = pad_or_trim(audio_16k)
     window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    spec = torch.stft(x, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect",
-                      return_complex=True)  # (freqs, frames + 1)
+    spec = torch.stft(
+        x, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True
+    )  # (freqs, frames + 1)
     power = spec[:, :-1].abs() ** 2  # Whisper drops the last frame: 3000 frames
     mel = mel_filters(n_mels) @ power  # (n_mels, frames)
     log_spec = torch.log10(mel.clamp(min=1e-10))

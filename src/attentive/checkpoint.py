@@ -107,8 +107,8 @@ def _current_names(tensors: dict[str, torch.Tensor], expected: dict[str, torch.T
     for name, tensor in tensors.items():
         if name not in expected:
             for old, new in LEGACY_PREFIXES.items():
-                if name.startswith(old) and new + name[len(old):] in expected:
-                    name = new + name[len(old):]
+                if name.startswith(old) and new + name[len(old) :] in expected:
+                    name = new + name[len(old) :]
                     break
         renamed[name] = tensor
     return renamed
@@ -124,8 +124,9 @@ def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: 
             expected[name].copy_(tensor)
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu",
-               overrides: dict[str, Any] | None = None) -> nn.Module:
+def load_model(
+    directory: str | Path, device: str | torch.device = "cpu", overrides: dict[str, Any] | None = None
+) -> nn.Module:
     """Rebuild the model from ``config.json`` (with config ``overrides`` that change no weight,
     e.g. ``rope_scaling``) and load ``model.safetensors``; never unpickles."""
     directory = Path(directory)

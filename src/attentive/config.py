@@ -37,7 +37,9 @@ class ModelConfig:
         """Raise ValueError naming the bad field; subclasses extend this."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_size", "_layers", "d_model", "d_ff", "num_heads", "max_len")) and isinstance(value, int):
+            if f.name.endswith(("_size", "_layers", "d_model", "d_ff", "num_heads", "max_len")) and isinstance(
+                value, int
+            ):
                 if value <= 0:
                     raise ValueError(f"{type(self).__name__}.{f.name} must be positive, got {value}")
             if "dropout" in f.name and isinstance(value, float) and not 0.0 <= value < 1.0:
@@ -101,16 +103,22 @@ class TransformerConfig(ModelConfig):
         if kv <= 0 or self.num_heads % kv:
             raise ValueError(f"{name}: num_heads ({self.num_heads}) must be divisible by num_kv_heads ({kv})")
         for field_name, value, allowed in (
-            ("ffn", self.ffn, FEEDFORWARDS), ("norm", self.norm, NORMS), ("positional", self.positional, POSITIONALS),
+            ("ffn", self.ffn, FEEDFORWARDS),
+            ("norm", self.norm, NORMS),
+            ("positional", self.positional, POSITIONALS),
             ("attn_impl", self.attn_impl, ("auto", "reference", "fused")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name}.{field_name} = {value!r} is not one of {allowed}")
-        if self.attention_window is not None and (isinstance(self.attention_window, bool)
-                                                  or not isinstance(self.attention_window, int)
-                                                  or self.attention_window < 1):
-            raise ValueError(f"{name}.attention_window must be a positive number of positions (or None), "
-                             f"got {self.attention_window!r}")
+        if self.attention_window is not None and (
+            isinstance(self.attention_window, bool)
+            or not isinstance(self.attention_window, int)
+            or self.attention_window < 1
+        ):
+            raise ValueError(
+                f"{name}.attention_window must be a positive number of positions (or None), "
+                f"got {self.attention_window!r}"
+            )
         if self.rope_scaling is not None:
             if self.positional != "rope":
                 raise ValueError(f"{name}.rope_scaling applies to positional='rope', not {self.positional!r}")
@@ -121,10 +129,20 @@ class TransformerConfig(ModelConfig):
 
     def layer_spec(self) -> LayerSpec:
         return LayerSpec(
-            d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff, num_kv_heads=self.num_kv_heads,
-            head_dim=self.head_dim, ffn=self.ffn, norm=self.norm, norm_eps=self.norm_eps,
-            norm_first=self.norm_first, dropout=self.dropout, attention_dropout=self.attention_dropout,
-            activation_dropout=self.activation_dropout, bias=self.bias, attn_impl=self.attn_impl,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff,
+            num_kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim,
+            ffn=self.ffn,
+            norm=self.norm,
+            norm_eps=self.norm_eps,
+            norm_first=self.norm_first,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
+            bias=self.bias,
+            attn_impl=self.attn_impl,
             attention_window=self.attention_window,
         )
 
@@ -178,8 +196,10 @@ def register_model(config_cls: type[ModelConfig]):
     def decorator(model_cls):
         where = f"{model_cls.__module__}:{model_cls.__qualname__}"
         if FAMILIES.get(config_cls.model_type) != where:
-            raise ValueError(f"FAMILIES in attentive/config.py maps model_type {config_cls.model_type!r} to "
-                             f"{FAMILIES.get(config_cls.model_type)!r}, not to {where!r}: add or correct its line")
+            raise ValueError(
+                f"FAMILIES in attentive/config.py maps model_type {config_cls.model_type!r} to "
+                f"{FAMILIES.get(config_cls.model_type)!r}, not to {where!r}: add or correct its line"
+            )
         model_cls.config_class = config_cls
         return model_cls
 
@@ -189,8 +209,9 @@ def register_model(config_cls: type[ModelConfig]):
 def register_preset(name: str, config: ModelConfig, description: str) -> None:
     """Define a preset, next to its family; PRESETS above must list it, with the calling module."""
     if name not in PRESETS:
-        raise ValueError(f"preset {name!r} is not in PRESETS in attentive/config.py; add it there with "
-                         "the module that registers it")
+        raise ValueError(
+            f"preset {name!r} is not in PRESETS in attentive/config.py; add it there with the module that registers it"
+        )
     _PRESETS[name] = Preset(name, config, description)
 
 
@@ -210,8 +231,10 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
     importlib.import_module(PRESETS[name])
     if name not in _PRESETS:
-        raise ValueError(f"PRESETS in attentive/config.py says {PRESETS[name]} defines preset {name!r}, "
-                         "but that module registers no such preset")
+        raise ValueError(
+            f"PRESETS in attentive/config.py says {PRESETS[name]} defines preset {name!r}, "
+            "but that module registers no such preset"
+        )
     return _PRESETS[name]
 
 
@@ -219,8 +242,10 @@ def _family(model_type: str) -> type:
     """The model class FAMILIES names for ``model_type``, checked to be registered for it."""
     model_cls = _resolve(FAMILIES[model_type])
     if getattr(model_cls, "config_class", None) is None or model_cls.config_class.model_type != model_type:
-        raise ValueError(f"FAMILIES in attentive/config.py maps model_type {model_type!r} to "
-                         f"{FAMILIES[model_type]!r}, which is not registered for it with @register_model")
+        raise ValueError(
+            f"FAMILIES in attentive/config.py maps model_type {model_type!r} to "
+            f"{FAMILIES[model_type]!r}, which is not registered for it with @register_model"
+        )
     return model_cls
 
 

@@ -46,8 +46,9 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if not index:
         return torch.device("cuda")
     if int(index) >= count:
-        raise ValueError(f"device {name!r} was asked for, but this machine has {count} CUDA device(s) "
-                         f"(cuda:0 .. cuda:{count - 1})")
+        raise ValueError(
+            f"device {name!r} was asked for, but this machine has {count} CUDA device(s) (cuda:0 .. cuda:{count - 1})"
+        )
     return torch.device("cuda", int(index))
 
 

@@ -117,4 +117,3 @@ def atomic_directory(path: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-

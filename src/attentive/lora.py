@@ -104,8 +104,10 @@ def resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     for target in targets:
         found = [n for n in linears if n == target or n.endswith("." + target)]
         if not found:
-            raise ValueError(f"LoRA target module {target!r} matches no linear layer of {type(model).__name__}; "
-                             f"its linear layers are: {_short_names(linears)}")
+            raise ValueError(
+                f"LoRA target module {target!r} matches no linear layer of {type(model).__name__}; "
+                f"its linear layers are: {_short_names(linears)}"
+            )
         chosen += [n for n in found if n not in chosen]
     return chosen
 
@@ -131,8 +133,9 @@ def add_lora(model: nn.Module, config: LoRAConfig, base: str | None = None) -> n
         raise ValueError("LoRA needs the peft package (pip install 'attentive[finetune]')") from None
     for p in model.parameters():
         p.requires_grad_(False)
-    peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                             target_modules=names, bias="none")
+    peft_config = LoraConfig(
+        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=names, bias="none"
+    )
     inject_adapter_in_model(peft_config, model, adapter_name=_PEFT_NAME)
     setattr(model, _ATTR, config)
     setattr(model, _BASE_ATTR, base)
@@ -196,8 +199,9 @@ def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], sourc
                 from torch.distributed.tensor import distribute_tensor
 
                 full = tensor.to(device=target.device, dtype=target.dtype)
-                target.to_local().copy_(distribute_tensor(full, target.device_mesh, target.placements,
-                                                          src_data_rank=None).to_local())
+                target.to_local().copy_(
+                    distribute_tensor(full, target.device_mesh, target.placements, src_data_rank=None).to_local()
+                )
             else:
                 target.copy_(tensor)
 
@@ -214,9 +218,15 @@ def save_adapter(directory: str | Path, model: nn.Module, tensors: dict[str, tor
     directory.mkdir(parents=True, exist_ok=True)
     tensors = adapter_state(model) if tensors is None else tensors
     save_tensors(directory / ADAPTER_WEIGHTS, tensors, metadata={"format": "pt"})
-    save_json(directory / ADAPTER_CONFIG, {"method": "lora", **config.to_dict(),
-                                           "base": getattr(model, _BASE_ATTR, None),
-                                           "base_config": model.config.to_dict()})
+    save_json(
+        directory / ADAPTER_CONFIG,
+        {
+            "method": "lora",
+            **config.to_dict(),
+            "base": getattr(model, _BASE_ATTR, None),
+            "base_config": model.config.to_dict(),
+        },
+    )
     return directory
 
 
@@ -237,8 +247,9 @@ def read_adapter(directory: str | Path) -> Adapter:
     if meta.get("method") != "lora":
         raise CheckpointError(f"{path}: adapter method {meta.get('method')!r} is not supported; supported: lora")
     try:
-        config = LoRAConfig(rank=meta["rank"], alpha=meta["alpha"], dropout=meta.get("dropout", 0.0),
-                            targets=tuple(meta["targets"]))
+        config = LoRAConfig(
+            rank=meta["rank"], alpha=meta["alpha"], dropout=meta.get("dropout", 0.0), targets=tuple(meta["targets"])
+        )
     except KeyError as err:
         raise CheckpointError(f"{path} lacks {err}") from None
     except ValueError as err:

@@ -45,7 +45,7 @@ def test_export_writes_one_self_contained_page(run_dir, tmp_path, capsys):
     html = page.read_text(encoding="utf-8")
     assert "window.EXPLORER_STATIC" in html and 'src="static/' not in html and "connect-src 'none'" in html
     start = html.index("window.EXPLORER_STATIC = ") + len("window.EXPLORER_STATIC = ")
-    data = json.loads(html[start:html.index(";</script>", start)].replace("<\\/", "</"))
+    data = json.loads(html[start : html.index(";</script>", start)].replace("<\\/", "</"))
     assert data["text"] == "the cat sat." and data["analysis"]["tokens"][:3] == ["t", "h", "e"]
     assert any(key.startswith("attention ") for key in data["answers"])
 
@@ -57,13 +57,16 @@ def test_notebook_shows_the_page_in_an_iframe(run_dir):
     assert shown.startswith("<iframe srcdoc=") and "window.EXPLORER_STATIC" in shown
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "no/such/run"], "no/such/run does not exist: it is not a file or folder"),
-    (["--model", "{run}", "--export", "{tmp}/page.txt", "the cat"], "the file name should end in .html"),
-    (["--model", "{run}", "--export", "{tmp}/page.html"], "--export needs the input"),
-    (["--model", "{run}", "--export", "{tmp}/page.html", ""], "enter some text first"),
-    (["--model", "{run}", "the cat"], "an input is only for --export"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "no/such/run"], "no/such/run does not exist: it is not a file or folder"),
+        (["--model", "{run}", "--export", "{tmp}/page.txt", "the cat"], "the file name should end in .html"),
+        (["--model", "{run}", "--export", "{tmp}/page.html"], "--export needs the input"),
+        (["--model", "{run}", "--export", "{tmp}/page.html", ""], "enter some text first"),
+        (["--model", "{run}", "the cat"], "an input is only for --export"),
+    ],
+)
 def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys, args, message):
     args = [a.format(run=run_dir, tmp=tmp_path) for a in args]
     assert main(["explore", *args]) == 2
@@ -96,8 +99,11 @@ def test_the_command_serves_the_page_and_its_api(run_dir):
         assert '<canvas id="head-canvas">' in page
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/js/headview.js", timeout=5) as response:
             assert b"Head view" in response.read()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/analyze", data=b'{"text": "the cat."}',
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/analyze",
+            data=b'{"text": "the cat."}',
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             summary = json.loads(response.read())
         assert summary["tokens"] == list("the▁cat.") and summary["stacks"][0]["layers"] == 2

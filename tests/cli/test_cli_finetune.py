@@ -49,8 +49,11 @@ def test_merge_with_a_base_that_does_not_fit(tmp_path, lora_run, capsys):
     _, adapter, _ = lora_run
     other = tmp_path / "other"
     attentive.save(chat_model(d_model=32, num_heads=4, num_kv_heads=2, d_ff=64), other)
-    _one_line_error(capsys, ["merge", "--adapter", str(adapter), "--base", str(other), "--out", str(tmp_path / "m")],
-                    "stack.layers.0.self_attn.q_proj.lora_A.weight' has shape (4, 64), the model expects (4, 32)")
+    _one_line_error(
+        capsys,
+        ["merge", "--adapter", str(adapter), "--base", str(other), "--out", str(tmp_path / "m")],
+        "stack.layers.0.self_attn.q_proj.lora_A.weight' has shape (4, 64), the model expects (4, 32)",
+    )
     _one_line_error(capsys, ["merge", "--adapter", str(other), "--out", str(tmp_path / "m")], "not an adapter folder")
     assert not (tmp_path / "m").exists()
 
@@ -61,7 +64,8 @@ def test_export_every_target_from_the_command_line(tmp_path, lora_run, capsys):
     assert {p.name for p in (tmp_path / "peft").iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
     assert main(["export", str(adapter), "--to", "hf", "--out", str(tmp_path / "hf")]) == 0  # merged on the way
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
-        p.name for p in (tmp_path / "hf").iterdir()}
+        p.name for p in (tmp_path / "hf").iterdir()
+    }
     assert main(["export", str(base), "--to", "gguf", "--dtype", "q8_0", "--out", str(tmp_path / "m.gguf")]) == 0
     assert attentive.from_pretrained(tmp_path / "m.gguf").model.config.num_layers == 2
 
@@ -70,7 +74,9 @@ def test_export_refusals_are_one_line_and_write_nothing(tmp_path, lora_run, caps
     base, adapter, _ = lora_run
     out = str(tmp_path / "out")
     _one_line_error(capsys, ["export", str(base), "--to", "peft", "--out", out], "--to peft exports a LoRA adapter")
-    _one_line_error(capsys, ["export", str(base), "--to", "hf", "--dtype", "f16", "--out", out], "--dtype is for --to gguf")
+    _one_line_error(
+        capsys, ["export", str(base), "--to", "hf", "--dtype", "f16", "--out", out], "--dtype is for --to gguf"
+    )
     alibi = tmp_path / "alibi"
     attentive.save(attentive.build("llama-tiny", positional="alibi"), alibi)
     _one_line_error(capsys, ["export", str(alibi), "--to", "hf", "--out", out], "positional='alibi'")

@@ -10,16 +10,32 @@ import pytest
 from attentive.cli.main import main
 from attentive.data.lm import load_tinyshakespeare, split_train_val
 
-TINY = ["num_layers=1", "d_model=32", "num_heads=2", "d_ff=64", "block_size=32", "batch_size=16",
-        "eval_tokens=2000", "max_minutes=None", "progress=False", "eval_every=0", "lr=0.01", "warmup_steps=5",
-        "precision=fp32"]
+TINY = [
+    "num_layers=1",
+    "d_model=32",
+    "num_heads=2",
+    "d_ff=64",
+    "block_size=32",
+    "batch_size=16",
+    "eval_tokens=2000",
+    "max_minutes=None",
+    "progress=False",
+    "eval_every=0",
+    "lr=0.01",
+    "warmup_steps=5",
+    "precision=fp32",
+]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("shakespeare")
-    assert main(["train", "--recipe", "shakespeare-char", "--out", str(out), "--max-steps", "60",
-                 "--device", "cpu", *TINY]) == 0
+    assert (
+        main(
+            ["train", "--recipe", "shakespeare-char", "--out", str(out), "--max-steps", "60", "--device", "cpu", *TINY]
+        )
+        == 0
+    )
     return out
 
 
@@ -52,8 +68,21 @@ def _generate(run_dir, capsys, *args):
 
 
 def test_generate_options_and_reproducibility(run_dir, capsys):
-    args = ["ROMEO:", "--max-new-tokens", "40", "--temperature", "0.9", "--top-k", "20", "--top-p", "0.95",
-            "--repetition-penalty", "1.1", "--seed", "3"]
+    args = [
+        "ROMEO:",
+        "--max-new-tokens",
+        "40",
+        "--temperature",
+        "0.9",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.95",
+        "--repetition-penalty",
+        "1.1",
+        "--seed",
+        "3",
+    ]
     first, second = _generate(run_dir, capsys, *args), _generate(run_dir, capsys, *args)
     assert first[0] == 0 and first[1] == second[1]
     greedy = _generate(run_dir, capsys, "ROMEO:", "--greedy", "--max-new-tokens", "20", "--cache", "static")
@@ -63,8 +92,9 @@ def test_generate_options_and_reproducibility(run_dir, capsys):
 
 
 def test_generate_stop_string(run_dir, capsys):
-    code, out, _ = _generate(run_dir, capsys, "ROMEO:", "--max-new-tokens", "200", "--seed", "2", "--stop", "\n",
-                               "--no-echo", "--verbose")
+    code, out, _ = _generate(
+        run_dir, capsys, "ROMEO:", "--max-new-tokens", "200", "--seed", "2", "--stop", "\n", "--no-echo", "--verbose"
+    )
     assert code == 0 and "\n" not in out[:-1]
 
 
@@ -73,13 +103,16 @@ def test_generate_empty_prompt_starts_from_bos(run_dir, capsys):
     assert code == 0 and len(out) > 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--temperature", "-1"], "temperature"),
-    (["--top-p", "1.5"], "top_p"),
-    (["--top-p", "0"], "top_p"),
-    (["--top-k", "0"], "top_k"),
-    (["--max-new-tokens", "-3"], "max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "-1"], "temperature"),
+        (["--top-p", "1.5"], "top_p"),
+        (["--top-p", "0"], "top_p"),
+        (["--top-k", "0"], "top_k"),
+        (["--max-new-tokens", "-3"], "max_new_tokens"),
+    ],
+)
 def test_generate_rejects_nonsensical_sampling(run_dir, capsys, args, message):
     code, _, err = _generate(run_dir, capsys, "ROMEO:", *args)
     assert code == 2 and message in err and "Traceback" not in err
@@ -137,13 +170,16 @@ def test_generate_streams_past_the_context_with_a_window_and_sinks(run_dir, caps
     assert text == want.text + "\n" and len(want.tokens[0]) > 32
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--window", "8", "--sinks", "9"], r"sinks \(9\) must not exceed the window \(8\)"),
-    (["--window", "8", "--cache", "static"], "use cache='dynamic'"),
-    (["--rope-scaling", "rope_type=cubic,factor=2"], "rope_scaling type 'cubic' is not one of"),
-    (["--rope-scaling", "rope_type=linear,factor=0.5"], "factor must be >= 1 .*got 0.5"),
-    (["--rope-scaling", "{bad json"], "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--window", "8", "--sinks", "9"], r"sinks \(9\) must not exceed the window \(8\)"),
+        (["--window", "8", "--cache", "static"], "use cache='dynamic'"),
+        (["--rope-scaling", "rope_type=cubic,factor=2"], "rope_scaling type 'cubic' is not one of"),
+        (["--rope-scaling", "rope_type=linear,factor=0.5"], "factor must be >= 1 .*got 0.5"),
+        (["--rope-scaling", "{bad json"], "is not valid JSON"),
+    ],
+)
 def test_generate_rejects_bad_context_options(run_dir, capsys, args, message):
     import re
 
@@ -153,8 +189,24 @@ def test_generate_rejects_bad_context_options(run_dir, capsys, args, message):
 
 
 def test_generate_with_rope_scaling(run_dir, capsys):
-    assert main(["generate", "--checkpoint", str(run_dir), "ROMEO:", "--greedy", "--max-new-tokens", "20",
-                 "--rope-scaling", '{"rope_type": "yarn", "factor": 2.0}', "--context", "64"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(run_dir),
+                "ROMEO:",
+                "--greedy",
+                "--max-new-tokens",
+                "20",
+                "--rope-scaling",
+                '{"rope_type": "yarn", "factor": 2.0}',
+                "--context",
+                "64",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.startswith("ROMEO:")
 
 
@@ -166,8 +218,9 @@ def test_perplexity_streams_a_file_through_a_window(run_dir, tmp_path, capsys):
     _, val = split_train_val(load_tinyshakespeare())
     path = tmp_path / "val.txt"
     path.write_text(val[:600], encoding="utf-8")
-    assert main(["perplexity", "--checkpoint", str(run_dir), str(path), "--window", "16", "--sinks", "4",
-                 "--json"]) == 0
+    assert (
+        main(["perplexity", "--checkpoint", str(run_dir), str(path), "--window", "16", "--sinks", "4", "--json"]) == 0
+    )
     record = json.loads(capsys.readouterr().out)
     model, tok = attentive.load(run_dir).eval(), load_tokenizer(run_dir)
     want = stream_perplexity(model, tok.encode(val[:600]), window=16, sinks=4)

@@ -11,10 +11,32 @@ import pytest
 from attentive.cli.main import main
 
 TRAIN = [
-    "--max-steps", "40", "--device", "cpu", "train_limit=400", "valid_limit=30", "test_limit=6", "vocab_size=500",
-    "d_model=32", "num_heads=4", "d_ff=64", "num_encoder_layers=1", "num_decoder_layers=1", "max_len=48",
-    "max_tokens=800", "lr=3e-3", "warmup_steps=10", "max_minutes=None", "eval_every=20", "checkpoint_every=10",
-    "log_every=5", "val_bleu_sentences=4", "eval_beam=2", "max_len_b=6", "average_last=3", "progress=false",
+    "--max-steps",
+    "40",
+    "--device",
+    "cpu",
+    "train_limit=400",
+    "valid_limit=30",
+    "test_limit=6",
+    "vocab_size=500",
+    "d_model=32",
+    "num_heads=4",
+    "d_ff=64",
+    "num_encoder_layers=1",
+    "num_decoder_layers=1",
+    "max_len=48",
+    "max_tokens=800",
+    "lr=3e-3",
+    "warmup_steps=10",
+    "max_minutes=None",
+    "eval_every=20",
+    "checkpoint_every=10",
+    "log_every=5",
+    "val_bleu_sentences=4",
+    "eval_beam=2",
+    "max_len_b=6",
+    "average_last=3",
+    "progress=false",
 ]
 
 
@@ -26,8 +48,15 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_folder(run_dir):
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "translation.json", "metrics.jsonl",
-                 "loss.png", "results.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "translation.json",
+        "metrics.jsonl",
+        "loss.png",
+        "results.json",
+    ):
         assert (run_dir / name).exists(), name
     results = json.loads((run_dir / "results.json").read_text())
     assert {"test_2016_flickr", "test_2017_flickr", "bleu_signature", "averaged"} <= set(results)
@@ -60,20 +89,41 @@ def test_long_sentence_is_truncated_with_a_warning(run_dir, capsys):
 
 
 def test_evaluate_split_and_user_files(run_dir, tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--split", "test_2016_flickr", "--limit", "5",
-                 "--beam", "1"]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", str(run_dir), "--split", "test_2016_flickr", "--limit", "5", "--beam", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "BLEU" in out and "chrF" in out and "nrefs:1|case:mixed|eff:no|tok:13a" in out
     (tmp_path / "s.de").write_text("Ein Hund.\nZwei Männer.\n", encoding="utf-8")
     (tmp_path / "r.en").write_text("A dog.\nTwo men.\n", encoding="utf-8")
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--src", str(tmp_path / "s.de"), "--ref",
-                 str(tmp_path / "r.en"), "--json", "--output", str(tmp_path / "hyp.en")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run_dir),
+                "--src",
+                str(tmp_path / "s.de"),
+                "--ref",
+                str(tmp_path / "r.en"),
+                "--json",
+                "--output",
+                str(tmp_path / "hyp.en"),
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out)
     assert scores["sentences"] == 2 and 0 <= scores["bleu"] <= 100
     assert len((tmp_path / "hyp.en").read_text().splitlines()) == 2
     (tmp_path / "r.en").write_text("A dog.\n", encoding="utf-8")
-    assert main(["evaluate", "--checkpoint", str(run_dir), "--src", str(tmp_path / "s.de"), "--ref",
-                 str(tmp_path / "r.en")]) == 2
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(run_dir), "--src", str(tmp_path / "s.de"), "--ref", str(tmp_path / "r.en")]
+        )
+        == 2
+    )
     assert "line counts differ" in capsys.readouterr().err
 
 
@@ -106,8 +156,11 @@ def test_bad_checkpoints_give_one_line_errors(run_dir, tmp_path, capsys, damage)
         shutil.copytree(run_dir, ckpt, ignore=shutil.ignore_patterns("checkpoints"))
         target = {"config": "config.json", "weights": "model.safetensors", "tokenizer": "tokenizer.json"}[damage]
         (ckpt / target).write_text("not what it should be")
-    for command in (["translate", "Ein Hund."], ["evaluate", "--limit", "2"], ["attention", "Ein Hund.", "--png",
-                                                                             str(tmp_path / "a.png")]):
+    for command in (
+        ["translate", "Ein Hund."],
+        ["evaluate", "--limit", "2"],
+        ["attention", "Ein Hund.", "--png", str(tmp_path / "a.png")],
+    ):
         assert main([command[0], "--checkpoint", str(ckpt), *command[1:]]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and str(ckpt) in err, err

@@ -54,10 +54,19 @@ def digit_files(tmp_path_factory):
 
 
 def test_classify_prints_digit_and_probabilities_and_draws_attention(capsys, vit_dir, digit_files, tmp_path):
-    code, out, _ = run_cli(capsys, "classify", "--checkpoint", str(vit_dir), *map(str, digit_files),
-                           "--attention", str(tmp_path / "maps"), "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "classify",
+        "--checkpoint",
+        str(vit_dir),
+        *map(str, digit_files),
+        "--attention",
+        str(tmp_path / "maps"),
+        "--device",
+        "cpu",
+    )
     assert code == 0
-    lines = [l for l in out.splitlines() if not l.startswith("attention")]
+    lines = [line for line in out.splitlines() if not line.startswith("attention")]
     assert len(lines) == 2
     for line, path in zip(lines, digit_files):
         head, table = line.split("  ", 1)
@@ -71,8 +80,19 @@ def test_classify_prints_digit_and_probabilities_and_draws_attention(capsys, vit
 
 
 def test_classify_one_image_attention_goes_to_the_named_file(capsys, vit_dir, digit_files, tmp_path):
-    code, out, _ = run_cli(capsys, "classify", "--checkpoint", str(vit_dir), str(digit_files[0]), "--attention",
-                           str(tmp_path / "a.png"), "--method", "last", "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "classify",
+        "--checkpoint",
+        str(vit_dir),
+        str(digit_files[0]),
+        "--attention",
+        str(tmp_path / "a.png"),
+        "--method",
+        "last",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and (tmp_path / "a.png").is_file() and "attention (last)" in out
 
 
@@ -83,8 +103,9 @@ def test_classify_bad_input_is_one_line(capsys, vit_dir, tmp_path):
     assert_one_line_error(*run_cli(capsys, "classify", "--checkpoint", str(vit_dir))[::2], "at least one image")
     missing = tmp_path / "missing.png"
     assert_one_line_error(*run_cli(capsys, "classify", "--checkpoint", str(vit_dir), str(missing))[::2], "no such file")
-    assert_one_line_error(*run_cli(capsys, "classify", "--checkpoint", str(tmp_path / "nothing"), str(text))[::2],
-                          "does not exist")
+    assert_one_line_error(
+        *run_cli(capsys, "classify", "--checkpoint", str(tmp_path / "nothing"), str(text))[::2], "does not exist"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,35 +121,57 @@ def dt_dir(tmp_path_factory):
 
 def test_rl_data_writes_a_dataset(capsys, tmp_path):
     out_file = tmp_path / "cartpole.npz"
-    code, out, _ = run_cli(capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file),
-                           "--episodes-per-policy", "2")
+    code, out, _ = run_cli(
+        capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file), "--episodes-per-policy", "2"
+    )
     assert code == 0 and "heuristic-param-noise" in out and "saved 12 episodes" in out
     assert load_dataset(out_file).num_episodes == 12
-    code, out, _ = run_cli(capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file), "--stock",
-                           "--episodes-per-policy", "2")
+    code, out, _ = run_cli(
+        capsys, "rl-data", "--env", "CartPole-v1", "--out", str(out_file), "--stock", "--episodes-per-policy", "2"
+    )
     assert code == 0 and "param-noise" not in out and load_dataset(out_file).num_episodes == 10
 
 
 def test_rl_eval_prints_mean_and_std_and_plots(capsys, dt_dir, tmp_path):
-    code, out, _ = run_cli(capsys, "rl-eval", "--checkpoint", str(dt_dir), "--target-return", "500", "--episodes",
-                           "2", "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys, "rl-eval", "--checkpoint", str(dt_dir), "--target-return", "500", "--episodes", "2", "--device", "cpu"
+    )
     assert code == 0
     assert "CartPole-v1 target 500: mean return" in out and "+/-" in out and "over 2 episodes" in out
     assert "best behaviour policy in the data: heuristic" in out
     png = tmp_path / "sweep.png"
-    code, out, _ = run_cli(capsys, "rl-eval", "--checkpoint", str(dt_dir), "--targets", "100", "250", "500",
-                           "--episodes", "2", "--png", str(png), "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "rl-eval",
+        "--checkpoint",
+        str(dt_dir),
+        "--targets",
+        "100",
+        "250",
+        "500",
+        "--episodes",
+        "2",
+        "--png",
+        str(png),
+        "--device",
+        "cpu",
+    )
     assert code == 0 and out.count(": mean return") == 3 and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_rl_bad_input_is_one_line(capsys, dt_dir, tmp_path):
     assert_one_line_error(
         *run_cli(capsys, "rl-eval", "--checkpoint", str(dt_dir), "--target-return", "lots")[::2],
-        "--target-return", "'lots' is not a number",
+        "--target-return",
+        "'lots' is not a number",
     )
-    assert_one_line_error(*run_cli(capsys, "rl-eval", "--checkpoint", str(dt_dir), "--targets", "1", "inf")[::2],
-                          "not a finite number")
-    assert_one_line_error(*run_cli(capsys, "rl-data", "--env", "MoonLander-v9", "--out", str(tmp_path / "x.npz"))[::2],
-                          "unknown environment 'MoonLander-v9'")
-    assert_one_line_error(*run_cli(capsys, "rl-eval", "--checkpoint", str(tmp_path), "--target-return", "1")[::2],
-                          "no rl.json")
+    assert_one_line_error(
+        *run_cli(capsys, "rl-eval", "--checkpoint", str(dt_dir), "--targets", "1", "inf")[::2], "not a finite number"
+    )
+    assert_one_line_error(
+        *run_cli(capsys, "rl-data", "--env", "MoonLander-v9", "--out", str(tmp_path / "x.npz"))[::2],
+        "unknown environment 'MoonLander-v9'",
+    )
+    assert_one_line_error(
+        *run_cli(capsys, "rl-eval", "--checkpoint", str(tmp_path), "--target-return", "1")[::2], "no rl.json"
+    )

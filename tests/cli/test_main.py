@@ -45,18 +45,53 @@ def test_a_device_this_machine_lacks_is_a_one_line_error(capsys):
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    code = cli.main(["train", "--recipe", "shakespeare-char", "--device", f"cuda:{count}", "--max-steps", "1",
-                     "num_layers=1", "d_model=32", "num_heads=2", "d_ff=32", "--out", "/nonexistent/never-written"])
+    code = cli.main(
+        [
+            "train",
+            "--recipe",
+            "shakespeare-char",
+            "--device",
+            f"cuda:{count}",
+            "--max-steps",
+            "1",
+            "num_layers=1",
+            "d_model=32",
+            "num_heads=2",
+            "d_ff=32",
+            "--out",
+            "/nonexistent/never-written",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"cuda:{count}" in err
 
 
 def test_preset_still_runs_a_recipe_with_a_deprecation_message(tmp_path, capsys):
-    code = cli.main(["train", "--preset", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "1",
-                     "num_layers=1", "d_model=32", "num_heads=2", "d_ff=32", "block_size=16", "batch_size=2",
-                     "eval_every=0", "checkpoint_every=0", "progress=false", "max_minutes=none", "eval_tokens=64",
-                     "--device", "cpu"])
+    code = cli.main(
+        [
+            "train",
+            "--preset",
+            "shakespeare-char",
+            "--out",
+            str(tmp_path),
+            "--max-steps",
+            "1",
+            "num_layers=1",
+            "d_model=32",
+            "num_heads=2",
+            "d_ff=32",
+            "block_size=16",
+            "batch_size=2",
+            "eval_every=0",
+            "checkpoint_every=0",
+            "progress=false",
+            "max_minutes=none",
+            "eval_tokens=64",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     assert "--preset is deprecated" in capsys.readouterr().err and (tmp_path / "model.safetensors").exists()
 

@@ -17,13 +17,43 @@ from attentive.models.vit import VisionTransformer, ViTConfig
 from pretrained_paths import need_minilm, need_smollm2, need_whisper_ct2
 
 TRANSLATION = [
-    "--max-steps", "4", "--device", "cpu", "train_limit=200", "valid_limit=10", "test_limit=2", "vocab_size=300",
-    "d_model=32", "num_heads=4", "d_ff=64", "num_encoder_layers=1", "num_decoder_layers=1", "max_len=48",
-    "max_tokens=800", "max_minutes=None", "eval_every=0", "checkpoint_every=0", "val_bleu_sentences=0",
-    "eval_beam=2", "max_len_b=4", "average_last=0", "progress=false",
+    "--max-steps",
+    "4",
+    "--device",
+    "cpu",
+    "train_limit=200",
+    "valid_limit=10",
+    "test_limit=2",
+    "vocab_size=300",
+    "d_model=32",
+    "num_heads=4",
+    "d_ff=64",
+    "num_encoder_layers=1",
+    "num_decoder_layers=1",
+    "max_len=48",
+    "max_tokens=800",
+    "max_minutes=None",
+    "eval_every=0",
+    "checkpoint_every=0",
+    "val_bleu_sentences=0",
+    "eval_beam=2",
+    "max_len_b=4",
+    "average_last=0",
+    "progress=false",
 ]
-LM = ["num_layers=1", "d_model=32", "num_heads=2", "d_ff=64", "block_size=32", "batch_size=8", "eval_tokens=500",
-      "max_minutes=None", "progress=False", "eval_every=0", "precision=fp32"]
+LM = [
+    "num_layers=1",
+    "d_model=32",
+    "num_heads=2",
+    "d_ff=64",
+    "block_size=32",
+    "batch_size=8",
+    "eval_tokens=500",
+    "max_minutes=None",
+    "progress=False",
+    "eval_every=0",
+    "precision=fp32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +61,37 @@ def specs(tmp_path_factory):
     """Spec name -> the spec: bundled short names, run folders of three families, the GGUF path."""
     root = tmp_path_factory.mktemp("specs")
     assert main(["train", "--out", str(root / "de-en"), *TRANSLATION]) == 0
-    assert main(["train", "--recipe", "shakespeare-char", "--out", str(root / "chars"), "--max-steps", "2",
-                 "--device", "cpu", *LM]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "shakespeare-char",
+                "--out",
+                str(root / "chars"),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                *LM,
+            ]
+        )
+        == 0
+    )
     torch.manual_seed(0)
-    attentive.save(VisionTransformer(ViTConfig(patch_size=7, num_layers=1, d_model=32, num_heads=2, d_ff=64,
-                                               max_len=17)), root / "digits")
-    return {"smollm2": "smollm2", "minilm": "minilm", "whisper": "whisper-tiny.en", "gguf": str(need_smollm2()),
-            "translation run": str(root / "de-en"), "lm run": str(root / "chars"), "vit run": str(root / "digits")}
+    attentive.save(
+        VisionTransformer(ViTConfig(patch_size=7, num_layers=1, d_model=32, num_heads=2, d_ff=64, max_len=17)),
+        root / "digits",
+    )
+    return {
+        "smollm2": "smollm2",
+        "minilm": "minilm",
+        "whisper": "whisper-tiny.en",
+        "gguf": str(need_smollm2()),
+        "translation run": str(root / "de-en"),
+        "lm run": str(root / "chars"),
+        "vit run": str(root / "digits"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +126,38 @@ def _argv(command: str, spec: str, inputs, out) -> list[str]:
 
 # (command, spec) -> None: it runs; a string: the one-line error names it (the family it needs)
 CASES = {
-    ("generate", "smollm2"): None, ("generate", "gguf"): None, ("generate", "lm run"): None,
+    ("generate", "smollm2"): None,
+    ("generate", "gguf"): None,
+    ("generate", "lm run"): None,
     ("generate", "translation run"): "needs a language model (decoder-lm)",
-    ("perplexity", "gguf"): None, ("perplexity", "lm run"): None, ("perplexity", "minilm"): "(decoder-lm)",
-    ("translate", "smollm2"): None, ("translate", "translation run"): None, ("translate", "gguf"): None,
-    ("translate", "lm run"): "without a chat template", ("translate", "whisper"): "(encoder-decoder)",
-    ("evaluate", "translation run"): None, ("evaluate", "smollm2"): None, ("evaluate", "vit run"): "(encoder-decoder)",
-    ("attention", "translation run"): None, ("attention", "smollm2"): "needs a translation model (encoder-decoder)",
-    ("embed", "minilm"): None, ("embed", "gguf"): "needs a text encoder (encoder)",
+    ("perplexity", "gguf"): None,
+    ("perplexity", "lm run"): None,
+    ("perplexity", "minilm"): "(decoder-lm)",
+    ("translate", "smollm2"): None,
+    ("translate", "translation run"): None,
+    ("translate", "gguf"): None,
+    ("translate", "lm run"): "without a chat template",
+    ("translate", "whisper"): "(encoder-decoder)",
+    ("evaluate", "translation run"): None,
+    ("evaluate", "smollm2"): None,
+    ("evaluate", "vit run"): "(encoder-decoder)",
+    ("attention", "translation run"): None,
+    ("attention", "smollm2"): "needs a translation model (encoder-decoder)",
+    ("embed", "minilm"): None,
+    ("embed", "gguf"): "needs a text encoder (encoder)",
     ("embed", "translation run"): "(encoder)",
-    ("transcribe", "whisper"): None, ("transcribe", "smollm2"): "needs a speech model (speech)",
+    ("transcribe", "whisper"): None,
+    ("transcribe", "smollm2"): "needs a speech model (speech)",
     ("transcribe", "lm run"): "(speech)",
-    ("classify", "vit run"): None, ("classify", "minilm"): "needs a vision transformer (vit)",
+    ("classify", "vit run"): None,
+    ("classify", "minilm"): "needs a vision transformer (vit)",
     ("classify", "gguf"): "(vit)",
-    ("explore", "translation run"): None, ("explore", "lm run"): None, ("explore", "minilm"): None,
+    ("explore", "translation run"): None,
+    ("explore", "lm run"): None,
+    ("explore", "minilm"): None,
     ("explore", "gguf"): None,
-    ("export", "vit run"): None, ("export", "lm run"): None,
+    ("export", "vit run"): None,
+    ("export", "lm run"): None,
 }
 
 
@@ -113,8 +183,13 @@ def test_an_unknown_spec_names_every_kind_of_spec(command, inputs, tmp_path, cap
     assert main(_argv(command, "no-such-model", inputs, tmp_path)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    for words in ("no-such-model does not exist", "run folder", "GGUF file", "smollm2, minilm, whisper-tiny.en",
-                  "hub id"):
+    for words in (
+        "no-such-model does not exist",
+        "run folder",
+        "GGUF file",
+        "smollm2, minilm, whisper-tiny.en",
+        "hub id",
+    ):
         assert words in err, err
 
 
@@ -125,13 +200,16 @@ def test_checkpoint_is_another_spelling_of_model(specs, capsys):
     assert capsys.readouterr().out == first
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--beam", "0"], "--beam must be at least 1"),
-    (["--batch-tokens", "0"], "--batch-tokens must be a positive number"),
-    (["--alpha", "-1"], "--alpha (length penalty) must be >= 0"),
-    (["--max-len-b", "-1"], "--max-len-b must be >= 0"),
-    (["--max-batch", "0"], "--max-batch must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--beam", "0"], "--beam must be at least 1"),
+        (["--batch-tokens", "0"], "--batch-tokens must be a positive number"),
+        (["--alpha", "-1"], "--alpha (length penalty) must be >= 0"),
+        (["--max-len-b", "-1"], "--max-len-b must be >= 0"),
+        (["--max-batch", "0"], "--max-batch must be a positive number"),
+    ],
+)
 @pytest.mark.parametrize("command", ["translate", "evaluate"])
 def test_bad_search_values_are_refused_before_loading(command, args, message, capsys):
     argv = [command, "--model", "no-such-model", *args] + (["Ein Hund."] if command == "translate" else [])

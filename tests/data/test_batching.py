@@ -22,8 +22,7 @@ def _padded_tokens(batch, lengths):
 def test_budget_and_each_example_once_across_ranks(world_size):
     lengths = _lengths()
     samplers = [
-        TokenBatchSampler(lengths, max_tokens=400, seed=7, rank=r, world_size=world_size)
-        for r in range(world_size)
+        TokenBatchSampler(lengths, max_tokens=400, seed=7, rank=r, world_size=world_size) for r in range(world_size)
     ]
     for epoch in (0, 1):
         shards = [s.batches(epoch) for s in samplers]

@@ -24,15 +24,21 @@ def test_reads_both_forms_and_skips_blank_lines(tmp_path):
     assert second.origin == f"{path}:3"
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "a", "completion": "b"', "not valid JSON"),
-    ('["a list"]', "expected a JSON object"),
-    ('{"text": "no fields"}', r"expected 'messages' \(a conversation\) or 'prompt' and 'completion'; the object has \['text'\]"),
-    ('{"messages": [{"role": "user", "content": "Hi"}]}', "no assistant turn"),
-    ('{"messages": [{"role": "robot", "content": "Hi"}]}', "message 0 must be an object with a role"),
-    ('{"messages": []}', "non-empty list"),
-    ('{"prompt": "a", "completion": ""}', "completion is empty"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "a", "completion": "b"', "not valid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        (
+            '{"text": "no fields"}',
+            r"expected 'messages' \(a conversation\) or 'prompt' and 'completion'; the object has \['text'\]",
+        ),
+        ('{"messages": [{"role": "user", "content": "Hi"}]}', "no assistant turn"),
+        ('{"messages": [{"role": "robot", "content": "Hi"}]}', "message 0 must be an object with a role"),
+        ('{"messages": []}', "non-empty list"),
+        ('{"prompt": "a", "completion": ""}', "completion is empty"),
+    ],
+)
 def test_a_bad_line_is_an_error_naming_file_and_line(tmp_path, line, message):
     good = json.dumps({"prompt": "a", "completion": "b"})
     path = _write(tmp_path, good, line)

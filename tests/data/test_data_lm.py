@@ -43,12 +43,8 @@ def test_random_blocks_shape_shift_and_determinism():
     again = RandomBlockSampler(tokens, block_size=16, batch_size=4, seed=5)
     assert all(torch.equal(sampler.batch(s)[0], again.batch(s)[0]) for s in (0, 1, 77))
     assert not torch.equal(sampler.batch(0)[0], sampler.batch(1)[0])
-    assert not torch.equal(
-        sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=6).batch(0)[0]
-    )
-    assert not torch.equal(
-        sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=5, rank=1).batch(0)[0]
-    )
+    assert not torch.equal(sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=6).batch(0)[0])
+    assert not torch.equal(sampler.batch(0)[0], RandomBlockSampler(tokens, 16, 4, seed=5, rank=1).batch(0)[0])
 
 
 def test_random_blocks_resume_matches():

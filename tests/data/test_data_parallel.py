@@ -111,7 +111,5 @@ def test_read_tsv(tmp_path):
 @pytest.mark.parametrize("line,n", [("only one field", 1), ("a\tb\tc", 3)])
 def test_read_tsv_bad_field_count(tmp_path, line, n):
     path = _write(tmp_path / "bad.tsv", f"ok\tfine\n{line}\n")
-    with pytest.raises(
-        ValueError, match=rf"bad\.tsv:2: expected 2 tab-separated fields .*found {n}"
-    ):
+    with pytest.raises(ValueError, match=rf"bad\.tsv:2: expected 2 tab-separated fields .*found {n}"):
         read_tsv(path)

@@ -167,8 +167,11 @@ def test_segment_rtg_against_direct_computation(cartpole):
         for k in torch.nonzero(batch.mask[b]).flatten().tolist():
             obs = batch.states[b, k].numpy()
             t = int(batch.timesteps[b, k])
-            hits = [e for e in range(ds.num_episodes) if t < ds.episode_lengths[e]
-                    and np.array_equal(ds.observations[starts[e] + t], obs)]
+            hits = [
+                e
+                for e in range(ds.num_episodes)
+                if t < ds.episode_lengths[e] and np.array_equal(ds.observations[starts[e] + t], obs)
+            ]
             assert len(hits) == 1
             e = hits[0]
             s = int(starts[e]) + t

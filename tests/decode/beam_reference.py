@@ -38,8 +38,9 @@ def _limits(src_valid: Tensor, max_len_b: int, model) -> Tensor:
 
 
 @torch.no_grad()
-def reference_beam_search(model, src: Tensor, beam_size: int, alpha: float, max_len_b: int, cache: str,
-                          bos_id: int, eos_id: int, on_step=None) -> tuple[list[list[int]], list[float]]:
+def reference_beam_search(
+    model, src: Tensor, beam_size: int, alpha: float, max_len_b: int, cache: str, bos_id: int, eos_id: int, on_step=None
+) -> tuple[list[list[int]], list[float]]:
     k = beam_size
     src_valid = src != model.config.pad_id  # (B, S)
     memory = model.encode(src, src_valid).hidden  # (B, S, D)
@@ -50,8 +51,9 @@ def reference_beam_search(model, src: Tensor, beam_size: int, alpha: float, max_
     beam_scores = torch.zeros(batch, k, device=device)  # (b, K)
     beam_scores[:, 1:] = float("-inf")
     rows = DecodeBatch(model, cache=cache, pad_id=model.config.pad_id)
-    logits = rows.start([[bos_id]] * (batch * k), memory.repeat_interleave(k, dim=0),
-                        src_valid.repeat_interleave(k, dim=0))  # (b*K, V)
+    logits = rows.start(
+        [[bos_id]] * (batch * k), memory.repeat_interleave(k, dim=0), src_valid.repeat_interleave(k, dim=0)
+    )  # (b*K, V)
 
     for step in range(int(limits.max())):
         b = sentences.numel()

@@ -41,16 +41,30 @@ def test_engine_beams_equal_the_reference_loop(seed, beam, alpha, use_cache):
     model, src = _model(seed), _sources(5, seed + 10)
     max_len_b = 4 + 3 * seed
     want_steps, got_steps = [], []
-    want = reference_beam_search(model, src, beam, alpha, max_len_b, "dynamic" if use_cache else "none",
-                                 BOS_ID, EOS_ID, on_step=want_steps.append)
-    got = beam_search(model, src, SearchConfig(beam_size=beam, alpha=alpha, max_len_b=max_len_b, use_cache=use_cache),
-                      on_step=got_steps.append)
+    want = reference_beam_search(
+        model,
+        src,
+        beam,
+        alpha,
+        max_len_b,
+        "dynamic" if use_cache else "none",
+        BOS_ID,
+        EOS_ID,
+        on_step=want_steps.append,
+    )
+    got = beam_search(
+        model,
+        src,
+        SearchConfig(beam_size=beam, alpha=alpha, max_len_b=max_len_b, use_cache=use_cache),
+        on_step=got_steps.append,
+    )
     assert got.tokens == want[0]
     assert got.scores == want[1]
     assert len(got_steps) == len(want_steps)
     for mine, theirs in zip(got_steps, want_steps):
-        assert [(s.step, s.sentence, s.live, s.finished) for s in mine] == \
-            [(s.step, s.sentence, s.live, s.finished) for s in theirs]
+        assert [(s.step, s.sentence, s.live, s.finished) for s in mine] == [
+            (s.step, s.sentence, s.live, s.finished) for s in theirs
+        ]
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -71,7 +71,7 @@ def _teacher_forced(model, prompt, hypothesis, penalty: float) -> float:
     penalised (CTRL) on the tokens of that beam's own prompt and output so far."""
     ids = torch.tensor([prompt + hypothesis])
     with torch.no_grad():
-        log_probs = F.log_softmax(model(ids)[0, len(prompt) - 1:-1].float(), dim=-1)  # (T, V)
+        log_probs = F.log_softmax(model(ids)[0, len(prompt) - 1 : -1].float(), dim=-1)  # (T, V)
     total = 0.0
     for t, token in enumerate(hypothesis):
         seen = set(prompt + hypothesis[:t])
@@ -97,8 +97,9 @@ def test_the_repetition_penalty_reaches_every_beam_with_its_own_history():
 def test_beams_are_the_same_in_every_cache_mode(cache):
     model = _lm()
     want = generate(model, None, PROMPTS, max_new_tokens=10, temperature=0.0, num_beams=3, stop_tokens=(34,))
-    got = generate(model, None, PROMPTS, max_new_tokens=10, temperature=0.0, num_beams=3, stop_tokens=(34,),
-                   cache=cache)
+    got = generate(
+        model, None, PROMPTS, max_new_tokens=10, temperature=0.0, num_beams=3, stop_tokens=(34,), cache=cache
+    )
     assert got.tokens == want.tokens and got.finish_reasons == want.finish_reasons
     assert want.finish_reasons == ["stop_token", "length", "stop_token"]  # rows leave the batch at different steps
 
@@ -106,8 +107,9 @@ def test_beams_are_the_same_in_every_cache_mode(cache):
 def test_width_one_gives_greedy_tokens():
     model = _lm()
     greedy = generate(model, None, PROMPTS, max_new_tokens=10, temperature=0.0, stop_tokens=(3,))
-    beam = generate(model, None, PROMPTS, max_new_tokens=10, temperature=0.0, num_beams=1, stop_tokens=(3,),
-                    early_stopping=True)
+    beam = generate(
+        model, None, PROMPTS, max_new_tokens=10, temperature=0.0, num_beams=1, stop_tokens=(3,), early_stopping=True
+    )
     assert beam.tokens == greedy.tokens
 
 
@@ -153,8 +155,15 @@ def test_generate_streams_a_beam_searchs_text_when_it_ends():
     tok = CharTokenizer.train("abcdefghij ")
     model = attentive.build(tiny_gpt2(vocab_size=tok.vocab_size, max_len=40, init_std=0.3)).eval()
     pieces = []
-    out = generate(model, tok, ["abc", "j"], max_new_tokens=8, temperature=0.0, num_beams=3,
-                   on_text=lambda row, text: pieces.append((row, text)))
+    out = generate(
+        model,
+        tok,
+        ["abc", "j"],
+        max_new_tokens=8,
+        temperature=0.0,
+        num_beams=3,
+        on_text=lambda row, text: pieces.append((row, text)),
+    )
     assert out.texts == [tok.decode(t) for t in out.tokens]
     assert ["".join(p for r, p in pieces if r == row) for row in (0, 1)] == out.texts
     with pytest.raises(ValueError, match="output_logits keeps one row's logits per prompt"):
@@ -187,14 +196,31 @@ def test_beam_search_is_hugging_faces_token_for_token(pair, early_stopping, leng
     for beams in (2, 3, 5):
         for prompt in ([4, 9, 2], [11], [20, 21, 22, 23, 24, 25]):
             with torch.no_grad():
-                ref = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                                  do_sample=False, num_beams=beams, max_new_tokens=new, eos_token_id=list(stops),
-                                  pad_token_id=stops[0], length_penalty=length_penalty, early_stopping=early_stopping)
-            ref = ref[0, len(prompt):].tolist()
+                ref = hf.generate(
+                    torch.tensor([prompt]),
+                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                    do_sample=False,
+                    num_beams=beams,
+                    max_new_tokens=new,
+                    eos_token_id=list(stops),
+                    pad_token_id=stops[0],
+                    length_penalty=length_penalty,
+                    early_stopping=early_stopping,
+                )
+            ref = ref[0, len(prompt) :].tolist()
             ended = [i for i, t in enumerate(ref) if t in stops]
-            ref = ref[:ended[0]] if ended else ref
-            got = generate(ours, None, [prompt], max_new_tokens=new, temperature=0.0, num_beams=beams,
-                           stop_tokens=stops, length_penalty=length_penalty, early_stopping=early_stopping)
+            ref = ref[: ended[0]] if ended else ref
+            got = generate(
+                ours,
+                None,
+                [prompt],
+                max_new_tokens=new,
+                temperature=0.0,
+                num_beams=beams,
+                stop_tokens=stops,
+                length_penalty=length_penalty,
+                early_stopping=early_stopping,
+            )
             assert got.tokens[0] == ref, (beams, prompt)
 
 
@@ -208,8 +234,17 @@ def test_the_hugging_face_cases_are_not_all_alike(pair):
         for length_penalty in (1.0, 0.0, 2.0):
             for beams in (2, 3, 5):
                 for prompt in ([4, 9, 2], [11], [20, 21, 22, 23, 24, 25]):
-                    out = generate(ours, None, [prompt], max_new_tokens=14, temperature=0.0, num_beams=beams,
-                                   stop_tokens=(8,), length_penalty=length_penalty, early_stopping=early_stopping)
+                    out = generate(
+                        ours,
+                        None,
+                        [prompt],
+                        max_new_tokens=14,
+                        temperature=0.0,
+                        num_beams=beams,
+                        stop_tokens=(8,),
+                        length_penalty=length_penalty,
+                        early_stopping=early_stopping,
+                    )
                     found.setdefault((beams, tuple(prompt)), set()).add(tuple(out.tokens[0]))
                     reasons.add(out.finish_reasons[0])
     assert reasons == {"stop_token", "length"}

@@ -90,7 +90,8 @@ def test_static_cache_decode_step_compiles_once_and_matches_eager():
         graphs.append(gm)
         return gm.forward
 
-    got = generate(model, None, ids, max_new_tokens=10, temperature=0.0, stop_tokens=(), cache="static",
-                   compile=counting_backend).tokens
+    got = generate(
+        model, None, ids, max_new_tokens=10, temperature=0.0, stop_tokens=(), cache="static", compile=counting_backend
+    ).tokens
     assert got == eager
     assert len(graphs) == 1  # one graph for every step: slots and positions are tensors, not ints

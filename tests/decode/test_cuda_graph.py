@@ -29,8 +29,9 @@ def _models():
 
 
 def _static_tokens(model, ids: torch.Tensor, new: int, **options) -> list[list[int]]:
-    return generate(model, None, ids.tolist(), max_new_tokens=new, temperature=0.0, stop_tokens=(), cache="static",
-                    **options).tokens
+    return generate(
+        model, None, ids.tolist(), max_new_tokens=new, temperature=0.0, stop_tokens=(), cache="static", **options
+    ).tokens
 
 
 @pytest.mark.parametrize("model_index", [0, 1], ids=["gpt2-tiny", "llama-tiny"])
@@ -41,8 +42,9 @@ def test_static_cache_matches_dynamic_cache_tokens(model_index):
     engine = Engine(model, cache="static")
     runs = []
     for _ in range(2):  # a second run on the same engine reuses the cache's buffers and starts clean
-        sequences = [engine.add(Request(row, GenerationConfig(max_new_tokens=12, temperature=0.0)))
-                     for row in ids.tolist()]
+        sequences = [
+            engine.add(Request(row, GenerationConfig(max_new_tokens=12, temperature=0.0))) for row in ids.tolist()
+        ]
         keys = None
         for _ in engine.run():
             keys = engine.batch.cache.keys
@@ -68,9 +70,11 @@ def test_static_batch_cuts_at_stop_tokens_and_ends_early():
     steps = []
     original = engine.batch.step
     engine.batch.step = lambda tokens: steps.append(1) or original(tokens)
-    seq = engine.add(Request(ids[0].tolist(), GenerationConfig(max_new_tokens=10, temperature=0.0, stop_tokens=(stop,))))
+    seq = engine.add(
+        Request(ids[0].tolist(), GenerationConfig(max_new_tokens=10, temperature=0.0, stop_tokens=(stop,)))
+    )
     list(engine.run())
-    assert seq.tokens == full[:full.index(stop)] and seq.finish_reason == "stop_token"
+    assert seq.tokens == full[: full.index(stop)] and seq.finish_reason == "stop_token"
     assert len(steps) == full.index(stop) < 9  # no model step after the row stopped
 
 
@@ -100,15 +104,18 @@ def test_cuda_graph_replay_matches_eager_steps():
     eager = _static_tokens(model, ids, 20)
     engine = Engine(model, cache="cuda_graph")
     for _ in range(2):  # replays reuse the captured graph
-        sequences = [engine.add(Request(row, GenerationConfig(max_new_tokens=20, temperature=0.0)))
-                     for row in ids.tolist()]
+        sequences = [
+            engine.add(Request(row, GenerationConfig(max_new_tokens=20, temperature=0.0))) for row in ids.tolist()
+        ]
         list(engine.run())
         assert engine.batch.graph is not None
         assert [s.tokens for s in sequences] == eager
-    sampled = generate(model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(),
-                       cache="cuda_graph")
-    again = generate(model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(),
-                     cache="static")
+    sampled = generate(
+        model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(), cache="cuda_graph"
+    )
+    again = generate(
+        model, None, ids.tolist(), max_new_tokens=20, temperature=1.0, seed=3, stop_tokens=(), cache="static"
+    )
     assert sampled.tokens == again.tokens  # sampling stays outside the graph: the same draws
 
 

@@ -30,10 +30,14 @@ def _alone(model, prompt, config, cache="dynamic"):
 # ----------------------------------------------------------------------------- one sampler
 
 
-@pytest.mark.parametrize("settings", [
-    dict(temperature=0.9, seed=11),
-    dict(temperature=1.3, top_k=7, top_p=0.9, repetition_penalty=1.3, seed=5),
-], ids=["plain", "every-processor"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(temperature=0.9, seed=11),
+        dict(temperature=1.3, top_k=7, top_p=0.9, repetition_penalty=1.3, seed=5),
+    ],
+    ids=["plain", "every-processor"],
+)
 def test_same_seed_same_tokens_in_every_cache_mode(settings):
     """The draw depends on the logits and the row's seed only, so every way of keeping the cache
     (and compiling the static step) samples the same text."""
@@ -41,8 +45,9 @@ def test_same_seed_same_tokens_in_every_cache_mode(settings):
     runs = {}
     for cache, compile_ in (("none", False), ("dynamic", False), ("static", False), ("static", "aot_eager")):
         torch._dynamo.reset()
-        out = generate(model, None, PROMPTS, max_new_tokens=18, stop_tokens=(), cache=cache, compile=compile_,
-                       **settings)
+        out = generate(
+            model, None, PROMPTS, max_new_tokens=18, stop_tokens=(), cache=cache, compile=compile_, **settings
+        )
         runs[f"{cache}{'+compile' if compile_ else ''}"] = out.tokens
     torch._dynamo.reset()
     first = runs["none"]
@@ -57,8 +62,10 @@ def test_a_rows_sample_does_not_depend_on_its_batch():
     model = _lm()
     batch = generate(model, None, PROMPTS, max_new_tokens=15, temperature=1.0, seed=3, stop_tokens=()).tokens
     for i, prompt in enumerate(PROMPTS):
-        assert generate(model, None, prompt, max_new_tokens=15, temperature=1.0, seed=3 + i, stop_tokens=()).tokens[0] \
+        assert (
+            generate(model, None, prompt, max_new_tokens=15, temperature=1.0, seed=3 + i, stop_tokens=()).tokens[0]
             == batch[i]
+        )
 
 
 # ----------------------------------------------------------------------------- requests between steps
@@ -73,8 +80,11 @@ def test_requests_that_join_between_steps_decode_as_if_alone():
     for _ in range(3):
         engine.step()
     # a longer prompt than the running window, a shorter one, and a sampled one join mid-run
-    late = [engine.add(Request([9, 10, 11, 12, 13, 14, 15], greedy)), engine.add(Request([8], greedy)),
-            engine.add(Request([7, 3, 2], sampled))]
+    late = [
+        engine.add(Request([9, 10, 11, 12, 13, 14, 15], greedy)),
+        engine.add(Request([8], greedy)),
+        engine.add(Request([7, 3, 2], sampled)),
+    ]
     engine.step()
     assert engine.batch.rows == 4
     list(engine.run())
@@ -170,9 +180,20 @@ def test_logprobs_are_the_models_log_probabilities():
 def test_encoder_decoder_rows_join_with_their_memory():
     """Translation rows carry their own encoder output: joining later changes nothing."""
     torch.manual_seed(0)
-    model = EncoderDecoder(EncoderDecoderConfig(
-        src_vocab_size=60, tgt_vocab_size=60, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
-        num_decoder_layers=2, max_len=40, dropout=0.0, attention_dropout=0.0)).eval()
+    model = EncoderDecoder(
+        EncoderDecoderConfig(
+            src_vocab_size=60,
+            tgt_vocab_size=60,
+            d_model=32,
+            num_heads=4,
+            d_ff=64,
+            num_encoder_layers=2,
+            num_decoder_layers=2,
+            max_len=40,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+    ).eval()
     sources = [torch.tensor([[11, 12, 13, 14]]), torch.tensor([[20, 21]]), torch.tensor([[30, 31, 32, 33, 34, 35]])]
     alone = [greedy_search(model, s, SearchConfig(beam_size=1, max_len_b=6)).tokens[0] for s in sources]
     engine = Engine(model)
@@ -180,9 +201,15 @@ def test_encoder_decoder_rows_join_with_their_memory():
     for src in sources:
         memory = model.encode(src).hidden[0]
         limit = src.shape[1] + 6 + 1
-        sequences.append(engine.add(Request([1], GenerationConfig(max_new_tokens=limit, temperature=0.0,
-                                                                  force_stop_at_limit=True, stop_tokens=(2,)),
-                                            memory=memory)))
+        sequences.append(
+            engine.add(
+                Request(
+                    [1],
+                    GenerationConfig(max_new_tokens=limit, temperature=0.0, force_stop_at_limit=True, stop_tokens=(2,)),
+                    memory=memory,
+                )
+            )
+        )
         engine.step()
     list(engine.run())
     assert [s.tokens for s in sequences] == alone
@@ -199,8 +226,11 @@ def test_processors_force_suppress_and_end_at_the_limit():
     out = _alone(model, [5, 6], GenerationConfig(max_new_tokens=6, temperature=0.0, forced_tokens={0: 3, 2: 4}))
     assert out[0] == 3 and out[2] == 4
     engine = Engine(model)
-    seq = engine.add(Request([5, 6], GenerationConfig(max_new_tokens=4, temperature=0.0, force_stop_at_limit=True,
-                                                      stop_tokens=(33,))))
+    seq = engine.add(
+        Request(
+            [5, 6], GenerationConfig(max_new_tokens=4, temperature=0.0, force_stop_at_limit=True, stop_tokens=(33,))
+        )
+    )
     list(engine.run())
     assert len(seq.tokens) == 3 and seq.finish_reason == "stop_token"  # the 4th token is the stop token
 
@@ -226,13 +256,27 @@ BEAM4 = [
     [16] * 39,
 ]
 BEAM4_SCORES = [-5.74736, -7.2005, -25.29274, -21.74732, -11.30127, -10.87914]
-LM_GREEDY = [[22, 20, 34, 5, 34, 36, 36, 36, 36, 36, 19, 34, 8, 8, 8, 8, 8, 8, 8, 8], [39, 25, 19, 39, 8, 25, 19, 19, 19, 19, 34, 34, 34, 0, 31, 0, 0, 0, 0, 0], [17, 16, 38, 38, 34, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+LM_GREEDY = [
+    [22, 20, 34, 5, 34, 36, 36, 36, 36, 36, 19, 34, 8, 8, 8, 8, 8, 8, 8, 8],
+    [39, 25, 19, 39, 8, 25, 19, 19, 19, 19, 34, 34, 34, 0, 31, 0, 0, 0, 0, 0],
+    [17, 16, 38, 38, 34, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+]
+
 
 def _translation_model_and_sources():
     torch.manual_seed(0)
-    cfg = EncoderDecoderConfig(src_vocab_size=60, tgt_vocab_size=60, d_model=32, num_heads=4, d_ff=64,
-                               num_encoder_layers=2, num_decoder_layers=2, max_len=40, dropout=0.0,
-                               attention_dropout=0.0)
+    cfg = EncoderDecoderConfig(
+        src_vocab_size=60,
+        tgt_vocab_size=60,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        max_len=40,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     model = EncoderDecoder(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():

@@ -29,8 +29,16 @@ def _model(kind: str, vocab: int, max_len: int = 64):
     if kind == "llama":
         return attentive.build("llama-tiny", vocab_size=vocab, max_len=max_len, init_std=0.15).eval()
     return attentive.build(
-        "gpt2-small", vocab_size=vocab, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_len=max_len,
-        dropout=0.0, attention_dropout=0.0, init_std=0.25,
+        "gpt2-small",
+        vocab_size=vocab,
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=max_len,
+        dropout=0.0,
+        attention_dropout=0.0,
+        init_std=0.25,
     ).eval()
 
 
@@ -57,10 +65,12 @@ def test_cached_logits_equal_uncached_at_every_step(model, tok, cache):
 def test_window_slides_past_the_context_identically(tok, cache):
     """max_new_tokens beyond the context: the window re-encodes its newest half, same for every cache."""
     model = _model("llama", tok.vocab_size, max_len=16)
-    ref = generate(model, tok, ["ab", "hello there"], max_new_tokens=40, temperature=0, cache="none",
-                   output_logits=True, **NO_STOP)
-    out = generate(model, tok, ["ab", "hello there"], max_new_tokens=40, temperature=0, cache=cache,
-                   output_logits=True, **NO_STOP)
+    ref = generate(
+        model, tok, ["ab", "hello there"], max_new_tokens=40, temperature=0, cache="none", output_logits=True, **NO_STOP
+    )
+    out = generate(
+        model, tok, ["ab", "hello there"], max_new_tokens=40, temperature=0, cache=cache, output_logits=True, **NO_STOP
+    )
     assert [len(t) for t in out.tokens] == [40, 40]
     assert out.tokens == ref.tokens
     assert max((a - b).abs().max().item() for a, b in zip(ref.logits, out.logits)) <= 1e-5
@@ -72,7 +82,9 @@ def test_static_cache_step_has_fixed_shapes(tok):
     batch = DecodeBatch(model, cache="static", context=64)
     shapes = []
     original = batch._static_forward
-    batch._static_forward = lambda t, p, m, *rest: shapes.append((t.shape, p.shape, m.shape)) or original(t, p, m, *rest)
+    batch._static_forward = lambda t, p, m, *rest: (
+        shapes.append((t.shape, p.shape, m.shape)) or original(t, p, m, *rest)
+    )
     batch.start([[5, 6, 7], [8]], max_new_tokens=6)
     for token in (9, 10, 11, 12):
         batch.step(torch.tensor([token, token]))
@@ -110,8 +122,9 @@ def test_greedy_is_argmax_and_ignores_the_seed(model, tok):
 
 
 def test_seed_makes_sampling_reproducible(model, tok):
-    runs = [generate(model, tok, "the", max_new_tokens=30, temperature=1.0, seed=s, **NO_STOP).tokens
-            for s in (7, 7, 8)]
+    runs = [
+        generate(model, tok, "the", max_new_tokens=30, temperature=1.0, seed=s, **NO_STOP).tokens for s in (7, 7, 8)
+    ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -176,8 +189,9 @@ def test_repetition_penalty():
 def test_repetition_penalty_discourages_repeats(tok):
     model = _model("llama", tok.vocab_size)
     plain = generate(model, tok, "aaaa", max_new_tokens=30, temperature=0, **NO_STOP).tokens[0]
-    penalised = generate(model, tok, "aaaa", max_new_tokens=30, temperature=0, repetition_penalty=5.0,
-                         **NO_STOP).tokens[0]
+    penalised = generate(
+        model, tok, "aaaa", max_new_tokens=30, temperature=0, repetition_penalty=5.0, **NO_STOP
+    ).tokens[0]
     assert len(set(penalised)) > len(set(plain))
 
 
@@ -243,8 +257,9 @@ def test_stop_strings_cut_the_text(model, tok):
 
 def test_streaming_pieces_join_to_the_text(model, tok):
     pieces: list[tuple[int, str]] = []
-    out = generate(model, tok, ["the", "cat"], max_new_tokens=25, seed=0, on_text=lambda r, t: pieces.append((r, t)),
-                   **NO_STOP)
+    out = generate(
+        model, tok, ["the", "cat"], max_new_tokens=25, seed=0, on_text=lambda r, t: pieces.append((r, t)), **NO_STOP
+    )
     for row in (0, 1):
         row_pieces = [t for r, t in pieces if r == row]
         assert len(row_pieces) > 5  # token by token, not all at the end
@@ -300,18 +315,21 @@ def test_bpe_tokenizer(tok):
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(temperature=-0.5), "temperature"),
-    (dict(temperature=float("nan")), "temperature"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(top_p=1.5), "top_p"),
-    (dict(top_k=0), "top_k"),
-    (dict(repetition_penalty=0.0), "repetition_penalty"),
-    (dict(max_new_tokens=-1), "max_new_tokens"),
-    (dict(cache="paged"), "cache"),
-    (dict(stop_strings=[""]), "stop strings"),
-    (dict(bogus=1), "unknown generation option"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(temperature=-0.5), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(top_k=0), "top_k"),
+        (dict(repetition_penalty=0.0), "repetition_penalty"),
+        (dict(max_new_tokens=-1), "max_new_tokens"),
+        (dict(cache="paged"), "cache"),
+        (dict(stop_strings=[""]), "stop strings"),
+        (dict(bogus=1), "unknown generation option"),
+    ],
+)
 def test_nonsensical_settings_are_rejected(model, tok, options, message):
     with pytest.raises(ValueError, match=message):
         generate(model, tok, "the", **options)

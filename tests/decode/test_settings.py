@@ -24,8 +24,18 @@ def _lm(max_len: int = 24):
 # ----------------------------------------------------------------------------- two kinds of settings
 
 
-@pytest.mark.parametrize("name, value", [("context", 16), ("window", 8), ("sinks", 2), ("cache", "static"),
-                                         ("compile", True), ("pad_id", 3), ("max_batch", 4)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("context", 16),
+        ("window", 8),
+        ("sinks", 2),
+        ("cache", "static"),
+        ("compile", True),
+        ("pad_id", 3),
+        ("max_batch", 4),
+    ],
+)
 def test_an_engine_setting_given_to_a_request_is_refused_naming_its_kind(name, value):
     with pytest.raises(ValueError, match=f"^{name} is an engine setting.*EngineConfig\\({name}=") as err:
         GenerationConfig(**{name: value})
@@ -51,10 +61,14 @@ def test_generate_routes_each_option_to_its_kind_and_names_both_for_an_unknown_o
     assert "'temperature'" in str(err.value) and "'window'" in str(err.value)
     model = _lm()
     request, engine = GenerationConfig(max_new_tokens=6, temperature=0.0, stop_tokens=()), EngineConfig(cache="static")
-    assert generate(model, None, [[1, 2]], request, engine=engine).tokens == \
-        generate(model, None, [[1, 2]], max_new_tokens=6, temperature=0.0, stop_tokens=(), cache="static").tokens
-    assert generate(model, None, [[1, 2]], request, engine=engine, cache="none").tokens == \
-        generate(model, None, [[1, 2]], request, engine=EngineConfig(cache="none")).tokens
+    assert (
+        generate(model, None, [[1, 2]], request, engine=engine).tokens
+        == generate(model, None, [[1, 2]], max_new_tokens=6, temperature=0.0, stop_tokens=(), cache="static").tokens
+    )
+    assert (
+        generate(model, None, [[1, 2]], request, engine=engine, cache="none").tokens
+        == generate(model, None, [[1, 2]], request, engine=EngineConfig(cache="none")).tokens
+    )
 
 
 def test_each_kind_is_checked_once_where_it_is_made():
@@ -86,11 +100,17 @@ def test_the_window_check_is_one_function_shared_by_engine_caches_and_streams():
     from attentive.nn.cache import SinkCache
 
     model = _lm()
-    for window, sinks, message in ((8, 9, r"sinks \(9\) must not exceed the window \(8\)"),
-                                   (0, 0, "window must be a positive integer .*got 0"),
-                                   (8, -1, "sinks must be an integer >= 0, got -1")):
-        for make in (check_window, lambda w, s: EngineConfig(window=w, sinks=s), SinkCache,
-                     lambda w, s: stream_cache(model, w, s)):
+    for window, sinks, message in (
+        (8, 9, r"sinks \(9\) must not exceed the window \(8\)"),
+        (0, 0, "window must be a positive integer .*got 0"),
+        (8, -1, "sinks must be an integer >= 0, got -1"),
+    ):
+        for make in (
+            check_window,
+            lambda w, s: EngineConfig(window=w, sinks=s),
+            SinkCache,
+            lambda w, s: stream_cache(model, w, s),
+        ):
             with pytest.raises(ValueError, match=message):
                 make(window, sinks)
     for make in (lambda: check_window(None, 2), lambda: EngineConfig(sinks=2), lambda: stream_cache(model, None, 2)):
@@ -104,7 +124,9 @@ def test_the_window_check_is_one_function_shared_by_engine_caches_and_streams():
 def test_the_engine_refuses_requests_it_cannot_honour():
     model = _lm(max_len=24)
     beams = GenerationConfig(max_new_tokens=8, temperature=0.0, num_beams=3)
-    with pytest.raises(ValueError, match=r"num_beams=3: beam search is not implemented for a streaming engine \(window=8\)"):
+    with pytest.raises(
+        ValueError, match=r"num_beams=3: beam search is not implemented for a streaming engine \(window=8\)"
+    ):
         Engine(model, window=8).add(Request([1, 2], beams))
     with pytest.raises(ValueError, match="num_beams=3 needs 3 rows; this engine decodes at most max_batch=2"):
         Engine(model, max_batch=2).add(Request([1, 2], beams))
@@ -149,14 +171,31 @@ def test_each_family_states_its_cache_layout_from_its_config():
     gqa = attentive.build("llama-tiny", vocab_size=40, max_len=24)
     c = gqa.config
     assert gqa.cache_layout() == CacheLayout(c.num_layers, c.num_kv_heads, c.d_model // c.num_heads, 24, 40)
-    translation = EncoderDecoder(tiny_encdec(num_decoder_layers=3, src_vocab_size=70, tgt_vocab_size=70, head_dim=16)).eval()
-    assert translation.cache_layout() == CacheLayout(layers=3, kv_heads=4, head_dim=16, context=64, vocab=70,
-                                                     cross_attention=True)
-    speech = SpeechModel(SpeechConfig(n_mels=8, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1,
-                                      num_decoder_layers=2, vocab_size=60, max_len=20, max_source_positions=16,
-                                      start_ids=[50, 51], eot_id=52, timestamp_begin=0)).eval()
-    assert speech.cache_layout() == CacheLayout(layers=2, kv_heads=4, head_dim=8, context=20, vocab=60,
-                                                cross_attention=True)
+    translation = EncoderDecoder(
+        tiny_encdec(num_decoder_layers=3, src_vocab_size=70, tgt_vocab_size=70, head_dim=16)
+    ).eval()
+    assert translation.cache_layout() == CacheLayout(
+        layers=3, kv_heads=4, head_dim=16, context=64, vocab=70, cross_attention=True
+    )
+    speech = SpeechModel(
+        SpeechConfig(
+            n_mels=8,
+            d_model=32,
+            num_heads=4,
+            d_ff=64,
+            num_encoder_layers=1,
+            num_decoder_layers=2,
+            vocab_size=60,
+            max_len=20,
+            max_source_positions=16,
+            start_ids=[50, 51],
+            eot_id=52,
+            timestamp_begin=0,
+        )
+    ).eval()
+    assert speech.cache_layout() == CacheLayout(
+        layers=2, kv_heads=4, head_dim=8, context=20, vocab=60, cross_attention=True
+    )
     for model in (lm, translation, speech):  # a static cache is the shape the layout gives
         layout = model.cache_layout()
         batch = DecodeBatch(model, cache="static")
@@ -184,8 +223,11 @@ def test_a_model_without_a_cache_layout_is_refused_in_one_line():
             return self.inner.decode(ids, **kw)
 
     bare = Bare(_lm())
-    for make in (lambda: Engine(bare), lambda: DecodeBatch(bare),
-                 lambda: generate(bare, None, [[1, 2]], max_new_tokens=2)):
+    for make in (
+        lambda: Engine(bare),
+        lambda: DecodeBatch(bare),
+        lambda: generate(bare, None, [[1, 2]], max_new_tokens=2),
+    ):
         with pytest.raises(ValueError, match="^Bare does not state its cache layout .*cache_layout\\(\\)") as err:
             make()
         assert "\n" not in str(err.value)

@@ -25,8 +25,9 @@ def test_a_window_that_covers_everything_changes_nothing(positional):
     model = _lm(positional, max_len=64)
     full = generate(model, None, PROMPTS, max_new_tokens=20, temperature=0.0, stop_tokens=()).tokens
     for window, sinks in ((24, 0), (20, 4)):
-        streamed = generate(model, None, PROMPTS, max_new_tokens=20, temperature=0.0, stop_tokens=(), window=window,
-                            sinks=sinks).tokens
+        streamed = generate(
+            model, None, PROMPTS, max_new_tokens=20, temperature=0.0, stop_tokens=(), window=window, sinks=sinks
+        ).tokens
         assert streamed == full
 
 
@@ -42,7 +43,7 @@ def test_streaming_equals_the_sink_cache_driven_by_hand(prompt_len):
         first = min(prompt_len, window + sinks)
         hidden = model.decode(ids[:, :first], cache=cache).hidden
         for start in range(first, prompt_len, window):
-            hidden = model.decode(ids[:, start:start + window], cache=cache).hidden
+            hidden = model.decode(ids[:, start : start + window], cache=cache).hidden
         for _ in range(40):
             token = int(model.head(hidden[:, -1]).argmax(-1))
             tokens.append(token)
@@ -90,6 +91,7 @@ def test_a_streaming_batch_lets_new_requests_wait_until_it_finishes():
     second = engine.add(Request([4, 5, 6, 7, 8], GenerationConfig(max_new_tokens=3, temperature=0.0)))
     list(engine.run())
     assert len(first.tokens) == 5 and len(second.tokens) == 3
-    alone = generate(model, None, [4, 5, 6, 7, 8], max_new_tokens=3, temperature=0.0, stop_tokens=(), window=8,
-                     sinks=2).tokens[0]
+    alone = generate(
+        model, None, [4, 5, 6, 7, 8], max_new_tokens=3, temperature=0.0, stop_tokens=(), window=8, sinks=2
+    ).tokens[0]
     assert second.tokens == alone

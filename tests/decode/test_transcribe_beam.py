@@ -37,9 +37,15 @@ def hf():
     model = transformers.WhisperForConditionalGeneration(transformers.WhisperConfig(**config))
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     model.generation_config = transformers.GenerationConfig(
-        decoder_start_token_id=50257, bos_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, max_length=448,
-        suppress_tokens=config["suppress_tokens"], begin_suppress_tokens=config["begin_suppress_tokens"],
+        decoder_start_token_id=50257,
+        bos_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        no_timestamps_token_id=50362,
+        is_multilingual=False,
+        max_length=448,
+        suppress_tokens=config["suppress_tokens"],
+        begin_suppress_tokens=config["begin_suppress_tokens"],
     )
     return model.eval()
 

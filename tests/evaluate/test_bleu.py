@@ -32,9 +32,7 @@ def test_signatures_cased_13a():
 
 
 def test_multiple_reference_streams():
-    scores = corpus_scores(
-        ["the cat sat on the mat"], [["the cat sat on a mat"], ["the cat sat on the mat"]]
-    )
+    scores = corpus_scores(["the cat sat on the mat"], [["the cat sat on a mat"], ["the cat sat on the mat"]])
     assert scores["bleu"] == pytest.approx(100.0)
     assert "nrefs:2" in scores["bleu_signature"]
 

@@ -30,15 +30,30 @@ def test_batched_replies_equal_each_sentence_alone_in_input_order():
 def test_the_chat_translation_recipe_trains_and_scores_bleu(tmp_path):
     base = tmp_path / "base"
     Pretrained(chat_model(), chat_tokenizer(), "", "attentive").save(base)
-    recipe = get_recipe("smollm2-multi30k-lora").build({
-        "init": str(base), "train_limit": 16, "valid_limit": 4, "test_limit": 3, "seq_len": 512, "max_steps": 1,
-        "max_minutes": None, "eval_every": 0, "checkpoint_every": 1, "progress": False, "precision": "fp32", "device": "cpu",
-        "out_dir": str(tmp_path / "run")})
+    recipe = get_recipe("smollm2-multi30k-lora").build(
+        {
+            "init": str(base),
+            "train_limit": 16,
+            "valid_limit": 4,
+            "test_limit": 3,
+            "seq_len": 512,
+            "max_steps": 1,
+            "max_minutes": None,
+            "eval_every": 0,
+            "checkpoint_every": 1,
+            "progress": False,
+            "precision": "fp32",
+            "device": "cpu",
+            "out_dir": str(tmp_path / "run"),
+        }
+    )
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
     assert results["test_2016_flickr"]["sentences"] == 3 and results["test_2016_flickr"]["search"] == "greedy"
     assert 0.0 <= results["test_2016_flickr"]["bleu"] <= 100.0
     saved = json.loads((tmp_path / "run" / "chat_translation.json").read_text())
     assert saved["prompt"] == "Translate to English: {source}" and saved["src_lang"] == "de"
     # the run folder scores from the command line with the prompt it saved
-    assert main(["evaluate", "--model", str(tmp_path / "run"), "--split", "test_2016_flickr", "--limit", "3",
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "run"), "--split", "test_2016_flickr", "--limit", "3", "--json"])
+        == 0
+    )

@@ -44,9 +44,10 @@ def test_teacher_forced_check_is_greedy_decoding(tok):
     model = attentive.build("llama-tiny", vocab_size=tok.vocab_size, max_len=512, init_std=0.3).eval()
     prompt = passkey_prompt(tok, 400, 55555, 0.5)
     retrieved, chosen = passkey_retrieved(model, prompt)
-    greedy = generate(model, None, prompt.ids, max_new_tokens=len(prompt.answer), temperature=0.0,
-                      stop_tokens=()).tokens[0]
+    greedy = generate(
+        model, None, prompt.ids, max_new_tokens=len(prompt.answer), temperature=0.0, stop_tokens=()
+    ).tokens[0]
     assert chosen[0] == greedy[0] and not retrieved  # an untrained model: same first choice, no key
     # greedy continues from its own tokens, teacher forcing from the key's: they agree up to the first miss
     first_miss = next((i for i, (a, b) in enumerate(zip(chosen, prompt.answer)) if a != b), len(chosen))
-    assert chosen[:first_miss + 1] == greedy[:first_miss + 1]
+    assert chosen[: first_miss + 1] == greedy[: first_miss + 1]

@@ -18,7 +18,13 @@ from attentive.decode.translator import Translator  # noqa: E402
 from attentive.explore import Registry, make_subject, mount  # noqa: E402
 from attentive.explore.translation import TranslationModel  # noqa: E402
 from attentive.models import (  # noqa: E402
-    DecoderLM, DecoderLMConfig, Encoder, EncoderConfig, EncoderDecoder, EncoderDecoderConfig, SpeechConfig,
+    DecoderLM,
+    DecoderLMConfig,
+    Encoder,
+    EncoderConfig,
+    EncoderDecoder,
+    EncoderDecoderConfig,
+    SpeechConfig,
     SpeechModel,
 )
 from attentive.models.vit import ViTConfig, VisionTransformer  # noqa: E402
@@ -44,17 +50,36 @@ def tokenizer() -> CharTokenizer:
 @pytest.fixture(scope="session")
 def lm(tokenizer):
     _seeded(1)
-    model = DecoderLM(DecoderLMConfig(vocab_size=tokenizer.vocab_size, num_layers=2, d_model=32, num_heads=4, d_ff=64,
-                                      max_len=64, dropout=0.0, attention_dropout=0.0))
+    model = DecoderLM(
+        DecoderLMConfig(
+            vocab_size=tokenizer.vocab_size,
+            num_layers=2,
+            d_model=32,
+            num_heads=4,
+            d_ff=64,
+            max_len=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+    )
     return make_subject(model.eval(), tokenizer, "tiny-lm")
 
 
 @pytest.fixture(scope="session")
 def translation(tokenizer):
     _seeded(5)  # a seed whose random model writes 21 varied tokens (most write one token over and over)
-    config = EncoderDecoderConfig(src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size, d_model=32,
-                                  num_heads=4, d_ff=64, num_encoder_layers=2, num_decoder_layers=3, max_len=64,
-                                  dropout=0.0, attention_dropout=0.0)
+    config = EncoderDecoderConfig(
+        src_vocab_size=tokenizer.vocab_size,
+        tgt_vocab_size=tokenizer.vocab_size,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        num_encoder_layers=2,
+        num_decoder_layers=3,
+        max_len=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     model = EncoderDecoder(config).eval()
     info = {"search": {"beam_size": 3, "alpha": 0.6, "max_len_b": 6}, "src_lang": "de", "tgt_lang": "en"}
     return TranslationModel(Translator(model, tokenizer, info=info), "tiny-translation")
@@ -71,17 +96,37 @@ def vision():
 @pytest.fixture(scope="session")
 def encoder(tokenizer):
     _seeded(4)
-    model = Encoder(EncoderConfig(vocab_size=tokenizer.vocab_size, num_layers=2, d_model=32, num_heads=4, d_ff=64,
-                                  max_len=64, dropout=0.0, attention_dropout=0.0))
+    model = Encoder(
+        EncoderConfig(
+            vocab_size=tokenizer.vocab_size,
+            num_layers=2,
+            d_model=32,
+            num_heads=4,
+            d_ff=64,
+            max_len=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+    )
     return make_subject(model.eval(), tokenizer, "tiny-encoder")
 
 
 @pytest.fixture(scope="session")
 def speech(tokenizer):
     _seeded(5)
-    config = SpeechConfig(vocab_size=tokenizer.vocab_size, num_encoder_layers=1, num_decoder_layers=2, d_model=32,
-                          num_heads=4, d_ff=64, max_len=32, eot_id=tokenizer.eos_id, start_ids=[tokenizer.bos_id],
-                          timestamp_begin=0, begin_suppress_tokens=[])
+    config = SpeechConfig(
+        vocab_size=tokenizer.vocab_size,
+        num_encoder_layers=1,
+        num_decoder_layers=2,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=32,
+        eot_id=tokenizer.eos_id,
+        start_ids=[tokenizer.bos_id],
+        timestamp_begin=0,
+        begin_suppress_tokens=[],
+    )
     return make_subject(SpeechModel(config).eval(), tokenizer, "tiny-speech")
 
 
@@ -95,8 +140,9 @@ def browser():
     """Debian's Chromium, headless, driven by Playwright (which never downloads a browser here)."""
     from explore_support import CHROMIUM, FLAGS
 
-    playwright = pytest.importorskip("playwright.sync_api",
-                                     reason="pip install playwright (it drives the system Chromium)")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="pip install playwright (it drives the system Chromium)"
+    )
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright.sync_playwright() as p:

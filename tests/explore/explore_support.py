@@ -21,8 +21,15 @@ SOURCE_TEXT = "ein hund rennt."  # and a translation model
 
 
 CHROMIUM = os.environ.get("ATTENTIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ATTENTIVE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "explore"
 IDEAS = ("embedding", "positions", "attention_steps", "heads", "residual", "permutation", "masks")
@@ -89,16 +96,16 @@ class Page:
         before = self.page.get_attribute("body", "data-analysis")
         self.page.fill("#text", text)
         self.page.click("#run")
-        self.page.wait_for_function("before => (document.body.dataset.analysis || before) !== before",
-                                    arg=before, timeout=30_000)
+        self.page.wait_for_function(
+            "before => (document.body.dataset.analysis || before) !== before", arg=before, timeout=30_000
+        )
 
     def tab(self, view: str) -> None:
         self.page.click(f"#tabs button[data-view='{view}']")
 
     def rendered(self, name: str, at_least: int = 1) -> None:
         key = "rendered" + "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
-        self.page.wait_for_function(f"n => Number(document.body.dataset.{key} || 0) >= n", arg=at_least,
-                                    timeout=30_000)
+        self.page.wait_for_function(f"n => Number(document.body.dataset.{key} || 0) >= n", arg=at_least, timeout=30_000)
 
     def count(self, name: str) -> int:
         key = "rendered" + "".join(part.capitalize() for part in name.replace("_", "-").split("-"))

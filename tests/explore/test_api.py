@@ -21,9 +21,20 @@ def _blocks(base: str, summary: dict, stack: str, layers: int, **extra) -> list[
     store = next(s for s in summary["stacks"] if s["name"] == stack)
     out = []
     for layer in range(layers):
-        status, block = post(base, "attention", {"id": summary["id"], "stack": stack, "layer": layer, "q0": 0,
-                                                 "q1": len(store["q_tokens"]), "k0": 0,
-                                                 "k1": len(store["k_tokens"]), **extra})
+        status, block = post(
+            base,
+            "attention",
+            {
+                "id": summary["id"],
+                "stack": stack,
+                "layer": layer,
+                "q0": 0,
+                "q1": len(store["q_tokens"]),
+                "k0": 0,
+                "k1": len(store["k_tokens"]),
+                **extra,
+            },
+        )
         assert status == 200, block
         out.append(block["weights"])
     return out
@@ -103,8 +114,11 @@ def test_encoder_and_speech_weights_are_exact(server, encoder, speech):
     assert summary["audio_positions"] == 75 and summary["spectrogram"]["frames"] == 150
     assert _blocks(base, summary, "decoder", 2) == _want(dec.self_attentions)
     assert _blocks(base, summary, "cross", 2) == _want(dec.cross_attentions)
-    status, block = post(base, "attention", {"id": summary["id"], "stack": "encoder", "layer": 0, "q0": 10, "q1": 20,
-                                             "k0": 0, "k1": 1500, "head": 2})
+    status, block = post(
+        base,
+        "attention",
+        {"id": summary["id"], "stack": "encoder", "layer": 0, "q0": 10, "q1": 20, "k0": 0, "k1": 1500, "head": 2},
+    )
     assert status == 200 and block["weights"] == [enc.self_attentions[0][0, 2, 10:20].tolist()]
 
 
@@ -114,8 +128,11 @@ def test_a_long_input_keeps_each_querys_strongest_links_exactly(server, lm, monk
     text = "a long input, kept sparse."
     status, summary = post(f"{server}/lm", "analyze", {"text": text})
     assert status == 200 and summary["stacks"][0]["dense"] is False
-    status, block = post(f"{server}/lm", "attention", {"id": summary["id"], "stack": "stack", "layer": 1, "q0": 3,
-                                                       "q1": 9, "k0": 0, "k1": 10})
+    status, block = post(
+        f"{server}/lm",
+        "attention",
+        {"id": summary["id"], "stack": "stack", "layer": 1, "q0": 3, "q1": 9, "k0": 0, "k1": 10},
+    )
     assert status == 200 and "weights" not in block
     with torch.no_grad():
         want = lm.model.decode(torch.tensor([lm.tokenizer.encode(text)]), need_weights=True).self_attentions[1][0]
@@ -127,10 +144,13 @@ def test_a_long_input_keeps_each_querys_strongest_links_exactly(server, lm, monk
 
 
 def test_models_describe_each_family(server):
-    views = {"lm": ["head", "model", "generate", "lens", "ideas"],
-             "translation": ["head", "model", "cross", "beams", "ideas"],
-             "vision": ["head", "model", "vision", "ideas"], "encoder": ["head", "model", "ideas"],
-             "speech": ["head", "model", "cross", "ideas"]}
+    views = {
+        "lm": ["head", "model", "generate", "lens", "ideas"],
+        "translation": ["head", "model", "cross", "beams", "ideas"],
+        "vision": ["head", "model", "vision", "ideas"],
+        "encoder": ["head", "model", "ideas"],
+        "speech": ["head", "model", "cross", "ideas"],
+    }
     for family, want in views.items():
         status, answer = post(f"{server}/{family}", "models", {})
         assert status == 200
@@ -201,8 +221,11 @@ def test_beam_hypotheses_lead_to_the_translation(server, translation):
     assert beams and all(len(step["live"]) == 3 for step in beams[:-1])  # at the length limit only ends are left
     assert [len(h["tokens"]) for h in beams[0]["live"]] == [1, 1, 1]
     best = max(beams[-1]["finished"], key=lambda h: h["score"])
-    assert best["text"] == summary["translation"] == translation.translator.translate([SOURCE_TEXT],
-                                                                                   translation.search_config)[0]
+    assert (
+        best["text"]
+        == summary["translation"]
+        == translation.translator.translate([SOURCE_TEXT], translation.search_config)[0]
+    )
 
 
 def test_stepper_goes_through_the_engine_one_token_at_a_time(server, lm):
@@ -239,28 +262,31 @@ def test_stepper_goes_through_the_engine_one_token_at_a_time(server, lm):
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("family, path, body, message", [
-    ("lm", "analyze", {"text": ""}, "enter some text first"),
-    ("lm", "analyze", {"text": "   "}, "enter some text first"),
-    ("lm", "analyze", {"text": "a" * 65}, "the text is 65 tokens; the explorer takes at most 64"),
-    ("lm", "analyze", {"text": "x" * 20_001}, "the text has 20,001 characters; the explorer takes at most 20,000"),
-    ("lm", "analyze", {"text": "Caps"}, "characters not in the vocabulary: 'C'"),
-    ("lm", "analyze", {"text": 5}, "text must be a string, got 5"),
-    ("lm", "analyze", b"{not json", "the request body is not JSON"),
-    ("lm", "analyze", b"[1, 2]", "the request body must be a JSON object"),
-    ("lm", "attention", {"id": "nope"}, "that input is no longer in the explorer's cache"),
-    ("lm", "lens", {"text": "the cat", "position": 99}, "position 99 is out of range: the input has 7 tokens"),
-    ("lm", "generate/step", {"session": "s999"}, "no generation 's999' is open"),
-    ("lm", "generate/start", {"text": "the cat", "temperature": -1}, "temperature must be a finite number >= 0"),
-    ("lm", "generate/start", {"text": "the cat", "top_p": 0}, "top_p must be in (0, 1]"),
-    ("lm", "ideas/nothing", {"text": "the cat"}, None),
-    ("translation", "lens", {"text": "ein hund"}, "tiny-translation is a translation model"),
-    ("vision", "analyze", {"text": "hello"}, "tiny-vit reads image: upload a file instead of text"),
-    ("vision", "analyze/file", b"this is not an image", "the file is not an image (PNG, JPEG, ... expected)"),
-    ("vision", "analyze/file", b"", "the image is empty"),
-    ("speech", "analyze/file", b"RIFF....WAVEfmt not really", "the file is not PCM WAV audio"),
-    ("lm", "analyze/file", b"abc", "tiny-lm reads text, not files"),
-])
+@pytest.mark.parametrize(
+    "family, path, body, message",
+    [
+        ("lm", "analyze", {"text": ""}, "enter some text first"),
+        ("lm", "analyze", {"text": "   "}, "enter some text first"),
+        ("lm", "analyze", {"text": "a" * 65}, "the text is 65 tokens; the explorer takes at most 64"),
+        ("lm", "analyze", {"text": "x" * 20_001}, "the text has 20,001 characters; the explorer takes at most 20,000"),
+        ("lm", "analyze", {"text": "Caps"}, "characters not in the vocabulary: 'C'"),
+        ("lm", "analyze", {"text": 5}, "text must be a string, got 5"),
+        ("lm", "analyze", b"{not json", "the request body is not JSON"),
+        ("lm", "analyze", b"[1, 2]", "the request body must be a JSON object"),
+        ("lm", "attention", {"id": "nope"}, "that input is no longer in the explorer's cache"),
+        ("lm", "lens", {"text": "the cat", "position": 99}, "position 99 is out of range: the input has 7 tokens"),
+        ("lm", "generate/step", {"session": "s999"}, "no generation 's999' is open"),
+        ("lm", "generate/start", {"text": "the cat", "temperature": -1}, "temperature must be a finite number >= 0"),
+        ("lm", "generate/start", {"text": "the cat", "top_p": 0}, "top_p must be in (0, 1]"),
+        ("lm", "ideas/nothing", {"text": "the cat"}, None),
+        ("translation", "lens", {"text": "ein hund"}, "tiny-translation is a translation model"),
+        ("vision", "analyze", {"text": "hello"}, "tiny-vit reads image: upload a file instead of text"),
+        ("vision", "analyze/file", b"this is not an image", "the file is not an image (PNG, JPEG, ... expected)"),
+        ("vision", "analyze/file", b"", "the image is empty"),
+        ("speech", "analyze/file", b"RIFF....WAVEfmt not really", "the file is not PCM WAV audio"),
+        ("lm", "analyze/file", b"abc", "tiny-lm reads text, not files"),
+    ],
+)
 def test_bad_input_is_a_one_line_400(server, family, path, body, message):
     status, answer = post(f"{server}/{family}", path, body)
     if message is None:  # no such endpoint
@@ -309,8 +335,15 @@ def test_the_static_export_answers_what_the_page_first_asks_for_files_too(vision
         out = collect(subject, data)
         summary = out["analysis"]
         assert "text" not in out and summary["family"] == subject.family
-        first = {"model": subject.name, "id": summary["id"], "stack": summary["stacks"][0]["name"], "layer": 0,
-                 "q0": 0, "q1": min(64, len(summary["stacks"][0]["q_tokens"])), "k0": 0,
-                 "k1": min(64, len(summary["stacks"][0]["k_tokens"]))}
+        first = {
+            "model": subject.name,
+            "id": summary["id"],
+            "stack": summary["stacks"][0]["name"],
+            "layer": 0,
+            "q0": 0,
+            "q1": min(64, len(summary["stacks"][0]["q_tokens"])),
+            "k0": 0,
+            "k1": min(64, len(summary["stacks"][0]["k_tokens"])),
+        }
         assert request_key("attention", first) in out["answers"]
         assert request_key("ideas/masks", {"model": subject.name, "id": summary["id"]}) in out["answers"]

@@ -12,8 +12,11 @@ from explore_support import LM_TEXT, SOURCE_TEXT, IDEAS, Page, digit_png, post, 
 
 
 def _weights(server: str, family: str, analysis: str, stack: str, layer: int) -> dict:
-    status, block = post(f"{server}/{family}", "attention", {"id": analysis, "stack": stack, "layer": layer, "q0": 0,
-                                                           "k0": 0, "q1": None, "k1": None})
+    status, block = post(
+        f"{server}/{family}",
+        "attention",
+        {"id": analysis, "stack": stack, "layer": layer, "q0": 0, "k0": 0, "q1": None, "k1": None},
+    )
     assert status == 200, block
     return block
 
@@ -139,13 +142,17 @@ def test_translation_views(server, page, translation):
     lay = page.page.evaluate("AX.views.cross.layout")
     box = el.bounding_box()
     row, col = 1, 3
-    page.page.mouse.move(box["x"] + lay["labelW"] + (col + 0.5) * lay["cell"],
-                         box["y"] + lay["top"] + (row + 0.5) * lay["rowH"])
+    page.page.mouse.move(
+        box["x"] + lay["labelW"] + (col + 0.5) * lay["cell"], box["y"] + lay["top"] + (row + 0.5) * lay["rowH"]
+    )
     page.wait("#cross-tip:not([hidden])")
     tip = page.page.locator("#cross-tip")
     assert (tip.get_attribute("data-row"), tip.get_attribute("data-col")) == ("1", "3")
-    status, block = post(f"{server}/translation", "attention", {"id": analysis, "stack": "cross", "layer": 2,
-                                                              "head": "mean", "q0": 0, "k0": 0})
+    status, block = post(
+        f"{server}/translation",
+        "attention",
+        {"id": analysis, "stack": "cross", "layer": 2, "head": "mean", "q0": 0, "k0": 0},
+    )
     assert status == 200 and el.get_attribute("data-layer") == "2"
     assert float(tip.get_attribute("data-weight")) == block["weights"][0][row][col]
     page.shot("translation-cross-attention")
@@ -204,9 +211,11 @@ def test_bad_input_is_one_visible_line_and_the_page_keeps_working(server, browse
     page.open(f"{server}/lm/")
     page.rendered("head")
     message = page.page.locator("#message")
-    for text, want in (("", "enter some text first"),
-                       ("a" * 70, "the text is 70 tokens; the explorer takes at most 64"),
-                       ("Capital", "characters not in the vocabulary")):
+    for text, want in (
+        ("", "enter some text first"),
+        ("a" * 70, "the text is 70 tokens; the explorer takes at most 64"),
+        ("Capital", "characters not in the vocabulary"),
+    ):
         page.page.fill("#text", text)
         page.page.click("#run")
         page.page.wait_for_selector("#message:not([hidden])")
@@ -217,8 +226,10 @@ def test_bad_input_is_one_visible_line_and_the_page_keeps_working(server, browse
     assert message.is_hidden()
     page.check_clean(server, allow_bad_requests=True)
 
-    for family, name, data, want in (("vision", "notes.png", b"not an image at all", "the file is not an image"),
-                                     ("speech", "notes.wav", b"RIFF junk", "the file is not PCM WAV audio")):
+    for family, name, data, want in (
+        ("vision", "notes.png", b"not an image at all", "the file is not an image"),
+        ("speech", "notes.wav", b"RIFF junk", "the file is not PCM WAV audio"),
+    ):
         page = Page(browser)
         page.open(f"{server}/{family}/")
         bad = tmp_path / name
@@ -239,14 +250,17 @@ def test_bad_input_is_one_visible_line_and_the_page_keeps_working(server, browse
 def test_static_export_renders_offline(browser, lm, translation, tmp_path):
     from attentive.explore import export_html
 
-    for subject, text, views in ((lm, LM_TEXT, ("model", "lens", "ideas")),
-                                 (translation, SOURCE_TEXT, ("cross", "beams"))):
+    for subject, text, views in (
+        (lm, LM_TEXT, ("model", "lens", "ideas")),
+        (translation, SOURCE_TEXT, ("cross", "beams")),
+    ):
         path = export_html(subject, text, tmp_path / f"{subject.family}.html")
         html = path.read_text(encoding="utf-8")
         assert "http://" not in html and "https://" not in html and 'src="static/' not in html
         page = Page(browser, offline=True)
-        page.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                           else route.abort())
+        page.context.route(
+            "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+        )
         page.open(path.as_uri())
         page.rendered("head")
         canvas = page.page.locator("#head-canvas")

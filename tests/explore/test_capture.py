@@ -38,8 +38,14 @@ def test_the_tap_sees_what_need_weights_returns_and_changes_nothing():
         hidden = model.decode(tgt, memory, valid).hidden
     assert _hooks(model) == 0
     assert torch.equal(memory, enc.hidden) and torch.equal(hidden, dec.hidden)
-    assert live == [Site("encoder", 0, "self"), Site("encoder", 1, "self"), Site("decoder", 0, "self"),
-                    Site("decoder", 0, "cross"), Site("decoder", 1, "self"), Site("decoder", 1, "cross")]
+    assert live == [
+        Site("encoder", 0, "self"),
+        Site("encoder", 1, "self"),
+        Site("decoder", 0, "self"),
+        Site("decoder", 0, "cross"),
+        Site("decoder", 1, "self"),
+        Site("decoder", 1, "cross"),
+    ]
     for i in range(2):
         assert torch.equal(seen[Site("encoder", i, "self")], enc.self_attentions[i])
         assert torch.equal(seen[Site("decoder", i, "self")], dec.self_attentions[i])

@@ -36,8 +36,9 @@ def _serve(subject):
 
     from attentive.explore import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(subject), host="127.0.0.1", port=0, log_level="warning",
-                                          lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(subject), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -169,8 +170,22 @@ def test_vision_pictures(browser, tmp_path):
     from attentive.explore import load_subject
 
     run = tmp_path / "vit"
-    assert main(["train", "--recipe", "vit-mnist", "--out", str(run), "max_minutes=1", "progress=False",
-                 "eval_every=0", "checkpoint_every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "vit-mnist",
+                "--out",
+                str(run),
+                "max_minutes=1",
+                "progress=False",
+                "eval_every=0",
+                "checkpoint_every=0",
+            ]
+        )
+        == 0
+    )
     images, labels = load_mnist("test")
     digit = tmp_path / "digit.png"
     buf = io.BytesIO()

@@ -63,16 +63,33 @@ def test_read_back_by_gguf_and_by_attentive(tmp_path, shipped, dtype, tied):
     assert (theirs - ours).abs().max() <= TOLERANCE[dtype] * ours.abs().max()
     assert back.tokenizer.encode("Zwei Männer spielen 2024 Fußball.") == tok.encode("Zwei Männer spielen 2024 Fußball.")
     assert back.tokenizer.chat_template == tok.chat_template
-    assert (back.tokenizer.bos_id, back.tokenizer.eos_ids, back.tokenizer.pad_id) == (tok.bos_id, tok.eos_ids, tok.pad_id)
+    assert (back.tokenizer.bos_id, back.tokenizer.eos_ids, back.tokenizer.pad_id) == (
+        tok.bos_id,
+        tok.eos_ids,
+        tok.pad_id,
+    )
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: (attentive.build("gpt2-small", num_layers=1, d_model=32, num_heads=2, d_ff=64, vocab_size=300,
-                              max_len=16), chat_tokenizer()), "needs positional='rope'"),
-    (lambda: (add_lora(chat_model(), LoRAConfig()), chat_tokenizer()), "unmerged LoRA adapter"),
-    (lambda: (chat_model(), None), "needs the model's Hugging Face tokenizer"),
-    (lambda: (chat_model(vocab_size=301), chat_tokenizer()), "the tokenizer has 300 tokens, the model's vocabulary 301"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: (
+                attentive.build(
+                    "gpt2-small", num_layers=1, d_model=32, num_heads=2, d_ff=64, vocab_size=300, max_len=16
+                ),
+                chat_tokenizer(),
+            ),
+            "needs positional='rope'",
+        ),
+        (lambda: (add_lora(chat_model(), LoRAConfig()), chat_tokenizer()), "unmerged LoRA adapter"),
+        (lambda: (chat_model(), None), "needs the model's Hugging Face tokenizer"),
+        (
+            lambda: (chat_model(vocab_size=301), chat_tokenizer()),
+            "the tokenizer has 300 tokens, the model's vocabulary 301",
+        ),
+    ],
+)
 def test_what_gguf_cannot_hold_is_refused_and_nothing_written(tmp_path, make, message):
     model, tok = make()
     with pytest.raises(ValueError, match=message):
@@ -88,8 +105,15 @@ def test_smollm2_exports_with_the_shipped_files_keys_and_names(tmp_path, shipped
     reader = gguf.GGUFReader(path)
     assert _keys(reader) == _keys(shipped) - DESCRIPTIVE
     assert sorted(t.name for t in reader.tensors) == sorted(t.name for t in shipped.tensors)
-    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "llama.rope.freq_base",
-                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.chat_template"):
+    for key in (
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.token_type",
+        "llama.rope.freq_base",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.chat_template",
+    ):
         assert reader.fields[key].contents() == shipped.fields[key].contents(), key
     back = attentive.from_pretrained(path)
     ids = torch.tensor([pre.tokenizer.encode("The capital of France is Paris, and the capital of Germany is")])

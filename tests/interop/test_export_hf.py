@@ -72,8 +72,9 @@ def test_llama_style_decoder_loads_in_transformers_with_its_tokenizer(tmp_path):
     text = "Translate to English: Ein Hund rennt durch den Park."
     assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text)
     messages = [{"role": "user", "content": text}]
-    assert hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
-        tok.apply_chat_template(messages)
+    assert hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == tok.apply_chat_template(
+        messages
+    )
     assert transformers.GenerationConfig.from_pretrained(tmp_path / "hf").eos_token_id == tok.eos_id
     _round_trip(tmp_path / "hf", tmp_path)
 
@@ -154,15 +155,26 @@ def test_the_papers_encoder_decoder_exports_to_marian(tmp_path):
     _round_trip(tmp_path / "hf", tmp_path)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: attentive.build("llama-tiny", positional="alibi"), "positional='alibi' has no Hugging Face counterpart"),
-    (lambda: attentive.build("llama-tiny", norm_first=False), "LLaMA .* needs norm_first=True; this model has norm_first=False"),
-    (lambda: attentive.build("minilm-l6", num_layers=1, norm_first=True), "needs norm_first=False"),
-    (lambda: attentive.build("transformer-tiny", norm_first=True), "Marian .* needs norm_first=False"),
-    (lambda: attentive.build("transformer-tiny", src_vocab_size=900, tie_embeddings="output"),
-     "needs tie_embeddings='all'"),
-    (lambda: attentive.build("decision-transformer"), "decision-transformer model has no Hugging Face export"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: attentive.build("llama-tiny", positional="alibi"),
+            "positional='alibi' has no Hugging Face counterpart",
+        ),
+        (
+            lambda: attentive.build("llama-tiny", norm_first=False),
+            "LLaMA .* needs norm_first=True; this model has norm_first=False",
+        ),
+        (lambda: attentive.build("minilm-l6", num_layers=1, norm_first=True), "needs norm_first=False"),
+        (lambda: attentive.build("transformer-tiny", norm_first=True), "Marian .* needs norm_first=False"),
+        (
+            lambda: attentive.build("transformer-tiny", src_vocab_size=900, tie_embeddings="output"),
+            "needs tie_embeddings='all'",
+        ),
+        (lambda: attentive.build("decision-transformer"), "decision-transformer model has no Hugging Face export"),
+    ],
+)
 def test_what_does_not_map_is_refused_with_one_line_and_nothing_written(tmp_path, build, message):
     with pytest.raises(ValueError, match=message) as err:
         export_hf(build(), None, tmp_path / "out")
@@ -193,6 +205,7 @@ def test_smollm2_exports_to_llama_for_causal_lm_and_round_trips(tmp_path):
     with torch.no_grad():
         assert (hf(ids).logits - pre.model(ids)).abs().max() <= TOL
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
-    assert hf_tok("Zwei Männer spielen 2024.", add_special_tokens=False)["input_ids"] == \
-        pre.tokenizer.encode("Zwei Männer spielen 2024.")
+    assert hf_tok("Zwei Männer spielen 2024.", add_special_tokens=False)["input_ids"] == pre.tokenizer.encode(
+        "Zwei Männer spielen 2024."
+    )
     _round_trip(tmp_path / "hf", tmp_path)

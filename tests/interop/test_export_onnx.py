@@ -46,15 +46,23 @@ def test_prefill_and_decode_with_past_match_pytorch(lm, length):
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         expected = step(ids, mask, positions)  # logits (2, T, V), present keys / values (L, 2, Hkv, T, Dh)
-    got = _session(folder / "prefill.onnx").run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                                         "position_ids": positions.numpy()})
+    got = _session(folder / "prefill.onnx").run(
+        None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": positions.numpy()}
+    )
     assert _max_diff(got, expected) <= TOL
     nxt, mask2 = torch.randint(0, 300, (2, 1)), torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1)
     with torch.no_grad():
         expected = step(nxt, mask2, positions[:, -1:] + 1, expected[1], expected[2])  # past of `length` tokens
-    got = _session(folder / "decode.onnx").run(None, {
-        "input_ids": nxt.numpy(), "attention_mask": mask2.numpy(), "position_ids": (positions[:, -1:] + 1).numpy(),
-        "past_keys": got[1], "past_values": got[2]})
+    got = _session(folder / "decode.onnx").run(
+        None,
+        {
+            "input_ids": nxt.numpy(),
+            "attention_mask": mask2.numpy(),
+            "position_ids": (positions[:, -1:] + 1).numpy(),
+            "past_keys": got[1],
+            "past_values": got[2],
+        },
+    )
     assert _max_diff(got, expected) <= TOL
 
 
@@ -86,7 +94,7 @@ def _check_encoder(model, folder) -> None:
     for length in (1, 9):
         ids = torch.randint(1000, 2000, (2, length))
         mask = torch.ones(2, length, dtype=torch.long)
-        mask[1, length - length // 3:] = 0  # right padding, as BERT pads
+        mask[1, length - length // 3 :] = 0  # right padding, as BERT pads
         with torch.no_grad():
             hidden = model(ids, mask.bool())
             expected = [hidden, model.pool(hidden, mask.bool())]
@@ -109,8 +117,9 @@ def test_minilm_matches_pytorch_at_two_lengths(tmp_path):
 
 
 def test_other_families_are_refused_and_nothing_written(tmp_path):
-    with pytest.raises(ValueError, match="ONNX export covers DecoderLM, ViT and Encoder models; this is a "
-                                         "encoder-decoder model"):
+    with pytest.raises(
+        ValueError, match="ONNX export covers DecoderLM, ViT and Encoder models; this is a encoder-decoder model"
+    ):
         export_onnx(attentive.build("transformer-tiny"), None, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
@@ -121,7 +130,8 @@ def test_smollm2_greedy_tokens_through_onnx_runtime_equal_attentives(tmp_path):
 
     pre = attentive.from_pretrained(need_smollm2())
     folder = export_onnx(pre.model, pre.tokenizer, tmp_path / "smollm2")
-    prompt = pre.tokenizer.encode(pre.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}]))
+    prompt = pre.tokenizer.encode(
+        pre.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    )
     ours = generate(pre.model, pre.tokenizer, [prompt], max_new_tokens=16, temperature=0.0).tokens[0]
     assert greedy_onnx(folder, prompt, 16, tuple(pre.tokenizer.eos_ids)) == ours

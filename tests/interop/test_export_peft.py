@@ -37,8 +37,9 @@ def test_peft_loads_the_adapter_on_the_exported_base_with_the_same_logits(tmp_pa
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (4, 8, str(tmp_path / "base-hf"))
-    model = peft.PeftModel.from_pretrained(hf_load(transformers.AutoModelForCausalLM, tmp_path / "base-hf"),
-                                           tmp_path / "peft").eval()
+    model = peft.PeftModel.from_pretrained(
+        hf_load(transformers.AutoModelForCausalLM, tmp_path / "base-hf"), tmp_path / "peft"
+    ).eval()
     for length in (1, 8):
         ids = torch.randint(0, 300, (2, length))
         with torch.no_grad():

@@ -30,7 +30,9 @@ def test_every_family_module_reads_and_writes(name):
 
 def test_a_read_table_backwards_keeps_the_first_name():
     assert invert({"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}) == {
-        "gelu_tanh": "gelu_new", "gelu": "gelu"}
+        "gelu_tanh": "gelu_new",
+        "gelu": "gelu",
+    }
 
 
 def test_one_table_maps_names_both_ways():
@@ -46,7 +48,9 @@ def test_one_table_maps_names_both_ways():
 def test_a_new_family_is_one_module_and_one_entry(monkeypatch, tmp_path):
     model = attentive.build("decision-transformer").eval()
     toy = SimpleNamespace(
-        NAME="Toy", EXPORTS=("decision-transformer", None), RULES=[],
+        NAME="Toy",
+        EXPORTS=("decision-transformer", None),
+        RULES=[],
         load=lambda folder, language, overrides: (model, folder.config["marker"]),
         to_hf=lambda m: ({"model_type": "toy", "marker": "exported"}, {"w": torch.ones(2)}),
     )

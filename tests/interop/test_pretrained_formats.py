@@ -95,8 +95,11 @@ def test_gguf_with_unsupported_quantisation(tmp_path):
     writer.add_vocab_size(1)
     writer.add_context_length(16)
     block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.IQ2_XXS][1]  # bytes per 256 weights
-    writer.add_tensor("token_embd.weight", torch.zeros(1, block, dtype=torch.uint8).numpy(),
-                      raw_dtype=gguf.GGMLQuantizationType.IQ2_XXS)
+    writer.add_tensor(
+        "token_embd.weight",
+        torch.zeros(1, block, dtype=torch.uint8).numpy(),
+        raw_dtype=gguf.GGMLQuantizationType.IQ2_XXS,
+    )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -120,8 +123,9 @@ def test_name_maps_reject_unknown_names():
     assert list(renamed) == ["stack.layers.3.ffn.gate.weight"]
     with pytest.raises(ValueError, match="LLaMA weight 'model.layers.0.mlp.extra.weight' has no mapping"):
         rename({"model.layers.0.mlp.extra.weight": torch.zeros(1)}, llama.RULES, family="LLaMA")
-    old = bert.read_state({"bert.encoder.layer.0.output.LayerNorm.gamma": torch.ones(2),
-                           "cls.predictions.bias": torch.ones(2)})
+    old = bert.read_state(
+        {"bert.encoder.layer.0.output.LayerNorm.gamma": torch.ones(2), "cls.predictions.bias": torch.ones(2)}
+    )
     assert list(old) == ["stack.layers.0.ffn_residual.norm.weight"]  # gamma -> weight; MLM head not loaded
 
 
@@ -135,7 +139,9 @@ def test_unsupported_llama_variants():
     with pytest.raises(ValueError, match="rope_scaling type 'llama3' needs low_freq_factor, high_freq_factor"):
         llama_config({**base, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}})  # scaling is checked
     assert llama_config({**base, "rope_scaling": {"type": "linear", "factor": 2.0}}).rope_scaling == {
-        "type": "linear", "factor": 2.0}  # maps over unchanged
+        "type": "linear",
+        "factor": 2.0,
+    }  # maps over unchanged
     with pytest.raises(ValueError, match="attention_bias or mlp_bias is not supported"):
         llama_config({**base, "attention_bias": True})
 

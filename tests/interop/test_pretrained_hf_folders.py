@@ -32,16 +32,29 @@ def test_llama_folder_matches_transformers(tmp_path):
 
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        head_dim=32, intermediate_size=96, rope_theta=500000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
-        max_position_embeddings=128, bos_token_id=0, eos_token_id=1,
+        vocab_size=40,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        intermediate_size=96,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        eos_token_id=1,
     )
     hf = transformers.LlamaForCausalLM(config).eval()
     hf.save_pretrained(tmp_path)
     _word_tokenizer(tmp_path, ["user", "hello", "world"])
     template = "{% for m in messages %}<s>{{ m['role'] }} {{ m['content'] }}</s>{% endfor %}"
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": {"content": "</s>"}, "pad_token": "<pad>", "chat_template": template}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {"bos_token": "<s>", "eos_token": {"content": "</s>"}, "pad_token": "<pad>", "chat_template": template}
+        )
+    )
 
     ours = from_pretrained(tmp_path)
     assert (ours.kind, ours.format) == ("decoder-lm", "huggingface")
@@ -61,9 +74,17 @@ def test_whisper_folder_matches_transformers(tmp_path):
 
     torch.manual_seed(0)
     config = transformers.WhisperConfig(
-        vocab_size=51864, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80,
-        suppress_tokens=[1, 2], begin_suppress_tokens=[220, 50256],
+        vocab_size=51864,
+        d_model=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        num_mel_bins=80,
+        suppress_tokens=[1, 2],
+        begin_suppress_tokens=[220, 50256],
     )
     hf = transformers.WhisperForConditionalGeneration(config).eval()
     hf.save_pretrained(tmp_path)
@@ -83,11 +104,15 @@ def test_whisper_folder_matches_transformers(tmp_path):
     assert (logits - ref_logits).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("scaling", [
-    {"rope_type": "dynamic", "factor": 2.0},
-    {"type": "yarn", "factor": 3.0, "original_max_position_embeddings": 16, "beta_fast": 16},
-    {"rope_type": "linear", "factor": 4.0},
-], ids=lambda s: s.get("rope_type", s.get("type")))
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"rope_type": "dynamic", "factor": 2.0},
+        {"type": "yarn", "factor": 3.0, "original_max_position_embeddings": 16, "beta_fast": 16},
+        {"rope_type": "linear", "factor": 4.0},
+    ],
+    ids=lambda s: s.get("rope_type", s.get("type")),
+)
 def test_llama_folder_with_rope_scaling_maps_over_and_matches(tmp_path, scaling):
     """A config.json's rope_scaling arrives unchanged and the logits past the training length
     (40 tokens, max_position_embeddings 16) match transformers'; ``from_pretrained(rope_scaling=)``
@@ -95,8 +120,16 @@ def test_llama_folder_with_rope_scaling_maps_over_and_matches(tmp_path, scaling)
     from attentive import from_pretrained
 
     torch.manual_seed(0)
-    config = dict(vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=96, max_position_embeddings=16, tie_word_embeddings=False)
+    config = dict(
+        vocab_size=40,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=96,
+        max_position_embeddings=16,
+        tie_word_embeddings=False,
+    )
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config, rope_scaling=dict(scaling))).eval()
     hf.save_pretrained(tmp_path)
     _word_tokenizer(tmp_path, ["hello"])
@@ -105,8 +138,13 @@ def test_llama_folder_with_rope_scaling_maps_over_and_matches(tmp_path, scaling)
     ids = torch.randint(0, 40, (2, 40))
     with torch.no_grad():
         assert (ours.model(ids) - hf(ids).logits).abs().max().item() <= 1e-5
-        other = {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 2.0,
-                 "original_max_position_embeddings": 8}
+        other = {
+            "rope_type": "llama3",
+            "factor": 4.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 2.0,
+            "original_max_position_embeddings": 8,
+        }
         swapped = from_pretrained(tmp_path, rope_scaling=other)
         hf_other = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config, rope_scaling=dict(other))).eval()
         hf_other.load_state_dict(hf.state_dict())

@@ -61,7 +61,7 @@ def reference(gguf_model, ours):
     assert len(prompt) >= 64
     with torch.no_grad():
         out = hf.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
-        generated = out[0, len(prompt):].tolist()
+        generated = out[0, len(prompt) :].tolist()
         assert len(generated) == NEW_TOKENS  # the prompt's continuation does not stop early
         full = torch.tensor([prompt + generated])
         hf_logits = hf(full).logits  # (1, P + 32, V)
@@ -87,7 +87,7 @@ def test_greedy_tokens_without_cache_match(reference):
     """Greedy decoding without a cache recomputes the prefix each step; in a causal model that
     step's logits are the teacher-forced logits at the same position."""
     start = len(reference["prompt"]) - 1
-    ours = reference["our_logits"][0, start:start + NEW_TOKENS].argmax(-1).tolist()
+    ours = reference["our_logits"][0, start : start + NEW_TOKENS].argmax(-1).tolist()
     assert ours == reference["generated"]
 
 
@@ -95,8 +95,15 @@ def test_greedy_tokens_without_cache_match(reference):
 def test_greedy_tokens_with_kv_cache_match(ours, reference, cache):
     from attentive.decode import generate
 
-    out = generate(ours.model, ours.tokenizer, reference["prompt"], max_new_tokens=NEW_TOKENS, temperature=0.0,
-                   cache=cache, stop_tokens=())
+    out = generate(
+        ours.model,
+        ours.tokenizer,
+        reference["prompt"],
+        max_new_tokens=NEW_TOKENS,
+        temperature=0.0,
+        cache=cache,
+        stop_tokens=(),
+    )
     assert out.tokens[0] == reference["generated"]
 
 
@@ -122,8 +129,18 @@ def test_cli_generate_model_chat(ours, monkeypatch):
     monkeypatch.setattr(resolve, "from_pretrained", lambda spec, **kw: ours)  # already loaded
     buf = io.StringIO()
     with redirect_stdout(buf):
-        code = main(["generate", "--model", "smollm2.gguf", "--chat", "--greedy", "--max-new-tokens", "12",
-                     "What is the capital of France?"])
+        code = main(
+            [
+                "generate",
+                "--model",
+                "smollm2.gguf",
+                "--chat",
+                "--greedy",
+                "--max-new-tokens",
+                "12",
+                "What is the capital of France?",
+            ]
+        )
     assert code == 0 and "Paris" in buf.getvalue()
 
 
@@ -144,12 +161,21 @@ def test_save_and_reload_keeps_tokenizer_and_chat_template(ours, tmp_path):
     assert torch.equal(back.model(ids), tiny(ids))
 
 
-@pytest.mark.parametrize("scaling", [
-    {"rope_type": "linear", "factor": 2.0},
-    {"rope_type": "yarn", "factor": 2.0},
-    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-     "original_max_position_embeddings": 2048},
-], ids=lambda s: s["rope_type"])
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"rope_type": "linear", "factor": 2.0},
+        {"rope_type": "yarn", "factor": 2.0},
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 2048,
+        },
+    ],
+    ids=lambda s: s["rope_type"],
+)
 def test_rope_scaling_logits_match_hf_llama(gguf_model, reference, scaling):
     """``rope_scaling=`` on SmolLM2 (through the loader's override) gives HF's LlamaForCausalLM
     logits with the same rope_scaling, and changes them (so the test could fail)."""
@@ -163,7 +189,9 @@ def test_rope_scaling_logits_match_hf_llama(gguf_model, reference, scaling):
     with no_init():
         hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**gg.config.to_hf()))
     hf.load_state_dict(gg.state_dict, strict=True)
-    hf.model.rotary_emb = LlamaRotaryEmbedding(transformers.LlamaConfig(**gg.config.to_hf(), rope_scaling=dict(scaling)))
+    hf.model.rotary_emb = LlamaRotaryEmbedding(
+        transformers.LlamaConfig(**gg.config.to_hf(), rope_scaling=dict(scaling))
+    )
     hf.eval()
     ids = torch.tensor([reference["prompt"]])
     with torch.no_grad():
@@ -171,7 +199,7 @@ def test_rope_scaling_logits_match_hf_llama(gguf_model, reference, scaling):
     diff = (want - got).abs().max().item()
     print(f"SmolLM2 {scaling['rope_type']} logits max abs diff: {diff:.3g}")
     assert diff <= 1e-4
-    assert (got - reference["our_logits"][:, :ids.shape[1]]).abs().max() > 1e-2  # the scaling did something
+    assert (got - reference["our_logits"][:, : ids.shape[1]]).abs().max() > 1e-2  # the scaling did something
 
 
 def test_passkey_is_retrieved_well_within_the_context(ours):

@@ -9,8 +9,9 @@ from attentive.models.speech import SpeechConfig, SpeechModel, whisper_sinusoids
 
 
 def tiny_encoder(**overrides) -> Encoder:
-    base = dict(vocab_size=30, num_layers=2, d_model=16, num_heads=2, d_ff=32, max_len=32, dropout=0.0,
-                attention_dropout=0.0)
+    base = dict(
+        vocab_size=30, num_layers=2, d_model=16, num_heads=2, d_ff=32, max_len=32, dropout=0.0, attention_dropout=0.0
+    )
     return Encoder(EncoderConfig(**{**base, **overrides})).eval()
 
 
@@ -43,9 +44,22 @@ def test_encoder_config_errors():
 
 
 def tiny_speech(**overrides) -> SpeechModel:
-    base = dict(vocab_size=60, n_mels=8, num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2,
-                d_ff=32, max_len=20, max_source_positions=50, eot_id=50, start_ids=[51, 52], timestamp_begin=53,
-                suppress_tokens=[3, 4], begin_suppress_tokens=[5, 50])
+    base = dict(
+        vocab_size=60,
+        n_mels=8,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        d_model=16,
+        num_heads=2,
+        d_ff=32,
+        max_len=20,
+        max_source_positions=50,
+        eot_id=50,
+        start_ids=[51, 52],
+        timestamp_begin=53,
+        suppress_tokens=[3, 4],
+        begin_suppress_tokens=[5, 50],
+    )
     return SpeechModel(SpeechConfig(**{**base, **overrides})).eval()
 
 

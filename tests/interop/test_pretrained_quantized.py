@@ -82,8 +82,12 @@ def test_quantised_models_give_the_fp32_tokens(smollm2):
     from attentive.decode import generate
 
     prompt = smollm2[None].tokenizer.encode(PROMPT)
-    outputs = {q: generate(pre.model, None, [prompt], max_new_tokens=16, temperature=0.0, stop_tokens=(),
-                           cache="static").tokens[0] for q, pre in smollm2.items()}
+    outputs = {
+        q: generate(
+            pre.model, None, [prompt], max_new_tokens=16, temperature=0.0, stop_tokens=(), cache="static"
+        ).tokens[0]
+        for q, pre in smollm2.items()
+    }
     assert outputs["int8"] == outputs[None]
     assert outputs["int4"] == outputs[None]
 
@@ -113,12 +117,23 @@ def test_quantize_is_checked_and_such_models_are_not_saved(smollm2, tmp_path):
 def test_cli_generate_quantize(mode, monkeypatch, smollm2):
     from attentive.cli.main import main
 
-    monkeypatch.setattr("attentive.interop.resolve.from_pretrained",
-                        lambda *a, quantize=None, **k: smollm2[quantize])
+    monkeypatch.setattr("attentive.interop.resolve.from_pretrained", lambda *a, quantize=None, **k: smollm2[quantize])
     out = io.StringIO()
     with redirect_stdout(out):
-        code = main(["generate", "--model", "smollm2.gguf", "--quantize", mode, "--greedy", "--max-new-tokens", "8",
-                     "--no-echo", PROMPT])
+        code = main(
+            [
+                "generate",
+                "--model",
+                "smollm2.gguf",
+                "--quantize",
+                mode,
+                "--greedy",
+                "--max-new-tokens",
+                "8",
+                "--no-echo",
+                PROMPT,
+            ]
+        )
     assert code == 0
     want = smollm2[None].tokenizer.decode(smollm2[None].tokenizer.encode(PROMPT))  # the model echoes nothing
     assert out.getvalue().strip() and want not in out.getvalue()

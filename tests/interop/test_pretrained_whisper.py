@@ -59,9 +59,15 @@ def reference_tokens(hf, encoded, clip):
     """transformers' own Whisper generate: greedy, no timestamps, the model's suppress lists."""
     model, config = hf
     model.generation_config = transformers.GenerationConfig(
-        decoder_start_token_id=50257, bos_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, max_length=448,
-        suppress_tokens=config["suppress_tokens"], begin_suppress_tokens=config["begin_suppress_tokens"],
+        decoder_start_token_id=50257,
+        bos_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        no_timestamps_token_id=50362,
+        is_multilingual=False,
+        max_length=448,
+        suppress_tokens=config["suppress_tokens"],
+        begin_suppress_tokens=config["begin_suppress_tokens"],
     )
     with torch.no_grad():
         out = model.generate(clip[1], return_timestamps=False)

@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 # ---------------------------------------------------------------- GGUF (SmolLM2-135M Q4_1)
 
+
 @pytest.fixture(scope="module")
 def smollm2():
     from attentive.interop.gguf import load_gguf_llama
@@ -25,8 +26,7 @@ def smollm2():
 
 def test_gguf_config_values(smollm2):
     c = smollm2.config
-    assert (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.ffn_size) == (
-        30, 576, 9, 3, 1536)
+    assert (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.ffn_size) == (30, 576, 9, 3, 1536)
     assert (c.vocab_size, c.context_length, c.head_dim) == (49152, 8192, 64)
     assert c.rope_theta == 100000.0 and c.rms_norm_eps == 1e-5
     assert c.tie_word_embeddings and (c.bos_token_id, c.eos_token_id) == (1, 2)
@@ -58,9 +58,12 @@ def test_gguf_unsupported_quant_type_is_one_line_error():
     gguf = pytest.importorskip("gguf")
     from attentive.interop.gguf import dequantize_tensor
 
-    fake = SimpleNamespace(name="blk.0.attn_q.weight",
-                           tensor_type=gguf.GGMLQuantizationType.IQ2_XXS,
-                           shape=np.array([256, 1]), data=np.zeros((1, 66), np.uint8))
+    fake = SimpleNamespace(
+        name="blk.0.attn_q.weight",
+        tensor_type=gguf.GGMLQuantizationType.IQ2_XXS,
+        shape=np.array([256, 1]),
+        data=np.zeros((1, 66), np.uint8),
+    )
     with pytest.raises(ValueError, match=r"IQ2_XXS; supported: F32, .*Q4_1") as err:
         dequantize_tensor(fake)
     assert "\n" not in str(err.value)
@@ -100,10 +103,11 @@ def test_gguf_weights_answer_paris_in_hf_llama(smollm2):
     ids = torch.tensor([ids["input_ids"] if not isinstance(ids, list) else ids])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=8, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :])
 
 
 # ---------------------------------------------------------- CTranslate2 (Whisper tiny.en)
+
 
 @pytest.fixture(scope="module")
 def whisper_ct2():
@@ -159,9 +163,19 @@ def test_ct2_bad_version_and_trailing_bytes(tmp_path):
         read_ct2_model(bad)
     # A minimal valid file (one float32 scalar, no aliases), then one stray byte.
     name = b"x\0"
-    body = (struct.pack("<I", 6) + struct.pack("<H", 5) + b"Spec\0" + struct.pack("<I", 1)
-            + struct.pack("<I", 1) + struct.pack("<H", len(name)) + name + bytes([0, 0])
-            + struct.pack("<I", 4) + struct.pack("<f", 2.5) + struct.pack("<I", 0))
+    body = (
+        struct.pack("<I", 6)
+        + struct.pack("<H", 5)
+        + b"Spec\0"
+        + struct.pack("<I", 1)
+        + struct.pack("<I", 1)
+        + struct.pack("<H", len(name))
+        + name
+        + bytes([0, 0])
+        + struct.pack("<I", 4)
+        + struct.pack("<f", 2.5)
+        + struct.pack("<I", 0)
+    )
     bad.write_bytes(body)
     assert read_ct2_model(bad).variables["x"].item() == 2.5
     bad.write_bytes(body + b"\0")

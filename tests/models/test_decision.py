@@ -27,8 +27,17 @@ pytest.importorskip("gymnasium")
 
 def tiny_dt(**overrides) -> DecisionTransformer:
     base = {
-        "state_dim": 4, "n_actions": 2, "context_len": 5, "max_len": 15, "max_timestep": 500, "num_layers": 2,
-        "d_model": 32, "num_heads": 2, "d_ff": 64, "dropout": 0.0, "attention_dropout": 0.0,
+        "state_dim": 4,
+        "n_actions": 2,
+        "context_len": 5,
+        "max_len": 15,
+        "max_timestep": 500,
+        "num_layers": 2,
+        "d_model": 32,
+        "num_heads": 2,
+        "d_ff": 64,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
     }
     return DecisionTransformer(DecisionTransformerConfig(**{**base, **overrides})).eval()
 
@@ -79,8 +88,10 @@ def test_left_padding_is_invisible_to_real_steps():
     short = model(states, actions, rtg, steps)  # (1, 3, A)
     pad = 2
     padded = model(
-        torch.cat([torch.randn(1, pad, 4), states], 1), torch.cat([torch.ones(1, pad, dtype=torch.long), actions], 1),
-        torch.cat([torch.rand(1, pad, 1), rtg], 1), torch.cat([torch.zeros(1, pad, dtype=torch.long), steps], 1),
+        torch.cat([torch.randn(1, pad, 4), states], 1),
+        torch.cat([torch.ones(1, pad, dtype=torch.long), actions], 1),
+        torch.cat([torch.rand(1, pad, 1), rtg], 1),
+        torch.cat([torch.zeros(1, pad, dtype=torch.long), steps], 1),
         key_mask=torch.tensor([[False] * pad + [True] * 3]),
     )
     torch.testing.assert_close(padded[:, pad:], short, rtol=1e-5, atol=1e-5)
@@ -172,16 +183,35 @@ def test_task_loss_counts_only_real_steps(small_dataset):
 
 
 def test_tiny_decision_transformer_trains_with_the_shared_trainer(tmp_path):
-    recipe = get_recipe("dt-cartpole").build({
-        "out_dir": str(tmp_path), "max_steps": 40, "device": "cpu", "progress": False, "eval_every": 20,
-        "checkpoint_every": 0, "log_every": 5, "episodes_per_policy": 4, "num_layers": 1, "d_model": 32,
-        "d_ff": 64, "num_heads": 2, "context_len": 5, "batch_size": 16, "eval_episodes": 2,
-        "periodic_eval_episodes": 1, "targets": (100.0, 500.0), "warmup_steps": 5,
-    })
+    recipe = get_recipe("dt-cartpole").build(
+        {
+            "out_dir": str(tmp_path),
+            "max_steps": 40,
+            "device": "cpu",
+            "progress": False,
+            "eval_every": 20,
+            "checkpoint_every": 0,
+            "log_every": 5,
+            "episodes_per_policy": 4,
+            "num_layers": 1,
+            "d_model": 32,
+            "d_ff": 64,
+            "num_heads": 2,
+            "context_len": 5,
+            "batch_size": 16,
+            "eval_episodes": 2,
+            "periodic_eval_episodes": 1,
+            "targets": (100.0, 500.0),
+            "warmup_steps": 5,
+        }
+    )
     assert recipe.model.config.max_len == 15 and recipe.model.config.max_timestep == 500
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
-    losses = [r["loss"] for r in map(eval_json, (tmp_path / "metrics.jsonl").read_text().splitlines())
-              if r["split"] == "train"]
+    losses = [
+        r["loss"]
+        for r in map(eval_json, (tmp_path / "metrics.jsonl").read_text().splitlines())
+        if r["split"] == "train"
+    ]
     assert losses[-1] < losses[0]
     assert [r["target"] for r in results["returns"]] == [100.0, 500.0]
     assert results["best_behaviour_policy"].startswith("heuristic")

@@ -32,8 +32,13 @@ def _cache(kind: str, config, batch: int, num_layers: int, max_len: int = 12):
 @pytest.mark.parametrize("cache_kind", ["dynamic", "static"])
 @pytest.mark.parametrize(
     "model_kind,positional",
-    [("llama-tiny", "rope"), ("gpt2-tiny", "learned"), ("gpt2-tiny", "sinusoidal"), ("gpt2-tiny", "alibi"),
-     ("gpt2-tiny", "relative")],
+    [
+        ("llama-tiny", "rope"),
+        ("gpt2-tiny", "learned"),
+        ("gpt2-tiny", "sinusoidal"),
+        ("gpt2-tiny", "alibi"),
+        ("gpt2-tiny", "relative"),
+    ],
 )
 def test_decoder_lm_incremental_decoding_matches_full_pass(model_kind, positional, cache_kind):
     model = _lm(model_kind) if model_kind == "llama-tiny" else _lm(model_kind, positional=positional)
@@ -45,7 +50,7 @@ def test_decoder_lm_incremental_decoding_matches_full_pass(model_kind, positiona
         # a 3-token prompt in one call, then one token at a time
         steps = [model(ids[:, :3], cache=cache)]
         for t in range(3, 9):
-            steps.append(model(ids[:, t:t + 1], cache=cache))
+            steps.append(model(ids[:, t : t + 1], cache=cache))
     assert cache.get_seq_length() == 9
     assert (torch.cat(steps, 1) - full).abs().max() <= TOL
 
@@ -62,7 +67,7 @@ def test_encoder_decoder_incremental_decoding_matches_full_pass(cache_kind):
         memory = model.encode(src).hidden
         full = model.decode(tgt, memory, src_valid).hidden
         cache = _cache(cache_kind, config, 2, config.num_decoder_layers)
-        steps = [model.decode(tgt[:, t:t + 1], memory, src_valid, cache=cache).hidden for t in range(6)]
+        steps = [model.decode(tgt[:, t : t + 1], memory, src_valid, cache=cache).hidden for t in range(6)]
         assert all(cache.has_cross(i) for i in range(config.num_decoder_layers))
     assert (torch.cat(steps, 1) - full).abs().max() <= TOL
     assert (model.head(full) - model(src, tgt)).abs().max() <= TOL
@@ -93,7 +98,7 @@ def test_decoder_lm_cache_with_key_mask():
         cache = DynamicCache()
         steps = [model(ids[:, :3], key_mask=valid[:, :3], cache=cache)]
         for t in range(3, 6):
-            steps.append(model(ids[:, t:t + 1], key_mask=valid[:, :t + 1], cache=cache))
+            steps.append(model(ids[:, t : t + 1], key_mask=valid[:, : t + 1], cache=cache))
         assert (torch.cat(steps, 1) - full).abs().max() <= TOL
         assert (full[1, 2:] - model(ids)[1, 2:]).abs().max() > 1e-4  # the mask mattered
         with pytest.raises(ValueError, match="6 cached"):
@@ -124,12 +129,12 @@ def test_decoders_are_causal(positional):
     a = torch.randint(1, 50, (2, 8))
     for t in range(8):
         b = a.clone()
-        b[:, t + 1:] = torch.randint(1, 50, (2, 7 - t))
+        b[:, t + 1 :] = torch.randint(1, 50, (2, 7 - t))
         if t < 7:
             assert not torch.equal(a, b)
         with torch.no_grad():
-            assert (lm(a)[:, :t + 1] - lm(b)[:, :t + 1]).abs().max() <= TOL
-            assert (ed(src, a)[:, :t + 1] - ed(src, b)[:, :t + 1]).abs().max() <= TOL
+            assert (lm(a)[:, : t + 1] - lm(b)[:, : t + 1]).abs().max() <= TOL
+            assert (ed(src, a)[:, : t + 1] - ed(src, b)[:, : t + 1]).abs().max() <= TOL
     with torch.no_grad():  # and a change at t does change position t
         b = a.clone()
         b[:, 3] = (a[:, 3] % 49) + 1

@@ -109,12 +109,29 @@ def test_task_batches_are_deterministic_and_sharded():
 
 
 def test_tiny_vit_learns_mnist_with_the_shared_trainer(tmp_path):
-    recipe = get_recipe("vit-mnist").build({
-        "out_dir": str(tmp_path), "max_steps": 300, "max_minutes": None, "device": "cpu", "progress": False,
-        "eval_every": 0, "checkpoint_every": 0, "log_every": 10, "patch_size": 7, "num_layers": 1,
-        "d_model": 32, "num_heads": 2, "d_ff": 64, "batch_size": 64, "train_limit": 4000, "val_size": 200,
-        "test_limit": 500, "warmup_steps": 20, "lr": 3e-3,
-    })
+    recipe = get_recipe("vit-mnist").build(
+        {
+            "out_dir": str(tmp_path),
+            "max_steps": 300,
+            "max_minutes": None,
+            "device": "cpu",
+            "progress": False,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "log_every": 10,
+            "patch_size": 7,
+            "num_layers": 1,
+            "d_model": 32,
+            "num_heads": 2,
+            "d_ff": 64,
+            "batch_size": 64,
+            "train_limit": 4000,
+            "val_size": 200,
+            "test_limit": 500,
+            "warmup_steps": 20,
+            "lr": 3e-3,
+        }
+    )
     results = Trainer(recipe.task, recipe.model, recipe.train_config).fit()
     assert results["step"] == 300
     assert results["test_accuracy"] > 0.35, results  # chance is 0.1

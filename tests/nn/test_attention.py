@@ -317,5 +317,5 @@ def test_cuda_incremental_decoding(cache_kind):
     cache = DynamicCache() if cache_kind == "dynamic" else StaticCache(2, 2, 2, 16, 12, device="cuda")
     with torch.no_grad():
         full = model(ids)
-        steps = [model(ids[:, :3], cache=cache)] + [model(ids[:, t:t + 1], cache=cache) for t in range(3, 9)]
+        steps = [model(ids[:, :3], cache=cache)] + [model(ids[:, t : t + 1], cache=cache) for t in range(3, 9)]
     assert (torch.cat(steps, 1) - full).abs().max().item() <= 1e-4

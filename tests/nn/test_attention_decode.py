@@ -116,4 +116,3 @@ def test_one_query_path_is_only_for_inference_on_cpu():
     assert not _one_query_on_cpu(torch.randn(1, 2, 3, 8), 0.0)  # several queries
     with torch.enable_grad():
         assert not _one_query_on_cpu(q, 0.0)
-

@@ -32,9 +32,7 @@ SUM_TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 4e-3}
 DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 # database=None: no .hypothesis/ folder in the checkout; failures print the Case, which rebuilds them
-PROPERTY = settings(
-    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 MASK_KINDS = ("none", "random", "padding", "empty-rows")
 
@@ -158,8 +156,15 @@ def _tol(case, q, k, v, bias) -> float:
 
 def _call(case, q, k, v, mask, bias, impl, need_weights=False, is_causal=None):
     return attention(
-        q, k, v, mask=mask, bias=bias, is_causal=case.is_causal if is_causal is None else is_causal,
-        need_weights=need_weights, impl=impl, scale=case.scale,
+        q,
+        k,
+        v,
+        mask=mask,
+        bias=bias,
+        is_causal=case.is_causal if is_causal is None else is_causal,
+        need_weights=need_weights,
+        impl=impl,
+        scale=case.scale,
     )
 
 
@@ -296,8 +301,13 @@ def test_permuting_keys_and_values_together_leaves_output_unchanged(case):
     perm = torch.randperm(case.k_len, generator=torch.Generator().manual_seed(case.seed + 1))
     k_p, v_p = k[:, :, perm], v[:, :, perm]
     mask_p, bias_p = _permute_keys(mask, perm), _permute_keys(bias, perm)
-    _agree(case, _tol(case, q, k, v, bias), (q, k, v, mask, bias, False), (q, k_p, v_p, mask_p, bias_p, False),
-           weights_of_one=lambda w: w[..., perm])  # the weights follow their keys
+    _agree(
+        case,
+        _tol(case, q, k, v, bias),
+        (q, k, v, mask, bias, False),
+        (q, k_p, v_p, mask_p, bias_p, False),
+        weights_of_one=lambda w: w[..., perm],
+    )  # the weights follow their keys
 
 
 # ----------------------------------------------------------------------------- (g) out == weights @ v

@@ -18,7 +18,13 @@ import torch
 
 from attentive.models import DecoderLM
 from attentive.nn import (
-    DynamicCache, LayerSpec, SegmentMemory, SinkCache, SlidingWindowCache, TransformerStack, causal_mask,
+    DynamicCache,
+    LayerSpec,
+    SegmentMemory,
+    SinkCache,
+    SlidingWindowCache,
+    TransformerStack,
+    causal_mask,
     make_positional,
 )
 from helpers import masked_full_pass, tiny_gpt2
@@ -41,7 +47,7 @@ def inputs(length: int, batch: int = 2) -> torch.Tensor:
 
 def in_chunks(stack, x, cache, chunk: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([stack(x[:, i:i + chunk], cache=cache).hidden for i in range(0, x.shape[1], chunk)], dim=1)
+        return torch.cat([stack(x[:, i : i + chunk], cache=cache).hidden for i in range(0, x.shape[1], chunk)], dim=1)
 
 
 # ----------------------------------------------------------------------------- sliding window
@@ -71,8 +77,12 @@ def test_shorter_window_equals_the_banded_mask(kind):
 def test_banded_mask_sees_the_last_w_keys_and_the_sinks():
     mask = causal_mask(6, window=3, sinks=1)[0, 0]
     assert mask.int().tolist() == [
-        [1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
-        [1, 1, 1, 1, 0, 0], [1, 0, 1, 1, 1, 0], [1, 0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 0, 1, 1, 1, 0],
+        [1, 0, 0, 1, 1, 1],
     ]
     slots = causal_mask(2, q_slots=torch.tensor([7, 8]), k_slots=torch.tensor([0, 6, 7, 8]), window=2, sinks=1)
     assert slots[0, 0].int().tolist() == [[1, 1, 1, 0], [1, 0, 1, 1]]
@@ -91,7 +101,7 @@ def test_window_cache_holds_w_entries_and_equals_the_masked_full_pass(kind, sink
         outs = []
         with torch.no_grad():
             for start in range(0, length, chunk):
-                outs.append(stack(x[:, start:start + chunk], cache=cache).hidden)
+                outs.append(stack(x[:, start : start + chunk], cache=cache).hidden)
                 seen = min(start + chunk, length)
                 assert all(k.shape[2] == min(window + sinks, seen) for k in cache.keys + cache.values)
         assert cache.key_slots(1).tolist() == list(range(sinks)) + list(range(length - window + 1, length + 1))
@@ -109,7 +119,7 @@ def test_sink_cache_holds_exactly_s_plus_w_after_any_number_of_steps(kind):
     x = inputs(40)
     with torch.no_grad():
         for t in range(40):
-            stack(x[:, t:t + 1], cache=cache)
+            stack(x[:, t : t + 1], cache=cache)
             assert [k.shape[2] for k in cache.keys + cache.values] == [min(t + 1, window + sinks)] * 4
             assert cache.slots(1).item() == min(t + 1, window + sinks - 1)  # positions stay in the cache
     assert cache.seen == 40
@@ -175,8 +185,9 @@ def test_segments_with_memory_equal_one_pass_under_the_equivalent_mask(kind, mem
     assert all(m.shape == (2, memory, 16) for m in cache.memory)
     if memory == segment:  # memory = segment length: two segments are exactly one causal pass
         with torch.no_grad():
-            assert (in_chunks(stack, x[:, :16], SegmentMemory(segment), segment) - stack(x[:, :16]).hidden
-                    ).abs().max() <= 1e-5
+            assert (
+                in_chunks(stack, x[:, :16], SegmentMemory(segment), segment) - stack(x[:, :16]).hidden
+            ).abs().max() <= 1e-5
 
 
 def test_no_gradient_reaches_the_memory():
@@ -206,18 +217,23 @@ def test_decoder_lm_takes_a_segment_memory():
 # ----------------------------------------------------------------------------- bad configurations
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: SlidingWindowCache(0), "window must be a positive integer .*got 0"),
-    (lambda: SinkCache(-4, 0), "window must be a positive integer .*got -4"),
-    (lambda: SinkCache(4, 5), r"sinks \(5\) must not exceed the window \(4\)"),
-    (lambda: SegmentMemory(0), "memory_len must be a positive integer, got 0"),
-    (lambda: tiny_gpt2(attention_window=0), "attention_window must be a positive number of positions .*got 0"),
-    (lambda: tiny_gpt2(positional="learned", memory_len=16),
-     "memory_len=16 .*needs relative positions .*not positional='learned'"),
-    (lambda: tiny_gpt2(positional="sinusoidal", memory_len=16), "not positional='sinusoidal'"),
-    (lambda: tiny_gpt2(positional="rope", memory_len=-1), "memory_len must be an integer >= 0 .*got -1"),
-    (lambda: causal_mask(4, window=0), "attention window must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: SlidingWindowCache(0), "window must be a positive integer .*got 0"),
+        (lambda: SinkCache(-4, 0), "window must be a positive integer .*got -4"),
+        (lambda: SinkCache(4, 5), r"sinks \(5\) must not exceed the window \(4\)"),
+        (lambda: SegmentMemory(0), "memory_len must be a positive integer, got 0"),
+        (lambda: tiny_gpt2(attention_window=0), "attention_window must be a positive number of positions .*got 0"),
+        (
+            lambda: tiny_gpt2(positional="learned", memory_len=16),
+            "memory_len=16 .*needs relative positions .*not positional='learned'",
+        ),
+        (lambda: tiny_gpt2(positional="sinusoidal", memory_len=16), "not positional='sinusoidal'"),
+        (lambda: tiny_gpt2(positional="rope", memory_len=-1), "memory_len must be an integer >= 0 .*got -1"),
+        (lambda: causal_mask(4, window=0), "attention window must be >= 1, got 0"),
+    ],
+)
 def test_bad_configurations_are_one_line_errors_naming_the_value(make, message):
     with pytest.raises(ValueError, match=message) as err:
         make()

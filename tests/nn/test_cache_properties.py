@@ -22,7 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attentive.nn import (
-    DynamicCache, LayerSpec, SinkCache, SlidingWindowCache, StaticCache, TransformerStack, causal_mask, make_positional,
+    DynamicCache,
+    LayerSpec,
+    SinkCache,
+    SlidingWindowCache,
+    StaticCache,
+    TransformerStack,
+    causal_mask,
+    make_positional,
 )
 from helpers import masked_full_pass
 
@@ -56,8 +63,14 @@ class Case:
     def stack(self) -> TransformerStack:
         torch.manual_seed(self.seed)
         d_model = self.heads * self.head_dim
-        spec = LayerSpec(d_model=d_model, num_heads=self.heads, num_kv_heads=self.kv_heads, d_ff=2 * d_model,
-                         dropout=0.0, norm_first=True)
+        spec = LayerSpec(
+            d_model=d_model,
+            num_heads=self.heads,
+            num_kv_heads=self.kv_heads,
+            d_ff=2 * d_model,
+            dropout=0.0,
+            norm_first=True,
+        )
         positional = make_positional(self.positional, d_model, self.heads, max_len=64, bidirectional=False)
         return TransformerStack(spec, self.layers, positional, causal=True).to(self.dtype).eval()
 
@@ -85,10 +98,17 @@ def cases(draw) -> Case:
     total = prompt + steps
     pads = tuple(draw(st.integers(0, total if row else prompt - 1)) for row in range(batch))  # row 0 has a token
     return Case(
-        batch=batch, kv_heads=draw(st.integers(1, 2)), groups=draw(st.sampled_from([1, 2, 3])),
-        head_dim=draw(st.sampled_from([2, 4, 8])), layers=draw(st.integers(1, 2)),
-        positional=draw(st.sampled_from(POSITIONS)), dtype=draw(st.sampled_from([torch.float32, torch.float64])),
-        prompt=prompt, steps=steps, pads=pads, seed=draw(st.integers(0, 2**31 - 1)),
+        batch=batch,
+        kv_heads=draw(st.integers(1, 2)),
+        groups=draw(st.sampled_from([1, 2, 3])),
+        head_dim=draw(st.sampled_from([2, 4, 8])),
+        layers=draw(st.integers(1, 2)),
+        positional=draw(st.sampled_from(POSITIONS)),
+        dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+        prompt=prompt,
+        steps=steps,
+        pads=pads,
+        seed=draw(st.integers(0, 2**31 - 1)),
     )
 
 
@@ -110,8 +130,9 @@ def _incremental(case: Case, kind: str, extra_slots: int = 0) -> torch.Tensor:
             else:
                 key_mask = torch.zeros(case.batch, case.total + extra_slots, dtype=torch.bool)
                 key_mask[:, :end] = valid[:, :end]  # (B, slots): future slots hidden twice over
-            outs.append(stack(x[:, start:end], key_mask=key_mask, positions=positions[:, start:end],
-                              cache=cache).hidden)
+            outs.append(
+                stack(x[:, start:end], key_mask=key_mask, positions=positions[:, start:end], cache=cache).hidden
+            )
     assert cache.get_seq_length() == case.total
     return torch.cat(outs, dim=1)
 
@@ -144,13 +165,15 @@ def test_rows_leaving_a_dynamic_cache_change_nothing_for_the_others(case, data):
     with torch.no_grad():
         full = stack(x, key_mask=valid, positions=positions).hidden
         cache = DynamicCache()
-        stack(x[:, :case.prompt], key_mask=valid[:, :case.prompt], positions=positions[:, :case.prompt], cache=cache)
+        stack(x[:, : case.prompt], key_mask=valid[:, : case.prompt], positions=positions[:, : case.prompt], cache=cache)
         rows = torch.tensor(index)
         cache.reorder(rows)
         x, valid, positions = x[rows], valid[rows], positions[rows]
-        outs = [stack(x[:, t:t + 1], key_mask=valid[:, :t + 1], positions=positions[:, t:t + 1], cache=cache).hidden
-                for t in range(case.prompt, case.total)]
-    _close(torch.cat(outs, dim=1), full[rows][:, case.prompt:], case, valid[:, case.prompt:])
+        outs = [
+            stack(x[:, t : t + 1], key_mask=valid[:, : t + 1], positions=positions[:, t : t + 1], cache=cache).hidden
+            for t in range(case.prompt, case.total)
+        ]
+    _close(torch.cat(outs, dim=1), full[rows][:, case.prompt :], case, valid[:, case.prompt :])
 
 
 @PROPERTY
@@ -165,25 +188,37 @@ def test_rows_joining_a_dynamic_cache_after_left_padding_change_nothing(case, sh
         long_cache, short_cache = DynamicCache(), DynamicCache()
         # the first group has seen the prompt; the second joins having seen only its last `keep` tokens
         keep = max(1, case.prompt - shift)
-        stack(x[:, :case.prompt], key_mask=valid[:, :case.prompt], positions=positions[:, :case.prompt],
-              cache=long_cache)
+        stack(
+            x[:, : case.prompt],
+            key_mask=valid[:, : case.prompt],
+            positions=positions[:, : case.prompt],
+            cache=long_cache,
+        )
         tail = slice(case.prompt - keep, case.prompt)
         tail_valid = valid[:, tail]
         tail_positions = (tail_valid.long().cumsum(-1) - 1).clamp(min=0)
         stack(x[:, tail], key_mask=tail_valid, positions=tail_positions, cache=short_cache)
         short_cache.pad_left(case.prompt - keep)
         long_cache.concat(short_cache)
-        joined_valid = torch.cat((valid[:, :case.prompt],
-                                  torch.cat((torch.zeros(case.batch, case.prompt - keep, dtype=torch.bool),
-                                             tail_valid), dim=1)))
-        next_pos = torch.cat((positions[:, case.prompt - 1] + valid[:, case.prompt - 1].long(),
-                              tail_valid.sum(-1)))
+        joined_valid = torch.cat(
+            (
+                valid[:, : case.prompt],
+                torch.cat((torch.zeros(case.batch, case.prompt - keep, dtype=torch.bool), tail_valid), dim=1),
+            )
+        )
+        next_pos = torch.cat((positions[:, case.prompt - 1] + valid[:, case.prompt - 1].long(), tail_valid.sum(-1)))
         outs, seen = [], joined_valid
         for t in range(case.prompt, case.total):
-            step_valid = torch.cat((valid[:, t:t + 1], valid[:, t:t + 1]))
+            step_valid = torch.cat((valid[:, t : t + 1], valid[:, t : t + 1]))
             seen = torch.cat((seen, step_valid), dim=1)
-            outs.append(stack(torch.cat((x[:, t:t + 1], x[:, t:t + 1])), key_mask=seen,
-                              positions=next_pos[:, None], cache=long_cache).hidden)
+            outs.append(
+                stack(
+                    torch.cat((x[:, t : t + 1], x[:, t : t + 1])),
+                    key_mask=seen,
+                    positions=next_pos[:, None],
+                    cache=long_cache,
+                ).hidden
+            )
             next_pos = next_pos + step_valid[:, 0].long()
         got = torch.cat(outs, dim=1)
         # the second group alone: its tail then the same steps, no padding columns
@@ -191,13 +226,14 @@ def test_rows_joining_a_dynamic_cache_after_left_padding_change_nothing(case, sh
         stack(x[:, tail], key_mask=tail_valid, positions=tail_positions, cache=alone_cache)
         alone_seen, alone_pos, alone = tail_valid, tail_valid.sum(-1), []
         for t in range(case.prompt, case.total):
-            alone_seen = torch.cat((alone_seen, valid[:, t:t + 1]), dim=1)
-            alone.append(stack(x[:, t:t + 1], key_mask=alone_seen, positions=alone_pos[:, None],
-                               cache=alone_cache).hidden)
+            alone_seen = torch.cat((alone_seen, valid[:, t : t + 1]), dim=1)
+            alone.append(
+                stack(x[:, t : t + 1], key_mask=alone_seen, positions=alone_pos[:, None], cache=alone_cache).hidden
+            )
             alone_pos = alone_pos + valid[:, t].long()
-    step_valid = valid[:, case.prompt:]
-    _close(got[:case.batch], full[:, case.prompt:], case, step_valid)
-    _close(got[case.batch:], torch.cat(alone, dim=1), case, step_valid)
+    step_valid = valid[:, case.prompt :]
+    _close(got[: case.batch], full[:, case.prompt :], case, step_valid)
+    _close(got[case.batch :], torch.cat(alone, dim=1), case, step_valid)
 
 
 @PROPERTY
@@ -215,8 +251,9 @@ def test_window_cache_in_any_chunks_equals_the_banded_full_pass(case, data):
         while start < case.total:
             end = min(case.total, start + chunks[step % len(chunks)])
             key_mask = valid[:, cache.key_slots(end - start)]  # (B, Tk)
-            outs.append(stack(x[:, start:end], key_mask=key_mask, positions=positions[:, start:end],
-                              cache=cache).hidden)
+            outs.append(
+                stack(x[:, start:end], key_mask=key_mask, positions=positions[:, start:end], cache=cache).hidden
+            )
             assert all(k.shape[2] == min(end, window + sinks) for k in cache.keys)
             start, step = end, step + 1
     got = torch.cat(outs, dim=1)
@@ -235,6 +272,9 @@ def test_sink_cache_that_covers_the_input_is_the_full_cache(case, data):
     with torch.no_grad():
         want = stack(x).hidden
         cache = SinkCache(window, sinks)
-        got = torch.cat([stack(x[:, :case.prompt], cache=cache).hidden]
-                        + [stack(x[:, t:t + 1], cache=cache).hidden for t in range(case.prompt, case.total)], dim=1)
+        got = torch.cat(
+            [stack(x[:, : case.prompt], cache=cache).hidden]
+            + [stack(x[:, t : t + 1], cache=cache).hidden for t in range(case.prompt, case.total)],
+            dim=1,
+        )
     _close(got, want, case, valid)

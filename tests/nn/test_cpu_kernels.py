@@ -22,8 +22,13 @@ needs_kernels = pytest.mark.skipif(kernels.panel_ops() is None, reason=kernels.k
 def test_gelu_kernel_matches_the_erf_form():
     """``gelu_erf`` against float64 GELU over a wide range, the tails, zeros and tiny values: as
     close as PyTorch's own float32 GELU is (within 1e-6)."""
-    x = torch.cat([torch.linspace(-12, 12, 20_001), torch.randn(1_000, generator=torch.Generator().manual_seed(0)) * 3,
-                   torch.tensor([0.0, -0.0, 1e-30, -1e-30, 100.0, -100.0, 7.0])])  # 21,008: not a multiple of 16
+    x = torch.cat(
+        [
+            torch.linspace(-12, 12, 20_001),
+            torch.randn(1_000, generator=torch.Generator().manual_seed(0)) * 3,
+            torch.tensor([0.0, -0.0, 1e-30, -1e-30, 100.0, -100.0, 7.0]),
+        ]
+    )  # 21,008: not a multiple of 16
     want = torch.nn.functional.gelu(x.double())
     got = kernels.panel_ops().gelu_erf(x)
     torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
@@ -48,7 +53,6 @@ def test_gelu_takes_the_kernel_for_a_decoding_step_only(monkeypatch):
         kernels.gelu(large)
     torch.testing.assert_close(kernels.gelu(small), torch.nn.functional.gelu(small))  # with gradients: PyTorch's
     assert calls == [small.numel()]
-
 
 
 @pytest.mark.parametrize("shape", [(1500, 384), (2, 70, 384), (1, 384), (0, 384)])
@@ -76,9 +80,23 @@ def test_encoders_take_gemm_linear_in_fp32_and_compute_the_same():
     from attentive.models.speech import SpeechConfig, SpeechModel
 
     torch.manual_seed(0)
-    model = SpeechModel(SpeechConfig(vocab_size=300, n_mels=16, num_encoder_layers=2, num_decoder_layers=2,
-                                     d_model=64, num_heads=2, d_ff=128, max_len=32, max_source_positions=50,
-                                     start_ids=[1], eot_id=2, timestamp_begin=0, begin_suppress_tokens=[]))
+    model = SpeechModel(
+        SpeechConfig(
+            vocab_size=300,
+            n_mels=16,
+            num_encoder_layers=2,
+            num_decoder_layers=2,
+            d_model=64,
+            num_heads=2,
+            d_ff=128,
+            max_len=32,
+            max_source_positions=50,
+            start_ids=[1],
+            eot_id=2,
+            timestamp_begin=0,
+            begin_suppress_tokens=[],
+        )
+    )
     model.eval()
     fast = optimize(copy.deepcopy(model))
     encoder_linears = [m for m in fast.encoder.modules() if isinstance(m, nn.Linear)]

@@ -26,20 +26,35 @@ def _llama():
 
 def _speech():
     torch.manual_seed(0)
-    config = SpeechConfig(vocab_size=300, n_mels=16, num_encoder_layers=2, num_decoder_layers=2, d_model=64,
-                          num_heads=4, d_ff=128, max_len=48, max_source_positions=40, eot_id=299,
-                          start_ids=[298], timestamp_begin=0, begin_suppress_tokens=[])
+    config = SpeechConfig(
+        vocab_size=300,
+        n_mels=16,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        d_model=64,
+        num_heads=4,
+        d_ff=128,
+        max_len=48,
+        max_source_positions=40,
+        eot_id=299,
+        start_ids=[298],
+        timestamp_begin=0,
+        begin_suppress_tokens=[],
+    )
     return SpeechModel(config).eval()
 
 
 def _greedy(model, prompts, cache="dynamic", n=12, **kwargs):
-    return generate(model, None, prompts, max_new_tokens=n, temperature=0.0, stop_tokens=(), cache=cache,
-                    **kwargs).tokens
+    return generate(
+        model, None, prompts, max_new_tokens=n, temperature=0.0, stop_tokens=(), cache=cache, **kwargs
+    ).tokens
 
 
-@pytest.mark.parametrize("make", [_llama, lambda: DecoderLM(tiny_gpt2()).eval(),
-                                  lambda: EncoderDecoder(tiny_encdec()).eval(), _speech],
-                         ids=["llama", "gpt2", "encoder-decoder", "whisper"])
+@pytest.mark.parametrize(
+    "make",
+    [_llama, lambda: DecoderLM(tiny_gpt2()).eval(), lambda: EncoderDecoder(tiny_encdec()).eval(), _speech],
+    ids=["llama", "gpt2", "encoder-decoder", "whisper"],
+)
 def test_fused_projections_equal_the_unfused_model(make):
     model = make()
     fused = copy.deepcopy(model)

@@ -10,8 +10,19 @@ import torch.nn.functional as F
 
 from attentive.models import DecoderLM, EncoderDecoder
 from attentive.nn import (
-    DynamicCache, FeedForward, GatedFeedForward, LayerSpec, MultiHeadAttention, OutputProjection, RMSNorm,
-    RotaryEmbedding, StaticCache, TokenEmbedding, TransformerLayer, causal_mask, make_feedforward,
+    DynamicCache,
+    FeedForward,
+    GatedFeedForward,
+    LayerSpec,
+    MultiHeadAttention,
+    OutputProjection,
+    RMSNorm,
+    RotaryEmbedding,
+    StaticCache,
+    TokenEmbedding,
+    TransformerLayer,
+    causal_mask,
+    make_feedforward,
 )
 from helpers import tiny_encdec, tiny_gpt2
 
@@ -63,9 +74,7 @@ def test_tied_gradient_is_sum_of_embedding_and_head_gradients():
     ids = torch.randint(0, 50, (2, 6))
     for model in (tied, untied):
         F.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
-    assert torch.allclose(
-        tied.embed.weight.grad, untied.embed.weight.grad + untied.head.weight.grad, atol=1e-6
-    )
+    assert torch.allclose(tied.embed.weight.grad, untied.embed.weight.grad + untied.head.weight.grad, atol=1e-6)
     assert untied.embed.weight.grad.abs().sum() > 0 and untied.head.weight.grad.abs().sum() > 0
 
 
@@ -111,7 +120,7 @@ def test_mha_incremental_decoding_matches_full_causal_pass(cache_kind, kv_heads)
     steps = []
     for t in range(7):
         mask = None if cache_kind == "dynamic" else causal_mask(1, max_len, past=t)
-        out, _ = mha(x[:, t:t + 1], mask=mask, rope=rope.rotary(torch.tensor([t])), cache=cache)
+        out, _ = mha(x[:, t : t + 1], mask=mask, rope=rope.rotary(torch.tensor([t])), cache=cache)
         steps.append(out)
     assert cache.get_seq_length() == 7
     assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
@@ -200,7 +209,11 @@ def test_final_norm_only_for_pre_ln():
 def test_pre_and_post_ln_both_learn_copy_task(norm_first):
     torch.manual_seed(0)
     config = tiny_encdec(
-        src_vocab_size=12, tgt_vocab_size=12, num_encoder_layers=1, num_decoder_layers=1, norm_first=norm_first,
+        src_vocab_size=12,
+        tgt_vocab_size=12,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        norm_first=norm_first,
     )
     model = EncoderDecoder(config)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -68,8 +68,14 @@ def test_chunks_and_vocabulary_blocks_with_remainders(chunk_size, dtype, with_bi
     targets[2, :3] = torch.tensor([0, 40, 16])  # the first and last class, and a block's first
     kw = dict(label_smoothing=0.1, reduction="mean")
     want, want_grads = _grads(_plain, hidden, weight, bias, targets, **kw)
-    got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=chunk_size, **k),
-                            hidden, weight, bias, targets, **kw)
+    got, got_grads = _grads(
+        lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=chunk_size, **k),
+        hidden,
+        weight,
+        bias,
+        targets,
+        **kw,
+    )
     tol = 1e-9 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     for g, w in zip(got_grads, want_grads):
@@ -113,8 +119,14 @@ def test_bf16_blocks_and_chunks_match_the_plain_bf16_path(monkeypatch, wrapper):
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         want, want_grads = _grads(plain_bf16, hidden, weight, bias, targets, reduction="mean")
-        got, got_grads = _grads(lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=16, **k),
-                                hidden, weight, bias, targets, reduction="mean")
+        got, got_grads = _grads(
+            lambda h, w, b, y, **k: linear_cross_entropy(h, w, y, b, chunk_size=16, **k),
+            hidden,
+            weight,
+            bias,
+            targets,
+            reduction="mean",
+        )
     torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-2)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w, rtol=5e-2, atol=2e-3)
@@ -127,8 +139,9 @@ def test_workspace_is_reused_across_sizes_and_kept_apart_between_threads():
     weight = torch.randn(53, 8, dtype=torch.float64)
     cases = [(torch.randn(n, 8, dtype=torch.float64), torch.randint(0, 53, (n,))) for n in (5, 40, 3, 40)]
     for hidden, targets in cases:
-        torch.testing.assert_close(linear_cross_entropy(hidden, weight, targets, chunk_size=32),
-                                   _plain(hidden, weight, None, targets))
+        torch.testing.assert_close(
+            linear_cross_entropy(hidden, weight, targets, chunk_size=32), _plain(hidden, weight, None, targets)
+        )
     results = {}
 
     def worker(name, hidden, targets):
@@ -145,8 +158,9 @@ def test_workspace_is_reused_across_sizes_and_kept_apart_between_threads():
             torch.testing.assert_close(got, want)
     loss_module.release_workspace()
     assert not getattr(loss_module._cache, "buffers", None)
-    torch.testing.assert_close(linear_cross_entropy(*cases[0][:1], weight, cases[0][1]),
-                               _plain(cases[0][0], weight, None, cases[0][1]))
+    torch.testing.assert_close(
+        linear_cross_entropy(*cases[0][:1], weight, cases[0][1]), _plain(cases[0][0], weight, None, cases[0][1])
+    )
 
 
 def test_a_retained_graph_cannot_run_backward_twice_on_the_scaled_gradients():

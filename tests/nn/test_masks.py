@@ -25,7 +25,9 @@ def test_lengths_mask_right_padding():
     mask = lengths_mask(torch.tensor([1, 3, 0]), max_len=4)
     assert mask.shape == (3, 1, 1, 4)
     assert mask[:, 0, 0].tolist() == [
-        [True, False, False, False], [True, True, True, False], [False, False, False, False]
+        [True, False, False, False],
+        [True, True, True, False],
+        [False, False, False, False],
     ]
     assert lengths_mask(torch.tensor([2, 3])).shape[-1] == 3  # default: longest
 

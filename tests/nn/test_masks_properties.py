@@ -181,8 +181,9 @@ def test_check_mask_rejects_wrong_rank_naming_the_shape(target, ndim, data):
 @given(
     target=targets,
     keep=st.tuples(*[st.booleans()] * 4),
-    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64,
-                           torch.int32, torch.uint8, torch.int8]),
+    dtype=st.sampled_from(
+        [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.int8]
+    ),
 )
 def test_check_mask_rejects_non_bool_dtypes_naming_the_dtype(target, keep, dtype):
     shape = tuple(size if kept else 1 for size, kept in zip(target, keep))  # a good shape: only the dtype is wrong

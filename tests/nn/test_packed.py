@@ -41,8 +41,17 @@ def test_packed_head_fp32_and_is_a_frozen_copy():
 
 def _lm(vocab=1001):
     torch.manual_seed(0)
-    config = DecoderLMConfig(vocab_size=vocab, num_layers=2, d_model=32, num_heads=4, d_ff=64, max_len=64,
-                             dropout=0.0, attention_dropout=0.0, init_std=0.25)
+    config = DecoderLMConfig(
+        vocab_size=vocab,
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        init_std=0.25,
+    )
     return DecoderLM(config).eval()
 
 

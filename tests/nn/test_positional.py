@@ -9,8 +9,13 @@ import torch
 
 from attentive.models import DecoderLM, EncoderDecoder
 from attentive.nn import (
-    ALiBi, LearnedPositionalEmbedding, RelativePositionBias, RotaryEmbedding, SinusoidalPositionalEncoding,
-    make_positional, sinusoidal_table,
+    ALiBi,
+    LearnedPositionalEmbedding,
+    RelativePositionBias,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    make_positional,
+    sinusoidal_table,
 )
 from attentive.nn.positional import POSITIONALS, alibi_slopes, apply_rotary
 from helpers import tiny_encdec, tiny_gpt2

@@ -12,8 +12,15 @@ from attentive.nn import kernels
 from attentive.nn.quant import KERNEL_MAX_ROWS, PanelLinear, QuantizedWeight, quantize_activations
 
 needs_kernels = pytest.mark.skipif(kernels.panel_ops() is None, reason=kernels.kernel_status())
-ACTS = ["float", pytest.param("int8", marks=pytest.mark.skipif(not kernels.has_int8_activations(),
-                                                                 reason="no AVX512-VNNI: int8 activations run the reference"))]
+ACTS = [
+    "float",
+    pytest.param(
+        "int8",
+        marks=pytest.mark.skipif(
+            not kernels.has_int8_activations(), reason="no AVX512-VNNI: int8 activations run the reference"
+        ),
+    ),
+]
 
 
 def _weight(n, k, seed=0):
@@ -22,8 +29,9 @@ def _weight(n, k, seed=0):
 
 
 @needs_kernels
-@pytest.mark.parametrize("mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"),
-                                       ("int8", "int8"), ("int4", "int8")])
+@pytest.mark.parametrize(
+    "mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"), ("int8", "int8"), ("int4", "int8")]
+)
 @pytest.mark.parametrize("n, k", [(1, 32), (37, 64), (96, 96), (200, 160)])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 11, 70])
 def test_kernel_equals_reference(mode, act, n, k, rows):
@@ -66,8 +74,11 @@ def test_kernel_handles_groups_with_and_without_minimums_and_leading_dims(act, g
 def test_reference_path_when_the_kernels_are_missing(monkeypatch):
     weight, bias, g = _weight(40, 64)
     x = torch.randn(3, 64, generator=g)
-    layers = {(mode, act): PanelLinear.from_weight(weight, bias, mode, act=act)
-              for mode in ("fp32", "int8", "int4") for act in ("float", "int8")}
+    layers = {
+        (mode, act): PanelLinear.from_weight(weight, bias, mode, act=act)
+        for mode in ("fp32", "int8", "int4")
+        for act in ("float", "int8")
+    }
     with torch.no_grad():
         want = {mode: layer(x) for mode, layer in layers.items()}
     monkeypatch.setattr("attentive.nn.quant.panel_ops", lambda: None)
@@ -140,12 +151,15 @@ def test_blocks_are_kept_not_requantised(act):
     assert torch.equal(PanelLinear.from_blocks(q8_0, "fp32").dequantize(), q8_0.dequantize())
 
 
-@pytest.mark.parametrize("mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"), ("int8", "int8"),
-                                       ("int4", "int8")])
+@pytest.mark.parametrize(
+    "mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"), ("int8", "int8"), ("int4", "int8")]
+)
 def test_cat_computes_the_parts_side_by_side(mode, act):
     g = torch.Generator().manual_seed(2)
-    parts = [PanelLinear.from_weight(torch.randn(n, 64, generator=g), b, mode, act=act)
-             for n, b in ((40, torch.randn(40, generator=g)), (24, None), (33, torch.randn(33, generator=g)))]
+    parts = [
+        PanelLinear.from_weight(torch.randn(n, 64, generator=g), b, mode, act=act)
+        for n, b in ((40, torch.randn(40, generator=g)), (24, None), (33, torch.randn(33, generator=g)))
+    ]
     joined = PanelLinear.cat(parts)
     x = torch.randn(2, 64, generator=g)
     with torch.no_grad():
@@ -160,8 +174,9 @@ def test_kernel_status_names_the_path():
 
 
 @needs_kernels
-@pytest.mark.parametrize("mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"), ("int8", "int8"),
-                                       ("int4", "int8")])
+@pytest.mark.parametrize(
+    "mode, act", [("fp32", "float"), ("int8", "float"), ("int4", "float"), ("int8", "int8"), ("int4", "int8")]
+)
 def test_large_products_split_over_threads_give_the_same_result(mode, act):
     """Above ~4M units of work the kernel runs on PyTorch's threads (below, on the caller's)."""
     weight, bias, g = _weight(4100, 1024, seed=9)  # 16 MiB in fp32, 8M multiply-adds at 2 rows

@@ -19,19 +19,36 @@ SCALINGS = {
     "linear": {"rope_type": "linear", "factor": 2.0},
     "dynamic": {"rope_type": "dynamic", "factor": 2.0},
     "yarn": {"rope_type": "yarn", "factor": 4.0},
-    "yarn-deepseek": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 16,
-                      "beta_slow": 2, "mscale": 1.0, "mscale_all_dim": 0.5},
+    "yarn-deepseek": {
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "original_max_position_embeddings": 64,
+        "beta_fast": 16,
+        "beta_slow": 2,
+        "mscale": 1.0,
+        "mscale_all_dim": 0.5,
+    },
     "yarn-attention-factor": {"type": "yarn", "factor": 3.0, "attention_factor": 0.8, "truncate": False},
-    "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 128},
+    "llama3": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 128,
+    },
 }
 
 
 def hf_rotary(scaling: dict | None):
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    config = transformers.LlamaConfig(hidden_size=4 * HEAD_DIM, num_attention_heads=4, max_position_embeddings=MAX_LEN,
-                                      rope_theta=BASE, rope_scaling=dict(scaling) if scaling else None)
+    config = transformers.LlamaConfig(
+        hidden_size=4 * HEAD_DIM,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_LEN,
+        rope_theta=BASE,
+        rope_scaling=dict(scaling) if scaling else None,
+    )
     return LlamaRotaryEmbedding(config)
 
 
@@ -57,16 +74,19 @@ def test_scaling_types_really_change_the_angles_past_the_training_length():
     assert torch.equal(dynamic.rotary(torch.arange(MAX_LEN))[0], plain[..., :MAX_LEN, :])
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"rope_type": "ntk-by-parts", "factor": 2.0}, "rope_scaling type 'ntk-by-parts' is not one of"),
-    ({"rope_type": "linear", "factor": 0.5}, "factor must be >= 1 .*got 0.5"),
-    ({"rope_type": "linear"}, "'linear' needs factor"),
-    ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0}, "high_freq_factor"),
-    ({"rope_type": "yarn", "factor": 2.0, "scale": 3}, r"unknown rope_scaling key\(s\) \['scale'\]"),
-    ({"factor": 2.0}, "needs a rope_type"),
-    ({"type": "yarn", "rope_type": "linear", "factor": 2.0}, "two types"),
-    ("yarn", "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"rope_type": "ntk-by-parts", "factor": 2.0}, "rope_scaling type 'ntk-by-parts' is not one of"),
+        ({"rope_type": "linear", "factor": 0.5}, "factor must be >= 1 .*got 0.5"),
+        ({"rope_type": "linear"}, "'linear' needs factor"),
+        ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0}, "high_freq_factor"),
+        ({"rope_type": "yarn", "factor": 2.0, "scale": 3}, r"unknown rope_scaling key\(s\) \['scale'\]"),
+        ({"factor": 2.0}, "needs a rope_type"),
+        ({"type": "yarn", "rope_type": "linear", "factor": 2.0}, "two types"),
+        ("yarn", "must be a dict"),
+    ],
+)
 def test_bad_rope_scaling_is_one_line_naming_the_value(value, message):
     with pytest.raises(ValueError, match=message) as err:
         RopeScaling.parse(value)

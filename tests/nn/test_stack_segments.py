@@ -12,8 +12,20 @@ import attentive
 @pytest.mark.parametrize("preset", ["llama-tiny", "gpt2-small"])
 def test_packed_row_equals_each_example_alone(preset):
     torch.manual_seed(0)
-    overrides = {"num_layers": 2, "d_model": 64, "num_heads": 4, "d_ff": 128, "vocab_size": 100, "max_len": 32,
-                 "dropout": 0.0, "attention_dropout": 0.0} if preset == "gpt2-small" else {"vocab_size": 100}
+    overrides = (
+        {
+            "num_layers": 2,
+            "d_model": 64,
+            "num_heads": 4,
+            "d_ff": 128,
+            "vocab_size": 100,
+            "max_len": 32,
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+        }
+        if preset == "gpt2-small"
+        else {"vocab_size": 100}
+    )
     model = attentive.build(preset, **overrides).eval()
     examples = [torch.randint(1, 100, (n,)) for n in (5, 3, 7)]
     ids = torch.cat(examples + [torch.zeros(2, dtype=torch.long)])[None]  # (1, 17): 3 examples + 2 pads
@@ -24,7 +36,7 @@ def test_packed_row_equals_each_example_alone(preset):
         start = 0
         for example in examples:
             alone = model(example[None])[0]
-            torch.testing.assert_close(packed[start:start + len(example)], alone, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(packed[start : start + len(example)], alone, atol=1e-5, rtol=1e-5)
             start += len(example)
 
 

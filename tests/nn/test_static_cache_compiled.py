@@ -29,8 +29,9 @@ def test_compiled_static_cache_update_copies_no_buffer():
         total, code = run_and_get_code(step, cache, k)
     cache.advance(1)
     full = f"({LAYERS}, {ROWS}, {HEADS}, {SLOTS}, {DIM})"
-    allocations = [line.strip() for source in code for line in source.splitlines()
-                   if "empty_strided" in line and full in line]
+    allocations = [
+        line.strip() for source in code for line in source.splitlines() if "empty_strided" in line and full in line
+    ]
     assert allocations == [], allocations
     # written in place, once per layer, at slot 0
     for layer in range(LAYERS):

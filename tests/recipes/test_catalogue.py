@@ -26,11 +26,16 @@ def test_every_registered_recipe_is_in_the_catalogue_where_it_is_defined():
 def test_a_recipe_outside_the_catalogue_is_refused():
     spec = get_recipe("shakespeare-char")
     with pytest.raises(ValueError, match="'not-listed' is not in RECIPES in attentive/recipes/catalogue.py"):
-        registry.register_recipe(registry.RecipeSpec("not-listed", *[getattr(spec, f) for f in (
-            "description", "model", "data", "optim", "train", "make")]))
+        registry.register_recipe(
+            registry.RecipeSpec(
+                "not-listed", *[getattr(spec, f) for f in ("description", "model", "data", "optim", "train", "make")]
+            )
+        )
     with pytest.raises(ValueError, match="'shakespeare-char' is registered twice"):
         registry.register_recipe(spec)
-    with pytest.raises(ValueError, match=r"unknown recipe 'not-listed'; available: dt-acrobot, .* \(attentive recipes\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown recipe 'not-listed'; available: dt-acrobot, .* \(attentive recipes\)"
+    ):
         get_recipe("not-listed")
 
 

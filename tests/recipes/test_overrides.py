@@ -13,10 +13,22 @@ from attentive.train.trainer import TrainConfig
 
 def test_values_are_parsed_by_the_type_of_their_field():
     spec = get_recipe("shakespeare-char")
-    settings = spec.settings(parse_overrides([
-        "lr=1e-3", "max_steps=1e3", "betas=0.9,0.95", "max_minutes=none", "compile=true", "d_model=128",
-        "eval_tokens=512", "tokenizer=bpe", "device=cpu", "num_heads=4",
-    ]))
+    settings = spec.settings(
+        parse_overrides(
+            [
+                "lr=1e-3",
+                "max_steps=1e3",
+                "betas=0.9,0.95",
+                "max_minutes=none",
+                "compile=true",
+                "d_model=128",
+                "eval_tokens=512",
+                "tokenizer=bpe",
+                "device=cpu",
+                "num_heads=4",
+            ]
+        )
+    )
     assert settings.optim.lr == 0.001 and isinstance(settings.optim.lr, float)
     assert settings.train.max_steps == 1000 and isinstance(settings.train.max_steps, int)
     assert settings.optim.betas == (0.9, 0.95)
@@ -25,13 +37,16 @@ def test_values_are_parsed_by_the_type_of_their_field():
     assert settings.explicit >= {"lr", "d_model"}
 
 
-@pytest.mark.parametrize("item, message", [
-    ("lr=abc", "lr=abc: expected a float (OptimConfig.lr)"),
-    ("max_steps=2.5", "max_steps=2.5: expected an integer (TrainConfig.max_steps)"),
-    ("compile=maybe", "compile=maybe: expected true or false (TrainConfig.compile)"),
-    ("betas=0.9", "betas=0.9: expected a comma-separated list of floats (OptimConfig.betas)"),
-    ("max_minutes=soon", "max_minutes=soon: expected a float or none (TrainConfig.max_minutes)"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("lr=abc", "lr=abc: expected a float (OptimConfig.lr)"),
+        ("max_steps=2.5", "max_steps=2.5: expected an integer (TrainConfig.max_steps)"),
+        ("compile=maybe", "compile=maybe: expected true or false (TrainConfig.compile)"),
+        ("betas=0.9", "betas=0.9: expected a comma-separated list of floats (OptimConfig.betas)"),
+        ("max_minutes=soon", "max_minutes=soon: expected a float or none (TrainConfig.max_minutes)"),
+    ],
+)
 def test_a_value_that_does_not_parse_names_the_key_and_the_type(item, message):
     """``lr=abc`` used to end in "'<=' not supported between instances of 'str' and 'int'"."""
     with pytest.raises(ValueError) as err:

@@ -7,14 +7,17 @@ import pytest
 from serve_helpers import API_KEY, Server, make_char_lm, make_chat_lm, make_encoder, make_translator, make_vit
 
 
-
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-models")
-    return {"chat": make_chat_lm(root / "chat"), "char": make_char_lm(root / "char"),
-            "translate": make_translator(root / "translate"), "vit": make_vit(root / "vit"),
-            "embed": make_encoder(root / "embed"),
-            "long": make_chat_lm(root / "long", max_len=4096, seed=5)}
+    return {
+        "chat": make_chat_lm(root / "chat"),
+        "char": make_char_lm(root / "char"),
+        "translate": make_translator(root / "translate"),
+        "vit": make_vit(root / "vit"),
+        "embed": make_encoder(root / "embed"),
+        "long": make_chat_lm(root / "long", max_len=4096, seed=5),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +32,16 @@ def tiny_server(tiny_models, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tight_server(tiny_models, tmp_path_factory):
     """One row, one waiting request, 3 s per request: queueing, time-outs and freed slots show at once."""
-    server = Server([f"long={tiny_models['long']}"], "--max-batch", "1", "--max-queue", "1", "--timeout", "3",
-                    log=tmp_path_factory.mktemp("logs") / "tight.log")
+    server = Server(
+        [f"long={tiny_models['long']}"],
+        "--max-batch",
+        "1",
+        "--max-queue",
+        "1",
+        "--timeout",
+        "3",
+        log=tmp_path_factory.mktemp("logs") / "tight.log",
+    )
     yield server
     server.stop()
 

@@ -22,13 +22,23 @@ from attentive.models.vit import ViTConfig, VisionTransformer
 
 API_KEY = "test-key"  # the key the shared tiny server requires
 SRC = Path(__file__).resolve().parents[2] / "src"
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-        "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-        "it was the season of Darkness, it was the spring of hope, it was the winter of despair.")
-SENTENCES = ["Ein Hund rennt durch den Park.", "Eine Frau sitzt auf einer Bank.", "Zwei Kinder spielen im Sand.",
-             "Ein Mann liest ein Buch.", "A dog runs through the park.", "A woman sits on a bench."]
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TEXT = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
+    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
+    "it was the season of Darkness, it was the spring of hope, it was the winter of despair."
+)
+SENTENCES = [
+    "Ein Hund rennt durch den Park.",
+    "Eine Frau sitzt auf einer Bank.",
+    "Zwei Kinder spielen im Sand.",
+    "Ein Mann liest ein Buch.",
+    "A dog runs through the park.",
+    "A woman sits on a bench.",
+]
 
 
 def _spread(model: torch.nn.Module, seed: int, std: float = 0.5) -> torch.nn.Module:
@@ -48,8 +58,12 @@ def byte_bpe(vocab_size: int = 320, specials=("<|endoftext|>", "<|im_start|>", "
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(specials),
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     hf.train_from_iterator([TEXT] * 4, trainer=trainer)
     return hf
 
@@ -60,15 +74,27 @@ def make_chat_lm(folder: Path, max_len: int = 512, seed: int = 0) -> Path:
     from attentive.text import PretrainedTokenizer
 
     hf = byte_bpe()
-    tokenizer = PretrainedTokenizer(hf, bos_token="<|endoftext|>", eos_tokens=["<|im_end|>"], pad_token="<|endoftext|>",
-                                    chat_template=CHATML)
-    config = DecoderLMConfig(vocab_size=hf.get_vocab_size(), num_layers=2, d_model=32, num_heads=4, d_ff=64,
-                             max_len=max_len, dropout=0.0, attention_dropout=0.0, positional="rope", norm="rmsnorm",
-                             ffn="swiglu", tie_embeddings=False)
+    tokenizer = PretrainedTokenizer(
+        hf, bos_token="<|endoftext|>", eos_tokens=["<|im_end|>"], pad_token="<|endoftext|>", chat_template=CHATML
+    )
+    config = DecoderLMConfig(
+        vocab_size=hf.get_vocab_size(),
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=max_len,
+        dropout=0.0,
+        attention_dropout=0.0,
+        positional="rope",
+        norm="rmsnorm",
+        ffn="swiglu",
+        tie_embeddings=False,
+    )
     torch.manual_seed(seed)
     model = _spread(DecoderLM(config), seed)
     with torch.no_grad():  # single bytes and special tokens get logit 0, below the best merged piece:
-        model.head.weight[:len(pre_tokenizers_alphabet()) + 3] = 0  # readable text, no early end
+        model.head.weight[: len(pre_tokenizers_alphabet()) + 3] = 0  # readable text, no early end
     Pretrained(model, tokenizer, "test", "attentive").save(folder)
     return folder
 
@@ -86,8 +112,16 @@ def make_encoder(folder: Path, seed: int = 4) -> Path:
     from attentive.text import PretrainedTokenizer
 
     hf = byte_bpe(specials=("[PAD]",))
-    config = EncoderConfig(vocab_size=hf.get_vocab_size(), num_layers=1, d_model=32, num_heads=4, d_ff=64,
-                           max_len=64, dropout=0.0, attention_dropout=0.0)
+    config = EncoderConfig(
+        vocab_size=hf.get_vocab_size(),
+        num_layers=1,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(seed)
     Pretrained(Encoder(config).eval(), PretrainedTokenizer(hf, pad_token="[PAD]"), "test", "attentive").save(folder)
     return folder
@@ -99,12 +133,20 @@ def make_char_lm(folder: Path, seed: int = 1) -> Path:
     from attentive.text.special import SPECIAL_TOKENS
 
     tokenizer = CharTokenizer.train(TEXT)
-    config = DecoderLMConfig(vocab_size=tokenizer.vocab_size, num_layers=1, d_model=32, num_heads=2, d_ff=64,
-                             max_len=128, dropout=0.0, attention_dropout=0.0)
+    config = DecoderLMConfig(
+        vocab_size=tokenizer.vocab_size,
+        num_layers=1,
+        d_model=32,
+        num_heads=2,
+        d_ff=64,
+        max_len=128,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(seed)
     model = _spread(DecoderLM(config), seed)
     with torch.no_grad():
-        model.head.weight[:len(SPECIAL_TOKENS)] = 0  # no special tokens in the output (tied: as input, neither)
+        model.head.weight[: len(SPECIAL_TOKENS)] = 0  # no special tokens in the output (tied: as input, neither)
     save_model(model, folder)
     tokenizer.save(folder)
     return folder
@@ -115,9 +157,18 @@ def make_translator(folder: Path, seed: int = 2) -> Path:
     from attentive.text.bpe import BPETokenizer
 
     tokenizer = BPETokenizer.train(SENTENCES * 3, vocab_size=300, min_frequency=1)
-    config = EncoderDecoderConfig(src_vocab_size=tokenizer.vocab_size, tgt_vocab_size=tokenizer.vocab_size,
-                                  d_model=32, num_heads=4, d_ff=64, num_encoder_layers=1, num_decoder_layers=1,
-                                  max_len=48, dropout=0.0, attention_dropout=0.0)
+    config = EncoderDecoderConfig(
+        src_vocab_size=tokenizer.vocab_size,
+        tgt_vocab_size=tokenizer.vocab_size,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        max_len=48,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(seed)
     save_model(_spread(EncoderDecoder(config), seed), folder)
     tokenizer.save(folder)
@@ -156,24 +207,47 @@ def free_port() -> int:
 class Server:
     """``python -m attentive serve ...`` on a free loopback port; ``stop()`` ends it (bounded waits)."""
 
-    def __init__(self, models: list[str], *args: str, api_key: str | None = None, log: Path | None = None,
-                 ready_timeout: float = 90.0):
+    def __init__(
+        self,
+        models: list[str],
+        *args: str,
+        api_key: str | None = None,
+        log: Path | None = None,
+        ready_timeout: float = 90.0,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
-        env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                   OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            OMP_NUM_THREADS="1",
+            OMP_WAIT_POLICY="PASSIVE",
+            PYTHONUNBUFFERED="1",
+        )
         env.pop("ATTENTIVE_API_KEY", None)
-        command = [sys.executable, "-m", "attentive", "serve", "--port", str(self.port), "--threads", "1",
-                   "--log-level", "warning", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "attentive",
+            "serve",
+            "--port",
+            str(self.port),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+            *args,
+        ]
         for spec in models:
             command += ["--model", spec]
         if api_key:
             command += ["--api-key", api_key]
         self.log = log
         self._log_file = open(log, "w") if log else subprocess.DEVNULL
-        self.process = subprocess.Popen(command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                        preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -210,8 +284,15 @@ class Server:
 # ----------------------------------------------------------------------------- raw HTTP (what a client library hides)
 
 
-def http(server: Server, method: str, path: str, body: bytes | str | dict | None = None,
-         headers: dict | None = None, key: str | None = "default", timeout: float = 30.0):
+def http(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes | str | dict | None = None,
+    headers: dict | None = None,
+    key: str | None = "default",
+    timeout: float = 30.0,
+):
     """(status, headers, body bytes) of one request over a fresh connection."""
     import http.client
     import json
@@ -241,7 +322,7 @@ def sse_events(raw: bytes) -> list:
     events = []
     for block in text.split("\n\n")[:-1]:
         assert block.startswith("data: "), block
-        data = block[len("data: "):]
+        data = block[len("data: ") :]
         events.append(data if data == "[DONE]" else json.loads(data))
     return events
 
@@ -259,14 +340,20 @@ def metric(server: Server, name: str, **labels) -> float:
     return total
 
 
-def multipart(fields: dict[str, str], file_field: str, filename: str, data: bytes,
-              content_type: str = "application/octet-stream") -> tuple[bytes, str]:
+def multipart(
+    fields: dict[str, str], file_field: str, filename: str, data: bytes, content_type: str = "application/octet-stream"
+) -> tuple[bytes, str]:
     """A multipart/form-data body with text ``fields`` and one file: (body, Content-Type header)."""
     import uuid
 
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
-                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

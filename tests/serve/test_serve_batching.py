@@ -14,8 +14,24 @@ import pytest
 from serve_helpers import http as request, metric, sse_events
 
 pytestmark = pytest.mark.timeout(120)
-WORDS = ["It", "Light", "the age", "of wisdom", "winter", "it was the epoch", "season", "hope", "despair", "best",
-         "worst", "foolishness", "belief", "Darkness", "spring", "times"]
+WORDS = [
+    "It",
+    "Light",
+    "the age",
+    "of wisdom",
+    "winter",
+    "it was the epoch",
+    "season",
+    "hope",
+    "despair",
+    "best",
+    "worst",
+    "foolishness",
+    "belief",
+    "Darkness",
+    "spring",
+    "times",
+]
 
 
 def _wait(predicate, timeout: float) -> bool:
@@ -73,8 +89,9 @@ def _read_events(response, count: int) -> list[str]:
 def test_a_client_that_leaves_mid_stream_is_cancelled_and_its_row_freed(tiny_server):
     cancelled = metric(tiny_server, "attentive_cancelled_sequences_total", model="chat")
     tokens = metric(tiny_server, "attentive_generated_tokens_total", model="chat")
-    conn, response = _open_stream(tiny_server, {"model": "chat", "prompt": "It was", "max_tokens": 480,
-                                                "ignore_eos": True})
+    conn, response = _open_stream(
+        tiny_server, {"model": "chat", "prompt": "It was", "max_tokens": 480, "ignore_eos": True}
+    )
     _read_events(response, 3)
     response.close()
     conn.close()
@@ -87,8 +104,10 @@ def test_a_client_that_leaves_before_a_whole_answer_is_cancelled(tight_server):
     cancelled = metric(tight_server, "attentive_cancelled_sequences_total", model="long")
     body = json.dumps({"model": "long", "prompt": "It was", "max_tokens": 4000, "ignore_eos": True}).encode()
     with socket.create_connection(("127.0.0.1", tight_server.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         assert _wait(lambda: metric(tight_server, "attentive_active_sequences", model="long") == 1, 5)
         left = time.monotonic()
     # cancelled when the connection closed, well before the 3 s time limit would have stopped it
@@ -102,8 +121,9 @@ def test_a_full_queue_answers_429_and_a_freed_row_serves_the_waiting_request(tig
     _read_events(first[1], 1)  # decoding: the one row is taken
     second = _open_stream(tight_server, {"model": "long", "prompt": "the age", "max_tokens": 10, "ignore_eos": True})
     assert _wait(lambda: metric(tight_server, "attentive_queue_depth", model="long") == 1, 5)  # waits for a row
-    status, headers, raw = request(tight_server, "POST", "/v1/completions",
-                                   {"model": "long", "prompt": "x", "max_tokens": 2})
+    status, headers, raw = request(
+        tight_server, "POST", "/v1/completions", {"model": "long", "prompt": "x", "max_tokens": 2}
+    )
     assert status == 429 and headers["retry-after"] == "1"
     error = json.loads(raw)["error"]
     assert error["code"] == "queue_full" and error["type"] == "rate_limit_error" and "waiting" in error["message"]
@@ -118,8 +138,9 @@ def test_a_full_queue_answers_429_and_a_freed_row_serves_the_waiting_request(tig
 
 
 def test_a_timeout_mid_stream_is_an_error_event_then_done(tight_server):
-    conn, response = _open_stream(tight_server, {"model": "long", "prompt": "It was", "max_tokens": 4000,
-                                                 "ignore_eos": True})
+    conn, response = _open_stream(
+        tight_server, {"model": "long", "prompt": "It was", "max_tokens": 4000, "ignore_eos": True}
+    )
     events = sse_events(response.read())  # the server's 3 s limit stops it: an error event, not a dropped connection
     conn.close()
     error = events[-2]["error"]

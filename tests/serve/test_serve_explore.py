@@ -11,8 +11,11 @@ from serve_helpers import Server, http
 
 @pytest.fixture(scope="module")
 def both(tiny_models, tmp_path_factory):
-    server = Server([f"chat={tiny_models['chat']}", f"translate={tiny_models['translate']}"], "--explore",
-                    log=tmp_path_factory.mktemp("logs") / "explore.log")
+    server = Server(
+        [f"chat={tiny_models['chat']}", f"translate={tiny_models['translate']}"],
+        "--explore",
+        log=tmp_path_factory.mktemp("logs") / "explore.log",
+    )
     yield server
     server.stop()
 
@@ -27,8 +30,9 @@ def test_the_explorer_and_the_api_share_one_server(both):
     status, _, body = http(both, "POST", "/explore/api/analyze", {"text": "hello there", "model": "chat"})
     assert status == 200 and json.loads(body)["tokens"]
     # the OpenAI face still answers, from its own copy of the model
-    status, _, body = http(both, "POST", "/v1/completions",
-                           {"model": "chat", "prompt": "hello", "max_tokens": 4, "temperature": 0})
+    status, _, body = http(
+        both, "POST", "/v1/completions", {"model": "chat", "prompt": "hello", "max_tokens": 4, "temperature": 0}
+    )
     assert status == 200 and json.loads(body)["choices"][0]["finish_reason"] in ("stop", "length")
 
 

@@ -15,8 +15,16 @@ pytestmark = pytest.mark.timeout(180)
 REQUESTS, CONCURRENCY, TOKENS = 200, 32, 24
 ABANDON_AFTER_S = 0.3  # an abandoning client's time-out, from its first chunk on
 MEMORY_BOUND = 100 * 2**20  # resident memory may grow this much over the run (allocator caches, pools)
-PROMPTS = ["It was the", "the season of", "Light", "age of wisdom", "winter of despair", "it was the epoch of",
-           "spring of hope", "foolishness"]
+PROMPTS = [
+    "It was the",
+    "the season of",
+    "Light",
+    "age of wisdom",
+    "winter of despair",
+    "it was the epoch of",
+    "spring of hope",
+    "foolishness",
+]
 
 
 async def _load(server) -> dict:
@@ -31,13 +39,18 @@ async def _load(server) -> dict:
     stats = {"complete": 0, "corrupt": [], "abandoned": 0, "outran": 0}
 
     async def streamed(prompt: str) -> None:
-        stream = await client.completions.create(model="chat", prompt=prompt, max_tokens=TOKENS, temperature=0,
-                                                 stream=True)
+        stream = await client.completions.create(
+            model="chat", prompt=prompt, max_tokens=TOKENS, temperature=0, stream=True
+        )
         async with stream:
             chunks = [chunk async for chunk in stream]
         text = "".join(c.choices[0].text for c in chunks)
-        ok = (len({c.id for c in chunks}) == 1 and chunks[-1].choices[0].finish_reason == "length"
-              and all(c.choices[0].finish_reason is None for c in chunks[:-1]) and text == want[prompt])
+        ok = (
+            len({c.id for c in chunks}) == 1
+            and chunks[-1].choices[0].finish_reason == "length"
+            and all(c.choices[0].finish_reason is None for c in chunks[:-1])
+            and text == want[prompt]
+        )
         stats["complete"] += 1
         if not ok:
             stats["corrupt"].append((prompt, text))
@@ -50,8 +63,9 @@ async def _load(server) -> dict:
 
     async def abandoned(prompt: str) -> None:
         """Reads the first chunk, then gives up when the next ones take longer than its time-out."""
-        stream = await client.completions.create(model="chat", prompt=prompt, max_tokens=480, temperature=0,
-                                                 stream=True, extra_body={"ignore_eos": True})
+        stream = await client.completions.create(
+            model="chat", prompt=prompt, max_tokens=480, temperature=0, stream=True, extra_body={"ignore_eos": True}
+        )
         async with stream:  # leaving closes the connection: the server sees the client go
             chunks = stream.__aiter__()
             await asyncio.wait_for(chunks.__anext__(), 60)

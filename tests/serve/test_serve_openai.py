@@ -70,8 +70,7 @@ def test_completions_streamed_or_not_from_text_or_token_ids(client, tiny_models)
     assert whole.object == "text_completion" and whole.id.startswith("cmpl-")
     text = whole.choices[0].text
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 10
-    streamed = list(client.completions.create(model="chat", prompt=PROMPT, max_tokens=10, temperature=0,
-                                              stream=True))
+    streamed = list(client.completions.create(model="chat", prompt=PROMPT, max_tokens=10, temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in streamed) == text
     ids = from_pretrained(tiny_models["chat"]).tokenizer.encode(PROMPT)
     assert client.completions.create(model="chat", prompt=ids, max_tokens=10, temperature=0).choices[0].text == text
@@ -84,12 +83,13 @@ def test_completions_streamed_or_not_from_text_or_token_ids(client, tiny_models)
 
 def test_a_stop_string_ends_the_text_before_it(client):
     text = client.completions.create(model="chat", prompt=PROMPT, max_tokens=30, temperature=0).choices[0].text
-    stop = text[len(text) // 2:len(text) // 2 + 3]
-    want = text[:text.find(stop)]
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    want = text[: text.find(stop)]
     got = client.completions.create(model="chat", prompt=PROMPT, max_tokens=30, temperature=0, stop=[stop, "@@"])
     assert got.choices[0].text == want and got.choices[0].finish_reason == "stop"
-    streamed = client.completions.create(model="chat", prompt=PROMPT, max_tokens=30, temperature=0, stop=stop,
-                                         stream=True)
+    streamed = client.completions.create(
+        model="chat", prompt=PROMPT, max_tokens=30, temperature=0, stop=stop, stream=True
+    )
     chunks = list(streamed)
     assert "".join(c.choices[0].text for c in chunks) == want and chunks[-1].choices[0].finish_reason == "stop"
 
@@ -140,8 +140,9 @@ def test_embeddings_float_and_base64_are_the_same_vectors(client, tiny_server, t
     explicit = client.embeddings.create(model="embed", input=texts, encoding_format="base64")  # left as text
     assert all(isinstance(d.embedding, str) for d in explicit.data)
     # the raw base64 is the little-endian float32 bytes of the same vectors
-    _, _, raw = http(tiny_server, "POST", "/v1/embeddings",
-                     {"model": "embed", "input": texts, "encoding_format": "base64"})
+    _, _, raw = http(
+        tiny_server, "POST", "/v1/embeddings", {"model": "embed", "input": texts, "encoding_format": "base64"}
+    )
     vector = np.frombuffer(base64.b64decode(json.loads(raw)["data"][2]["embedding"]), dtype="<f4")
     np.testing.assert_array_equal(vector, got[2])
 
@@ -150,8 +151,9 @@ def test_translations_come_back_in_input_order(tiny_server, tiny_models):
     from attentive.decode import SearchConfig, Translator
 
     texts = ["Ein Hund rennt durch den Park.", "", "Zwei Kinder spielen im Sand.", "Ein Mann liest ein Buch."]
-    status, _, raw = http(tiny_server, "POST", "/v1/translations/text",
-                          {"model": "translate", "input": texts, "beam": 2})
+    status, _, raw = http(
+        tiny_server, "POST", "/v1/translations/text", {"model": "translate", "input": texts, "beam": 2}
+    )
     assert status == 200, raw
     body = json.loads(raw)
     assert [d["index"] for d in body["data"]] == [0, 1, 2, 3] and body["data"][1]["text"] == ""

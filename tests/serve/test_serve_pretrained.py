@@ -26,12 +26,16 @@ QUESTION = "What is the capital of France?"
 def server(tmp_path_factory):
     from attentive.interop.locate import minilm_dir, smollm2_gguf, whisper_ct2_dir
 
-    specs = [name for name, found in (("smollm2", smollm2_gguf), ("minilm", minilm_dir),
-                                      ("whisper-tiny.en", whisper_ct2_dir)) if found() is not None]
+    specs = [
+        name
+        for name, found in (("smollm2", smollm2_gguf), ("minilm", minilm_dir), ("whisper-tiny.en", whisper_ct2_dir))
+        if found() is not None
+    ]
     if not specs:
         pytest.skip("none of the pretrained-weight packages is installed")
-    server = Server(specs, "--max-audio-seconds", "8", log=tmp_path_factory.mktemp("logs") / "pretrained.log",
-                    ready_timeout=150)
+    server = Server(
+        specs, "--max-audio-seconds", "8", log=tmp_path_factory.mktemp("logs") / "pretrained.log", ready_timeout=150
+    )
     yield server
     server.stop()
 
@@ -69,24 +73,30 @@ def test_models_are_served_under_the_names_given(client):
 def test_smollm2_chat_equals_attentive_generate(client):
     gguf = need_smollm2()
     messages = [{"role": "user", "content": QUESTION}]
-    reply = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=12,
-                                           temperature=0, logprobs=True, top_logprobs=2)
+    reply = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
+    )
     text = reply.choices[0].message.content
     want = _cli("generate", "--model", str(gguf), "--chat", QUESTION, "--greedy", "--max-new-tokens", "12")
     assert text == want.rstrip("\n") and "Paris" in text
     assert "".join(t.token for t in reply.choices[0].logprobs.content) == text
-    chunks = list(client.chat.completions.create(model="smollm2-135m-instruct", messages=messages, max_tokens=12,
-                                                 temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=messages, max_tokens=12, temperature=0, stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == text
-    stop = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages, max_tokens=12,
-                                          temperature=0, stop="Paris")
-    assert stop.choices[0].message.content == text[:text.find("Paris")] and stop.choices[0].finish_reason == "stop"
+    stop = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=messages, max_tokens=12, temperature=0, stop="Paris"
+    )
+    assert stop.choices[0].message.content == text[: text.find("Paris")] and stop.choices[0].finish_reason == "stop"
 
 
 def test_smollm2_completions_with_seed_and_n(client):
     need_smollm2()
-    options = dict(model="smollm2-135m-instruct", prompt="The best thing about Paris is", max_tokens=8,
-                   temperature=0.9, seed=11)
+    options = dict(
+        model="smollm2-135m-instruct", prompt="The best thing about Paris is", max_tokens=8, temperature=0.9, seed=11
+    )
     first = client.completions.create(**options, n=2)
     again = client.completions.create(**options)
     assert [c.index for c in first.choices] == [0, 1] and again.choices[0].text == first.choices[0].text

@@ -20,8 +20,10 @@ from attentive.serve.registry import parse_spec  # noqa: E402
 from attentive.serve.scheduler import GenerationScheduler, Ticket  # noqa: E402
 
 
-@pytest.mark.parametrize("field, value", [("max_batch", 0), ("max_queue", -1), ("port", 70000), ("timeout", 0),
-                                          ("max_n", 1.5), ("api_key", " ")])
+@pytest.mark.parametrize(
+    "field, value",
+    [("max_batch", 0), ("max_queue", -1), ("port", 70000), ("timeout", 0), ("max_n", 1.5), ("api_key", " ")],
+)
 def test_settings_name_the_bad_value(field, value):
     with pytest.raises(ValueError, match=field):
         ServeSettings(**{field: value})
@@ -105,9 +107,20 @@ def _asgi_get(app, path: str) -> tuple[int, bytes]:
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "path": path,
-                 "raw_path": path.encode(), "query_string": b"", "headers": [], "scheme": "http",
-                 "server": ("test", 80), "client": ("test", 1), "root_path": ""}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [],
+            "scheme": "http",
+            "server": ("test", 80),
+            "client": ("test", 1),
+            "root_path": "",
+        }
         await app(scope, receive, send)
 
     asyncio.run(call())
@@ -156,8 +169,9 @@ def test_every_cache_mode_serves_the_same_tokens(lm, cache):
     """A fixed-shape cache (what CUDA graphs need) serves a batch at a time; the tokens are the same."""
     from attentive.decode import EngineConfig, generate
 
-    scheduler = GenerationScheduler("lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4,
-                                    engine=EngineConfig(cache=cache))
+    scheduler = GenerationScheduler(
+        "lm", lm.model, lm.tokenizer, max_batch=4, max_queue=4, engine=EngineConfig(cache=cache)
+    )
     try:
         updates, done = [], threading.Semaphore(0)
         scheduler.submit([_ticket(lm, i, updates, done, max_new_tokens=6 + i) for i in range(3)])
@@ -167,4 +181,4 @@ def test_every_cache_mode_serves_the_same_tokens(lm, cache):
         scheduler.close()
     want = generate(lm.model, lm.tokenizer, "It was", max_new_tokens=8, temperature=0, stop_tokens=()).tokens[0]
     for i in range(3):
-        assert [u.token for u in updates if u.index == i and u.token is not None] == want[:6 + i]
+        assert [u.token for u in updates if u.index == i and u.token is not None] == want[: 6 + i]

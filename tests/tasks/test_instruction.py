@@ -13,8 +13,9 @@ from chat_helpers import chat_model, chat_tokenizer
 EXAMPLES = [
     Example.chat(("user", "Translate to English: Ein Hund rennt."), ("assistant", "A dog runs.")),
     Example(prompt="Zwei Männer spielen.", completion="Two men play."),
-    Example.chat(("system", "Be brief."), ("user", "Hund?"), ("assistant", "Dog."), ("user", "Zwei?"),
-                 ("assistant", "Two.")),
+    Example.chat(
+        ("system", "Be brief."), ("user", "Hund?"), ("assistant", "Dog."), ("user", "Zwei?"), ("assistant", "Two.")
+    ),
     Example.chat(("user", "Der Park."), ("assistant", "The park.")),
 ]
 

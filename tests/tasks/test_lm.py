@@ -55,8 +55,21 @@ def test_llama_tiny_is_llama_shaped():
 
 # ----------------------------------------------------------------------------- task and recipes
 
-TINY = dict(num_layers=1, d_model=32, num_heads=2, d_ff=64, block_size=32, batch_size=8, eval_tokens=2000,
-            max_minutes=None, progress=False, device="cpu", log_every=5, warmup_steps=5, precision="fp32")
+TINY = dict(
+    num_layers=1,
+    d_model=32,
+    num_heads=2,
+    d_ff=64,
+    block_size=32,
+    batch_size=8,
+    eval_tokens=2000,
+    max_minutes=None,
+    progress=False,
+    device="cpu",
+    log_every=5,
+    warmup_steps=5,
+    precision="fp32",
+)
 
 
 def _recipe(out, name="shakespeare-char", **overrides):
@@ -74,7 +87,7 @@ def test_shakespeare_split_is_first_90_percent(recipe):
     assert task.tokenizer.vocab_size == 4 + 65  # special tokens + Shakespeare's 65 characters
     assert len(task.train_tokens) == int(0.9 * len(text))
     assert len(task.train_tokens) + len(task.val_tokens) == len(text)
-    assert task.tokenizer.decode(task.val_tokens[:30].tolist()) == text[int(0.9 * len(text)):][:30]
+    assert task.tokenizer.decode(task.val_tokens[:30].tolist()) == text[int(0.9 * len(text)) :][:30]
     assert recipe.model.config.max_len == 32 and recipe.model.config.vocab_size == 69
 
 
@@ -106,8 +119,16 @@ def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, name):
 
     small = {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64, "device": "cpu"}
     if name.startswith("multi30k"):
-        small = {"d_model": 32, "num_heads": 2, "d_ff": 64, "device": "cpu", "vocab_size": 300, "train_limit": 200,
-                 "valid_limit": 20, "test": ""}
+        small = {
+            "d_model": 32,
+            "num_heads": 2,
+            "d_ff": 64,
+            "device": "cpu",
+            "vocab_size": 300,
+            "train_limit": 200,
+            "valid_limit": 20,
+            "test": "",
+        }
     for native, expected in ((True, "bf16"), (False, "auto")):
         monkeypatch.setattr(registry, "cpu_has_native_bf16", lambda native=native: native)
         assert get_recipe(name).build(small).train_config.precision == expected
@@ -134,14 +155,16 @@ def test_bpe_tokenizer_option(tmp_path):
 
 
 def _losses(out):
-    return [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-            if r["split"] == "train"]
+    return [
+        r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"
+    ]
 
 
 def test_seconds_long_train_then_generate(tmp_path):
     # weight decay pinned: the recipe's 0.5 is tuned for 4,000 steps at lr 3e-3, not 100 at 1e-2
-    recipe = _recipe(tmp_path, max_steps=100, batch_size=16, eval_every=50, checkpoint_every=50, lr=1e-2,
-                     weight_decay=0.1)
+    recipe = _recipe(
+        tmp_path, max_steps=100, batch_size=16, eval_every=50, checkpoint_every=50, lr=1e-2, weight_decay=0.1
+    )
     results = train(recipe.task, recipe.model, recipe.train_config)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "loss.png", "results.json"):
         assert (tmp_path / name).exists(), name
@@ -210,8 +233,18 @@ def test_fresh_run_refuses_a_folder_holding_a_run(tmp_path):
 
 
 def test_cli_train_names_the_occupied_folder(tmp_path, capsys):
-    args = ["train", "--recipe", "shakespeare-char", "--out", str(tmp_path), "--max-steps", "2",
-            *(f"{k}={v}" for k, v in TINY.items()), "eval_every=0", "checkpoint_every=0"]
+    args = [
+        "train",
+        "--recipe",
+        "shakespeare-char",
+        "--out",
+        str(tmp_path),
+        "--max-steps",
+        "2",
+        *(f"{k}={v}" for k, v in TINY.items()),
+        "eval_every=0",
+        "checkpoint_every=0",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) != 0

@@ -13,8 +13,21 @@ from attentive.evaluate.perplexity import perplexity, stream_perplexity
 from attentive.recipes import get_recipe
 from attentive.train.trainer import Trainer
 
-TINY = dict(num_layers=1, d_model=32, num_heads=2, d_ff=64, block_size=32, batch_size=4, eval_tokens=2000,
-            max_minutes=None, progress=False, device="cpu", log_every=5, warmup_steps=5, precision="fp32")
+TINY = dict(
+    num_layers=1,
+    d_model=32,
+    num_heads=2,
+    d_ff=64,
+    block_size=32,
+    batch_size=4,
+    eval_tokens=2000,
+    max_minutes=None,
+    progress=False,
+    device="cpu",
+    log_every=5,
+    warmup_steps=5,
+    precision="fp32",
+)
 
 
 def test_segment_sampler_gives_each_row_consecutive_segments_of_its_lane():
@@ -40,8 +53,9 @@ def test_lane_segments_score_every_lane_token_once():
 
 
 def test_recurrent_training_carries_the_memory_and_clears_it_when_lanes_restart(tmp_path):
-    recipe = get_recipe("shakespeare-char").build({"out_dir": str(tmp_path), **TINY, "max_steps": 6,
-                                                   "positional": "rope", "memory_len": 48})
+    recipe = get_recipe("shakespeare-char").build(
+        {"out_dir": str(tmp_path), **TINY, "max_steps": 6, "positional": "rope", "memory_len": 48}
+    )
     task = recipe.task
     assert task.memory_len == 48 and recipe.model.config.memory_len == 48
     batches = task.train_batches(0)
@@ -57,8 +71,9 @@ def test_recurrent_training_carries_the_memory_and_clears_it_when_lanes_restart(
 
 def test_learned_positions_cannot_recur(tmp_path):
     with pytest.raises(ValueError, match="memory_len=48 .*not positional='learned'"):
-        get_recipe("shakespeare-char").build({"out_dir": str(tmp_path), **TINY, "positional": "learned",
-                                              "memory_len": 48})
+        get_recipe("shakespeare-char").build(
+            {"out_dir": str(tmp_path), **TINY, "positional": "learned", "memory_len": 48}
+        )
 
 
 def test_perplexity_of_a_recurrent_model_reads_blocks_in_segments():

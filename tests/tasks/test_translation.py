@@ -23,9 +23,25 @@ from attentive.recipes import get_recipe
 from attentive.train.trainer import train
 
 TINY = dict(
-    train_limit=300, valid_limit=40, test="", vocab_size=400, d_model=32, num_heads=4, d_ff=64,
-    num_encoder_layers=2, num_decoder_layers=2, max_tokens=600, val_bleu_sentences=0, average_last=0,
-    max_minutes=None, log_every=1, eval_every=0, progress=False, device="cpu", warmup_steps=10, lr=3e-3,
+    train_limit=300,
+    valid_limit=40,
+    test="",
+    vocab_size=400,
+    d_model=32,
+    num_heads=4,
+    d_ff=64,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    max_tokens=600,
+    val_bleu_sentences=0,
+    average_last=0,
+    max_minutes=None,
+    log_every=1,
+    eval_every=0,
+    progress=False,
+    device="cpu",
+    warmup_steps=10,
+    lr=3e-3,
 )
 
 
@@ -145,16 +161,21 @@ def test_vectorised_collate_equals_padding_row_by_row():
     from attentive.text.special import BOS_ID, EOS_ID
 
     rng = random.Random(0)
-    pairs = [([rng.randint(4, 99) for _ in range(rng.randint(1, 9))], [rng.randint(4, 99) for _ in range(rng.randint(0, 9))])
-             for _ in range(50)]
+    pairs = [
+        ([rng.randint(4, 99) for _ in range(rng.randint(1, 9))], [rng.randint(4, 99) for _ in range(rng.randint(0, 9))])
+        for _ in range(50)
+    ]
 
     def padded(rows):  # the plain way: one row at a time
         width = max(len(r) for r in rows)
         return torch.tensor([list(r) + [PAD_ID] * (width - len(r)) for r in rows])
 
     a = collate_pairs(pairs)
-    b = dict(src=padded([s for s, _ in pairs]), tgt_in=padded([[BOS_ID, *t] for _, t in pairs]),
-             labels=padded([[*t, EOS_ID] for _, t in pairs]))
+    b = dict(
+        src=padded([s for s, _ in pairs]),
+        tgt_in=padded([[BOS_ID, *t] for _, t in pairs]),
+        labels=padded([[*t, EOS_ID] for _, t in pairs]),
+    )
     assert all(torch.equal(getattr(a, k), b[k]) for k in ("src", "tgt_in", "labels"))
     assert a.n_tokens == sum(len(t) + 1 for _, t in pairs)
 
@@ -212,7 +233,8 @@ def test_label_smoothed_loss_matches_direct_computation():
     got = label_smoothed_loss(logits, labels, eps).item()
     assert got == pytest.approx(expected, rel=1e-12)
     assert label_smoothed_loss(logits, labels, 0.0).item() == pytest.approx(
-        -sum(logp[b, t, labels[b, t]].item() for b in range(3) for t in range(5) if labels[b, t] != PAD_ID))
+        -sum(logp[b, t, labels[b, t]].item() for b in range(3) for t in range(5) if labels[b, t] != PAD_ID)
+    )
 
 
 def test_fused_training_loss_equals_plain(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 
 from attentive.text import PretrainedTokenizer, chat_prompt, render_chat
 
-TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
-            "{% if add_generation_prompt %}<a>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+)
 
 
 def _hf_tokenizer():
@@ -31,16 +32,23 @@ def test_chat_template_runs_in_a_sandbox():
 
 
 def test_chat_prompt_puts_the_system_message_first():
-    tokenizer = PretrainedTokenizer(_hf_tokenizer(), chat_template="{% for m in messages %}{{ m['content'] }} "
-                                    "{% endfor %}")
+    tokenizer = PretrainedTokenizer(
+        _hf_tokenizer(), chat_template="{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    )
     assert chat_prompt(tokenizer, "world", system="hello") == [4, 5]
     with pytest.raises(ValueError, match="this model has no chat template"):
         chat_prompt(PretrainedTokenizer(_hf_tokenizer()), "hello")
 
 
 def test_save_and_load_keep_the_special_tokens_and_template(tmp_path):
-    tokenizer = PretrainedTokenizer(_hf_tokenizer(), bos_token="<s>", eos_tokens=["</s>", "</s>", None],
-                                    pad_token="<pad>", chat_template=TEMPLATE, unk_token="<unk>")
+    tokenizer = PretrainedTokenizer(
+        _hf_tokenizer(),
+        bos_token="<s>",
+        eos_tokens=["</s>", "</s>", None],
+        pad_token="<pad>",
+        chat_template=TEMPLATE,
+        unk_token="<unk>",
+    )
     assert (tokenizer.bos_id, tokenizer.eos_ids, tokenizer.pad_id, tokenizer.unk_id) == (0, [1], 2, 3)
     tokenizer.save(tmp_path)
     back = PretrainedTokenizer.load(tmp_path)
@@ -52,9 +60,15 @@ def test_save_and_load_keep_the_special_tokens_and_template(tmp_path):
 def test_hf_folder_variants_are_read(tmp_path):
     """Token objects instead of strings, named templates, a template file, stop ids from the generation config."""
     _hf_tokenizer().save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "bos_token": {"content": "<s>"}, "eos_token": "</s>",
-        "chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": TEMPLATE}]}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token": {"content": "<s>"},
+                "eos_token": "</s>",
+                "chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": TEMPLATE}],
+            }
+        )
+    )
     loaded = PretrainedTokenizer.load(tmp_path, stop_ids=[2])
     assert loaded.bos_token == "<s>" and loaded.eos_tokens == ["</s>", "<pad>"] and loaded.chat_template == TEMPLATE
     (tmp_path / "tokenizer_config.json").write_text("{}")

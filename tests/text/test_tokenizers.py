@@ -96,9 +96,7 @@ def test_bpe_rejects_wrong_special_order(tmp_path):
     from tokenizers import Tokenizer, models, trainers
 
     hf = Tokenizer(models.BPE(unk_token="<unk>"))
-    hf.train_from_iterator(
-        ["a b c"], trainer=trainers.BpeTrainer(special_tokens=["<unk>", "<pad>"])
-    )
+    hf.train_from_iterator(["a b c"], trainer=trainers.BpeTrainer(special_tokens=["<unk>", "<pad>"]))
     hf.save(str(tmp_path / "tokenizer.json"))
     with pytest.raises(ValueError, match="special tokens"):
         load_tokenizer(tmp_path)

@@ -78,8 +78,16 @@ def _model():
     # per row), so Adam would turn its rounding noise into full-size steps that differ per run
     torch.manual_seed(0)
     return attentive.build(
-        "transformer-tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, d_model=32, num_heads=4, d_ff=64,
-        max_len=16, dropout=0.0, attention_dropout=0.0, bias=False,
+        "transformer-tiny",
+        src_vocab_size=VOCAB,
+        tgt_vocab_size=VOCAB,
+        d_model=32,
+        num_heads=4,
+        d_ff=64,
+        max_len=16,
+        dropout=0.0,
+        attention_dropout=0.0,
+        bias=False,
     )
 
 
@@ -107,8 +115,17 @@ def _max_diff(a, b) -> float:
 
 def _torchrun(scenario: str, out: Path, fault: str = "none", expect_ok: bool = True) -> None:
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "--monitor-interval=0.1", __file__, scenario, str(out), fault,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--monitor-interval=0.1",
+        __file__,
+        scenario,
+        str(out),
+        fault,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
@@ -133,25 +150,71 @@ def _worker_crash(out: Path, ctx: DistContext, fault: str) -> None:
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "attempts.txt", "a") as f:
             f.write(f"{fault} {found[-1].name if found else 'none'}\n")
-    cfg = _config(run, 12, strategy="fsdp", activation_checkpointing=True, grad_accum=1, checkpoint_every=4,
-                  eval_every=0)
+    cfg = _config(
+        run, 12, strategy="fsdp", activation_checkpointing=True, grad_accum=1, checkpoint_every=4, eval_every=0
+    )
     train(ShardedCopyTask(fault=fault), _model(), cfg, resume=True, dist=ctx)
 
 
 # one tiny configuration per task family: the real recipes (data, batching, loss, evaluation), small
-_COMMON = {"max_steps": 4, "max_minutes": None, "device": "cpu", "progress": False, "log_every": 1,
-           "eval_every": 0, "checkpoint_every": 4, "warmup_steps": 2}
+_COMMON = {
+    "max_steps": 4,
+    "max_minutes": None,
+    "device": "cpu",
+    "progress": False,
+    "log_every": 1,
+    "eval_every": 0,
+    "checkpoint_every": 4,
+    "warmup_steps": 2,
+}
 RECIPE_FAMILIES = {
-    "multi30k-de-en": {"train_limit": 200, "valid_limit": 16, "test": "", "vocab_size": 300, "d_model": 32,
-                       "num_heads": 2, "d_ff": 64, "num_encoder_layers": 1, "num_decoder_layers": 1,
-                       "max_tokens": 400, "val_bleu_sentences": 0, "average_last": 0},
-    "shakespeare-char": {"num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64, "block_size": 32,
-                         "batch_size": 8, "eval_tokens": 500, "precision": "fp32"},
-    "vit-mnist": {"patch_size": 7, "num_layers": 1, "d_model": 32, "num_heads": 2, "d_ff": 64, "batch_size": 16,
-                  "train_limit": 200, "val_size": 50, "test_limit": 50},
-    "dt-cartpole": {"episodes_per_policy": 2, "num_layers": 1, "d_model": 32, "d_ff": 64, "num_heads": 2,
-                    "context_len": 5, "batch_size": 8, "eval_episodes": 1, "periodic_eval_episodes": 1,
-                    "targets": (500.0,)},
+    "multi30k-de-en": {
+        "train_limit": 200,
+        "valid_limit": 16,
+        "test": "",
+        "vocab_size": 300,
+        "d_model": 32,
+        "num_heads": 2,
+        "d_ff": 64,
+        "num_encoder_layers": 1,
+        "num_decoder_layers": 1,
+        "max_tokens": 400,
+        "val_bleu_sentences": 0,
+        "average_last": 0,
+    },
+    "shakespeare-char": {
+        "num_layers": 1,
+        "d_model": 32,
+        "num_heads": 2,
+        "d_ff": 64,
+        "block_size": 32,
+        "batch_size": 8,
+        "eval_tokens": 500,
+        "precision": "fp32",
+    },
+    "vit-mnist": {
+        "patch_size": 7,
+        "num_layers": 1,
+        "d_model": 32,
+        "num_heads": 2,
+        "d_ff": 64,
+        "batch_size": 16,
+        "train_limit": 200,
+        "val_size": 50,
+        "test_limit": 50,
+    },
+    "dt-cartpole": {
+        "episodes_per_policy": 2,
+        "num_layers": 1,
+        "d_model": 32,
+        "d_ff": 64,
+        "num_heads": 2,
+        "context_len": 5,
+        "batch_size": 8,
+        "eval_episodes": 1,
+        "periodic_eval_episodes": 1,
+        "targets": (500.0,),
+    },
 }
 
 
@@ -165,8 +228,12 @@ def _tensors(batch) -> list[torch.Tensor]:
         batch = [getattr(batch, f.name) for f in dataclasses.fields(batch)]
     elif isinstance(batch, dict):
         batch = list(batch.values())
-    return [t for item in batch if isinstance(item, (torch.Tensor, tuple, list, dict)) or
-            dataclasses.is_dataclass(item) for t in _tensors(item)]
+    return [
+        t
+        for item in batch
+        if isinstance(item, (torch.Tensor, tuple, list, dict)) or dataclasses.is_dataclass(item)
+        for t in _tensors(item)
+    ]
 
 
 def _first_batch_digest(batch) -> str:
@@ -189,7 +256,8 @@ def _worker_recipes(out: Path, ctx: DistContext, fault: str) -> None:
     # (under FSDP the head's weight is a shard between forwards, so the loss falls back to plain)
     for tag, extra in (("lm-fused", {}), ("lm-fused-fsdp", {"strategy": "fsdp"})):
         recipe = get_recipe("shakespeare-char").build(
-            {**_COMMON, **RECIPE_FAMILIES["shakespeare-char"], "loss": "fused", "out_dir": str(out / tag), **extra})
+            {**_COMMON, **RECIPE_FAMILIES["shakespeare-char"], "loss": "fused", "out_dir": str(out / tag), **extra}
+        )
         train(recipe.task, recipe.model, recipe.train_config, dist=ctx)
     (out / f"digests-rank{ctx.rank}.json").write_text(json.dumps(digests))
 
@@ -238,7 +306,9 @@ def test_killed_rank_leaves_last_checkpoint_and_restart_resumes(tmp_path):
     _torchrun("crash", tmp_path, "rank0-mid-write", expect_ok=False)
     assert [p.name for p in checkpoint_dirs(run)] == ["step-0000004"]
     assert sorted(p.name for p in (run / "checkpoints" / "step-0000008.tmp").iterdir()) == [
-        "config.json", "model.safetensors"]
+        "config.json",
+        "model.safetensors",
+    ]
     # restarted, it resumes from step 4; now rank 1 dies in the middle of step 10
     _torchrun("crash", tmp_path, "rank1-mid-step", expect_ok=False)
     assert [p.name for p in checkpoint_dirs(run)] == ["step-0000004", "step-0000008"]

@@ -26,9 +26,16 @@ from attentive.train.run_folder import checkpoint_dirs  # noqa: E402
 from attentive.train.trainer import TrainConfig, train  # noqa: E402
 from chat_helpers import chat_model, chat_tokenizer  # noqa: E402
 
-PAIRS = [("Ein Hund rennt.", "A dog runs."), ("Zwei Männer spielen.", "Two men play."), ("Der Park.", "The park."),
-         ("Ein Junge.", "A boy."), ("Fußball auf dem Rasen.", "Football on the grass."), ("Hund?", "Dog."),
-         ("Zwei Hunde.", "Two dogs."), ("Ein Mann.", "A man.")]
+PAIRS = [
+    ("Ein Hund rennt.", "A dog runs."),
+    ("Zwei Männer spielen.", "Two men play."),
+    ("Der Park.", "The park."),
+    ("Ein Junge.", "A boy."),
+    ("Fußball auf dem Rasen.", "Football on the grass."),
+    ("Hund?", "Dog."),
+    ("Zwei Hunde.", "Two dogs."),
+    ("Ein Mann.", "A man."),
+]
 TOL = 1e-5
 
 
@@ -47,8 +54,9 @@ def _model(base: str | None = None):
 def _config(out, steps: int, **kw) -> TrainConfig:
     optim = OptimConfig(optimizer="adamw", lr=1e-2, schedule="constant", warmup_steps=1, weight_decay=0.0)
     kw = {"log_every": 1, "eval_every": 0, "checkpoint_every": 3, **kw}
-    return TrainConfig(out_dir=str(out), max_steps=steps, progress=False, device="cpu", precision="fp32",
-                       optim=optim, **kw)
+    return TrainConfig(
+        out_dir=str(out), max_steps=steps, progress=False, device="cpu", precision="fp32", optim=optim, **kw
+    )
 
 
 def _adapter(run: Path) -> dict[str, torch.Tensor]:
@@ -87,10 +95,22 @@ def test_lora_checkpoints_hold_the_adapter_and_resume_exactly(tmp_path):
 
 
 def _torchrun(out: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "--monitor-interval=0.1", __file__, str(out)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--monitor-interval=0.1",
+        __file__,
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, f"torchrun: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
 
@@ -101,8 +121,11 @@ def test_lora_under_ddp_and_fsdp_on_two_ranks_matches_one_process(tmp_path):
     _torchrun(tmp_path)
     for run in ("ddp", "fsdp"):
         assert _max_diff(tmp_path / "one", tmp_path / run) <= TOL, run
-        losses = [r["loss"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
-                  if r["split"] == "train"]
+        losses = [
+            r["loss"]
+            for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
+            if r["split"] == "train"
+        ]
         assert len(losses) == 4, run
     assert json.loads((tmp_path / "fsdp" / "results.json").read_text())["val_loss"] > 0  # eval on gathered weights
 

@@ -51,12 +51,20 @@ def _model():
 def _config(out, steps, **kw):
     optim = OptimConfig(schedule="inverse_sqrt", lr=3e-3, warmup_steps=20)
     kw = {"device": "cpu", **kw}
-    return TrainConfig(out_dir=str(out), max_steps=steps, log_every=1, eval_every=10, checkpoint_every=10,
-                       progress=False, optim=optim, **kw)
+    return TrainConfig(
+        out_dir=str(out),
+        max_steps=steps,
+        log_every=1,
+        eval_every=10,
+        checkpoint_every=10,
+        progress=False,
+        optim=optim,
+        **kw,
+    )
 
 
 def _train_losses(out):
-    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in records if r["split"] == "train"]
 
 
@@ -171,13 +179,36 @@ def test_noam_schedule_reads_the_width_of_the_model_being_trained(tmp_path, reci
     """Only the translation recipe used to pass d_model to the schedule; the others scaled by 512."""
     from attentive.recipes import get_recipe
 
-    small = {"shakespeare-char": {"num_layers": 1, "d_model": 48, "num_heads": 2, "d_ff": 64, "block_size": 32},
-             "vit-mnist": {"num_layers": 1, "d_model": 48, "num_heads": 2, "d_ff": 64, "train_limit": 64,
-                           "batch_size": 16, "val_size": 16, "test_limit": 16}}[recipe]
-    built = get_recipe(recipe).build({**small, "schedule": "noam", "lr": 1.0, "warmup_steps": 4, "max_steps": 1,
-                                      "max_minutes": None, "log_every": 1, "eval_every": 0, "checkpoint_every": 0,
-                                      "device": "cpu", "precision": "fp32", "progress": False,
-                                      "out_dir": str(tmp_path)})
+    small = {
+        "shakespeare-char": {"num_layers": 1, "d_model": 48, "num_heads": 2, "d_ff": 64, "block_size": 32},
+        "vit-mnist": {
+            "num_layers": 1,
+            "d_model": 48,
+            "num_heads": 2,
+            "d_ff": 64,
+            "train_limit": 64,
+            "batch_size": 16,
+            "val_size": 16,
+            "test_limit": 16,
+        },
+    }[recipe]
+    built = get_recipe(recipe).build(
+        {
+            **small,
+            "schedule": "noam",
+            "lr": 1.0,
+            "warmup_steps": 4,
+            "max_steps": 1,
+            "max_minutes": None,
+            "log_every": 1,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "device": "cpu",
+            "precision": "fp32",
+            "progress": False,
+            "out_dir": str(tmp_path),
+        }
+    )
     train(built.task, built.model, built.train_config)
     logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["lr"]
     assert logged == pytest.approx(48**-0.5 * 4**-1.5)

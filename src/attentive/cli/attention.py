@@ -18,8 +18,9 @@ def run(args) -> int:
         raise ValueError(f"--layer {args.layer} is out of range: the decoder has {layers} layers")
     layer = args.layer % layers
     title = f"decoder layer {layer} cross-attention: {result.translation}"
-    png = plot_attention(result.weights[layer], result.source_tokens, result.output_tokens, args.png,
-                         average=args.average, title=title)
+    png = plot_attention(
+        result.weights[layer], result.source_tokens, result.output_tokens, args.png, average=args.average, title=title
+    )
     print(result.translation)
     print(f"wrote {png}")
     return 0

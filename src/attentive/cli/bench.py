@@ -31,7 +31,7 @@ def run(args) -> int:
     if not script.is_file():
         raise FileNotFoundError(
             f"{script} not found: `attentive bench` runs the benchmarks of a source checkout "
-            f"(pip install -e \".[bench]\")"
+            f'(pip install -e ".[bench]")'
         )
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return subprocess.call([sys.executable, str(script), *rest])
@@ -39,7 +39,8 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "bench", help="run a benchmark against the peers (source checkout): " + ", ".join(BENCHMARKS),
+        "bench",
+        help="run a benchmark against the peers (source checkout): " + ", ".join(BENCHMARKS),
         description="Run benchmarks/bench_*.py; arguments after the name go to the script (--device, --small, ...).",
     )
     p.add_argument("benchmark", choices=sorted(BENCHMARKS))

@@ -58,9 +58,16 @@ def register(sub) -> None:
     p = sub.add_parser("classify", help="classify digit images (PNG/JPEG, any size) with a Vision Transformer")
     add_model(p, "vision transformer (e.g. the run folder runs/vit-mnist)", required=True)
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files; converted to 28x28 grayscale")
-    p.add_argument("--attention", metavar="PATH",
-                   help="save the attention over the image as a PNG (a folder of PNGs for several images)")
-    p.add_argument("--method", choices=("rollout", "last"), default="rollout",
-                   help="attention rollout over all layers, or the class token's last-layer attention")
+    p.add_argument(
+        "--attention",
+        metavar="PATH",
+        help="save the attention over the image as a PNG (a folder of PNGs for several images)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("rollout", "last"),
+        default="rollout",
+        help="attention rollout over all layers, or the class token's last-layer attention",
+    )
     add_device(p)
     p.set_defaults(func=run)

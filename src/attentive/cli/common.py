@@ -14,20 +14,26 @@ def add_device(parser) -> None:
 
 
 def add_quantize(parser) -> None:
-    parser.add_argument("--quantize", choices=("fp32", "int8", "int4"),
-                        help="CPU inference: int8 / int4 weight-only (a GGUF file keeps its blocks) or fp32, each "
-                             "with fused projections and the panel kernels (default: the model as loaded)")
+    parser.add_argument(
+        "--quantize",
+        choices=("fp32", "int8", "int4"),
+        help="CPU inference: int8 / int4 weight-only (a GGUF file keeps its blocks) or fp32, each "
+        "with fused projections and the panel kernels (default: the model as loaded)",
+    )
 
 
-MODEL_HELP = ("a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, a bundled model "
-              "(smollm2, minilm, whisper-tiny.en: see `attentive models`) or a hub id")
+MODEL_HELP = (
+    "a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, a bundled model "
+    "(smollm2, minilm, whisper-tiny.en: see `attentive models`) or a hub id"
+)
 
 
 def add_model(parser, what: str, *, required: bool = False, default: str | None = None) -> None:
     """``--model SPEC`` (also spelled ``--checkpoint``): the same specs in every command."""
     tail = f" (default: the bundled {default})" if default else ""
-    parser.add_argument("--model", "--checkpoint", dest="model", metavar="SPEC", required=required,
-                        help=f"{what}: {MODEL_HELP}{tail}")
+    parser.add_argument(
+        "--model", "--checkpoint", dest="model", metavar="SPEC", required=required, help=f"{what}: {MODEL_HELP}{tail}"
+    )
 
 
 def load_model(args, family: str | tuple[str, ...], **options):

@@ -14,8 +14,13 @@ from contextlib import nullcontext
 
 from .common import add_device, add_model
 from .translate import (
-    add_chat_options, add_search_options, chat_settings, check_chat_options, check_search_options,
-    load_translation_model, search_config,
+    add_chat_options,
+    add_search_options,
+    chat_settings,
+    check_chat_options,
+    check_search_options,
+    load_translation_model,
+    search_config,
 )
 
 
@@ -42,8 +47,15 @@ def _chat_model_scores(args, loaded) -> tuple[dict, list, str, str]:
     device_type = next(loaded.model.parameters()).device.type
     bf16 = args.precision == "bf16"
     with torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext():
-        scores = evaluate_chat_translation(loaded.model, loaded.tokenizer, [s for s, _ in pairs],
-                                           [t for _, t in pairs], chat["prompt"], chat["system"], args.max_batch)
+        scores = evaluate_chat_translation(
+            loaded.model,
+            loaded.tokenizer,
+            [s for s, _ in pairs],
+            [t for _, t in pairs],
+            chat["prompt"],
+            chat["system"],
+            args.max_batch,
+        )
     return scores, pairs, label, f"greedy chat replies to {chat['prompt']!r}, {args.precision}"
 
 
@@ -68,8 +80,9 @@ def run(args) -> int:
         translator = loaded.translator
         pairs, label = _pairs(args, translator.info.get("src_lang", "de"), translator.info.get("tgt_lang", "en"))
         search = search_config(args, translator)
-        scores = evaluate_translator(translator, [s for s, _ in pairs], [t for _, t in pairs], search,
-                                     batch_tokens=args.batch_tokens)
+        scores = evaluate_translator(
+            translator, [s for s, _ in pairs], [t for _, t in pairs], search, batch_tokens=args.batch_tokens
+        )
         mode = "greedy" if search.beam_size == 1 else f"beam {search.beam_size}, alpha {search.alpha}"
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
@@ -86,8 +99,11 @@ def run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="BLEU and chrF of a translation model (or a chat LM) on a test set")
     add_model(p, "translation run folder or checkpoint, or a chat language model")
-    p.add_argument("--split", default="test_2016_flickr",
-                   help="bundled Multi30k split: test_2016_flickr (default), test_2017_flickr, val, train")
+    p.add_argument(
+        "--split",
+        default="test_2016_flickr",
+        help="bundled Multi30k split: test_2016_flickr (default), test_2017_flickr, val, train",
+    )
     p.add_argument("--src", help="source sentences file (with --ref instead of --split)")
     p.add_argument("--ref", help="reference translations file, aligned with --src")
     p.add_argument("--limit", type=int, help="score only the first N sentences")
@@ -95,7 +111,11 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as one JSON line")
     add_search_options(p)
     add_chat_options(p)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="chat model: fp32, or bf16 autocast (as the recipe's own final evaluation on a bf16 CPU)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="chat model: fp32, or bf16 autocast (as the recipe's own final evaluation on a bf16 CPU)",
+    )
     add_device(p)
     p.set_defaults(func=run)

@@ -28,8 +28,9 @@ def run(args) -> int:
 
         where = resolve(args.model)
         if where.path is None or not is_adapter_folder(where.path):
-            raise ValueError(f"--to peft exports a LoRA adapter; {args.model} holds no adapter.json "
-                             f"(a LoRA run folder has one)")
+            raise ValueError(
+                f"--to peft exports a LoRA adapter; {args.model} holds no adapter.json (a LoRA run folder has one)"
+            )
         export_peft(where.path, args.out, base_name=args.base_name)
     else:
         if args.dtype is not None and args.to != "gguf":
@@ -42,8 +43,7 @@ def run(args) -> int:
         elif args.to == "gguf":
             from ..interop.gguf_export import export_gguf
 
-            export_gguf(pre.model, pre.tokenizer, args.out, dtype=args.dtype or "f16",
-                        name=pre.name)
+            export_gguf(pre.model, pre.tokenizer, args.out, dtype=args.dtype or "f16", name=pre.name)
         else:
             from ..interop.onnx_export import export_onnx
 
@@ -58,6 +58,9 @@ def register(sub) -> None:
     p.add_argument("--to", required=True, choices=TARGETS, help="target format")
     p.add_argument("--out", required=True, metavar="PATH", help="output folder (a .gguf file for --to gguf)")
     p.add_argument("--dtype", choices=("f32", "f16", "q8_0"), help="GGUF tensor type (default f16)")
-    p.add_argument("--base-name", metavar="NAME_OR_PATH",
-                   help="--to peft: the base model to record (default: the one the adapter was trained on)")
+    p.add_argument(
+        "--base-name",
+        metavar="NAME_OR_PATH",
+        help="--to peft: the base model to record (default: the one the adapter was trained on)",
+    )
     p.set_defaults(func=run)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
 from ..decode import CACHES, EngineConfig, GenerationConfig, generate
 from .common import MODEL_HELP, add_device, add_model, add_quantize, load_model, rope_scaling_arg
@@ -24,9 +23,12 @@ def add_model_options(p) -> None:
     add_model(p, "language model (decoder-lm)")
     p.add_argument("--chat", action="store_true", help="the prompt is a user message: apply the model's chat template")
     p.add_argument("--system", metavar="TEXT", help="system message for --chat (default: the template's own)")
-    p.add_argument("--rope-scaling", metavar="SPEC",
-                   help="RoPE scaling as Hugging Face's rope_scaling: JSON or rope_type=yarn,factor=2 "
-                        "(linear, dynamic, yarn, llama3); replaces the model's own")
+    p.add_argument(
+        "--rope-scaling",
+        metavar="SPEC",
+        help="RoPE scaling as Hugging Face's rope_scaling: JSON or rope_type=yarn,factor=2 "
+        "(linear, dynamic, yarn, llama3); replaces the model's own",
+    )
 
 
 def resolve_model(args):
@@ -52,12 +54,17 @@ def generation_config(args) -> tuple[GenerationConfig, EngineConfig]:
     """The request settings (sampling, stops) and the engine's (cache, context, window) from the
     flags; nonsensical values raise ValueError with the reason."""
     request = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else _temperature(args),
-        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(args.stop or ()), seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        temperature=0.0 if args.greedy else _temperature(args),
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        stop_strings=tuple(args.stop or ()),
+        seed=args.seed,
     )
-    engine = EngineConfig(cache=args.cache, compile=args.compile, context=args.context, window=args.window,
-                          sinks=args.sinks)
+    engine = EngineConfig(
+        cache=args.cache, compile=args.compile, context=args.context, window=args.window, sinks=args.sinks
+    )
     return request, engine
 
 
@@ -111,10 +118,20 @@ def register(sub) -> None:
     p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
     p.add_argument("--compile", action="store_true", help="torch.compile the decode step (needs --cache static)")
     p.add_argument("--context", type=int, metavar="N", help="tokens the model sees at most (default: its max_len)")
-    p.add_argument("--window", type=int, metavar="W", help="stream: keep only the last W tokens' keys and values "
-                   "(bounded memory, positions within the cache; runs past the context)")
-    p.add_argument("--sinks", type=int, default=0, metavar="S", help="with --window: also keep the first S tokens "
-                   "(attention sinks, StreamingLLM; 4 is the paper's choice)")
+    p.add_argument(
+        "--window",
+        type=int,
+        metavar="W",
+        help="stream: keep only the last W tokens' keys and values "
+        "(bounded memory, positions within the cache; runs past the context)",
+    )
+    p.add_argument(
+        "--sinks",
+        type=int,
+        default=0,
+        metavar="S",
+        help="with --window: also keep the first S tokens (attention sinks, StreamingLLM; 4 is the paper's choice)",
+    )
     add_quantize(p)
     p.add_argument("--no-echo", dest="echo", action="store_false", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="report token count and why generation stopped")

@@ -7,13 +7,49 @@ import logging
 import sys
 
 from . import (
-    attention, average, bench, classify, embed, evaluate, explore, export, generate, merge, models, perplexity,
-    presets, recipes, rl, serve, train, transcribe, translate,
+    attention,
+    average,
+    bench,
+    classify,
+    embed,
+    evaluate,
+    explore,
+    export,
+    generate,
+    merge,
+    models,
+    perplexity,
+    presets,
+    recipes,
+    rl,
+    serve,
+    train,
+    transcribe,
+    translate,
 )
 
 # Each module defines ``register(subparsers)`` adding its command with ``set_defaults(func=...)``.
-COMMANDS = (models, presets, recipes, train, translate, evaluate, average, attention, generate, perplexity, embed,
-            transcribe, classify, rl, merge, export, serve, explore, bench)
+COMMANDS = (
+    models,
+    presets,
+    recipes,
+    train,
+    translate,
+    evaluate,
+    average,
+    attention,
+    generate,
+    perplexity,
+    embed,
+    transcribe,
+    classify,
+    rl,
+    merge,
+    export,
+    serve,
+    explore,
+    bench,
+)
 # What a command may raise for bad input (a missing file, a wrong value): one line, exit code 2.
 # Anything else (TypeError, AttributeError, ...) is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, OSError)

@@ -44,21 +44,37 @@ def run(args) -> int:
     bundled = installed()
     runs = run_folders(Path(args.runs))
     if args.json:
-        print(json.dumps({
-            "bundled": [{"name": m.name, "aliases": list(m.aliases), "title": m.title, "family": m.family,
-                         "about": m.about, "package": m.package, "installed": path is not None,
-                         "path": None if path is None else str(path), "install": m.install}
-                        for m, path in bundled],
-            "runs": [{"path": str(folder), "family": family} for folder, family in runs],
-        }))
+        print(
+            json.dumps(
+                {
+                    "bundled": [
+                        {
+                            "name": m.name,
+                            "aliases": list(m.aliases),
+                            "title": m.title,
+                            "family": m.family,
+                            "about": m.about,
+                            "package": m.package,
+                            "installed": path is not None,
+                            "path": None if path is None else str(path),
+                            "install": m.install,
+                        }
+                        for m, path in bundled
+                    ],
+                    "runs": [{"path": str(folder), "family": family} for folder, family in runs],
+                }
+            )
+        )
         return 0
     width = max(len(m.name) for m, _ in bundled)
     print("Bundled models (--model NAME in every command):")
     for model, path in bundled:
         also = f"; also {', '.join(model.aliases)}" if model.aliases else ""
         print(f"  {model.name:<{width}}  {model.family:<10}  {model.title}: {model.about}{also}")
-        print(f"  {'':<{width}}  {'':<10}  " + (f"installed: {path}" if path is not None else
-                                                 f"not installed: {model.install}"))
+        print(
+            f"  {'':<{width}}  {'':<10}  "
+            + (f"installed: {path}" if path is not None else f"not installed: {model.install}")
+        )
     print(f"Run folders in {args.runs} (--model PATH):" if runs else f"No run folders in {args.runs}.")
     for folder, family in runs:
         print(f"  {folder}  ({family})")

@@ -11,14 +11,18 @@ def run(args) -> int:
     if args.name:
         spec = get_recipe(args.name)
         print(f"{spec.name}: {spec.description}\n")
-        for title, config in (("model", spec.model), ("data", spec.data), ("optimiser", spec.optim),
-                              ("trainer", spec.train), ("fine-tuning", spec.finetune)):
+        for title, config in (
+            ("model", spec.model),
+            ("data", spec.data),
+            ("optimiser", spec.optim),
+            ("trainer", spec.train),
+            ("fine-tuning", spec.finetune),
+        ):
             print(f"[{title}: {type(config).__name__}]")
             for f in dataclasses.fields(config):
                 if f.name != "optim":
                     print(f"  {f.name} = {getattr(config, f.name)!r}")
-        print("\noverride any of these with key=value: attentive train --recipe "
-              f"{spec.name} lr=1e-3 max_minutes=5")
+        print(f"\noverride any of these with key=value: attentive train --recipe {spec.name} lr=1e-3 max_minutes=5")
         return 0
     print(f"{'recipe':<22} description   (attentive train --recipe NAME; default {DEFAULT_RECIPE})")
     for name, spec in recipes().items():

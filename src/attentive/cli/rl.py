@@ -60,8 +60,10 @@ def run_eval(args) -> int:
     rows = sweep_targets(model, artifacts, targets, args.episodes, args.seed, device)
     last = args.seed + args.episodes - 1
     for row in rows:
-        print(f"{artifacts.env_id} target {row['target']:g}: mean return {row['mean']:.1f} +/- {row['std']:.1f} "
-              f"(min {row['min']:g}, max {row['max']:g}) over {args.episodes} episodes, seeds {args.seed}..{last}")
+        print(
+            f"{artifacts.env_id} target {row['target']:g}: mean return {row['mean']:.1f} +/- {row['std']:.1f} "
+            f"(min {row['min']:g}, max {row['max']:g}) over {args.episodes} episodes, seeds {args.seed}..{last}"
+        )
     if artifacts.behaviour_returns:
         name, mean = artifacts.best_behaviour
         print(f"best behaviour policy in the data: {name}, mean return {mean:.1f}")
@@ -71,14 +73,20 @@ def run_eval(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("rl-data", help="generate an offline RL dataset (.npz) from a mix of behaviour policies "
-                       "(the one the dt-* recipes train on)")
+    p = sub.add_parser(
+        "rl-data",
+        help="generate an offline RL dataset (.npz) from a mix of behaviour policies "
+        "(the one the dt-* recipes train on)",
+    )
     p.add_argument("--env", default="CartPole-v1", help="gymnasium id: CartPole-v1, Acrobot-v1 (default CartPole-v1)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--episodes-per-policy", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="episode i of policy p resets with seed + p * episodes + i")
-    p.add_argument("--stock", action="store_true",
-                   help="only random, heuristic and epsilon-noisy heuristics (no parameter-noise heuristic)")
+    p.add_argument(
+        "--stock",
+        action="store_true",
+        help="only random, heuristic and epsilon-noisy heuristics (no parameter-noise heuristic)",
+    )
     p.set_defaults(func=run_data)
 
     p = sub.add_parser("rl-eval", help="play a trained Decision Transformer at target returns; mean and std")

@@ -27,11 +27,18 @@ def build_settings(args):
     from ..serve.settings import ServeSettings
 
     return ServeSettings.from_env(
-        host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch, max_queue=args.max_queue,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
         cache=args.cache,
-        timeout=args.timeout if args.timeout and args.timeout > 0 else None, max_n=args.max_n,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_inputs=args.max_inputs, max_audio_seconds=args.max_audio_seconds,
+        timeout=args.timeout if args.timeout and args.timeout > 0 else None,
+        max_n=args.max_n,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_inputs=args.max_inputs,
+        max_audio_seconds=args.max_audio_seconds,
         cors_origins=tuple(args.cors_origin or ()),
     )
 
@@ -46,8 +53,10 @@ def run(args) -> int:
 
     settings = build_settings(args)  # bad limits fail before any model loads
     if args.explore and settings.api_key is not None:
-        raise ValueError("--explore cannot be combined with an API key: the explorer's page sends none "
-                         "(the server binds 127.0.0.1 by default)")
+        raise ValueError(
+            "--explore cannot be combined with an API key: the explorer's page sends none "
+            "(the server binds 127.0.0.1 by default)"
+        )
     if not args.model:
         raise ValueError("give at least one --model (e.g. --model smollm2, or a run folder)")
     if args.threads:
@@ -57,19 +66,31 @@ def run(args) -> int:
     for spec in args.model:
         served = load_served_model(spec, device=device, dtype=dtype)
         registry.add(served)
-        print(f"loaded {served.name} ({served.kind}: {', '.join(served.endpoints)}) from {served.source}",
-              file=sys.stderr, flush=True)
+        print(
+            f"loaded {served.name} ({served.kind}: {', '.join(served.endpoints)}) from {served.source}",
+            file=sys.stderr,
+            flush=True,
+        )
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
-        print(f"attentive serve: warning: listening on {settings.host} without --api-key: anyone who can reach "
-              f"this port can use the models", file=sys.stderr)
+        print(
+            f"attentive serve: warning: listening on {settings.host} without --api-key: anyone who can reach "
+            f"this port can use the models",
+            file=sys.stderr,
+        )
     app = create_app(registry, settings)
     if args.explore:
         mount_explorer(app, registry)
         print(f"the attention explorer: http://{settings.host}:{settings.port}/explore/", file=sys.stderr, flush=True)
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=args.log_level == "debug", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.log_level == "debug",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 
@@ -100,37 +121,94 @@ def register(sub) -> None:
 
     d = ServeSettings()
     p = sub.add_parser("serve", help="serve models over HTTP with an OpenAI-compatible API")
-    p.add_argument("--model", action="append", metavar="SPEC",
-                   help=f"model to serve, repeatable: SPEC or NAME=SPEC; SPEC is {MODEL_HELP}")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="SPEC",
+        help=f"model to serve, repeatable: SPEC or NAME=SPEC; SPEC is {MODEL_HELP}",
+    )
     p.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
-    p.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' (default: "
-                   "$ATTENTIVE_API_KEY, else no key)")
-    p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
-                   help=f"rows decoding together per language model (default {d.max_batch}; 1 = one at a time)")
-    p.add_argument("--cache", choices=("dynamic", "static", "cuda_graph"), default=d.cache,
-                   help="dynamic (default): requests join the running batch between steps; static / cuda_graph: "
-                   "fixed-shape steps (a CUDA graph on GPU), a batch runs to its end before the next starts")
-    p.add_argument("--max-queue", type=int, default=d.max_queue, metavar="N",
-                   help=f"requests waiting per model before 429 (default {d.max_queue})")
-    p.add_argument("--timeout", type=float, default=d.timeout, metavar="S",
-                   help=f"seconds a request may take, queueing included (default {d.timeout:g}; 0 = no limit)")
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (default: $ATTENTIVE_API_KEY, else no key)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        metavar="N",
+        help=f"rows decoding together per language model (default {d.max_batch}; 1 = one at a time)",
+    )
+    p.add_argument(
+        "--cache",
+        choices=("dynamic", "static", "cuda_graph"),
+        default=d.cache,
+        help="dynamic (default): requests join the running batch between steps; static / cuda_graph: "
+        "fixed-shape steps (a CUDA graph on GPU), a batch runs to its end before the next starts",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        metavar="N",
+        help=f"requests waiting per model before 429 (default {d.max_queue})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=d.timeout,
+        metavar="S",
+        help=f"seconds a request may take, queueing included (default {d.timeout:g}; 0 = no limit)",
+    )
     p.add_argument("--max-n", type=int, default=d.max_n, metavar="N", help=f"choices per request (default {d.max_n})")
-    p.add_argument("--max-inputs", type=int, default=d.max_inputs, metavar="N",
-                   help=f"texts or prompts per request (default {d.max_inputs})")
-    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, metavar="MB",
-                   help=f"JSON body limit (default {d.max_body_bytes / 2**20:g} MiB)")
-    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, metavar="MB",
-                   help=f"audio / image upload limit (default {d.max_upload_bytes / 2**20:g} MiB)")
-    p.add_argument("--max-audio-seconds", type=float, default=d.max_audio_seconds, metavar="S",
-                   help=f"longest audio transcribed (default {d.max_audio_seconds:g})")
-    p.add_argument("--explore", action="store_true",
-                   help="also serve the attention explorer's page at /explore/ on the same app (not with --api-key)")
-    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
-                   help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
+    p.add_argument(
+        "--max-inputs",
+        type=int,
+        default=d.max_inputs,
+        metavar="N",
+        help=f"texts or prompts per request (default {d.max_inputs})",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=d.max_body_bytes / 2**20,
+        metavar="MB",
+        help=f"JSON body limit (default {d.max_body_bytes / 2**20:g} MiB)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=d.max_upload_bytes / 2**20,
+        metavar="MB",
+        help=f"audio / image upload limit (default {d.max_upload_bytes / 2**20:g} MiB)",
+    )
+    p.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=d.max_audio_seconds,
+        metavar="S",
+        help=f"longest audio transcribed (default {d.max_audio_seconds:g})",
+    )
+    p.add_argument(
+        "--explore",
+        action="store_true",
+        help="also serve the attention explorer's page at /explore/ on the same app (not with --api-key)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (repeatable; default: CORS off)",
+    )
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights' dtype (default float32)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
-                   help="uvicorn's log level (debug also logs every request)")
+    p.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="uvicorn's log level (debug also logs every request)",
+    )
     add_device(p)
     p.set_defaults(func=run)

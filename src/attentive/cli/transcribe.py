@@ -46,8 +46,13 @@ def register(sub) -> None:
     add_model(p, "speech model (Whisper family)", default="whisper-tiny.en")
     p.add_argument("--language", metavar="CODE", help="language of a multilingual model (default en)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="stop each 30 s window after N tokens")
-    p.add_argument("--beam", type=_beam_width, default=1, metavar="N",
-                   help="beam search over N hypotheses (default 1: greedy), as Hugging Face's num_beams")
+    p.add_argument(
+        "--beam",
+        type=_beam_width,
+        default=1,
+        metavar="N",
+        help="beam search over N hypotheses (default 1: greedy), as Hugging Face's num_beams",
+    )
     add_quantize(p)
     add_device(p)
     p.set_defaults(func=run)

@@ -49,8 +49,11 @@ def search_config(args, translator):
 
 def add_chat_options(parser) -> None:
     """How a chat language model is asked to translate."""
-    parser.add_argument("--prompt", help="chat model: the user message, {source} is the sentence "
-                        "(default: the run's, else 'Translate to English: {source}')")
+    parser.add_argument(
+        "--prompt",
+        help="chat model: the user message, {source} is the sentence "
+        "(default: the run's, else 'Translate to English: {source}')",
+    )
     parser.add_argument("--system", help="chat model: a system message (default: the run's, else the template's)")
     parser.add_argument("--max-batch", type=int, default=32, help="chat model: sentences decoded at once (default 32)")
 
@@ -58,14 +61,18 @@ def add_chat_options(parser) -> None:
 def load_translation_model(args):
     """The ``Pretrained`` ``--model`` names: a translation model (``.translator``) or a chat LM."""
     if not args.model:
-        raise ValueError("give --model SPEC: a translation run folder (e.g. runs/multi30k-de-en) or a chat "
-                         "language model (e.g. smollm2)")
+        raise ValueError(
+            "give --model SPEC: a translation run folder (e.g. runs/multi30k-de-en) or a chat "
+            "language model (e.g. smollm2)"
+        )
     loaded = load_model(args, FAMILIES)
     if loaded.kind == "encoder-decoder" and loaded.translator is None:
         raise ValueError(f"{args.model} has no tokenizer.json; a translation model needs its tokenizer to read text")
     if loaded.kind == "decoder-lm" and not getattr(loaded.tokenizer, "chat_template", None):
-        raise ValueError(f"{args.model} is a language model without a chat template; translating needs a "
-                         f"translation model or a chat model")
+        raise ValueError(
+            f"{args.model} is a language model without a chat template; translating needs a "
+            f"translation model or a chat model"
+        )
     return loaded
 
 
@@ -84,9 +91,12 @@ def chat_settings(args, loaded) -> dict:
 
     saved_file = Path(loaded.source) / CHAT_TRANSLATION_FILE
     saved = json.loads(saved_file.read_text(encoding="utf-8")) if saved_file.is_file() else {}
-    return {"prompt": args.prompt or saved.get("prompt") or DEFAULT_PROMPT,
-            "system": args.system if args.system is not None else saved.get("system"),
-            "src_lang": saved.get("src_lang", "de"), "tgt_lang": saved.get("tgt_lang", "en")}
+    return {
+        "prompt": args.prompt or saved.get("prompt") or DEFAULT_PROMPT,
+        "system": args.system if args.system is not None else saved.get("system"),
+        "src_lang": saved.get("src_lang", "de"),
+        "tgt_lang": saved.get("tgt_lang", "en"),
+    }
 
 
 def check_chat_options(args) -> None:
@@ -111,8 +121,9 @@ def run(args) -> int:
             from ..evaluate.chat_translation import chat_translate
 
             chat = chat_settings(args, loaded)
-            outputs = chat_translate(loaded.model, loaded.tokenizer, texts, chat["prompt"], chat["system"],
-                                     args.max_batch)
+            outputs = chat_translate(
+                loaded.model, loaded.tokenizer, texts, chat["prompt"], chat["system"], args.max_batch
+            )
     text = "".join(o + "\n" for o in outputs)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:

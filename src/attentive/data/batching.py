@@ -59,9 +59,7 @@ class TokenBatchSampler:
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         if bucket_width < 1:
             raise ValueError(f"bucket_width must be >= 1, got {bucket_width}")
         if max_sentences is not None and max_sentences < 1:
@@ -78,11 +76,7 @@ class TokenBatchSampler:
         self.max_sentences = max_sentences
         self.epoch = 0
 
-        too_long = [
-            i
-            for i, (s, t) in enumerate(zip(self.src_len, self.tgt_len, strict=True))
-            if s + t > max_tokens
-        ]
+        too_long = [i for i, (s, t) in enumerate(zip(self.src_len, self.tgt_len, strict=True)) if s + t > max_tokens]
         if too_long and not drop_too_long:
             i = too_long[0]
             raise ValueError(
@@ -94,9 +88,7 @@ class TokenBatchSampler:
         dropped = set(too_long)
         self._kept = [i for i in range(len(self.src_len)) if i not in dropped]
         if len(self._kept) < world_size:
-            raise ValueError(
-                f"{len(self._kept)} example(s) cannot fill one batch on each of {world_size} ranks"
-            )
+            raise ValueError(f"{len(self._kept)} example(s) cannot fill one batch on each of {world_size} ranks")
         self._cache: tuple[int, list[list[int]]] | None = None
 
     @property
@@ -172,9 +164,7 @@ def _split_lengths(
         elif isinstance(item, (tuple, list)) and len(item) == 2:
             s, t = int(item[0]), int(item[1])
         else:
-            raise TypeError(
-                f"lengths[{i}] = {item!r}: expected an int or a (src_len, tgt_len) pair"
-            )
+            raise TypeError(f"lengths[{i}] = {item!r}: expected an int or a (src_len, tgt_len) pair")
         if s < 0 or t < 0:
             raise ValueError(f"lengths[{i}] = {item!r}: lengths must be non-negative")
         src.append(s)
@@ -211,7 +201,8 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> torch.
     width = int(lengths.max())
     out = np.full((len(seqs), width), pad_id, dtype=np.int64)  # (batch, seq)
     out[np.arange(width)[None, :] < lengths[:, None]] = np.fromiter(
-        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
+        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum())
+    )
     return torch.from_numpy(out)
 
 

@@ -25,7 +25,5 @@ def bundled_file(*parts: str) -> Traversable:
     """
     resource = files(__package__).joinpath("bundled", *parts)
     if not resource.is_file():
-        raise FileNotFoundError(
-            f"bundled data file not found: {'/'.join(parts)} (looked in {resource})"
-        )
+        raise FileNotFoundError(f"bundled data file not found: {'/'.join(parts)} (looked in {resource})")
     return resource

@@ -236,8 +236,7 @@ def open_image_bytes(data: bytes, max_pixels: int | None = None):
         img = Image.open(io.BytesIO(data))  # reads the header only
         width, height = img.size
         if max_pixels is not None and width * height > max_pixels:
-            raise ValueError(f"the image is {width}x{height} = {width * height:,} pixels; the limit is "
-                             f"{max_pixels:,}")
+            raise ValueError(f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
         img.load()
     except UnidentifiedImageError:
         raise ValueError("not an image file (Pillow cannot identify it)") from None

@@ -49,11 +49,13 @@ def example_from_json(record, origin: str) -> Example:
     if "messages" in record:
         messages = record["messages"]
         if not isinstance(messages, list) or not messages:
-            raise ValueError(f"{origin}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects")
+            raise ValueError(f'{origin}: \'messages\' must be a non-empty list of {{"role", "content"}} objects')
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise ValueError(f"{origin}: message {i} must be an object with a role in {ROLES} and a text "
-                                 f"content, got {json.dumps(m)[:80]}")
+                raise ValueError(
+                    f"{origin}: message {i} must be an object with a role in {ROLES} and a text "
+                    f"content, got {json.dumps(m)[:80]}"
+                )
         if not any(m["role"] == "assistant" for m in messages):
             raise ValueError(f"{origin}: the conversation has no assistant turn (nothing to learn from)")
         return Example(messages=tuple({"role": m["role"], "content": m["content"]} for m in messages), origin=origin)
@@ -63,8 +65,10 @@ def example_from_json(record, origin: str) -> Example:
         if not record["completion"]:
             raise ValueError(f"{origin}: the completion is empty (nothing to learn from)")
         return Example(prompt=record["prompt"], completion=record["completion"], origin=origin)
-    raise ValueError(f"{origin}: expected 'messages' (a conversation) or 'prompt' and 'completion'; "
-                     f"the object has {sorted(record) or 'no keys'}")
+    raise ValueError(
+        f"{origin}: expected 'messages' (a conversation) or 'prompt' and 'completion'; "
+        f"the object has {sorted(record) or 'no keys'}"
+    )
 
 
 def read_examples(path: str | Path) -> list[Example]:

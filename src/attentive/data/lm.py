@@ -27,9 +27,7 @@ T = TypeVar("T", str, torch.Tensor, list)
 
 def load_tinyshakespeare() -> str:
     """The bundled Tiny Shakespeare text (1,115,394 characters)."""
-    return gzip.decompress(bundled_file("tinyshakespeare", "input.txt.gz").read_bytes()).decode(
-        "utf-8"
-    )
+    return gzip.decompress(bundled_file("tinyshakespeare", "input.txt.gz").read_bytes()).decode("utf-8")
 
 
 def split_train_val(data: T, train_fraction: float = 0.9) -> tuple[T, T]:
@@ -51,25 +49,18 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def _as_stream(tokens: torch.Tensor, block_size: int) -> torch.Tensor:
     """Validate a 1-D token stream long enough for one (x, y) block."""
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
-        raise TypeError(
-            f"tokens must be a 1-D tensor, "
-            f"got {type(tokens).__name__} {getattr(tokens, 'shape', '')}"
-        )
+        raise TypeError(f"tokens must be a 1-D tensor, got {type(tokens).__name__} {getattr(tokens, 'shape', '')}")
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if len(tokens) < block_size + 1:
-        raise ValueError(
-            f"{len(tokens)} tokens are too few for block_size={block_size} (need block_size + 1)"
-        )
+        raise ValueError(f"{len(tokens)} tokens are too few for block_size={block_size} (need block_size + 1)")
     return tokens.long()
 
 
 class RandomBlockSampler:
     """Random (x, y) blocks; ``batch(step)`` is deterministic in (seed, step, rank)."""
 
-    def __init__(
-        self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int = 0, rank: int = 0
-    ):
+    def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int = 0, rank: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tokens = _as_stream(tokens, block_size)
@@ -136,8 +127,9 @@ class SegmentSampler:
         self.lane_len = (len(self.tokens) - 1) // lanes
         self.segments = self.lane_len // block_size  # full segments per lane
         if self.segments < 1:
-            raise ValueError(f"{len(self.tokens)} tokens are too few for {lanes} lanes of at least one "
-                             f"{block_size}-token segment")
+            raise ValueError(
+                f"{len(self.tokens)} tokens are too few for {lanes} lanes of at least one {block_size}-token segment"
+            )
         self.first_lane = rank * batch_size
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -149,9 +141,7 @@ class SegmentSampler:
         return window[:, :-1], window[:, 1:], index == 0
 
 
-def lane_segments(
-    tokens: torch.Tensor, rows: int, segment: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def lane_segments(tokens: torch.Tensor, rows: int, segment: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Evaluation with recurrence: ``rows`` contiguous lanes walked side by side, ``segment``
     tokens at a time (the last segment may be shorter). Every lane token but the first is a
     target once; the ``(len - 1) mod rows`` tokens past the last lane are not scored."""

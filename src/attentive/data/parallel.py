@@ -71,8 +71,7 @@ def _read_lines(path: PathLike) -> list[str]:
             lines.append(chunk.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as e:
             raise ValueError(
-                f"{path}:{lineno}: invalid UTF-8 "
-                f"(byte {chunk[e.start : e.start + 1]!r} at column {e.start + 1})"
+                f"{path}:{lineno}: invalid UTF-8 (byte {chunk[e.start : e.start + 1]!r} at column {e.start + 1})"
             ) from None
     return lines
 
@@ -91,9 +90,7 @@ def read_parallel(src_path: PathLike, tgt_path: PathLike) -> ParallelCorpus:
     """Pairs from two aligned files (line i of one translates line i of the other)."""
     src, tgt = _read_lines(src_path), _read_lines(tgt_path)
     if len(src) != len(tgt):
-        raise ValueError(
-            f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}"
-        )
+        raise ValueError(f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}")
     return _keep_nonempty(list(zip(src, tgt, strict=True)), f"{src_path} + {tgt_path}")
 
 
@@ -106,10 +103,7 @@ def read_tsv(path: PathLike) -> ParallelCorpus:
             continue
         fields = line.split("\t")
         if len(fields) != 2:
-            raise ValueError(
-                f"{path}:{lineno}: expected 2 tab-separated fields (source, target), "
-                f"found {len(fields)}"
-            )
+            raise ValueError(f"{path}:{lineno}: expected 2 tab-separated fields (source, target), found {len(fields)}")
         pairs.append((fields[0], fields[1]))
     return _keep_nonempty(pairs, str(path))
 
@@ -120,9 +114,7 @@ def load_multi30k(split: str, src: str = "de", tgt: str = "en") -> list[tuple[st
         raise ValueError(f"unknown Multi30k split {split!r}; expected one of {MULTI30K_SPLITS}")
     for lang in (src, tgt):
         if lang not in MULTI30K_LANGS:
-            raise ValueError(
-                f"Multi30k language {lang!r} is not bundled; expected one of {MULTI30K_LANGS}"
-            )
+            raise ValueError(f"Multi30k language {lang!r} is not bundled; expected one of {MULTI30K_LANGS}")
     if src == tgt:
         raise ValueError(f"source and target language are both {src!r}")
     src_file = bundled_file("multi30k", f"{split}.{src}.gz")

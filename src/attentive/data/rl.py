@@ -301,9 +301,7 @@ class OfflineDataset:
         lines.append(f"{'policy':<20} {'n':>5} {'mean':>8} {'std':>7} {'min':>7} {'max':>7}")
         for name, r in self.returns_by_policy().items():
             if len(r):
-                lines.append(
-                    f"{name:<20} {len(r):>5} {r.mean():>8.1f} {r.std():>7.1f} {r.min():>7.0f} {r.max():>7.0f}"
-                )
+                lines.append(f"{name:<20} {len(r):>5} {r.mean():>8.1f} {r.std():>7.1f} {r.min():>7.0f} {r.max():>7.0f}")
         counts, edges = np.histogram(self.episode_returns, bins=bins)
         hist = ", ".join(f"[{lo:.0f},{hi:.0f}): {c}" for lo, hi, c in zip(edges[:-1], edges[1:], counts))
         lines.append(f"returns histogram: {hist}")

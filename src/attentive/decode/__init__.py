@@ -20,7 +20,23 @@ from .search import BeamStep, SearchConfig, SearchOutput, beam_search, greedy_se
 from .translator import Translator
 
 __all__ = [
-    "BeamStep", "CACHES", "DecodeBatch", "Engine", "EngineConfig", "GenerationConfig", "GenerationOutput", "Request",
-    "SearchConfig", "SearchOutput", "Sequence", "TextDelta", "TokenEvent", "Translator", "beam_search", "generate",
-    "greedy_search", "search", "stream",
+    "BeamStep",
+    "CACHES",
+    "DecodeBatch",
+    "Engine",
+    "EngineConfig",
+    "GenerationConfig",
+    "GenerationOutput",
+    "Request",
+    "SearchConfig",
+    "SearchOutput",
+    "Sequence",
+    "TextDelta",
+    "TokenEvent",
+    "Translator",
+    "beam_search",
+    "generate",
+    "greedy_search",
+    "search",
+    "stream",
 ]

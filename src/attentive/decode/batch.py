@@ -54,8 +54,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device=None) -> tupl
     valid = torch.zeros((len(prompts), width), dtype=torch.bool)
     for row, prompt in enumerate(prompts):
         if len(prompt):
-            ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
-            valid[row, width - len(prompt):] = True
+            ids[row, width - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
+            valid[row, width - len(prompt) :] = True
     return ids.to(device), valid.to(device)
 
 
@@ -68,8 +68,10 @@ def cache_layout(model) -> CacheLayout:
     """The model's own statement of its cache geometry (``model.cache_layout()``)."""
     state = getattr(model, "cache_layout", None)
     if state is None:
-        raise ValueError(f"{type(model).__name__} does not state its cache layout (a cache_layout() method "
-                         "returning nn.cache.CacheLayout): it cannot decode token by token")
+        raise ValueError(
+            f"{type(model).__name__} does not state its cache layout (a cache_layout() method "
+            "returning nn.cache.CacheLayout): it cannot decode token by token"
+        )
     return state()
 
 
@@ -82,8 +84,9 @@ class DecodeBatch:
     Settings: an ``EngineConfig`` (checked there), or its fields as keywords.
     """
 
-    def __init__(self, model, config: EngineConfig | None = None, *, layout: CacheLayout | None = None, head=None,
-                 **options):
+    def __init__(
+        self, model, config: EngineConfig | None = None, *, layout: CacheLayout | None = None, head=None, **options
+    ):
         config = config or EngineConfig()
         config = config.replace(**options) if options else config
         self.config, self.layout = config, layout or cache_layout(model)
@@ -105,8 +108,9 @@ class DecodeBatch:
             # 45 tok/s). So a batch reads the weights its model had when the step was compiled:
             # a model changed afterwards (further training) needs a new batch (a new Engine).
             options = {"freezing": True} if compile is True and self.device.type == "cpu" else None
-            self._static_forward = torch.compile(self._forward_step, fullgraph=True, dynamic=False, backend=backend,
-                                                 options=options)
+            self._static_forward = torch.compile(
+                self._forward_step, fullgraph=True, dynamic=False, backend=backend, options=options
+            )
         self.graph = None  # CUDAGraphStep, captured on the first step
         self.cache = None
         self._clear()
@@ -138,23 +142,30 @@ class DecodeBatch:
 
     def history(self) -> Tensor:
         """The window's token ids ``(R, W)`` (padding included)."""
-        return self.ids[:, :self.width]
+        return self.ids[:, : self.width]
 
     # ------------------------------------------------------------------ rows in
     @torch.no_grad()
-    def start(self, prompts: Sequence[Sequence[int]], memory: Tensor | None = None,
-              memory_key_mask: Tensor | None = None, max_new_tokens: int = 0) -> Tensor:
+    def start(
+        self,
+        prompts: Sequence[Sequence[int]],
+        memory: Tensor | None = None,
+        memory_key_mask: Tensor | None = None,
+        max_new_tokens: int = 0,
+    ) -> Tensor:
         """Replace the batch with ``prompts`` (id lists; ``memory (R, S, D)`` for encoder-decoders)
         and return their next-token logits ``(R, V)``. A static cache is sized for
         ``max_new_tokens`` more tokens (at most the context)."""
         if not prompts:
             raise ValueError("no prompts to decode")
         if self.streaming and len({len(p) for p in prompts}) > 1:
-            raise ValueError(f"streaming with a window needs prompts of equal length (got lengths "
-                             f"{sorted({len(p) for p in prompts})}); decode them one at a time")
+            raise ValueError(
+                f"streaming with a window needs prompts of equal length (got lengths "
+                f"{sorted({len(p) for p in prompts})}); decode them one at a time"
+            )
         ids, valid = left_pad(prompts, self.pad_id, self.device)  # (R, W)
         if ids.shape[1] > self.context and not self.streaming:  # the model sees only the last `context` tokens
-            ids, valid = ids[:, -self.context:], valid[:, -self.context:]
+            ids, valid = ids[:, -self.context :], valid[:, -self.context :]
         width = ids.shape[1]
         if self.fixed:
             slots = min(self.context, max(width + max_new_tokens - 1, width, 1))
@@ -173,17 +184,21 @@ class DecodeBatch:
         return self._encode()
 
     @torch.no_grad()
-    def join(self, prompts: Sequence[Sequence[int]], memory: Tensor | None = None,
-             memory_key_mask: Tensor | None = None) -> Tensor:
+    def join(
+        self, prompts: Sequence[Sequence[int]], memory: Tensor | None = None, memory_key_mask: Tensor | None = None
+    ) -> Tensor:
         """Add rows between steps; returns the new rows' next-token logits. Their prompts are
         encoded apart, then both windows are left-padded to one width and stacked."""
         if self.rows == 0:
             return self.start(prompts, memory, memory_key_mask)
         if self.fixed:
-            raise ValueError(f"a {self.mode} cache decodes a fixed batch; use cache='dynamic' to add rows between steps")
+            raise ValueError(
+                f"a {self.mode} cache decodes a fixed batch; use cache='dynamic' to add rows between steps"
+            )
         if self.streaming:
-            raise ValueError("a streaming batch (window=) holds rows of equal length: rows cannot join it; "
-                             "start a new batch")
+            raise ValueError(
+                "a streaming batch (window=) holds rows of equal length: rows cannot join it; start a new batch"
+            )
         if (memory is None) != (self.memory is None):
             raise ValueError("rows with encoder memory and rows without cannot decode together")
         other = DecodeBatch(self.model, self.config, layout=self.layout, head=self.head)
@@ -197,9 +212,17 @@ class DecodeBatch:
         self.next_pos = torch.cat((self.next_pos, other.next_pos))
         if self.memory is not None:
             length = max(self.memory.shape[1], other.memory.shape[1])
-            masks = [_pad_to(b.memory_key_mask if b.memory_key_mask is not None else
-                             torch.ones(b.memory.shape[:2], dtype=torch.bool, device=self.device), 1, length, False)
-                     for b in (self, other)]
+            masks = [
+                _pad_to(
+                    b.memory_key_mask
+                    if b.memory_key_mask is not None
+                    else torch.ones(b.memory.shape[:2], dtype=torch.bool, device=self.device),
+                    1,
+                    length,
+                    False,
+                )
+                for b in (self, other)
+            ]
             self.memory = torch.cat((_pad_to(self.memory, 1, length, 0.0), _pad_to(other.memory, 1, length, 0.0)))
             self.memory_key_mask = _unless_all_true(torch.cat(masks))
         if self.cache is not None:
@@ -211,8 +234,8 @@ class DecodeBatch:
         if n <= 0:
             return
         self._ensure_capacity(self.width + n)
-        self.ids[:, n:self.width + n] = self.ids[:, :self.width].clone()
-        self.valid[:, n:self.width + n] = self.valid[:, :self.width].clone()
+        self.ids[:, n : self.width + n] = self.ids[:, : self.width].clone()
+        self.valid[:, n : self.width + n] = self.valid[:, : self.width].clone()
         self.ids[:, :n], self.valid[:, :n] = self.pad_id, False
         self.width += n
         if self.cache is not None:
@@ -243,8 +266,10 @@ class DecodeBatch:
 
     def _reorder_in_place(self, index: Tensor) -> None:
         if index.numel() != self.rows:
-            raise ValueError(f"a {self.mode} batch keeps its {self.rows} rows; it can be reordered, not resized "
-                             f"(got {index.numel()} rows)")
+            raise ValueError(
+                f"a {self.mode} batch keeps its {self.rows} rows; it can be reordered, not resized "
+                f"(got {index.numel()} rows)"
+            )
         for t in (self.ids, self.valid, self.next_pos, self.memory, self.memory_key_mask):
             if t is not None:
                 t.copy_(t.index_select(0, index))
@@ -252,7 +277,7 @@ class DecodeBatch:
 
     def _trim_left(self) -> None:
         """Drop leading columns no row uses (they held padding, or rows that left)."""
-        used = self.valid[:, :self.width].any(dim=0)  # (W,)
+        used = self.valid[:, : self.width].any(dim=0)  # (W,)
         if self.width == 0 or bool(used[0]):
             return
         first = int(used.nonzero()[0]) if bool(used.any()) else self.width
@@ -270,8 +295,8 @@ class DecodeBatch:
             raise ValueError(f"step takes one token per row: expected shape ({self.rows},), got {tuple(tokens.shape)}")
         if self.width == self.context and not self.streaming:  # full: keep the newest half (with this token), re-encode
             keep = max(1, self.context // 2) - 1
-            self.ids[:, :keep] = self.ids[:, self.width - keep:self.width].clone()
-            self.valid[:, :keep] = self.valid[:, self.width - keep:self.width].clone()
+            self.ids[:, :keep] = self.ids[:, self.width - keep : self.width].clone()
+            self.valid[:, :keep] = self.valid[:, self.width - keep : self.width].clone()
             self.valid[:, keep:] = False
             self.width = keep
             self._append(tokens)
@@ -281,7 +306,7 @@ class DecodeBatch:
             return self._encode()
         positions = self.next_pos[:, None].clone()  # (R, 1)
         self.next_pos.add_(1)
-        new = self.ids[:, column:column + 1]  # (R, 1)
+        new = self.ids[:, column : column + 1]  # (R, 1)
         if self.fixed:
             if self.graph is None and self.mode == "cuda_graph":
                 self.graph = CUDAGraphStep(self)
@@ -293,8 +318,8 @@ class DecodeBatch:
             if self.cache.length == before:  # compiled or replayed code cannot move the host copy
                 self.cache.advance(1)
             return logits
-        padded = not bool(self.valid[:, :self.width].all())
-        return self._logits(new, self.valid[:, :self.width] if padded else None, positions if padded else None)
+        padded = not bool(self.valid[:, : self.width].all())
+        return self._logits(new, self.valid[:, : self.width] if padded else None, positions if padded else None)
 
     def _append(self, tokens: Tensor) -> int:
         """Write ``tokens (R,)`` into the next column; returns that column."""
@@ -307,8 +332,9 @@ class DecodeBatch:
         self.width += 1
         return column
 
-    def _forward_step(self, tokens: Tensor, positions: Tensor, key_mask: Tensor, memory: Tensor | None,
-                      memory_key_mask: Tensor | None) -> Tensor:
+    def _forward_step(
+        self, tokens: Tensor, positions: Tensor, key_mask: Tensor, memory: Tensor | None, memory_key_mask: Tensor | None
+    ) -> Tensor:
         """One token per row through the static cache, every shape fixed: ``(R, 1)`` ids -> ``(R, V)``."""
         return self._logits(tokens, key_mask, positions, memory, memory_key_mask)
 
@@ -318,8 +344,8 @@ class DecodeBatch:
         keep = self.sinks + self.window
         if self.width <= keep:
             return
-        tail = self.ids[:, self.width - self.window:self.width].clone()
-        self.ids[:, self.sinks:keep] = tail
+        tail = self.ids[:, self.width - self.window : self.width].clone()
+        self.ids[:, self.sinks : keep] = tail
         self.valid[:, :keep] = True
         self.valid[:, keep:] = False
         self.width = keep
@@ -327,11 +353,11 @@ class DecodeBatch:
     def _stream(self) -> Tensor:
         """Streaming: read the prompt through a fresh sink cache, a window at a time."""
         self.cache = SinkCache(self.window, self.sinks)
-        ids = self.ids[:, :self.width]  # (R, W) equal-length rows: no padding
+        ids = self.ids[:, : self.width]  # (R, W) equal-length rows: no padding
         first = min(ids.shape[1], self.sinks + self.window)  # all at once: nothing is evicted yet
         logits = self._logits(ids[:, :first], None, None)
         for start in range(first, ids.shape[1], self.window):
-            logits = self._logits(ids[:, start:start + self.window], None, None)
+            logits = self._logits(ids[:, start : start + self.window], None, None)
         self.next_pos = torch.full((self.rows,), self.width, dtype=torch.long, device=self.device)
         return logits
 
@@ -339,7 +365,7 @@ class DecodeBatch:
         """Encode the whole window from scratch -> next-token logits ``(R, V)``."""
         if self.streaming:
             return self._stream()
-        ids, valid = self.ids[:, :self.width], self.valid[:, :self.width]  # (R, W)
+        ids, valid = self.ids[:, : self.width], self.valid[:, : self.width]  # (R, W)
         self.next_pos = valid.sum(dim=-1)  # (R,) the next token's position
         padded = not bool(valid.all())
         positions = positions_from_mask(valid) if padded else None
@@ -350,14 +376,21 @@ class DecodeBatch:
             return self._logits(ids, self.valid, positions_from_mask(valid))
         return self._logits(ids, valid if padded else None, positions)
 
-    def _logits(self, ids: Tensor, key_mask: Tensor | None, positions: Tensor | None,
-                memory: Tensor | None = None, memory_key_mask: Tensor | None = None) -> Tensor:
+    def _logits(
+        self,
+        ids: Tensor,
+        key_mask: Tensor | None,
+        positions: Tensor | None,
+        memory: Tensor | None = None,
+        memory_key_mask: Tensor | None = None,
+    ) -> Tensor:
         """The model over ``ids (R, T)`` with the batch's cache; the head on the last position only."""
         memory = self.memory if memory is None else memory
         memory_key_mask = self.memory_key_mask if memory_key_mask is None else memory_key_mask
         if memory is not None:
-            out = self.model.decode(ids, memory, memory_key_mask, key_mask=key_mask, positions=positions,
-                                    cache=self.cache)
+            out = self.model.decode(
+                ids, memory, memory_key_mask, key_mask=key_mask, positions=positions, cache=self.cache
+            )
         else:
             out = self.model.decode(ids, key_mask=key_mask, positions=positions, cache=self.cache)
         return self.head(out.hidden[:, -1])  # (R, V)
@@ -390,7 +423,7 @@ def _widen(t: Tensor, columns: int, fill) -> Tensor:
     if t.shape[1] >= columns:
         return t
     out = torch.full((t.shape[0], columns), fill, dtype=t.dtype, device=t.device)
-    out[:, :t.shape[1]] = t
+    out[:, : t.shape[1]] = t
     return out
 
 

@@ -98,8 +98,16 @@ class GenerationConfig(_Settings):
             )
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise ValueError(f"stop strings must be non-empty strings, got {self.stop_strings!r}")
-        bad = [t for t in (*self.suppress_tokens, *self.begin_suppress_tokens, *self.forced_tokens.values(),
-                           *(self.stop_tokens or ())) if t < 0]
+        bad = [
+            t
+            for t in (
+                *self.suppress_tokens,
+                *self.begin_suppress_tokens,
+                *self.forced_tokens.values(),
+                *(self.stop_tokens or ()),
+            )
+            if t < 0
+        ]
         bad += [s for s in self.forced_tokens if s < 0]
         if bad:
             raise ValueError(f"token ids and steps must be >= 0, got {bad[:5]}")
@@ -116,22 +124,35 @@ class GenerationConfig(_Settings):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
         beams = self.num_beams
         if beams is None:
-            ranked = [name for name, default in (("length_penalty", 1.0), ("length_penalty_form", "power"),
-                                                 ("early_stopping", False)) if getattr(self, name) != default]
+            ranked = [
+                name
+                for name, default in (
+                    ("length_penalty", 1.0),
+                    ("length_penalty_form", "power"),
+                    ("early_stopping", False),
+                )
+                if getattr(self, name) != default
+            ]
             if ranked:
                 raise ValueError(f"{ranked[0]} ranks beam-search hypotheses: it needs num_beams (got None)")
             return
         if not _is_int(beams) or beams < 1:
             raise ValueError(f"num_beams must be a positive integer (or None: no beam search), got {beams!r}")
         if self.temperature != 0:
-            raise ValueError(f"num_beams={beams} is a deterministic search: give temperature=0 "
-                             f"(got {self.temperature}; sampling among beams is not implemented)")
+            raise ValueError(
+                f"num_beams={beams} is a deterministic search: give temperature=0 "
+                f"(got {self.temperature}; sampling among beams is not implemented)"
+            )
         if self.logprobs is not None:
-            raise ValueError(f"logprobs are per chosen token of one sequence; a beam search (num_beams={beams}) "
-                             "returns its best hypothesis's score instead")
+            raise ValueError(
+                f"logprobs are per chosen token of one sequence; a beam search (num_beams={beams}) "
+                "returns its best hypothesis's score instead"
+            )
         if self.stop_strings:
-            raise ValueError(f"stop_strings are matched in one sequence's text as it streams; a beam search "
-                             f"(num_beams={beams}) has no such text until it ends: use stop_tokens")
+            raise ValueError(
+                f"stop_strings are matched in one sequence's text as it streams; a beam search "
+                f"(num_beams={beams}) has no such text until it ends: use stop_tokens"
+            )
 
     @property
     def greedy(self) -> bool:
@@ -175,7 +196,9 @@ class EngineConfig(_Settings):
             )
         check_window(self.window, self.sinks)
         if self.window is not None and self.cache != "dynamic":
-            raise ValueError(f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})")
+            raise ValueError(
+                f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})"
+            )
         if self.pad_id is not None and (not _is_int(self.pad_id) or self.pad_id < 0):
             raise ValueError(f"pad_id must be a token id >= 0 (or None), got {self.pad_id!r}")
         if self.max_batch is not None and (not _is_int(self.max_batch) or self.max_batch < 1):
@@ -201,8 +224,10 @@ def split_options(options: dict) -> tuple[dict, dict]:
     request, engine = set(_names(GenerationConfig)), set(_names(EngineConfig))
     unknown = sorted(set(options) - request - engine)
     if unknown:
-        raise ValueError(f"unknown generation option(s) {unknown}; request settings (GenerationConfig): "
-                         f"{_names(GenerationConfig)}; engine settings (EngineConfig): {_names(EngineConfig)}")
+        raise ValueError(
+            f"unknown generation option(s) {unknown}; request settings (GenerationConfig): "
+            f"{_names(GenerationConfig)}; engine settings (EngineConfig): {_names(EngineConfig)}"
+        )
     return ({k: v for k, v in options.items() if k in request}, {k: v for k, v in options.items() if k in engine})
 
 
@@ -215,8 +240,9 @@ def _check_names(cls, given: dict) -> None:
     misplaced = [n for n in wrong if n in _names(other)]
     if misplaced:
         kind = "an engine setting, fixed when the engine is built" if other is EngineConfig else "a request setting"
-        raise ValueError(f"{misplaced[0]} is {kind}: give it to {other.__name__}({misplaced[0]}=...), "
-                         f"not {cls.__name__}")
+        raise ValueError(
+            f"{misplaced[0]} is {kind}: give it to {other.__name__}({misplaced[0]}=...), not {cls.__name__}"
+        )
     raise ValueError(f"unknown {cls.__name__} option(s) {sorted(wrong)}; valid options: {names}")
 
 

@@ -145,9 +145,14 @@ class Engine:
         if bad:
             raise ValueError(f"prompt token id(s) {bad[:10]} are outside the model's vocabulary of {self.vocab}")
         if (request.memory is not None) != self.layout.cross_attention:
-            raise ValueError(f"{type(self.model).__name__} decodes " + (
-                "over an encoder's output: the request needs its memory" if self.layout.cross_attention
-                else "without an encoder: a request with encoder memory cannot be decoded by it"))
+            raise ValueError(
+                f"{type(self.model).__name__} decodes "
+                + (
+                    "over an encoder's output: the request needs its memory"
+                    if self.layout.cross_attention
+                    else "without an encoder: a request with encoder memory cannot be decoded by it"
+                )
+            )
         if config.num_beams is not None:
             self._check_beams(request)
         elif request.on_beams is not None:
@@ -165,18 +170,23 @@ class Engine:
     def _check_beams(self, request: Request) -> None:
         config, k = request.config, request.config.num_beams
         if self.config.streaming:
-            raise ValueError(f"num_beams={k}: beam search is not implemented for a streaming engine "
-                             f"(window={self.config.window}); use an engine without a window")
+            raise ValueError(
+                f"num_beams={k}: beam search is not implemented for a streaming engine "
+                f"(window={self.config.window}); use an engine without a window"
+            )
         if self.max_batch is not None and k > self.max_batch:
             raise ValueError(f"num_beams={k} needs {k} rows; this engine decodes at most max_batch={self.max_batch}")
         length = len(request.prompt) + config.max_new_tokens - 1
         if length > self.batch.context:
-            raise ValueError(f"a beam search keeps its whole hypotheses in the context: prompt ({len(request.prompt)}) "
-                             f"+ max_new_tokens ({config.max_new_tokens}) - 1 = {length} > context "
-                             f"({self.batch.context}); lower max_new_tokens")
+            raise ValueError(
+                f"a beam search keeps its whole hypotheses in the context: prompt ({len(request.prompt)}) "
+                f"+ max_new_tokens ({config.max_new_tokens}) - 1 = {length} > context "
+                f"({self.batch.context}); lower max_new_tokens"
+            )
         if request.on_token is not None:
-            raise ValueError(f"num_beams={k}: a beam search has no single token to report each step; "
-                             "it takes on_beams, not on_token")
+            raise ValueError(
+                f"num_beams={k}: a beam search has no single token to report each step; it takes on_beams, not on_token"
+            )
 
     def cancel(self, sequence: Sequence) -> None:
         """Stop ``sequence`` now; its row leaves the batch at the next step."""
@@ -196,8 +206,10 @@ class Engine:
         if sequence not in self.pending and sequence not in self.rows:
             raise ValueError(f"sequence {sequence.id} is not in this engine")
         if config.num_beams != sequence.request.config.num_beams:
-            raise ValueError(f"num_beams is fixed when a request is added (it holds that many rows): "
-                             f"{sequence.request.config.num_beams} cannot become {config.num_beams}")
+            raise ValueError(
+                f"num_beams is fixed when a request is added (it holds that many rows): "
+                f"{sequence.request.config.num_beams} cannot become {config.num_beams}"
+            )
         sequence.request.config = config
         if not config.greedy and sequence.generator is None:
             sequence.generator = new_generator(config.seed, self.device)
@@ -351,16 +363,26 @@ class Engine:
             return None
         return fed if kept is None else fed.index_select(0, kept)
 
-    def _advance_group(self, processed: Tensor, k: int, keep: int, members: list[tuple[int, Sequence]],
-                       order: Tensor, scores: Tensor, tokens: Tensor, history: _History,
-                       events: list[TokenEvent]) -> None:
+    def _advance_group(
+        self,
+        processed: Tensor,
+        k: int,
+        keep: int,
+        members: list[tuple[int, Sequence]],
+        order: Tensor,
+        scores: Tensor,
+        tokens: Tensor,
+        history: _History,
+        events: list[TokenEvent],
+    ) -> None:
         """One step of the beam requests ``members`` (each with ``k`` rows from its first row):
         writes where their rows continue from (``order``), their scores and new tokens."""
         vocab = processed.shape[-1]
         b = len(members)
         firsts = [f for f, _ in members]
-        index = (torch.tensor(firsts, device=self.device)[:, None]
-                 + torch.arange(k, device=self.device)).view(-1)  # (b*K,) their rows
+        index = (torch.tensor(firsts, device=self.device)[:, None] + torch.arange(k, device=self.device)).view(
+            -1
+        )  # (b*K,) their rows
         if b * k == len(self.rows):  # every row (translation, transcription): no gather
             log_probs, running = processed.view(b, k, vocab), self.beam_scores.view(b, k)
         else:
@@ -372,12 +394,18 @@ class Engine:
         width = max(1, max(len(t) for t in stops))
         stop_ids = torch.tensor([list(t) + [-1] * (width - len(t)) for t in stops], device=self.device)  # (b, S)
         is_stop = (top_tok[:, :, None] == stop_ids[:, None, :]).any(-1)  # (b, C)
-        at_limit = torch.tensor([s.beams.step + 1 >= c.max_new_tokens for (_, s), c in zip(members, configs)],
-                                device=self.device)  # (b,)
+        at_limit = torch.tensor(
+            [s.beams.step + 1 >= c.max_new_tokens for (_, s), c in zip(members, configs)], device=self.device
+        )  # (b,)
         finishing = is_stop | at_limit[:, None]
         ended = (finishing[:, :k] & torch.isfinite(top[:, :k])).nonzero().tolist()
         if ended:  # a stop token (or the length limit) within the top K: a finished hypothesis
-            top_list, origin_list, tok_list, stop_list = top.tolist(), origin.tolist(), top_tok.tolist(), is_stop.tolist()
+            top_list, origin_list, tok_list, stop_list = (
+                top.tolist(),
+                origin.tolist(),
+                top_tok.tolist(),
+                is_stop.tolist(),
+            )
             for i, j in ended:
                 first, sequence = members[i]
                 config, state = configs[i], sequence.beams
@@ -399,14 +427,14 @@ class Engine:
         for i, (first, sequence) in enumerate(members):
             state = sequence.beams
             if i in reports:
-                live = [(history.tokens(rows[i][j], state.step) + [live_tok[i][j]], live_score[i][j])
-                        for j in range(k)]
+                live = [(history.tokens(rows[i][j], state.step) + [live_tok[i][j]], live_score[i][j]) for j in range(k)]
                 sequence.request.on_beams(state.step, live, [(h, score) for score, h, _ in state.finished])
             state.step += 1
             if state.done(configs[i], best[i]):
                 if not state.finished:  # nothing ended (every candidate impossible): the best live beam
-                    state.finish(best[i], history.tokens(source[i, 0].item(), state.step - 1) + [new_tok[i, 0].item()],
-                                 False)
+                    state.finish(
+                        best[i], history.tokens(source[i, 0].item(), state.step - 1) + [new_tok[i, 0].item()], False
+                    )
                 score, hypothesis, stopped = state.best()
                 sequence.tokens, sequence.score = hypothesis, score
                 sequence.finish_reason = "stop_token" if stopped else "length"
@@ -427,7 +455,7 @@ class Engine:
                 break
             new.append(sequence)
             taken += width
-        self.pending = self.pending[len(new):]
+        self.pending = self.pending[len(new) :]
         if not new:
             return
         rows = [s for s in new for _ in range(s.request.config.rows)]  # a beam request: K rows
@@ -443,10 +471,16 @@ class Engine:
             self.logits = torch.cat((self.logits, logits))
         new_seen = self._seen_rows(rows)
         if new_seen is not None or self.seen is not None:
-            old = self.seen if self.seen is not None else torch.zeros((len(self.rows), self.vocab), dtype=torch.bool,
-                                                                     device=self.device)
-            fresh = new_seen if new_seen is not None else torch.zeros((len(rows), self.vocab), dtype=torch.bool,
-                                                                      device=self.device)
+            old = (
+                self.seen
+                if self.seen is not None
+                else torch.zeros((len(self.rows), self.vocab), dtype=torch.bool, device=self.device)
+            )
+            fresh = (
+                new_seen
+                if new_seen is not None
+                else torch.zeros((len(rows), self.vocab), dtype=torch.bool, device=self.device)
+            )
             self.seen = torch.cat((old, fresh))
         if any(s.beams is not None for s in new) or self.beam_scores is not None:
             self._beam_rows_join(rows)
@@ -461,10 +495,16 @@ class Engine:
         for i, s in enumerate(rows):
             if s.beams is not None and i > 0 and rows[i - 1] is s:
                 fresh[i] = float("-inf")
-        old_scores = self.beam_scores if self.beam_scores is not None else \
-            torch.zeros(len(self.rows), dtype=dtype, device=self.device)
-        old_tokens = self.beam_tokens if self.beam_tokens is not None else \
-            torch.zeros((len(self.rows), 0), dtype=torch.long, device=self.device)
+        old_scores = (
+            self.beam_scores
+            if self.beam_scores is not None
+            else torch.zeros(len(self.rows), dtype=dtype, device=self.device)
+        )
+        old_tokens = (
+            self.beam_tokens
+            if self.beam_tokens is not None
+            else torch.zeros((len(self.rows), 0), dtype=torch.long, device=self.device)
+        )
         self.beam_scores = torch.cat((old_scores, fresh))
         self.beam_tokens = torch.cat((old_tokens, old_tokens.new_zeros((len(rows), old_tokens.shape[1]))))
 
@@ -515,15 +555,16 @@ class Engine:
         self.beam_rows, self.beam_scores, self.beam_tokens = 0, None, None
 
     def _settings(self) -> None:
-        self.settings = RowSettings([s.request.config for s in self.rows], self.vocab, self.device) \
-            if self.rows else None
+        self.settings = (
+            RowSettings([s.request.config for s in self.rows], self.vocab, self.device) if self.rows else None
+        )
         self.beam_rows = sum(1 for s in self.rows if s.beams is not None)
         if not self.beam_rows:
             self.beam_scores = self.beam_tokens = None
         elif self.beam_tokens is not None:  # keep the columns the longest live hypothesis needs
             longest = max((s.beams.step for s in self.rows if s.beams is not None and not s.done), default=0)
             if self.beam_tokens.shape[1] > 2 * longest + 16:
-                self.beam_tokens = self.beam_tokens[:, self.beam_tokens.shape[1] - longest:].contiguous()
+                self.beam_tokens = self.beam_tokens[:, self.beam_tokens.shape[1] - longest :].contiguous()
 
     def run(self) -> Iterator[TokenEvent]:
         """Step until every sequence has finished."""
@@ -544,7 +585,7 @@ class _History:
         if self._rows is None:
             self._rows = self.engine.beam_tokens.tolist()
         tokens = self._rows[row]
-        return tokens[len(tokens) - step:]
+        return tokens[len(tokens) - step :]
 
 
 def _stack_memory(requests: Seq[Request]) -> tuple[Tensor | None, Tensor | None]:
@@ -557,6 +598,6 @@ def _stack_memory(requests: Seq[Request]) -> tuple[Tensor | None, Tensor | None]
     memory = requests[0].memory.new_zeros((len(requests), length, requests[0].memory.shape[-1]))
     mask = torch.zeros((len(requests), length), dtype=torch.bool, device=memory.device)
     for i, r in enumerate(requests):
-        memory[i, :r.memory.shape[0]] = r.memory
-        mask[i, :r.memory.shape[0]] = True if r.memory_key_mask is None else r.memory_key_mask
+        memory[i, : r.memory.shape[0]] = r.memory
+        mask[i, : r.memory.shape[0]] = True if r.memory_key_mask is None else r.memory_key_mask
     return memory, mask

@@ -82,7 +82,7 @@ class TextStream:
         return self._emit(len(self.text))
 
     def _emit(self, end: int) -> str:
-        piece = self.text[self.emitted:end] if end > self.emitted else ""
+        piece = self.text[self.emitted : end] if end > self.emitted else ""
         self.emitted = max(self.emitted, end)
         return piece
 
@@ -182,14 +182,15 @@ def as_prompt_list(prompts) -> list:
 class _Generation:
     """One run of ``generate``: iterate it for ``TextDelta`` pieces, then read ``output()``."""
 
-    def __init__(self, model, tokenizer, prompts, config: GenerationConfig, engine: EngineConfig,
-                 output_logits: bool):
+    def __init__(self, model, tokenizer, prompts, config: GenerationConfig, engine: EngineConfig, output_logits: bool):
         prompts = as_prompt_list(prompts)
         if config.stop_strings and tokenizer is None:
             raise ValueError("stop strings need a tokenizer to decode the text")
         if output_logits and config.num_beams is not None:
-            raise ValueError(f"output_logits keeps one row's logits per prompt; a beam search (num_beams="
-                             f"{config.num_beams}) decodes several")
+            raise ValueError(
+                f"output_logits keeps one row's logits per prompt; a beam search (num_beams="
+                f"{config.num_beams}) decodes several"
+            )
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.prompt_tokens = encode_prompts(tokenizer, prompts, config)
         self.engine = Engine(model, engine)
@@ -198,12 +199,16 @@ class _Generation:
         if too_long and engine.window is None:
             warnings.warn(
                 f"prompt of {max(too_long)} tokens is longer than the context ({context}); "
-                f"the model sees only its last {context} tokens", stacklevel=3,
+                f"the model sees only its last {context} tokens",
+                stacklevel=3,
             )
         if config.stop_tokens is None:
             config = config.replace(stop_tokens=stop_ids(tokenizer))
-        self.streams = [TextStream(tokenizer.decode, config.stop_strings) for _ in self.prompt_tokens] \
-            if tokenizer is not None else None
+        self.streams = (
+            [TextStream(tokenizer.decode, config.stop_strings) for _ in self.prompt_tokens]
+            if tokenizer is not None
+            else None
+        )
         self.sequences = []
         for row, prompt in enumerate(self.prompt_tokens):
             row_config = config if config.seed is None else config.replace(seed=config.seed + row)
@@ -218,6 +223,7 @@ class _Generation:
             stream = self.streams[row]
             self._pieces[row] = stream.push(token)
             return "stop_string" if stream.stopped else None
+
         return check
 
     def __iter__(self) -> Iterator[TextDelta]:
@@ -259,25 +265,41 @@ class _Generation:
 
     def output(self) -> GenerationOutput:
         texts = [s.text for s in self.streams] if self.streams is not None else None
-        return GenerationOutput([s.tokens for s in self.sequences], texts,
-                                [s.finish_reason for s in self.sequences], self.prompt_tokens, self.logits)
+        return GenerationOutput(
+            [s.tokens for s in self.sequences],
+            texts,
+            [s.finish_reason for s in self.sequences],
+            self.prompt_tokens,
+            self.logits,
+        )
 
 
-def _configs(config: GenerationConfig | None, engine: EngineConfig | None, tokenizer,
-             options: dict) -> tuple[GenerationConfig, EngineConfig]:
+def _configs(
+    config: GenerationConfig | None, engine: EngineConfig | None, tokenizer, options: dict
+) -> tuple[GenerationConfig, EngineConfig]:
     """The request and engine settings of one call: ``config``, ``engine``, then ``options``,
     each option to its kind."""
     request_options, engine_options = split_options(options)
     config, engine = config or GenerationConfig(), engine or EngineConfig()
     if engine.pad_id is None and "pad_id" not in engine_options:
         engine_options["pad_id"] = pad_id_of(tokenizer)
-    return (config.replace(**request_options) if request_options else config,
-            engine.replace(**engine_options) if engine_options else engine)
+    return (
+        config.replace(**request_options) if request_options else config,
+        engine.replace(**engine_options) if engine_options else engine,
+    )
 
 
-def generate(model, tokenizer, prompts, config: GenerationConfig | None = None, *, engine: EngineConfig | None = None,
-             on_text: Callable[[int, str], None] | None = None, output_logits: bool = False,
-             **options) -> GenerationOutput:
+def generate(
+    model,
+    tokenizer,
+    prompts,
+    config: GenerationConfig | None = None,
+    *,
+    engine: EngineConfig | None = None,
+    on_text: Callable[[int, str], None] | None = None,
+    output_logits: bool = False,
+    **options,
+) -> GenerationOutput:
     """Continue ``prompts`` (a string, a list of strings, or token-id lists) with ``model``.
 
     ``config``: every prompt's settings (``GenerationConfig``); ``engine``: the engine's
@@ -295,8 +317,10 @@ def generate(model, tokenizer, prompts, config: GenerationConfig | None = None, 
     return run.output()
 
 
-def stream(model, tokenizer, prompts, config: GenerationConfig | None = None, *, engine: EngineConfig | None = None,
-           **options) -> Iterator[TextDelta]:
+def stream(
+    model, tokenizer, prompts, config: GenerationConfig | None = None, *, engine: EngineConfig | None = None, **options
+) -> Iterator[TextDelta]:
     """``generate`` as an iterator of ``TextDelta`` pieces, for callers that pull text."""
-    yield from _Generation(model, tokenizer, prompts, *_configs(config, engine, tokenizer, options),
-                           output_logits=False)
+    yield from _Generation(
+        model, tokenizer, prompts, *_configs(config, engine, tokenizer, options), output_logits=False
+    )

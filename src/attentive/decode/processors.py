@@ -101,8 +101,13 @@ class RowSettings:
         self.any_forcing = any(c.forced_tokens for c in configs) or any(t is not None for t in self.limit_stop)
         self.sampled_rows = [i for i in range(rows) if not configs[i].greedy]
         self.logprobs = any(c.logprobs is not None for c in configs)  # some row wants log-probabilities
-        self.identity = (self.suppress is None and self.begin_suppress is None and not self.any_forcing
-                         and self.penalty is None and not self.sampled_rows)  # greedy and nothing else
+        self.identity = (
+            self.suppress is None
+            and self.begin_suppress is None
+            and not self.any_forcing
+            and self.penalty is None
+            and not self.sampled_rows
+        )  # greedy and nothing else
 
     def _mask(self, token_lists: list[tuple[int, ...]]) -> Tensor | None:
         if not any(token_lists):
@@ -141,7 +146,9 @@ class RowSettings:
                     rows.append(i)
                     tokens.append(token)
             if rows:
-                force_token(logits, torch.tensor(rows, device=logits.device), torch.tensor(tokens, device=logits.device))
+                force_token(
+                    logits, torch.tensor(rows, device=logits.device), torch.tensor(tokens, device=logits.device)
+                )
         if self.penalty is not None and seen is not None:
             logits = apply_repetition_penalty(logits, seen, self.penalty)
         if not self.sampled_rows or not sample:

@@ -100,8 +100,15 @@ def _encode(model, src: Tensor) -> tuple[Tensor, Tensor]:
     return model.encode(src, src_valid).hidden, src_valid  # (B, S, D), (B, S)
 
 
-def _decode(model, src: Tensor, config: SearchConfig, settings: GenerationConfig, bos_id: int,
-            on_beams: Callable[[int], Callable] | None = None, after_step: Callable[[], None] | None = None) -> list:
+def _decode(
+    model,
+    src: Tensor,
+    config: SearchConfig,
+    settings: GenerationConfig,
+    bos_id: int,
+    on_beams: Callable[[int], Callable] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> list:
     """One engine request per sentence of ``src (B, S)`` with ``settings`` (its length limit
     filled in; ``on_beams(i)``: sentence i's beam reporter); returns their sequences, in order.
     ``after_step()`` runs after every step."""
@@ -109,8 +116,15 @@ def _decode(model, src: Tensor, config: SearchConfig, settings: GenerationConfig
     limits = output_limits(src_valid, config.max_len_b, model).tolist()  # (B,)
     engine = Engine(model, EngineConfig(cache=config.cache, pad_id=model.config.pad_id))
     sequences = [
-        engine.add(Request([bos_id], settings.replace(max_new_tokens=int(limit)), memory=memory[i],
-                           memory_key_mask=src_valid[i], on_beams=on_beams(i) if on_beams else None))
+        engine.add(
+            Request(
+                [bos_id],
+                settings.replace(max_new_tokens=int(limit)),
+                memory=memory[i],
+                memory_key_mask=src_valid[i],
+                on_beams=on_beams(i) if on_beams else None,
+            )
+        )
         for i, limit in enumerate(limits)
     ]
     while not engine.idle:
@@ -121,8 +135,9 @@ def _decode(model, src: Tensor, config: SearchConfig, settings: GenerationConfig
 
 
 @torch.no_grad()
-def greedy_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_id: int = BOS_ID,
-                  eos_id: int = EOS_ID) -> SearchOutput:
+def greedy_search(
+    model, src: Tensor, config: SearchConfig | None = None, *, bos_id: int = BOS_ID, eos_id: int = EOS_ID
+) -> SearchOutput:
     """Pick the most probable token at every step. src ``(B, S)`` padded token ids."""
     config = config or SearchConfig(beam_size=1)
     settings = GenerationConfig(temperature=0.0, logprobs=0, force_stop_at_limit=True, stop_tokens=(eos_id,))
@@ -133,14 +148,27 @@ def greedy_search(model, src: Tensor, config: SearchConfig | None = None, *, bos
 def beam_settings(config: SearchConfig, eos_id: int) -> GenerationConfig:
     """Translation's beam search as request settings: K beams ranked by GNMT's length penalty,
     done once K hypotheses have finished (fairseq), the end-of-sequence token forced at the limit."""
-    return GenerationConfig(temperature=0.0, num_beams=config.beam_size, length_penalty=config.alpha,
-                            length_penalty_form="gnmt", early_stopping=True, force_stop_at_limit=True,
-                            stop_tokens=(eos_id,))
+    return GenerationConfig(
+        temperature=0.0,
+        num_beams=config.beam_size,
+        length_penalty=config.alpha,
+        length_penalty_form="gnmt",
+        early_stopping=True,
+        force_stop_at_limit=True,
+        stop_tokens=(eos_id,),
+    )
 
 
 @torch.no_grad()
-def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_id: int = BOS_ID,
-                eos_id: int = EOS_ID, on_step: Callable[[list[BeamStep]], None] | None = None) -> SearchOutput:
+def beam_search(
+    model,
+    src: Tensor,
+    config: SearchConfig | None = None,
+    *,
+    bos_id: int = BOS_ID,
+    eos_id: int = EOS_ID,
+    on_step: Callable[[list[BeamStep]], None] | None = None,
+) -> SearchOutput:
     """Keep the ``beam_size`` best prefixes per sentence; return each sentence's best finished one.
 
     ``on_step`` (optional) gets a ``BeamStep`` per sentence still searching after every step."""
@@ -157,9 +185,15 @@ def beam_search(model, src: Tensor, config: SearchConfig | None = None, *, bos_i
             on_step(list(report))
             report.clear()
 
-    sequences = _decode(model, src, config, beam_settings(config, eos_id), bos_id,
-                        on_beams=reporter if on_step is not None else None,
-                        after_step=flush if on_step is not None else None)
+    sequences = _decode(
+        model,
+        src,
+        config,
+        beam_settings(config, eos_id),
+        bos_id,
+        on_beams=reporter if on_step is not None else None,
+        after_step=flush if on_step is not None else None,
+    )
     return SearchOutput([s.tokens for s in sequences], [s.score for s in sequences])
 
 

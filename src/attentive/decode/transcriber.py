@@ -32,15 +32,24 @@ def transcription_config(model, max_new_tokens: int | None = None, beams: int = 
         suppressed += tuple(range(config.timestamp_begin, config.vocab_size))  # no timestamps in the transcript
     search = {"num_beams": beams, "length_penalty": 1.0, "early_stopping": False} if beams > 1 else {}
     return GenerationConfig(
-        max_new_tokens=limit if max_new_tokens is None else min(limit, max_new_tokens), temperature=0.0,
-        suppress_tokens=suppressed, begin_suppress_tokens=tuple(config.begin_suppress_tokens),
-        stop_tokens=(config.eot_id,), **search,
+        max_new_tokens=limit if max_new_tokens is None else min(limit, max_new_tokens),
+        temperature=0.0,
+        suppress_tokens=suppressed,
+        begin_suppress_tokens=tuple(config.begin_suppress_tokens),
+        stop_tokens=(config.eot_id,),
+        **search,
     )
 
 
 @torch.no_grad()
-def transcribe(model, features: Tensor, max_new_tokens: int | None = None, cache: str = "dynamic",
-               engine: Engine | None = None, beams: int = 1) -> list[list[int]]:
+def transcribe(
+    model,
+    features: Tensor,
+    max_new_tokens: int | None = None,
+    cache: str = "dynamic",
+    engine: Engine | None = None,
+    beams: int = 1,
+) -> list[list[int]]:
     """Features ``(B, M, F)`` -> token ids per row (without the start tokens and ``<|endoftext|>``),
     greedy (``beams=1``) or by beam search. ``engine``: an idle ``Engine`` over ``model`` to reuse
     (a compiled static step is kept)."""
@@ -58,18 +67,20 @@ def transcribe(model, features: Tensor, max_new_tokens: int | None = None, cache
     return [s.tokens for s in sequences]
 
 
-def greedy_transcribe(model, features: Tensor, max_new_tokens: int | None = None,
-                      cache: str = "dynamic", engine: Engine | None = None) -> list[list[int]]:
+def greedy_transcribe(
+    model, features: Tensor, max_new_tokens: int | None = None, cache: str = "dynamic", engine: Engine | None = None
+) -> list[list[int]]:
     """``transcribe`` with ``beams=1``."""
     return transcribe(model, features, max_new_tokens, cache, engine)
 
 
-def transcribe_audio(model, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None,
-                     beams: int = 1) -> str:
+def transcribe_audio(
+    model, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None, beams: int = 1
+) -> str:
     """Mono samples in [-1, 1] at any rate -> transcript text (``tokenizer.decode`` drops special tokens);
     ``beams``: 1 greedy, N > 1 beam search."""
     samples = resample(audio, sample_rate, SAMPLE_RATE)  # (N,) float32 at 16 kHz
-    windows = [samples[i:i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
+    windows = [samples[i : i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
     features = torch.stack([log_mel_spectrogram(w, model.config.n_mels) for w in windows])  # (B, M, 3000)
     param = next(model.parameters())
     tokens = transcribe(model, features.to(param.device, param.dtype), max_new_tokens, beams=beams)

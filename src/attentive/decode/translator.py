@@ -42,8 +42,9 @@ class CrossAttention:
 
 
 class Translator:
-    def __init__(self, model, tokenizer: Tokenizer, source_tokenizer: Tokenizer | None = None,
-                 info: dict | None = None):
+    def __init__(
+        self, model, tokenizer: Tokenizer, source_tokenizer: Tokenizer | None = None, info: dict | None = None
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.source_tokenizer = source_tokenizer or tokenizer
@@ -70,14 +71,17 @@ class Translator:
                 info = json.loads((directory / TRANSLATION_FILE).read_text())
             except json.JSONDecodeError as err:
                 raise ValueError(f"{directory / TRANSLATION_FILE} is not valid JSON ({err.msg})") from None
-        for name, tok, size in (("target", tokenizer, model.config.tgt_vocab_size),
-                                ("source", source_tokenizer or tokenizer, model.config.src_vocab_size)):
+        for name, tok, size in (
+            ("target", tokenizer, model.config.tgt_vocab_size),
+            ("source", source_tokenizer or tokenizer, model.config.src_vocab_size),
+        ):
             if tok.vocab_size != size:
                 raise ValueError(f"{directory}: {name} tokenizer has {tok.vocab_size} ids, the model expects {size}")
         return cls(model, tokenizer, source_tokenizer, info)
 
-    def search_config(self, beam: int | None = None, alpha: float | None = None,
-                      max_len_b: int | None = None) -> SearchConfig:
+    def search_config(
+        self, beam: int | None = None, alpha: float | None = None, max_len_b: int | None = None
+    ) -> SearchConfig:
         """The search settings the run saved (``translation.json``'s ``search``), each replaced by
         an argument that is not None; the paper's (beam 4, alpha 0.6, +50 tokens) where neither says.
         The one place a translator's beam settings are read (command line, server, explorer)."""
@@ -103,12 +107,16 @@ class Translator:
         limit = self.max_source_len
         long = [i for i, x in enumerate(ids) if len(x) > limit]
         if long:
-            warnings.warn(f"{len(long)} sentence(s) longer than the model's {limit} positions were truncated "
-                          f"to their first {limit} tokens (first: input line {long[0] + 1})", stacklevel=2)
+            warnings.warn(
+                f"{len(long)} sentence(s) longer than the model's {limit} positions were truncated "
+                f"to their first {limit} tokens (first: input line {long[0] + 1})",
+                stacklevel=2,
+            )
         return [x[:limit] for x in ids]
 
-    def translate_ids(self, sources: list[list[int]], config: SearchConfig | None = None,
-                      batch_tokens: int = 4000) -> list[list[int]]:
+    def translate_ids(
+        self, sources: list[list[int]], config: SearchConfig | None = None, batch_tokens: int = 4000
+    ) -> list[list[int]]:
         """Output ids per source (empty source -> empty output), in input order."""
         config = config or SearchConfig()
         if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
@@ -152,8 +160,8 @@ class Translator:
         return CrossAttention(
             weights=weights,
             source_tokens=[_display(self.source_tokenizer, i) for i in src_ids],
-            output_tokens=[_display(self.tokenizer, i) for i in out_ids] + [self.tokenizer.id_to_token(
-                self.tokenizer.eos_id)],
+            output_tokens=[_display(self.tokenizer, i) for i in out_ids]
+            + [self.tokenizer.id_to_token(self.tokenizer.eos_id)],
             translation=self.tokenizer.decode(out_ids),
         )
 

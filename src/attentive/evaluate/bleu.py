@@ -11,34 +11,23 @@ from collections.abc import Sequence
 from sacrebleu.metrics import BLEU, CHRF
 
 
-def _reference_streams(
-    references: Sequence[str] | Sequence[Sequence[str]], n_hyp: int
-) -> list[list[str]]:
+def _reference_streams(references: Sequence[str] | Sequence[Sequence[str]], n_hyp: int) -> list[list[str]]:
     """sacreBLEU's layout: a list of streams, each with one reference per hypothesis."""
     if isinstance(references, str):
         raise TypeError("references must be a sequence of strings, not one string")
     if not references:
         raise ValueError("references is empty")
-    streams = (
-        [list(references)] if isinstance(references[0], str) else [list(r) for r in references]
-    )
+    streams = [list(references)] if isinstance(references[0], str) else [list(r) for r in references]
     for k, stream in enumerate(streams):
         if len(stream) != n_hyp:
-            raise ValueError(
-                f"reference stream {k} has {len(stream)} sentences, hypotheses have {n_hyp}"
-            )
+            raise ValueError(f"reference stream {k} has {len(stream)} sentences, hypotheses have {n_hyp}")
         bad = next((i for i, r in enumerate(stream) if not isinstance(r, str)), None)
         if bad is not None:
-            raise TypeError(
-                f"reference stream {k}, sentence {bad}: "
-                f"expected str, got {type(stream[bad]).__name__}"
-            )
+            raise TypeError(f"reference stream {k}, sentence {bad}: expected str, got {type(stream[bad]).__name__}")
     return streams
 
 
-def corpus_scores(
-    hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]]
-) -> dict:
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]]) -> dict:
     """BLEU and chrF of detokenised ``hypotheses`` against ``references``.
 
     ``references`` is one reference per hypothesis, or several streams of them

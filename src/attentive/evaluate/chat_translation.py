@@ -20,8 +20,15 @@ from .bleu import corpus_scores
 DEFAULT_PROMPT = "Translate to English: {source}"
 
 
-def chat_translate(model, tokenizer, sources: Sequence[str], prompt: str = DEFAULT_PROMPT,
-                   system: str | None = None, max_batch: int = 32, max_new_tokens: int | None = None) -> list[str]:
+def chat_translate(
+    model,
+    tokenizer,
+    sources: Sequence[str],
+    prompt: str = DEFAULT_PROMPT,
+    system: str | None = None,
+    max_batch: int = 32,
+    max_new_tokens: int | None = None,
+) -> list[str]:
     """The model's greedy reply to ``prompt.format(source=s)`` for every source, in input order."""
     if "{source}" not in prompt:
         raise ValueError(f"the prompt {prompt!r} has no {{source}} placeholder for the sentence")
@@ -31,8 +38,9 @@ def chat_translate(model, tokenizer, sources: Sequence[str], prompt: str = DEFAU
     sequences = {}
     for i in sorted(range(len(sources)), key=lambda i: len(prompts[i])):
         limit = max_new_tokens or 2 * len(tokenizer.encode(sources[i])) + 16
-        sequences[i] = engine.add(Request(prompts[i], GenerationConfig(max_new_tokens=limit, temperature=0.0,
-                                                                        stop_tokens=stops)))
+        sequences[i] = engine.add(
+            Request(prompts[i], GenerationConfig(max_new_tokens=limit, temperature=0.0, stop_tokens=stops))
+        )
     was_training = model.training
     model.eval()
     try:
@@ -45,8 +53,15 @@ def chat_translate(model, tokenizer, sources: Sequence[str], prompt: str = DEFAU
     return [" ".join(tokenizer.decode(sequences[i].tokens).split()) for i in range(len(sources))]
 
 
-def evaluate_chat_translation(model, tokenizer, sources: Sequence[str], references: Sequence[str],
-                              prompt: str = DEFAULT_PROMPT, system: str | None = None, max_batch: int = 32) -> dict:
+def evaluate_chat_translation(
+    model,
+    tokenizer,
+    sources: Sequence[str],
+    references: Sequence[str],
+    prompt: str = DEFAULT_PROMPT,
+    system: str | None = None,
+    max_batch: int = 32,
+) -> dict:
     """``corpus_scores`` of the chat model's translations, plus the translations (``hypotheses``)."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} source sentences but {len(references)} references")

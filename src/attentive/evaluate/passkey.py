@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-INTRO = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-         "I will quiz you about the important information there.")
+INTRO = (
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+    "I will quiz you about the important information there."
+)
 FILLER = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = " What is the pass key? The pass key is"
@@ -72,7 +74,7 @@ def passkey_retrieved(model: nn.Module, prompt: PasskeyPrompt) -> tuple[bool, li
     was_training = model.training
     model.eval()
     try:
-        hidden = model.decode(ids).hidden[:, -len(prompt.answer):]  # (1, answer, D): the head on those only
+        hidden = model.decode(ids).hidden[:, -len(prompt.answer) :]  # (1, answer, D): the head on those only
         chosen = model.head(hidden).argmax(-1)[0].tolist()
     finally:
         model.train(was_training)

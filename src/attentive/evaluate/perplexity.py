@@ -42,17 +42,19 @@ class PerplexityResult:
         return self.loss / math.log(2)
 
 
-def token_losses(model: nn.Module, ids: Tensor, targets: Tensor, cache: KVCache | None = None,
-                 rows: int = 1024) -> Tensor:
+def token_losses(
+    model: nn.Module, ids: Tensor, targets: Tensor, cache: KVCache | None = None, rows: int = 1024
+) -> Tensor:
     """Each target's loss ``(B, T)`` (nats, float32) for ``ids (B, T)`` through ``model.decode``
     (with ``cache``); the head runs ``rows`` positions at a time, so a 16k-token block never holds
     its whole ``(T, V)`` logits."""
     hidden = model.decode(ids, cache=cache).hidden  # (B, T, D)
     out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
     for start in range(0, hidden.shape[1], rows):
-        logits = model.head(hidden[:, start:start + rows])  # (B, rows, V)
-        out[:, start:start + rows] = torch.nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), targets[:, start:start + rows], reduction="none")
+        logits = model.head(hidden[:, start : start + rows])  # (B, rows, V)
+        out[:, start : start + rows] = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), targets[:, start : start + rows], reduction="none"
+        )
     return out
 
 
@@ -64,8 +66,14 @@ def memory_len_of(model: nn.Module) -> int:
     return int(_config(model, "memory_len") or 0)
 
 
-def perplexity(model: nn.Module, tokens: Tensor | list[int], *, block_size: int | None = None,
-               batch_size: int = 16, segment_len: int | None = None) -> PerplexityResult:
+def perplexity(
+    model: nn.Module,
+    tokens: Tensor | list[int],
+    *,
+    block_size: int | None = None,
+    batch_size: int = 16,
+    segment_len: int | None = None,
+) -> PerplexityResult:
     """Score a 1-D token stream; ``block_size`` defaults to the model's context (``max_len``).
 
     A model with ``memory_len`` M reads each block ``segment_len`` tokens at a time (default M)
@@ -106,15 +114,23 @@ def stream_cache(model: nn.Module, window: int | None = None, sinks: int = 0) ->
     memory = memory_len_of(model)
     if memory:
         if window is not None:
-            raise ValueError("a model with segment memory (memory_len) reads a stream through its memory; "
-                             "drop window/sinks")
+            raise ValueError(
+                "a model with segment memory (memory_len) reads a stream through its memory; drop window/sinks"
+            )
         return SegmentMemory(memory)
     return DynamicCache() if window is None else SinkCache(window, sinks)
 
 
-def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: int | None = None, sinks: int = 0,
-                      chunk: int | None = None, cache: KVCache | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> PerplexityResult:
+def stream_perplexity(
+    model: nn.Module,
+    tokens: Tensor | list[int],
+    *,
+    window: int | None = None,
+    sinks: int = 0,
+    chunk: int | None = None,
+    cache: KVCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PerplexityResult:
     """Read ``tokens`` as one stream through a cache (``stream_cache``), ``chunk`` tokens per
     model call, and score every token after the first from everything the cache holds.
 
@@ -126,8 +142,11 @@ def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: i
     tokens = _check_tokens(model, tokens)
     cache = cache if cache is not None else stream_cache(model, window, sinks)
     if chunk is None:
-        chunk = (1 if cache.sinks else cache.window) if cache.window is not None else (
-            getattr(cache, "memory_len", None) or 512)
+        chunk = (
+            (1 if cache.sinks else cache.window)
+            if cache.window is not None
+            else (getattr(cache, "memory_len", None) or 512)
+        )
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
     device = next(model.parameters()).device
@@ -140,7 +159,7 @@ def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: i
             for start in range(0, len(tokens) - 1, chunk):
                 end = min(start + chunk, len(tokens) - 1)
                 x = tokens[start:end][None].to(device)  # (1, chunk)
-                y = tokens[start + 1:end + 1][None].to(device)
+                y = tokens[start + 1 : end + 1][None].to(device)
                 losses[start:end] = token_losses(model, x, y, cache)[0].double().cpu()
                 sizes.append((end, cache.nbytes()))
                 if progress is not None:
@@ -148,8 +167,14 @@ def stream_perplexity(model: nn.Module, tokens: Tensor | list[int], *, window: i
     finally:
         model.train(was_training)
     loss = float(losses.mean())
-    return PerplexityResult(loss=loss, perplexity=math.exp(loss), tokens=len(losses), block_size=len(tokens),
-                            losses=losses, cache_bytes=sizes)
+    return PerplexityResult(
+        loss=loss,
+        perplexity=math.exp(loss),
+        tokens=len(losses),
+        block_size=len(tokens),
+        losses=losses,
+        cache_bytes=sizes,
+    )
 
 
 def _check_tokens(model: nn.Module, tokens: Tensor | list[int]) -> Tensor:

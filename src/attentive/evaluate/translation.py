@@ -9,8 +9,13 @@ from ..decode.translator import Translator
 from .bleu import corpus_scores
 
 
-def evaluate_translator(translator: Translator, sources: Sequence[str], references: Sequence[str],
-                        search: SearchConfig | None = None, batch_tokens: int = 6000) -> dict:
+def evaluate_translator(
+    translator: Translator,
+    sources: Sequence[str],
+    references: Sequence[str],
+    search: SearchConfig | None = None,
+    batch_tokens: int = 6000,
+) -> dict:
     """``corpus_scores`` of the translations of ``sources`` against ``references``, plus the
     hypotheses themselves (``hypotheses``)."""
     if len(sources) != len(references):

@@ -13,5 +13,18 @@ from .export import export_html, notebook
 from .load import load_subject, make_subject
 from .subject import Analysis, Subject
 
-__all__ = ["Analysis", "AttentionTap", "Registry", "Site", "StreamTap", "Subject", "create_app", "export_html",
-           "load_subject", "make_router", "make_subject", "mount", "notebook"]
+__all__ = [
+    "Analysis",
+    "AttentionTap",
+    "Registry",
+    "Site",
+    "StreamTap",
+    "Subject",
+    "create_app",
+    "export_html",
+    "load_subject",
+    "make_router",
+    "make_subject",
+    "mount",
+    "notebook",
+]

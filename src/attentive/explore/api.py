@@ -70,8 +70,7 @@ class Registry:
 
 def defaults(subject: Subject) -> dict:
     """The requests the page makes first (the static export answers exactly these)."""
-    return {"window": 64, "layer": 0, "head": 0, "query": -1, "position": 0, "seed": 0,
-            "ideas": list(IDEAS)}
+    return {"window": 64, "layer": 0, "head": 0, "query": -1, "position": 0, "seed": 0, "ideas": list(IDEAS)}
 
 
 # ----------------------------------------------------------------------------- the work of each endpoint
@@ -114,16 +113,21 @@ def _analysis(subject: Subject, payload: dict) -> Analysis:
 
 def _settings(payload: dict) -> Settings:
     top_k = _int(payload, "top_k", None, optional=True)
-    settings = Settings(temperature=_float(payload, "temperature", 1.0), top_k=top_k or None,
-                        top_p=_float(payload, "top_p", 1.0), seed=_int(payload, "seed", 0))
+    settings = Settings(
+        temperature=_float(payload, "temperature", 1.0),
+        top_k=top_k or None,
+        top_p=_float(payload, "top_p", 1.0),
+        seed=_int(payload, "seed", 0),
+    )
     settings.config(1)  # rejects nonsense (negative temperature, top_p outside (0, 1], ...) now
     return settings
 
 
 def _language_model(subject: Subject) -> LanguageModel:
     if not isinstance(subject, LanguageModel):
-        raise ValueError(f"{subject.name} is a {subject.family} model; generation and the logit lens are for "
-                         "language models")
+        raise ValueError(
+            f"{subject.name} is a {subject.family} model; generation and the logit lens are for language models"
+        )
     return subject
 
 
@@ -151,9 +155,17 @@ def handlers(registry: Registry) -> dict[str, Callable[[dict], dict]]:
         head = payload.get("head")
         if head is not None and head != "mean":
             head = _int(payload, "head")
-        return {"stack": store.name, **store.block(
-            _int(payload, "layer", 0), _int(payload, "q0", 0), _int(payload, "q1", None, optional=True),
-            _int(payload, "k0", 0), _int(payload, "k1", None, optional=True), head)}
+        return {
+            "stack": store.name,
+            **store.block(
+                _int(payload, "layer", 0),
+                _int(payload, "q0", 0),
+                _int(payload, "q1", None, optional=True),
+                _int(payload, "k0", 0),
+                _int(payload, "k1", None, optional=True),
+                head,
+            ),
+        }
 
     def lens(payload: dict) -> dict:
         subject = _language_model(subject_of(payload))
@@ -166,13 +178,19 @@ def handlers(registry: Registry) -> dict[str, Callable[[dict], dict]]:
             params = {k: v for k, v in payload.items() if k not in ("model", "id", "text")}
             _check_params(name, params)
             return run_idea(subject, analysis, name, params)
+
         return handler
 
     def generate_start(payload: dict) -> dict:
         subject = _language_model(subject_of(payload))
         stepper = registry.steppers[subject.name].start(subject, _str(payload, "text"), _settings(payload))
-        return {"session": stepper.id, "tokens": stepper.tokens, "prompt_length": stepper.prompt_length,
-                "layers": len(subject.model.stack.layers), "heads": subject.config.num_heads}
+        return {
+            "session": stepper.id,
+            "tokens": stepper.tokens,
+            "prompt_length": stepper.prompt_length,
+            "layers": len(subject.model.stack.layers),
+            "heads": subject.config.num_heads,
+        }
 
     def generate_step(payload: dict) -> dict:
         subject = _language_model(subject_of(payload))
@@ -186,9 +204,15 @@ def handlers(registry: Registry) -> dict[str, Callable[[dict], dict]]:
         subject = _language_model(subject_of(payload))
         return registry.steppers[subject.name].get(_str(payload, "session")).layer_attention(_int(payload, "layer", -1))
 
-    routes = {"models": models, "analyze": analyze, "attention": attention, "lens": lens,
-              "generate/start": generate_start, "generate/step": generate_step,
-              "generate/attention": generate_attention}
+    routes = {
+        "models": models,
+        "analyze": analyze,
+        "attention": attention,
+        "lens": lens,
+        "generate/start": generate_start,
+        "generate/step": generate_step,
+        "generate/attention": generate_attention,
+    }
     routes.update({f"ideas/{name}": idea(name) for name in IDEAS})
     return routes
 
@@ -263,8 +287,9 @@ def make_router(registry: Registry):
     async def upload(request: Request, model: str | None = None) -> JSONResponse:
         raw = await request.body()
         if len(raw) > MAX_BODY:
-            return JSONResponse({"error": f"the file is {len(raw):,} bytes; the explorer takes at most {MAX_BODY:,}"},
-                                status_code=400)
+            return JSONResponse(
+                {"error": f"the file is {len(raw):,} bytes; the explorer takes at most {MAX_BODY:,}"}, status_code=400
+            )
         return await answer(analyze_file, registry, model, raw)
 
     return router
@@ -281,6 +306,7 @@ def mount(app, registry: Registry, prefix: str = "") -> None:
         return FileResponse(STATIC / "index.html", headers=headers)
 
     if prefix:
+
         @app.get(prefix, include_in_schema=False)
         async def page_slash():
             return RedirectResponse(f"{prefix}/")

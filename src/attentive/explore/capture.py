@@ -93,6 +93,7 @@ class AttentionTap:
             out, weights = output
             self.sink(site, weights.detach())
             return out, (weights if self._asked.pop(id(module), False) else None)
+
         return post
 
 
@@ -143,12 +144,14 @@ class StreamTap:
     def _layer_in(self, i: int):
         def hook(module, args):
             self._inputs[i] = args[0].detach()
+
         return hook
 
     def _sub_out(self, i: int, name: str):
         def hook(module, args, output):
             out = output[0] if isinstance(output, tuple) else output
             self._sub[i][name] = out.detach()
+
         return hook
 
     def _layer_out(self, i: int, layer: TransformerLayer):
@@ -169,6 +172,7 @@ class StreamTap:
             if self.keep_outputs:
                 self.outputs[i] = out
             self._inputs[i], self._sub[i] = None, {}
+
         return hook
 
 

@@ -38,6 +38,7 @@ class EncoderModel(Subject):
         model = self.model
         with self.tapped(stores), self.stream_tap(model.stack) as stream:
             model.encode(x)
-        primary = Primary(x, tokens, model.stack, "stack", model.embed,
-                          lambda ids, key_mask: model.encode(ids, key_mask))
+        primary = Primary(
+            x, tokens, model.stack, "stack", model.embed, lambda ids, key_mask: model.encode(ids, key_mask)
+        )
         return Analysis(key, self.family, {s.name: s for s in stores.values()}, primary, streams=stream.layers)

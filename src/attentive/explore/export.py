@@ -22,8 +22,10 @@ from .api import STATIC, Registry, handlers
 from .ideas import IDEA_TOKENS
 from .subject import Subject
 
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
-       "connect-src 'none'; font-src 'none'")
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "connect-src 'none'; font-src 'none'"
+)
 MAX_IDEA_COMBINATIONS = 64  # layer x head choices exported for the attention-steps panel
 EXPORTED_POSITIONS = 16  # token choices exported for the embedding and positions panels
 
@@ -58,8 +60,19 @@ def collect(subject: Subject, value) -> dict:
             if stack["name"] == "cross":
                 keys = min(summary.get("audio_positions", tk), tk)
                 for head in ["mean", *range(stack["heads"])]:
-                    ask("attention", {**ref, "stack": "cross", "layer": layer, "head": head, "q0": 0,
-                                      "q1": min(tq, 64), "k0": 0, "k1": keys})
+                    ask(
+                        "attention",
+                        {
+                            **ref,
+                            "stack": "cross",
+                            "layer": layer,
+                            "head": head,
+                            "q0": 0,
+                            "q1": min(tq, 64),
+                            "k0": 0,
+                            "k1": keys,
+                        },
+                    )
     views = subject.info()["views"]
     steps = len(summary["tokens"])
     if "lens" in views:
@@ -86,8 +99,11 @@ def collect(subject: Subject, value) -> dict:
 def render_page(data: dict) -> str:
     """The page with its stylesheet, scripts and ``data`` inlined."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-    page = re.sub(r'<meta http-equiv="Content-Security-Policy" content="[^"]*">',
-                  f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', page)
+    page = re.sub(
+        r'<meta http-equiv="Content-Security-Policy" content="[^"]*">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        page,
+    )
     css = (STATIC / "explorer.css").read_text(encoding="utf-8")
     page = page.replace('<link rel="stylesheet" href="static/explorer.css">', f"<style>\n{css}</style>")
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
@@ -121,8 +137,10 @@ class Notebook:
         self.page, self.height = page, height
 
     def _repr_html_(self) -> str:
-        return (f'<iframe srcdoc="{html.escape(self.page, quote=True)}" style="width:100%;height:{self.height}px;'
-                f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+        return (
+            f'<iframe srcdoc="{html.escape(self.page, quote=True)}" style="width:100%;height:{self.height}px;'
+            f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>'
+        )
 
 
 def notebook(subject: Subject, value, height: int = 900) -> Notebook:

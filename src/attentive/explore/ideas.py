@@ -32,8 +32,13 @@ from torch import Tensor, nn
 from ..nn.attention import attention
 from ..nn.masks import causal_mask
 from ..nn.positional import (
-    ALiBi, LearnedPositionalEmbedding, PositionalEncoding, RelativePositionBias, RotaryEmbedding,
-    SinusoidalPositionalEncoding, apply_rotary,
+    ALiBi,
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    RelativePositionBias,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    apply_rotary,
 )
 from ..nn.stack import TransformerStack
 from .capture import AttentionTap, Site
@@ -50,8 +55,15 @@ IDEAS = ("embedding", "positions", "attention_steps", "heads", "residual", "perm
 
 def run_idea(subject: Subject, analysis: Analysis, name: str, params: dict) -> dict:
     """Dispatch to the panel ``name`` with its parameters (unknown ones are an error)."""
-    panels = {"embedding": embedding, "positions": positions, "attention_steps": attention_steps, "heads": heads,
-              "residual": residual, "permutation": permutation, "masks": masks}
+    panels = {
+        "embedding": embedding,
+        "positions": positions,
+        "attention_steps": attention_steps,
+        "heads": heads,
+        "residual": residual,
+        "permutation": permutation,
+        "masks": masks,
+    }
     if name not in panels:
         raise ValueError(f"no idea panel {name!r}; the panels are {', '.join(IDEAS)}")
     with subject.lock, torch.no_grad():
@@ -93,11 +105,13 @@ def embedding(subject: Subject, analysis: Analysis, position: int = 0) -> dict:
     primary = analysis.primary
     emb = primary.embedding
     if emb is None:
-        return _unavailable("a Vision Transformer has no token embedding: each patch's pixels are projected "
-                            "by a linear map (the same idea without the one-hot: a matrix times a vector)")
+        return _unavailable(
+            "a Vision Transformer has no token embedding: each patch's pixels are projected "
+            "by a linear map (the same idea without the one-hot: a matrix times a vector)"
+        )
     ids, tokens = _cut(primary)
     position = _index(position, ids.shape[1], "position")
-    token = ids[:, position:position + 1]  # (1, 1)
+    token = ids[:, position : position + 1]  # (1, 1)
     lookup = emb(token)[0, 0]  # (D,) the table lookup (times the scale)
     one_hot = emb.one_hot_lookup(token)[0, 0]  # (D,) one-hot (1, V) @ E (V, D), times the scale
     row = emb.weight[int(token)]
@@ -105,12 +119,20 @@ def embedding(subject: Subject, analysis: Analysis, position: int = 0) -> dict:
     cosine[int(token)] = -2.0
     values, index = cosine.topk(min(NEAREST, cosine.numel() - 1))
     return {
-        "available": True, "position": position, "token": tokens[position], "id": int(token),
-        "vocab": emb.vocab_size, "d_model": emb.d_model, "scale": emb.scale,
-        "lookup": lookup.tolist(), "one_hot": one_hot.tolist(),
-        "equal": bool(torch.equal(lookup, one_hot)), "max_difference": float((lookup - one_hot).abs().max()),
-        "nearest": [{"id": i, "token": subject.labels_of([i])[0], "cosine": c}
-                    for i, c in zip(index.tolist(), values.tolist())],
+        "available": True,
+        "position": position,
+        "token": tokens[position],
+        "id": int(token),
+        "vocab": emb.vocab_size,
+        "d_model": emb.d_model,
+        "scale": emb.scale,
+        "lookup": lookup.tolist(),
+        "one_hot": one_hot.tolist(),
+        "equal": bool(torch.equal(lookup, one_hot)),
+        "max_difference": float((lookup - one_hot).abs().max()),
+        "nearest": [
+            {"id": i, "token": subject.labels_of([i])[0], "cosine": c} for i, c in zip(index.tolist(), values.tolist())
+        ],
         "tokens": tokens,
     }
 
@@ -141,27 +163,41 @@ def positions(subject: Subject, analysis: Analysis, position: int = 0) -> dict:
         table = table[:shown].float()  # (P, D)
         out.update(mode="added", table=_heat(table))
         if primary.embedding is not None:
-            token = ids[:, position:position + 1]
+            token = ids[:, position : position + 1]
             e = primary.embedding(token)  # (1, 1, D)
             summed = module.add_to(e, torch.tensor([[position]], device=e.device))[0, 0]
             pe = summed - e[0, 0]
-            out.update(embedding=e[0, 0].tolist(), position_vector=pe.tolist(), sum=summed.tolist(),
-                       norms={"embedding": float(e.norm()), "position": float(pe.norm()), "sum": float(summed.norm())})
+            out.update(
+                embedding=e[0, 0].tolist(),
+                position_vector=pe.tolist(),
+                sum=summed.tolist(),
+                norms={"embedding": float(e.norm()), "position": float(pe.norm()), "sum": float(summed.norm())},
+            )
             # how alike the same token enters at another position (without positions: identical)
             other = 0 if position else min(1, steps - 1)
             there = module.add_to(e, torch.tensor([[other]], device=e.device))[0, 0]
-            out["same_token_elsewhere"] = {"other_position": other, "cosine_with_positions": float(
-                torch.nn.functional.cosine_similarity(summed, there, dim=0))}
+            out["same_token_elsewhere"] = {
+                "other_position": other,
+                "cosine_with_positions": float(torch.nn.functional.cosine_similarity(summed, there, dim=0)),
+            }
     elif isinstance(module, RotaryEmbedding):
         cos, _ = module.rotary(torch.arange(shown, device=subject.device))  # (1, 1, P, Dr)
         half = cos.shape[-1] // 2
-        out.update(mode="rotary", base=module.base, rotary_dim=module.rotary_dim,
-                   table=_heat(cos[0, 0, :, :half].float()), inv_freq=module.inv_freq.tolist())
+        out.update(
+            mode="rotary",
+            base=module.base,
+            rotary_dim=module.rotary_dim,
+            table=_heat(cos[0, 0, :, :half].float()),
+            inv_freq=module.inv_freq.tolist(),
+        )
     elif isinstance(module, (ALiBi, RelativePositionBias)):
         where = torch.arange(steps, device=subject.device)
         bias = module.attention_bias(where, where)[0].float()  # (H, T, T)
-        out.update(mode="bias", heads=[_heat(b) for b in bias[: min(4, bias.shape[0])]],
-                   slopes=module.slopes.tolist() if isinstance(module, ALiBi) else None)
+        out.update(
+            mode="bias",
+            heads=[_heat(b) for b in bias[: min(4, bias.shape[0])]],
+            slopes=module.slopes.tolist() if isinstance(module, ALiBi) else None,
+        )
     else:
         out.update(mode="none")
     return out
@@ -237,19 +273,33 @@ def attention_steps(subject: Subject, analysis: Analysis, layer: int = 0, head: 
     lib_row, lib_vec = lib_weights[0, head, query].float(), lib_out[0, head, query].float()
     tap_row = tapped[layer][0, head, query].float()
     return {
-        "available": True, "layer": layer, "head": head, "kv_head": kv_head, "query": query, "tokens": tokens,
-        "head_dim": mha.head_dim, "scale": scale, "rotary": kw.get("rope") is not None,
-        "q": qv.tolist(), "k": keys.tolist(), "v": values.tolist(),
-        "dots": dots.tolist(), "scaled": scaled.tolist(),
+        "available": True,
+        "layer": layer,
+        "head": head,
+        "kv_head": kv_head,
+        "query": query,
+        "tokens": tokens,
+        "head_dim": mha.head_dim,
+        "scale": scale,
+        "rotary": kw.get("rope") is not None,
+        "q": qv.tolist(),
+        "k": keys.tolist(),
+        "v": values.tolist(),
+        "dots": dots.tolist(),
+        "scaled": scaled.tolist(),
         "bias": None if bias is None else (biased - scaled).tolist(),
         "allowed": allowed.tolist(),
         "masked": [m if a else None for a, m in zip(allowed.tolist(), masked.tolist())],  # -inf is not JSON
-        "weights": weights.tolist(), "output": output.tolist(),
-        "attention_weights": lib_row.tolist(), "attention_output": lib_vec.tolist(),
+        "weights": weights.tolist(),
+        "output": output.tolist(),
+        "attention_weights": lib_row.tolist(),
+        "attention_output": lib_vec.tolist(),
         "tap_weights": tap_row.tolist(),
-        "max_difference": {"weights": float((weights - lib_row).abs().max()),
-                           "output": float((output - lib_vec).abs().max()),
-                           "tap": float((lib_row - tap_row).abs().max())},
+        "max_difference": {
+            "weights": float((weights - lib_row).abs().max()),
+            "output": float((output - lib_vec).abs().max()),
+            "tap": float((lib_row - tap_row).abs().max()),
+        },
     }
 
 
@@ -266,8 +316,14 @@ def heads(subject: Subject, analysis: Analysis, layer: int = 0, query: int = -1)
     entropy = -(rows * rows.clamp_min(1e-30).log2()).sum(-1)  # (H,) bits
     overlap = torch.minimum(rows[:, None], rows[None]).sum(-1)  # (H, H): weight two heads share
     return {
-        "available": True, "layer": layer, "query": query, "tokens": tokens, "rows": rows.tolist(),
-        "entropy": entropy.tolist(), "top": rows.argmax(-1).tolist(), "overlap": overlap.tolist(),
+        "available": True,
+        "layer": layer,
+        "query": query,
+        "tokens": tokens,
+        "rows": rows.tolist(),
+        "entropy": entropy.tolist(),
+        "top": rows.argmax(-1).tolist(),
+        "overlap": overlap.tolist(),
         "max_entropy": math.log2(int((rows[0] > 0).sum()) or 1),
     }
 
@@ -278,8 +334,12 @@ def heads(subject: Subject, analysis: Analysis, layer: int = 0, query: int = -1)
 def residual(subject: Subject, analysis: Analysis) -> dict:
     if not analysis.streams:
         return _unavailable("no residual stream was recorded for this input")
-    return {"available": True, "tokens": analysis.primary.tokens, "norm_first": subject.config.norm_first,
-            **residual_summary(analysis.streams)}
+    return {
+        "available": True,
+        "tokens": analysis.primary.tokens,
+        "norm_first": subject.config.norm_first,
+        **residual_summary(analysis.streams),
+    }
 
 
 # ----------------------------------------------------------------------------- 6. permutation
@@ -346,16 +406,26 @@ def permutation(subject: Subject, analysis: Analysis, seed: int = 0) -> dict:
         diff = (b - moved).abs()
         both = torch.cat((moved[:, :16], b[:, :16]))  # one colour scale for the two pictures
         lo, hi = float(both.min()), float(both.max())
-        return {"max_difference": float(diff.max()), "token_difference": diff.max(-1).values.tolist(),
-                "outputs": _heat(moved[:, :16], lo, hi), "shuffled_outputs": _heat(b[:, :16], lo, hi)}
+        return {
+            "max_difference": float(diff.max()),
+            "token_difference": diff.max(-1).values.tolist(),
+            "outputs": _heat(moved[:, :16], lo, hi),
+            "shuffled_outputs": _heat(b[:, :16], lo, hi),
+        }
 
     with positions_off(model):
         off = compare()
     on = compare()
-    return {"available": True, "tokens": tokens, "order": token_order,
-            "shuffled_tokens": [tokens[i] for i in token_order], "off": off, "on": on,
-            "causal": any(s.causal for s in model.modules() if isinstance(s, TransformerStack)),
-            "positional": type(_positional(subject, primary.stack)).__name__}
+    return {
+        "available": True,
+        "tokens": tokens,
+        "order": token_order,
+        "shuffled_tokens": [tokens[i] for i in token_order],
+        "off": off,
+        "on": on,
+        "causal": any(s.causal for s in model.modules() if isinstance(s, TransformerStack)),
+        "positional": type(_positional(subject, primary.stack)).__name__,
+    }
 
 
 # ----------------------------------------------------------------------------- 7. masks
@@ -365,8 +435,13 @@ def masks(subject: Subject, analysis: Analysis) -> dict:
     primary = analysis.primary
     stack = primary.stack
     if not primary.is_text:
-        return {"available": True, "mode": "none", "causal": False, "tokens": primary.tokens,
-                "why": "every patch attends to every patch: no padding (one fixed-size image) and no causal mask"}
+        return {
+            "available": True,
+            "mode": "none",
+            "causal": False,
+            "tokens": primary.tokens,
+            "why": "every patch attends to every patch: no padding (one fixed-size image) and no causal mask",
+        }
     ids, tokens = _cut(primary, MASK_TOKENS)
     steps = len(tokens)
     if steps < 2:
@@ -392,12 +467,16 @@ def masks(subject: Subject, analysis: Analysis) -> dict:
     weights = tapped[0][:, 0].float()  # (2, T, T): layer 0, head 0
     causal = causal_mask(steps, device=batch.device)[0, 0] if stack.causal else None
     return {
-        "available": True, "mode": "causal" if stack.causal else "padding", "causal": stack.causal,
-        "tokens": tokens, "short": short,
-        "padding": key_mask[1].tolist(), "causal_mask": None if causal is None else causal.tolist(),
-        "combined": full[1].tolist(), "full_row_mask": full[0].tolist(),
-        "weights": weights[1].tolist(), "weights_full": weights[0].tolist(),
+        "available": True,
+        "mode": "causal" if stack.causal else "padding",
+        "causal": stack.causal,
+        "tokens": tokens,
+        "short": short,
+        "padding": key_mask[1].tolist(),
+        "causal_mask": None if causal is None else causal.tolist(),
+        "combined": full[1].tolist(),
+        "full_row_mask": full[0].tolist(),
+        "weights": weights[1].tolist(),
+        "weights_full": weights[0].tolist(),
         "masked_weight_max": float(weights[1].masked_fill(full[1], 0).abs().max()),
     }
-
-

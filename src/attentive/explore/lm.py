@@ -38,11 +38,18 @@ class LanguageModel(Subject):
         with self.tapped(stores), self.stream_tap(self.model.stack, keep_outputs=True) as stream:
             self.model.decode(x)
         model = self.model
-        primary = Primary(x, tokens, model.stack, "stack", model.embed,
-                          lambda ids, key_mask: model.decode(ids, key_mask=key_mask))
+        primary = Primary(
+            x, tokens, model.stack, "stack", model.embed, lambda ids, key_mask: model.decode(ids, key_mask=key_mask)
+        )
         outputs = torch.cat([o for o in stream.outputs])  # (L, T, D)
-        return Analysis(key, self.family, {s.name: s for s in stores.values()}, primary,
-                        streams=stream.layers, layer_outputs=outputs)
+        return Analysis(
+            key,
+            self.family,
+            {s.name: s for s in stores.values()},
+            primary,
+            streams=stream.layers,
+            layer_outputs=outputs,
+        )
 
     @torch.no_grad()
     def logit_lens(self, analysis: Analysis, position: int, top: int = LENS_TOP) -> dict:
@@ -61,9 +68,14 @@ class LanguageModel(Subject):
         values, index = probs.topk(top, dim=-1)  # (L, top)
         layers = []
         for layer, (vals, ids) in enumerate(zip(values.tolist(), index.tolist())):
-            layers.append({"layer": layer, "top": [{"id": i, "token": self.labels_of([i])[0], "p": p}
-                                                   for i, p in zip(ids, vals)]})
+            layers.append(
+                {"layer": layer, "top": [{"id": i, "token": self.labels_of([i])[0], "p": p} for i, p in zip(ids, vals)]}
+            )
         following = analysis.primary.inputs[0, position + 1].item() if position + 1 < steps else None
-        return {"position": position, "token": analysis.primary.tokens[position], "layers": layers,
-                "next": None if following is None else {"id": following, "token": self.labels_of([following])[0]},
-                "final_norm": stack.final_norm is not None}
+        return {
+            "position": position,
+            "token": analysis.primary.tokens[position],
+            "layers": layers,
+            "next": None if following is None else {"id": following, "token": self.labels_of([following])[0]},
+            "final_norm": stack.final_norm is not None,
+        }

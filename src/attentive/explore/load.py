@@ -17,8 +17,7 @@ from .subject import Subject
 from .translation import TranslationModel
 from .vision import VisionModel
 
-FAMILIES = {"decoder-lm": LanguageModel, "encoder": EncoderModel, "speech": SpeechRecognizer,
-            "vit": VisionModel}
+FAMILIES = {"decoder-lm": LanguageModel, "encoder": EncoderModel, "speech": SpeechRecognizer, "vit": VisionModel}
 
 
 def load_subject(spec: str, device: str | torch.device = "cpu") -> Subject:

@@ -32,8 +32,11 @@ class SpeechRecognizer(Subject):
     family = "speech"
     input_kind = "audio"
     views = ("head", "model", "cross", "ideas")
-    labels = {"encoder": "encoder self-attention (audio)", "decoder": "decoder self-attention (causal)",
-              "cross": "cross-attention (token -> audio)"}
+    labels = {
+        "encoder": "encoder self-attention (audio)",
+        "decoder": "decoder self-attention (causal)",
+        "cross": "cross-attention (token -> audio)",
+    }
 
     def info(self) -> dict:
         info = super().info()
@@ -72,21 +75,35 @@ class SpeechRecognizer(Subject):
         frames = min(features.shape[-1], math.ceil(len(audio) / HOP_LENGTH))  # frames holding the audio
         positions = model.config.max_source_positions
         audio_labels = [f"{2 * i / 100:.2f}s" for i in range(min(positions, features.shape[-1] // 2))]
-        stores = self.stores_for({("encoder", "self"): (audio_labels, audio_labels),
-                                  ("decoder", "self"): (inputs, inputs),
-                                  ("decoder", "cross"): (predicted, audio_labels)})
+        stores = self.stores_for(
+            {
+                ("encoder", "self"): (audio_labels, audio_labels),
+                ("decoder", "self"): (inputs, inputs),
+                ("decoder", "cross"): (predicted, audio_labels),
+            }
+        )
         with self.tapped(stores), self.stream_tap(model.decoder) as stream:
             memory = model.encode(features).hidden  # (1, S, D)
             model.decode(torch.tensor([dec_in], device=self.device), memory)
         mel = features[0, :, :frames]  # (M, F)
         lo, hi = float(mel.min()), float(mel.max())
         extra = {
-            "transcript": self.tokenizer.decode(tokens).strip(), "seconds": seconds, "clipped": seconds > 30.0,
-            "spectrogram": {"mels": config.n_mels, "frames": frames,
-                            "pixels": as_b64(((mel - lo) / max(hi - lo, 1e-6) * 255).round())},
+            "transcript": self.tokenizer.decode(tokens).strip(),
+            "seconds": seconds,
+            "clipped": seconds > 30.0,
+            "spectrogram": {
+                "mels": config.n_mels,
+                "frames": frames,
+                "pixels": as_b64(((mel - lo) / max(hi - lo, 1e-6) * 255).round()),
+            },
             "audio_positions": math.ceil(frames / 2),
         }
-        primary = Primary(torch.tensor([dec_in], device=self.device), inputs, model.decoder, "decoder", model.embed,
-                          lambda ids, key_mask: model.decode(ids, memory.expand(ids.shape[0], -1, -1),
-                                                             key_mask=key_mask))
+        primary = Primary(
+            torch.tensor([dec_in], device=self.device),
+            inputs,
+            model.decoder,
+            "decoder",
+            model.embed,
+            lambda ids, key_mask: model.decode(ids, memory.expand(ids.shape[0], -1, -1), key_mask=key_mask),
+        )
         return Analysis(key, self.family, {s.name: s for s in stores.values()}, primary, extra, streams=stream.layers)

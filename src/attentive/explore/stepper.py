@@ -45,8 +45,14 @@ class Settings:
     seed: int = 0
 
     def config(self, max_new_tokens: int, stop_tokens: tuple[int, ...] = ()) -> GenerationConfig:
-        return GenerationConfig(max_new_tokens=max_new_tokens, temperature=self.temperature, top_k=self.top_k,
-                                top_p=self.top_p, seed=self.seed, stop_tokens=stop_tokens)
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop_tokens=stop_tokens,
+        )
 
 
 class Stepper:
@@ -94,9 +100,14 @@ class Stepper:
         keys = self.attention[0].shape[1] if self.attention else 0
         self.attention_labels = fed[-keys:] if keys else []
         return {
-            "session": self.id, "token": None if event.token is None else {"id": event.token, "label": self.tokens[-1]},
-            "tokens": self.tokens, "prompt_length": self.prompt_length, "finish_reason": self.sequence.finish_reason,
-            "bars": bars, "attention_query": keys - 1, "layers": len(self.attention),
+            "session": self.id,
+            "token": None if event.token is None else {"id": event.token, "label": self.tokens[-1]},
+            "tokens": self.tokens,
+            "prompt_length": self.prompt_length,
+            "finish_reason": self.sequence.finish_reason,
+            "bars": bars,
+            "attention_query": keys - 1,
+            "layers": len(self.attention),
             "settings": vars(self.settings),
         }
 
@@ -111,8 +122,16 @@ class Stepper:
         ids = index.tolist()
         if chosen is not None and chosen not in ids:
             ids.append(chosen)  # the drawn token always has a bar
-        return [{"id": i, "token": self.subject.labels_of([i])[0], "p": float(probs[i]), "raw": float(raw[i]),
-                 "chosen": i == chosen} for i in ids]
+        return [
+            {
+                "id": i,
+                "token": self.subject.labels_of([i])[0],
+                "p": float(probs[i]),
+                "raw": float(raw[i]),
+                "chosen": i == chosen,
+            }
+            for i in ids
+        ]
 
     def layer_attention(self, layer: int) -> dict:
         """The newest token's weights over every earlier token in ``layer``, all heads ``(H, Tk)``."""
@@ -122,8 +141,13 @@ class Stepper:
         if not -layers <= layer < layers:
             raise ValueError(f"layer {layer} is out of range: the model has {layers} layers")
         weights = self.attention[layer % layers]
-        return {"layer": layer % layers, "heads": weights.shape[0], "keys": weights.shape[1],
-                "weights": weights.tolist(), "tokens": self.attention_labels}
+        return {
+            "layer": layer % layers,
+            "heads": weights.shape[0],
+            "keys": weights.shape[1],
+            "weights": weights.tolist(),
+            "tokens": self.attention_labels,
+        }
 
 
 class Steppers:
@@ -144,7 +168,8 @@ class Steppers:
     def get(self, session: str) -> Stepper:
         with self._lock:
             if session not in self.open:
-                raise ValueError(f"no generation {session!r} is open (the explorer keeps the last {SESSIONS}); "
-                                 "start a new one")
+                raise ValueError(
+                    f"no generation {session!r} is open (the explorer keeps the last {SESSIONS}); start a new one"
+                )
             self.open.move_to_end(session)
             return self.open[session]

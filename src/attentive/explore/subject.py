@@ -68,9 +68,14 @@ class Analysis:
     layer_outputs: Tensor | None = None  # (L, T, D) for the logit lens (language models)
 
     def summary(self) -> dict:
-        return {"id": self.id, "family": self.family, "tokens": self.primary.tokens,
-                "primary_stack": self._primary_store(),
-                "stacks": [store.summary() for store in self.stores.values()], **self.extra}
+        return {
+            "id": self.id,
+            "family": self.family,
+            "tokens": self.primary.tokens,
+            "primary_stack": self._primary_store(),
+            "stacks": [store.summary() for store in self.stores.values()],
+            **self.extra,
+        }
 
     def _primary_store(self) -> str:
         """The store that holds the primary stack's self-attention (what the idea panels show)."""
@@ -111,10 +116,19 @@ class Subject:
     def info(self) -> dict:
         c = self.config
         return {
-            "name": self.name, "family": self.family, "input": self.input_kind, "views": list(self.views),
-            "model_type": c.model_type, "d_model": c.d_model, "heads": c.num_heads,
-            "kv_heads": c.num_kv_heads or c.num_heads, "positional": c.positional, "norm_first": c.norm_first,
-            "max_tokens": self.max_tokens, "max_chars": MAX_CHARS, "example": self.example(),
+            "name": self.name,
+            "family": self.family,
+            "input": self.input_kind,
+            "views": list(self.views),
+            "model_type": c.model_type,
+            "d_model": c.d_model,
+            "heads": c.num_heads,
+            "kv_heads": c.num_kv_heads or c.num_heads,
+            "positional": c.positional,
+            "norm_first": c.norm_first,
+            "max_tokens": self.max_tokens,
+            "max_chars": MAX_CHARS,
+            "example": self.example(),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
 
@@ -150,8 +164,9 @@ class Subject:
     def cached(self, analysis_id: str) -> Analysis:
         with self._cache_lock:
             if analysis_id not in self.cache:
-                raise ValueError("that input is no longer in the explorer's cache (it keeps the last "
-                                 f"{CACHE_SIZE}); run it again")
+                raise ValueError(
+                    f"that input is no longer in the explorer's cache (it keeps the last {CACHE_SIZE}); run it again"
+                )
             self.cache.move_to_end(analysis_id)
             return self.cache[analysis_id]
 
@@ -179,8 +194,9 @@ class Subject:
     def labels_of(self, ids: list[int]) -> list[str]:
         return [token_label(self.tokenizer, i) for i in ids]
 
-    def stores_for(self, spec: dict[tuple[str, str], tuple[list[str], list[str]]]
-                   ) -> dict[tuple[str, str], WeightStore]:
+    def stores_for(
+        self, spec: dict[tuple[str, str], tuple[list[str], list[str]]]
+    ) -> dict[tuple[str, str], WeightStore]:
         """Empty stores for the sites ``(stack, kind) -> (query tokens, key tokens)``."""
         stacks = {name: len(s.layers) for name, s in stacks_of(self.model).items()}
         heads = self.config.num_heads
@@ -231,9 +247,15 @@ def residual_summary(streams) -> dict:
     """Stream sizes (norms) per layer for the residual panel: the mean over tokens and each token."""
     layers = []
     for i, layer in enumerate(streams):
-        layers.append({
-            "layer": i,
-            "points": [{"name": name, "mean": float(n[0].mean()), "tokens": n[0].tolist()} for name, n in layer.points],
-            "added": [{"name": name, "mean": float(n[0].mean()), "tokens": n[0].tolist()} for name, n in layer.added],
-        })
+        layers.append(
+            {
+                "layer": i,
+                "points": [
+                    {"name": name, "mean": float(n[0].mean()), "tokens": n[0].tolist()} for name, n in layer.points
+                ],
+                "added": [
+                    {"name": name, "mean": float(n[0].mean()), "tokens": n[0].tolist()} for name, n in layer.added
+                ],
+            }
+        )
     return {"layers": layers}

@@ -26,8 +26,11 @@ MAX_BEAM_STEPS_SHOWN = 64
 class TranslationModel(Subject):
     family = "translation"
     views = ("head", "model", "cross", "beams", "ideas")
-    labels = {"encoder": "encoder self-attention", "decoder": "decoder self-attention (causal)",
-              "cross": "cross-attention (output -> source)"}
+    labels = {
+        "encoder": "encoder self-attention",
+        "decoder": "decoder self-attention (causal)",
+        "cross": "cross-attention (output -> source)",
+    }
 
     def __init__(self, translator: Translator, name: str):
         super().__init__(translator.model, translator.tokenizer, name)
@@ -42,8 +45,12 @@ class TranslationModel(Subject):
 
     def info(self) -> dict:
         info = super().info()
-        info.update(layers_encoder=self.config.num_encoder_layers, layers_decoder=self.config.num_decoder_layers,
-                    beam_size=self.search_config.beam_size, pair=_pair(self.translator.info))
+        info.update(
+            layers_encoder=self.config.num_encoder_layers,
+            layers_decoder=self.config.num_decoder_layers,
+            beam_size=self.search_config.beam_size,
+            pair=_pair(self.translator.info),
+        )
         return info
 
     def _analyze(self, text: str, key: str) -> Analysis:
@@ -52,23 +59,36 @@ class TranslationModel(Subject):
         src = torch.tensor([src_ids], device=self.device)  # (1, S)
         steps: list[BeamStep] = []
         config = self.search_config
-        out = beam_search(model, src, config, bos_id=tr.tokenizer.bos_id, eos_id=tr.tokenizer.eos_id,
-                          on_step=steps.extend)
+        out = beam_search(
+            model, src, config, bos_id=tr.tokenizer.bos_id, eos_id=tr.tokenizer.eos_id, on_step=steps.extend
+        )
         out_ids = out.tokens[0]
         source = [token_label(tr.source_tokenizer, i) for i in src_ids]
         dec_in = [tr.tokenizer.bos_id, *out_ids]
         inputs = self.labels_of(dec_in)
         predicted = self.labels_of(out_ids) + [token_label(tr.tokenizer, tr.tokenizer.eos_id)]
-        stores = self.stores_for({("encoder", "self"): (source, source), ("decoder", "self"): (inputs, inputs),
-                                  ("decoder", "cross"): (predicted, source)})
+        stores = self.stores_for(
+            {
+                ("encoder", "self"): (source, source),
+                ("decoder", "self"): (inputs, inputs),
+                ("decoder", "cross"): (predicted, source),
+            }
+        )
         valid = src != model.config.pad_id  # (1, S)
         with self.tapped(stores), self.stream_tap(model.encoder) as stream:
             memory = model.encode(src, valid).hidden  # (1, S, D)
             model.decode(torch.tensor([dec_in], device=self.device), memory, valid)
-        primary = Primary(src, source, model.encoder, "encoder", model.src_embed,
-                          lambda ids, key_mask: model.encode(ids, key_mask))
-        extra = {"source": text, "translation": tr.tokenizer.decode(out_ids), "score": out.scores[0],
-                 "beam_size": config.beam_size, "alpha": config.alpha, "beams": self._beams(steps)}
+        primary = Primary(
+            src, source, model.encoder, "encoder", model.src_embed, lambda ids, key_mask: model.encode(ids, key_mask)
+        )
+        extra = {
+            "source": text,
+            "translation": tr.tokenizer.decode(out_ids),
+            "score": out.scores[0],
+            "beam_size": config.beam_size,
+            "alpha": config.alpha,
+            "beams": self._beams(steps),
+        }
         return Analysis(key, self.family, {s.name: s for s in stores.values()}, primary, extra, streams=stream.layers)
 
     def _beams(self, steps: list[BeamStep]) -> list[dict]:
@@ -77,13 +97,23 @@ class TranslationModel(Subject):
 
         def hyp(tokens: list[int], score: float, final: bool) -> dict:
             shown = [t for t in tokens if t != tok.eos_id]
-            return {"tokens": self.labels_of(tokens), "text": tok.decode(shown), "score": score,
-                    "ends": bool(tokens) and tokens[-1] == tok.eos_id, "finished": final}
+            return {
+                "tokens": self.labels_of(tokens),
+                "text": tok.decode(shown),
+                "score": score,
+                "ends": bool(tokens) and tokens[-1] == tok.eos_id,
+                "finished": final,
+            }
 
         out = []
         for s in steps[:MAX_BEAM_STEPS_SHOWN]:  # at the length limit only the end token is finite: no live ones
-            out.append({"step": s.step, "live": [hyp(t, sc, False) for t, sc in s.live if math.isfinite(sc)],
-                        "finished": sorted((hyp(t, sc, True) for t, sc in s.finished), key=lambda h: -h["score"])})
+            out.append(
+                {
+                    "step": s.step,
+                    "live": [hyp(t, sc, False) for t, sc in s.live if math.isfinite(sc)],
+                    "finished": sorted((hyp(t, sc, True) for t, sc in s.finished), key=lambda h: -h["score"]),
+                }
+            )
         return out
 
 

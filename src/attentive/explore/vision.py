@@ -34,8 +34,14 @@ class VisionModel(Subject):
     def info(self) -> dict:
         c = self.config
         info = super().info()
-        info.update(image_size=c.image_size, patch_size=c.patch_size, channels=c.in_channels, grid=c.grid_size,
-                    classes=c.num_classes, max_bytes=MAX_IMAGE_BYTES)
+        info.update(
+            image_size=c.image_size,
+            patch_size=c.patch_size,
+            channels=c.in_channels,
+            grid=c.grid_size,
+            classes=c.num_classes,
+            max_bytes=MAX_IMAGE_BYTES,
+        )
         return info
 
     @property
@@ -79,14 +85,16 @@ class VisionModel(Subject):
         names = [str(i) for i in range(c.num_classes)]
         extra = {
             "image": {"channels": c.in_channels, "size": c.image_size, "pixels": as_b64((image[0] * 255).round())},
-            "grid": g, "patch": c.patch_size,
+            "grid": g,
+            "patch": c.patch_size,
             "prediction": [{"class": names[i], "p": p} for i, p in zip(index.tolist(), values.tolist())],
             "cls_mean": cls_rows.mean(dim=1).tolist(),  # (L, N)
             "cls_heads": cls_rows.tolist(),  # (L, H, N)
             "rollout": rollout.tolist(),  # (N,)
         }
-        primary = Primary(image, tokens, model.encoder, "encoder", None, lambda x, key_mask: model.encode(x),
-                          is_text=False)
+        primary = Primary(
+            image, tokens, model.encoder, "encoder", None, lambda x, key_mask: model.encode(x), is_text=False
+        )
         return Analysis(key, self.family, {s.name: s for s in stores.values()}, primary, extra, streams=stream.layers)
 
 

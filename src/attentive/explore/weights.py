@@ -50,8 +50,9 @@ class WeightStore:
     thumbs: list[Tensor] = field(default_factory=list)  # per layer (H, G, G') uint8
 
     @classmethod
-    def sized(cls, name: str, label: str, q_tokens: list[str], k_tokens: list[str], layers: int,
-              heads: int) -> WeightStore:
+    def sized(
+        cls, name: str, label: str, q_tokens: list[str], k_tokens: list[str], layers: int, heads: int
+    ) -> WeightStore:
         floats = layers * heads * len(q_tokens) * len(k_tokens)
         return cls(name, label, q_tokens, k_tokens, layers, heads, keep_dense=floats <= DENSE_LIMIT)
 
@@ -59,8 +60,10 @@ class WeightStore:
         """The next layer's weights ``(H, Tq, Tk)`` (one batch row)."""
         w = weights.float()
         if w.shape != (self.heads, len(self.q_tokens), len(self.k_tokens)):
-            raise ValueError(f"{self.label} layer {len(self.thumbs)}: weights of shape {tuple(w.shape)}, "
-                             f"expected {(self.heads, len(self.q_tokens), len(self.k_tokens))}")
+            raise ValueError(
+                f"{self.label} layer {len(self.thumbs)}: weights of shape {tuple(w.shape)}, "
+                f"expected {(self.heads, len(self.q_tokens), len(self.k_tokens))}"
+            )
         k = min(TOP_K, w.shape[-1])
         values, index = w.topk(k, dim=-1)  # (H, Tq, K)
         self.top_values.append(values.clone())
@@ -77,8 +80,13 @@ class WeightStore:
         """What the model view needs: shapes, labels and every thumbnail (base64 uint8)."""
         thumbs = torch.stack(self.thumbs)  # (L, H, G, G')
         return {
-            "name": self.name, "label": self.label, "layers": self.layers, "heads": self.heads,
-            "q_tokens": self.q_tokens, "k_tokens": self.k_tokens, "dense": self.keep_dense,
+            "name": self.name,
+            "label": self.label,
+            "layers": self.layers,
+            "heads": self.heads,
+            "q_tokens": self.q_tokens,
+            "k_tokens": self.k_tokens,
+            "dense": self.keep_dense,
             "top_k": int(self.top_values[0].shape[-1]) if self.top_values else 0,
             "thumb_shape": list(thumbs.shape[-2:]),
             "thumbs": base64.b64encode(thumbs.numpy().tobytes()).decode("ascii"),
@@ -89,8 +97,15 @@ class WeightStore:
             raise ValueError(f"layer {layer} is out of range: the {self.label} has {self.layers} layers")
         return layer % self.layers
 
-    def block(self, layer: int, q0: int = 0, q1: int | None = None, k0: int = 0, k1: int | None = None,
-              head: int | str | None = None) -> dict:
+    def block(
+        self,
+        layer: int,
+        q0: int = 0,
+        q1: int | None = None,
+        k0: int = 0,
+        k1: int | None = None,
+        head: int | str | None = None,
+    ) -> dict:
         """Rows ``q0:q1`` over keys ``k0:k1`` of ``layer`` (exact, when kept dense), for every head
         (``head`` None), one head, or their ``"mean"``; each row's strongest links anywhere, and the
         weight each row puts on keys before ``k0`` and after ``k1``."""
@@ -99,16 +114,24 @@ class WeightStore:
         q1 = min(tq, q0 + WINDOW) if q1 is None else q1
         k1 = tk if k1 is None else k1
         if not (0 <= q0 < q1 <= tq and 0 <= k0 < k1 <= tk):
-            raise ValueError(f"rows {q0}:{q1} and columns {k0}:{k1} do not fit the {self.label}'s "
-                             f"{tq} x {tk} weights")
+            raise ValueError(f"rows {q0}:{q1} and columns {k0}:{k1} do not fit the {self.label}'s {tq} x {tk} weights")
         if (q1 - q0) * (k1 - k0) > MAX_CELLS:
-            raise ValueError(f"{q1 - q0} x {k1 - k0} weights is more than one view shows (at most {MAX_CELLS:,} "
-                             f"per head); ask for a smaller window")
+            raise ValueError(
+                f"{q1 - q0} x {k1 - k0} weights is more than one view shows (at most {MAX_CELLS:,} "
+                f"per head); ask for a smaller window"
+            )
         heads = self._heads(head)
-        out = {"layer": layer, "q0": q0, "q1": q1, "k0": k0, "k1": k1, "dense": self.keep_dense,
-               "heads": head if isinstance(head, (int, str)) else "all",
-               "top_index": self.top_index[layer][heads, q0:q1].tolist(),
-               "top_values": self.top_values[layer][heads, q0:q1].tolist()}
+        out = {
+            "layer": layer,
+            "q0": q0,
+            "q1": q1,
+            "k0": k0,
+            "k1": k1,
+            "dense": self.keep_dense,
+            "heads": head if isinstance(head, (int, str)) else "all",
+            "top_index": self.top_index[layer][heads, q0:q1].tolist(),
+            "top_values": self.top_values[layer][heads, q0:q1].tolist(),
+        }
         if self.keep_dense:
             w = self.dense[layer][heads, q0:q1]  # (h, q, Tk)
             if head == "mean":
@@ -122,8 +145,9 @@ class WeightStore:
         if head is None or head == "mean":
             return slice(None)
         if isinstance(head, bool) or not isinstance(head, int) or not -self.heads <= head < self.heads:
-            raise ValueError(f"head {head!r} is not one of the {self.heads} heads (0..{self.heads - 1}), 'mean' "
-                             "or all (none given)")
+            raise ValueError(
+                f"head {head!r} is not one of the {self.heads} heads (0..{self.heads - 1}), 'mean' or all (none given)"
+            )
         return [head % self.heads]
 
 

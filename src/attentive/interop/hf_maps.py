@@ -20,19 +20,32 @@ from typing import Any
 import torch
 
 # what each ``{slot}`` matches: a layer index, "weight" or "bias", ...
-SLOTS = {"i": r"\d+", "p": r"weight|bias", "x": r"q|k|v", "f": r"gate|up|down", "side": r"encoder|decoder",
-         "n": r"1|2", "proj": r"q_proj|k_proj|v_proj|out_proj"}
+SLOTS = {
+    "i": r"\d+",
+    "p": r"weight|bias",
+    "x": r"q|k|v",
+    "f": r"gate|up|down",
+    "side": r"encoder|decoder",
+    "n": r"1|2",
+    "proj": r"q_proj|k_proj|v_proj|out_proj",
+}
 
 
 def _pattern(template: str) -> re.Pattern:
     r"""``a.{i}.b`` -> ``a\.(?P<i>\d+)\.b``."""
     parts = re.split(r"\{(\w+)\}", template)
-    return re.compile("".join(re.escape(part) if k % 2 == 0 else f"(?P<{part}>{SLOTS[part]})"
-                              for k, part in enumerate(parts)))
+    return re.compile(
+        "".join(re.escape(part) if k % 2 == 0 else f"(?P<{part}>{SLOTS[part]})" for k, part in enumerate(parts))
+    )
 
 
-def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], ignored: tuple[str, ...] = (),
-           family: str = "model", reverse: bool = False) -> dict[str, torch.Tensor]:
+def rename(
+    state: dict[str, torch.Tensor],
+    rules: list[tuple[str, str]],
+    ignored: tuple[str, ...] = (),
+    family: str = "model",
+    reverse: bool = False,
+) -> dict[str, torch.Tensor]:
     """Apply the first matching rule to every name (``reverse``: attentive -> HF names); a name no
     rule knows is an error."""
     pairs = [(attentive, hf) if reverse else (hf, attentive) for hf, attentive in rules]
@@ -54,11 +67,12 @@ def rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]], ignored
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
-def drop_tied_head(out: dict[str, torch.Tensor], tied: bool, head: str = "head.weight",
-                   embed: str = "embed.weight") -> None:
+def drop_tied_head(
+    out: dict[str, torch.Tensor], tied: bool, head: str = "head.weight", embed: str = "embed.weight"
+) -> None:
     """A tied head is the embedding: drop its copy, after checking that it really is one."""
     if tied and head in out:
         if out[head] is not out[embed] and not torch.equal(out[head], out[embed]):
@@ -87,5 +101,6 @@ def check(config, what: str, **expected: Any) -> None:
     for field, want in expected.items():
         have = getattr(config, field)
         allowed = want if isinstance(want, tuple) else (want,)
-        need(have in allowed, f"{what} needs {field}={' or '.join(map(repr, allowed))}; this model has "
-                              f"{field}={have!r}")
+        need(
+            have in allowed, f"{what} needs {field}={' or '.join(map(repr, allowed))}; this model has {field}={have!r}"
+        )

@@ -21,10 +21,12 @@ def download(name: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise ValueError(f"{name} is not a local path, and downloading it needs huggingface_hub "
-                         f"(pip install huggingface_hub)") from None
+        raise ValueError(
+            f"{name} is not a local path, and downloading it needs huggingface_hub (pip install huggingface_hub)"
+        ) from None
     try:
         return Path(snapshot_download(name, revision=revision, allow_patterns=list(PATTERNS)))
     except Exception as err:  # offline, unknown repo, gated, ...
-        raise ValueError(f"could not fetch {name!r} from the Hugging Face hub ({type(err).__name__}: "
-                         f"{first_line(err)})") from None
+        raise ValueError(
+            f"could not fetch {name!r} from the Hugging Face hub ({type(err).__name__}: {first_line(err)})"
+        ) from None

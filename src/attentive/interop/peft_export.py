@@ -33,16 +33,29 @@ def peft_files(folder: str | Path, base_name: str | None = None) -> tuple[dict, 
     tensors, targets = {}, set()
     for name, tensor in adapter.tensors.items():
         module, _, kind = name.rpartition(".lora_")  # "stack.layers.0.self_attn.q_proj", "A.weight"
-        hf_module = next(iter(rename({f"{module}.weight": tensor}, llama.RULES, family=llama.NAME,
-                                     reverse=True))).removesuffix(".weight")
+        hf_module = next(
+            iter(rename({f"{module}.weight": tensor}, llama.RULES, family=llama.NAME, reverse=True))
+        ).removesuffix(".weight")
         targets.add(hf_module.rsplit(".", 1)[-1])
         tensors[f"{PEFT_PREFIX}{hf_module}.lora_{kind}"] = tensor.contiguous()
     c = adapter.config
     config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": c.rank, "lora_alpha": c.alpha,
-        "lora_dropout": c.dropout, "target_modules": sorted(targets), "bias": "none", "fan_in_fan_out": False,
-        "base_model_name_or_path": base_name or adapter.base, "inference_mode": True, "modules_to_save": None,
-        "init_lora_weights": True, "use_rslora": False, "use_dora": False, "rank_pattern": {}, "alpha_pattern": {},
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": c.rank,
+        "lora_alpha": c.alpha,
+        "lora_dropout": c.dropout,
+        "target_modules": sorted(targets),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "base_model_name_or_path": base_name or adapter.base,
+        "inference_mode": True,
+        "modules_to_save": None,
+        "init_lora_weights": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "rank_pattern": {},
+        "alpha_pattern": {},
     }
     return config, tensors
 

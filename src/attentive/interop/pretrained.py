@@ -48,8 +48,10 @@ from .loading import HFFolder
 
 HF_FAMILIES = tuple(HF_FAMILY_MODULES)  # bert, llama, gpt2, whisper, vit, marian
 QUANTIZE = ("fp32", "int8", "int4")  # from_pretrained(quantize=): CPU inference (nn/inference.py)
-SUPPORTED = ("a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
-             f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder")
+SUPPORTED = (
+    "a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
+    f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder"
+)
 
 
 # ----------------------------------------------------------------------------- the loaded model
@@ -81,18 +83,26 @@ class Pretrained:
     def save(self, directory: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (+ the tokenizer files); ``from_pretrained`` reads it back."""
         if getattr(self.model, "inference", None):
-            raise ValueError(f"this model was prepared for inference (quantize={self.model.inference!r}) and cannot "
-                             "be saved as a checkpoint; load it without quantize= to save it")
+            raise ValueError(
+                f"this model was prepared for inference (quantize={self.model.inference!r}) and cannot "
+                "be saved as a checkpoint; load it without quantize= to save it"
+            )
         directory = save_model(self.model, directory)
         if self.tokenizer is not None:
             self.tokenizer.save(directory)
         return directory
 
 
-def read_pretrained(path_or_name: str | Path, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32, language: str | None = None,
-                    revision: str | None = None, quantize: str | None = None,
-                    rope_scaling: dict | None = None) -> Pretrained:
+def read_pretrained(
+    path_or_name: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    language: str | None = None,
+    revision: str | None = None,
+    quantize: str | None = None,
+    rope_scaling: dict | None = None,
+) -> Pretrained:
     """Read a pretrained model into attentive's own classes, choosing the reader by what is there
     (users call ``attentive.from_pretrained``, which also names the model and checks its family).
 

@@ -29,11 +29,17 @@ from ..text.tokenizer import Tokenizer
 from .bundled import BUNDLED, BundledModel, bundled, default_for, short_names
 from .pretrained import Pretrained, read_pretrained
 
-SPECS = ("a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, "
-         f"a bundled model ({short_names()}; see `attentive models`), or a Hugging Face hub id (org/model)")
+SPECS = (
+    "a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, "
+    f"a bundled model ({short_names()}; see `attentive models`), or a Hugging Face hub id (org/model)"
+)
 FAMILY_WORDS = {  # config.model_type -> what a person calls it
-    "decoder-lm": "language model", "encoder-decoder": "translation model", "encoder": "text encoder",
-    "speech": "speech model", "vit": "vision transformer", "decision-transformer": "decision transformer",
+    "decoder-lm": "language model",
+    "encoder-decoder": "translation model",
+    "encoder": "text encoder",
+    "speech": "speech model",
+    "vit": "vision transformer",
+    "decision-transformer": "decision transformer",
 }
 _GENERIC = ("model", "checkpoint", "final", "latest", "best")  # folder names that say little on their own
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -77,14 +83,23 @@ def resolve(spec: str | Path) -> ModelSpec:
         return ModelSpec(text, text.lower(), found.require(text), bundled=found)
     if _looks_like_hub_id(text):
         return ModelSpec(text, _safe_name(text.split("/")[-1]), None, hub_id=text)
-    raise ValueError(f"{text} does not exist: it is not a file or folder, a bundled model name or a Hugging Face "
-                     f"hub id; give {SPECS}")
+    raise ValueError(
+        f"{text} does not exist: it is not a file or folder, a bundled model name or a Hugging Face "
+        f"hub id; give {SPECS}"
+    )
 
 
-def from_pretrained(spec: str | Path | None = None, *, family: str | tuple[str, ...] | None = None,
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                    language: str | None = None, revision: str | None = None, quantize: str | None = None,
-                    rope_scaling: dict | None = None) -> Pretrained:
+def from_pretrained(
+    spec: str | Path | None = None,
+    *,
+    family: str | tuple[str, ...] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    language: str | None = None,
+    revision: str | None = None,
+    quantize: str | None = None,
+    rope_scaling: dict | None = None,
+) -> Pretrained:
     """Load the model ``spec`` names into attentive's own classes, with its tokenizer.
 
     ``family`` (one or several ``config.model_type`` names): the families the caller can use; a
@@ -111,9 +126,15 @@ def from_pretrained(spec: str | Path | None = None, *, family: str | tuple[str, 
         _check_family(where, "encoder-decoder", families)
         loaded = _translation_run(where, device, dtype, quantize)
     else:
-        loaded = read_pretrained(where.path if where.path is not None else where.hub_id, device=device, dtype=dtype,
-                                 language=language, revision=revision, quantize=quantize,
-                                 rope_scaling=rope_scaling)
+        loaded = read_pretrained(
+            where.path if where.path is not None else where.hub_id,
+            device=device,
+            dtype=dtype,
+            language=language,
+            revision=revision,
+            quantize=quantize,
+            rope_scaling=rope_scaling,
+        )
         _check_family(where, loaded.kind, families)
         if loaded.kind == "encoder-decoder" and isinstance(loaded.tokenizer, Tokenizer):  # e.g. a Marian folder
             from ..decode.translator import Translator
@@ -174,8 +195,12 @@ def _looks_like_hub_id(text: str) -> bool:
 def _is_translation_run(path: Path | None) -> bool:
     """A trained translation run (or checkpoint) with attentive's own tokenizer: read as a
     ``Translator`` (a Hugging Face tokenizer, with its ``tokenizer_config.json``, is read as such)."""
-    return (path is not None and _attentive_family(path) == "encoder-decoder" and (path / "tokenizer.json").is_file()
-            and not (path / TOKENIZER_CONFIG).is_file())
+    return (
+        path is not None
+        and _attentive_family(path) == "encoder-decoder"
+        and (path / "tokenizer.json").is_file()
+        and not (path / TOKENIZER_CONFIG).is_file()
+    )
 
 
 def _attentive_family(path: Path) -> str | None:

@@ -83,8 +83,14 @@ class DecisionTransformer(nn.Module):
         self.embed_action = nn.Embedding(config.n_actions, d)
         self.embed_norm = make_norm(config.norm, d, config.norm_eps, config.bias)
         positional = make_positional(
-            config.positional, d, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-            bidirectional=False, rope_scaling=config.rope_scaling,
+            config.positional,
+            d,
+            config.num_heads,
+            config.max_len,
+            config.rope_base,
+            config.head_dim,
+            bidirectional=False,
+            rope_scaling=config.rope_scaling,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
         self.head = nn.Linear(d, config.n_actions)
@@ -100,7 +106,9 @@ class DecisionTransformer(nn.Module):
         if k > cfg.context_len:
             raise ValueError(f"{k} steps exceed the model's context_len {cfg.context_len}")
         for name, t, want in (
-            ("actions", actions, (b, k)), ("returns_to_go", returns_to_go, (b, k, 1)), ("timesteps", timesteps, (b, k)),
+            ("actions", actions, (b, k)),
+            ("returns_to_go", returns_to_go, (b, k, 1)),
+            ("timesteps", timesteps, (b, k)),
         ):
             if tuple(t.shape) != want:
                 raise ValueError(f"{name} must have shape {want} to match states, got {tuple(t.shape)}")
@@ -122,8 +130,13 @@ class DecisionTransformer(nn.Module):
         return self.embed_norm(tokens.reshape(b, TOKENS_PER_STEP * k, -1))  # (B, 3K, D)
 
     def decode(
-        self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor,
-        key_mask: Tensor | None = None, need_weights: bool = False,
+        self,
+        states: Tensor,
+        actions: Tensor,
+        returns_to_go: Tensor,
+        timesteps: Tensor,
+        key_mask: Tensor | None = None,
+        need_weights: bool = False,
     ) -> StackOutput:
         """The stack's output over all 3K tokens; ``key_mask (B, K)`` True on real steps."""
         x = self.embed(states, actions, returns_to_go, timesteps)  # (B, 3K, D)
@@ -132,7 +145,11 @@ class DecisionTransformer(nn.Module):
         return self.stack(x, key_mask=key_mask, need_weights=need_weights)
 
     def forward(
-        self, states: Tensor, actions: Tensor, returns_to_go: Tensor, timesteps: Tensor,
+        self,
+        states: Tensor,
+        actions: Tensor,
+        returns_to_go: Tensor,
+        timesteps: Tensor,
         key_mask: Tensor | None = None,
     ) -> Tensor:
         """states ``(B, K, S)`` float, actions ``(B, K)`` int (``a_t`` is not seen when predicting it),

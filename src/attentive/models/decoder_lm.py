@@ -42,12 +42,15 @@ class DecoderLMConfig(TransformerConfig):
     def validate(self) -> None:
         super().validate()
         if isinstance(self.memory_len, bool) or not isinstance(self.memory_len, int) or self.memory_len < 0:
-            raise ValueError(f"DecoderLMConfig.memory_len must be an integer >= 0 (0 = no recurrence), "
-                             f"got {self.memory_len!r}")
+            raise ValueError(
+                f"DecoderLMConfig.memory_len must be an integer >= 0 (0 = no recurrence), got {self.memory_len!r}"
+            )
         if self.memory_len and self.positional in ("learned", "sinusoidal"):
-            raise ValueError(f"DecoderLMConfig.memory_len={self.memory_len} (Transformer-XL recurrence) needs relative "
-                             f"positions (rope, alibi, relative), not positional={self.positional!r}: absolute "
-                             "positions would repeat in every segment")
+            raise ValueError(
+                f"DecoderLMConfig.memory_len={self.memory_len} (Transformer-XL recurrence) needs relative "
+                f"positions (rope, alibi, relative), not positional={self.positional!r}: absolute "
+                "positions would repeat in every segment"
+            )
 
 
 @register_model(DecoderLMConfig)
@@ -60,32 +63,63 @@ class DecoderLM(nn.Module):
         self.config = config
         self.embed = TokenEmbedding(config.vocab_size, config.d_model, config.scale_embedding)
         positional = make_positional(
-            config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base,
-            config.head_dim, bidirectional=False, rope_scaling=config.rope_scaling,
+            config.positional,
+            config.d_model,
+            config.num_heads,
+            config.max_len,
+            config.rope_base,
+            config.head_dim,
+            bidirectional=False,
+            rope_scaling=config.rope_scaling,
         )
         self.stack = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=True)
-        self.head = OutputProjection(config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
+        self.head = OutputProjection(
+            config.d_model, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None
+        )
         init_gpt2(self, config.num_layers, config.init_std)
 
     def cache_layout(self) -> CacheLayout:
         """What decoding caches per token and how far it reaches: one stack, no encoder."""
         c = self.config
-        return CacheLayout(layers=c.num_layers, kv_heads=c.num_kv_heads or c.num_heads,
-                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len, vocab=c.vocab_size)
+        return CacheLayout(
+            layers=c.num_layers,
+            kv_heads=c.num_kv_heads or c.num_heads,
+            head_dim=c.head_dim or c.d_model // c.num_heads,
+            context=c.max_len,
+            vocab=c.vocab_size,
+        )
 
     def decode(
-        self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None,
-        cache=None, need_weights: bool = False, segment_ids: Tensor | None = None,
+        self,
+        ids: Tensor,
+        *,
+        key_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache=None,
+        need_weights: bool = False,
+        segment_ids: Tensor | None = None,
     ) -> StackOutput:
         """ids ``(B, T)`` -> final hidden ``(B, T, D)`` (before the softmax head)."""
         if ids.dim() != 2:
             raise ValueError(f"input ids must have shape (batch, seq), got {tuple(ids.shape)}")
-        return self.stack(self.embed(ids), key_mask=key_mask, positions=positions, cache=cache,
-                          need_weights=need_weights, segment_ids=segment_ids)
+        return self.stack(
+            self.embed(ids),
+            key_mask=key_mask,
+            positions=positions,
+            cache=cache,
+            need_weights=need_weights,
+            segment_ids=segment_ids,
+        )
 
     def forward(
-        self, ids: Tensor, *, key_mask: Tensor | None = None, positions: Tensor | None = None, cache=None,
-        return_hidden: bool = False, segment_ids: Tensor | None = None,
+        self,
+        ids: Tensor,
+        *,
+        key_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache=None,
+        return_hidden: bool = False,
+        segment_ids: Tensor | None = None,
     ) -> Tensor:
         """ids ``(B, T)`` -> logits ``(B, T, V)``. ``key_mask (B, Tk)``: True for real tokens.
 
@@ -99,23 +133,48 @@ class DecoderLM(nn.Module):
 
 
 register_preset(
-    "gpt2-small", DecoderLMConfig(),
+    "gpt2-small",
+    DecoderLMConfig(),
     "GPT-2 small: 12 layers, 768 wide, 12 heads, 1024 context, learned positions, pre-LN, tied (~124M)",
 )
 register_preset(
     "llama-tiny",
     DecoderLMConfig(
-        vocab_size=512, num_layers=2, d_model=64, num_heads=4, num_kv_heads=2, d_ff=172, ffn="swiglu",
-        norm="rmsnorm", norm_eps=1e-5, positional="rope", bias=False, dropout=0.0, attention_dropout=0.0, max_len=256,
+        vocab_size=512,
+        num_layers=2,
+        d_model=64,
+        num_heads=4,
+        num_kv_heads=2,
+        d_ff=172,
+        ffn="swiglu",
+        norm="rmsnorm",
+        norm_eps=1e-5,
+        positional="rope",
+        bias=False,
+        dropout=0.0,
+        attention_dropout=0.0,
+        max_len=256,
     ),
     "a 2-layer LLaMA-style model (RoPE, RMSNorm, SwiGLU, GQA, no biases) for tests",
 )
 register_preset(
     "smollm2-135m",
     DecoderLMConfig(
-        vocab_size=49152, num_layers=30, d_model=576, num_heads=9, num_kv_heads=3, d_ff=1536, ffn="swiglu",
-        norm="rmsnorm", norm_eps=1e-5, positional="rope", rope_base=100000.0, bias=False, dropout=0.0,
-        attention_dropout=0.0, max_len=8192,
+        vocab_size=49152,
+        num_layers=30,
+        d_model=576,
+        num_heads=9,
+        num_kv_heads=3,
+        d_ff=1536,
+        ffn="swiglu",
+        norm="rmsnorm",
+        norm_eps=1e-5,
+        positional="rope",
+        rope_base=100000.0,
+        bias=False,
+        dropout=0.0,
+        attention_dropout=0.0,
+        max_len=8192,
     ),
     "shaped like SmolLM2-135M: 30 layers, 576 wide, 9 query / 3 KV heads, FFN 1536, RoPE base 1e5, tied",
 )

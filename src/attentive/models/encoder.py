@@ -69,23 +69,35 @@ class Encoder(nn.Module):
         self.embed = TokenEmbedding(config.vocab_size, config.d_model, scale=False)
         self.token_type = nn.Embedding(config.num_token_types, config.d_model) if config.num_token_types else None
         positional = make_positional(
-            config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
+            config.positional,
+            config.d_model,
+            config.num_heads,
+            config.max_len,
+            config.rope_base,
+            config.head_dim,
             rope_scaling=config.rope_scaling,
         )
         # Added positions must come before the embedding norm, so the model adds them itself;
         # in-attention kinds (RoPE, ALiBi, relative) go to the stack as usual.
         adds = config.positional in _ADDED_POSITIONS
         self.positions = positional if adds else PositionalEncoding()
-        self.embed_norm = (make_norm(config.norm, config.d_model, config.norm_eps, config.bias)
-                           if config.embed_norm else None)
+        self.embed_norm = (
+            make_norm(config.norm, config.d_model, config.norm_eps, config.bias) if config.embed_norm else None
+        )
         self.stack = TransformerStack(
-            config.layer_spec(), config.num_layers, PositionalEncoding() if adds else positional, causal=False,
+            config.layer_spec(),
+            config.num_layers,
+            PositionalEncoding() if adds else positional,
+            causal=False,
         )
         self.pooler = nn.Linear(config.d_model, config.d_model) if config.pooler else None
         init_gpt2(self, config.num_layers, config.init_std)
 
     def encode(
-        self, ids: Tensor, key_mask: Tensor | None = None, token_types: Tensor | None = None,
+        self,
+        ids: Tensor,
+        key_mask: Tensor | None = None,
+        token_types: Tensor | None = None,
         need_weights: bool = False,
     ) -> StackOutput:
         """ids ``(B, T)``; ``key_mask (B, T)`` True for real tokens (default: ids != pad_id)."""
@@ -135,21 +147,22 @@ def embed_texts(model: Encoder, tokenizer, texts: list[str], batch_size: int = 3
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        rows = tokenizer.encode_batch(texts[start:start + batch_size], add_special_tokens=True)
-        rows = [r[:model.config.max_len] for r in rows]
+        rows = tokenizer.encode_batch(texts[start : start + batch_size], add_special_tokens=True)
+        rows = [r[: model.config.max_len] for r in rows]
         longest = max(len(r) for r in rows)
         ids = torch.full((len(rows), longest), model.config.pad_id, dtype=torch.long)  # (B, T)
         valid = torch.zeros(len(rows), longest, dtype=torch.bool)
         for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            valid[i, :len(r)] = True
+            ids[i, : len(r)] = torch.tensor(r)
+            valid[i, : len(r)] = True
         with torch.no_grad():
             out.append(model.embed_ids(ids.to(device), valid.to(device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0, model.config.d_model)
 
 
 register_preset(
-    "bert-base", EncoderConfig(pooling="cls", normalize=False, pooler=True),
+    "bert-base",
+    EncoderConfig(pooling="cls", normalize=False, pooler=True),
     "BERT-base shape: 12 layers, 768 wide, 12 heads, post-LN, GELU, learned positions (~110M)",
 )
 register_preset(

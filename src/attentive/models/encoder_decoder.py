@@ -45,8 +45,14 @@ class EncoderDecoderConfig(TransformerConfig):
 
 def _stack(config: TransformerConfig, num_layers: int, causal: bool, cross: bool) -> TransformerStack:
     positional = make_positional(
-        config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-        bidirectional=not causal, rope_scaling=config.rope_scaling,
+        config.positional,
+        config.d_model,
+        config.num_heads,
+        config.max_len,
+        config.rope_base,
+        config.head_dim,
+        bidirectional=not causal,
+        rope_scaling=config.rope_scaling,
     )
     return TransformerStack(config.layer_spec(), num_layers, positional, causal=causal, cross_attention=cross)
 
@@ -61,7 +67,8 @@ class EncoderDecoder(nn.Module):
         self.config = config
         self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model, config.scale_embedding)
         self.tgt_embed = (
-            self.src_embed if config.tie_embeddings == "all"
+            self.src_embed
+            if config.tie_embeddings == "all"
             else TokenEmbedding(config.tgt_vocab_size, config.d_model, config.scale_embedding)
         )
         self.encoder = _stack(config, config.num_encoder_layers, causal=False, cross=False)
@@ -80,24 +87,42 @@ class EncoderDecoder(nn.Module):
     def cache_layout(self) -> CacheLayout:
         """The decoder's cache geometry: its own layers, the target vocabulary, cross-attention."""
         c = self.config
-        return CacheLayout(layers=c.num_decoder_layers, kv_heads=c.num_kv_heads or c.num_heads,
-                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len,
-                           vocab=c.tgt_vocab_size, cross_attention=True)
+        return CacheLayout(
+            layers=c.num_decoder_layers,
+            kv_heads=c.num_kv_heads or c.num_heads,
+            head_dim=c.head_dim or c.d_model // c.num_heads,
+            context=c.max_len,
+            vocab=c.tgt_vocab_size,
+            cross_attention=True,
+        )
 
     def decode(
-        self, tgt: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,
-        positions: Tensor | None = None, cache=None, need_weights: bool = False,
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_key_mask: Tensor | None = None,
+        *,
+        key_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache=None,
+        need_weights: bool = False,
     ) -> StackOutput:
         """tgt ``(B, T)`` decoder input ids (BOS + prefix; the new tokens when a cache is used),
         memory ``(B, S, D)`` with its real-token mask ``(B, S)`` -> hidden ``(B, T, D)``."""
         _check_ids(tgt, "tgt")
         return self.decoder(
-            self.tgt_embed(tgt), memory=memory, memory_key_mask=memory_key_mask, key_mask=key_mask,
-            positions=positions, cache=cache, need_weights=need_weights,
+            self.tgt_embed(tgt),
+            memory=memory,
+            memory_key_mask=memory_key_mask,
+            key_mask=key_mask,
+            positions=positions,
+            cache=cache,
+            need_weights=need_weights,
         )
 
-    def forward(self, src: Tensor, tgt: Tensor, key_mask: Tensor | None = None, *,
-                return_hidden: bool = False) -> Tensor:
+    def forward(
+        self, src: Tensor, tgt: Tensor, key_mask: Tensor | None = None, *, return_hidden: bool = False
+    ) -> Tensor:
         """Teacher forcing: src ``(B, S)``, tgt ``(B, T)`` -> logits ``(B, T, V)``.
 
         ``return_hidden``: the decoder's final hidden states ``(B, T, D)`` instead, for a loss
@@ -126,8 +151,14 @@ register_preset(
 register_preset(
     "transformer-tiny",
     EncoderDecoderConfig(
-        src_vocab_size=1000, tgt_vocab_size=1000, d_model=64, num_heads=4, d_ff=128,
-        num_encoder_layers=2, num_decoder_layers=2, max_len=256,
+        src_vocab_size=1000,
+        tgt_vocab_size=1000,
+        d_model=64,
+        num_heads=4,
+        d_ff=128,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        max_len=256,
     ),
     "a 2+2-layer, 64-wide model for tests and quick experiments",
 )

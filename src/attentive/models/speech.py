@@ -62,8 +62,9 @@ class SpeechConfig(TransformerConfig):
             raise ValueError("SpeechConfig.start_ids must hold at least <|startoftranscript|>")
         bad = [i for i in (*self.start_ids, self.eot_id) if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"SpeechConfig: special token ids {bad} are outside the vocabulary "
-                             f"(0..{self.vocab_size - 1})")
+            raise ValueError(
+                f"SpeechConfig: special token ids {bad} are outside the vocabulary (0..{self.vocab_size - 1})"
+            )
 
 
 def whisper_sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
@@ -90,11 +91,21 @@ class SpeechModel(nn.Module):
         self.encoder = TransformerStack(config.layer_spec(), config.num_encoder_layers, encoder_positions, causal=False)
         self.embed = TokenEmbedding(config.vocab_size, d, scale=False)
         positional = make_positional(
-            config.positional, d, config.num_heads, config.max_len, config.rope_base, config.head_dim,
-            bidirectional=False, rope_scaling=config.rope_scaling,
+            config.positional,
+            d,
+            config.num_heads,
+            config.max_len,
+            config.rope_base,
+            config.head_dim,
+            bidirectional=False,
+            rope_scaling=config.rope_scaling,
         )
         self.decoder = TransformerStack(
-            config.layer_spec(), config.num_decoder_layers, positional, causal=True, cross_attention=True,
+            config.layer_spec(),
+            config.num_decoder_layers,
+            positional,
+            causal=True,
+            cross_attention=True,
         )
         self.head = OutputProjection(d, config.vocab_size, tie_to=self.embed if config.tie_embeddings else None)
         init_gpt2(self, config.num_encoder_layers + config.num_decoder_layers, config.init_std)
@@ -121,20 +132,39 @@ class SpeechModel(nn.Module):
         """The text decoder's cache geometry: its layers, ``max_len`` text positions, cross-attention
         over the audio encoder's output."""
         c = self.config
-        return CacheLayout(layers=c.num_decoder_layers, kv_heads=c.num_kv_heads or c.num_heads,
-                           head_dim=c.head_dim or c.d_model // c.num_heads, context=c.max_len,
-                           vocab=c.vocab_size, cross_attention=True)
+        return CacheLayout(
+            layers=c.num_decoder_layers,
+            kv_heads=c.num_kv_heads or c.num_heads,
+            head_dim=c.head_dim or c.d_model // c.num_heads,
+            context=c.max_len,
+            vocab=c.vocab_size,
+            cross_attention=True,
+        )
 
     def decode(
-        self, ids: Tensor, memory: Tensor, memory_key_mask: Tensor | None = None, *, key_mask: Tensor | None = None,
-        positions: Tensor | None = None, cache=None, need_weights: bool = False,
+        self,
+        ids: Tensor,
+        memory: Tensor,
+        memory_key_mask: Tensor | None = None,
+        *,
+        key_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        cache=None,
+        need_weights: bool = False,
     ) -> StackOutput:
         """ids ``(B, T)`` (the new tokens when a cache is used), memory ``(B, S, D)`` -> final
         decoder states ``(B, T, D)``, before the vocabulary head."""
         if ids.dim() != 2:
             raise ValueError(f"decoder ids must have shape (batch, seq), got {tuple(ids.shape)}")
-        return self.decoder(self.embed(ids), memory=memory, memory_key_mask=memory_key_mask, key_mask=key_mask,
-                            positions=positions, cache=cache, need_weights=need_weights)
+        return self.decoder(
+            self.embed(ids),
+            memory=memory,
+            memory_key_mask=memory_key_mask,
+            key_mask=key_mask,
+            positions=positions,
+            cache=cache,
+            need_weights=need_weights,
+        )
 
     def forward(self, features: Tensor, ids: Tensor) -> Tensor:
         """Teacher forcing: features ``(B, M, F)``, ids ``(B, T)`` -> logits ``(B, T, V)``."""

@@ -114,7 +114,12 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbedding(config.patch_size, config.in_channels, config.d_model)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
         positional = make_positional(
-            config.positional, config.d_model, config.num_heads, config.max_len, config.rope_base, config.head_dim,
+            config.positional,
+            config.d_model,
+            config.num_heads,
+            config.max_len,
+            config.rope_base,
+            config.head_dim,
             rope_scaling=config.rope_scaling,
         )
         self.encoder = TransformerStack(config.layer_spec(), config.num_layers, positional, causal=False)
@@ -164,8 +169,19 @@ register_preset(
 register_preset(
     "vit-b16",
     ViTConfig(
-        image_size=224, patch_size=16, in_channels=3, num_classes=1000, num_layers=12, d_model=768, num_heads=12,
-        d_ff=3072, dropout=0.1, attention_dropout=0.0, max_len=197, pixel_mean=0.5, pixel_std=0.5,
+        image_size=224,
+        patch_size=16,
+        in_channels=3,
+        num_classes=1000,
+        num_layers=12,
+        d_model=768,
+        num_heads=12,
+        d_ff=3072,
+        dropout=0.1,
+        attention_dropout=0.0,
+        max_len=197,
+        pixel_mean=0.5,
+        pixel_std=0.5,
     ),
     "ViT-B/16: 224px RGB in 16x16 patches, 12 layers, 768 wide, 12 heads, 1000 classes (~86M)",
 )

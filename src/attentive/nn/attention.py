@@ -153,8 +153,7 @@ def _one_query(q, k, v, mask, bias, scale):
     heads of a key/value group are multiplied together so grouped-query attention copies no keys.
     The same numbers as the fused path, to float rounding."""
     ops = loaded_ops()
-    if (ops is not None and q.dtype == torch.float32 and q.stride(-1) == 1 and k.stride(-1) == 1
-            and v.stride(-1) == 1):
+    if ops is not None and q.dtype == torch.float32 and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1:
         return ops.attend_one(q, k, v, mask, None if bias is None else bias.float(), scale)
     return _one_query_written_out(q, k, v, mask, bias, scale)
 
@@ -306,9 +305,15 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.set_cross(layer_idx, k, v)
         out, weights = attention(
-            q, k, v, mask=mask, bias=bias, is_causal=is_causal,
+            q,
+            k,
+            v,
+            mask=mask,
+            bias=bias,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights, impl=self.impl,
+            need_weights=need_weights,
+            impl=self.impl,
         )
         batch, _, q_len, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, q_len, self.num_heads * self.head_dim)  # (B, Tq, H*Dh)

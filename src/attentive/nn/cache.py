@@ -205,8 +205,10 @@ class DynamicCache(KVCache):
         slots; cross-attention memories of different lengths are padded to the longer one on the
         right (the memory mask must hide the padding)."""
         if self.get_seq_length() != other.get_seq_length() or len(self.keys) != len(other.keys):
-            raise ValueError(f"cannot join caches of {self.get_seq_length()} and {other.get_seq_length()} slots "
-                             f"({len(self.keys)} and {len(other.keys)} layers): pad them to one length first")
+            raise ValueError(
+                f"cannot join caches of {self.get_seq_length()} and {other.get_seq_length()} slots "
+                f"({len(self.keys)} and {len(other.keys)} layers): pad them to one length first"
+            )
         self.keys = [torch.cat((a, b), dim=0) for a, b in zip(self.keys, other.keys)]
         self.values = [torch.cat((a, b), dim=0) for a, b in zip(self.values, other.values)]
         if set(self._cross) != set(other._cross):
@@ -214,8 +216,10 @@ class DynamicCache(KVCache):
         for i, (k, v) in self._cross.items():
             k2, v2 = other._cross[i]
             width = max(k.shape[2], k2.shape[2])  # (B, Hkv, S, Dh)
-            self._cross[i] = (torch.cat((_pad(k, 2, width - k.shape[2]), _pad(k2, 2, width - k2.shape[2]))),
-                              torch.cat((_pad(v, 2, width - v.shape[2]), _pad(v2, 2, width - v2.shape[2]))))
+            self._cross[i] = (
+                torch.cat((_pad(k, 2, width - k.shape[2]), _pad(k2, 2, width - k2.shape[2]))),
+                torch.cat((_pad(v, 2, width - v.shape[2]), _pad(v2, 2, width - v2.shape[2]))),
+            )
 
 
 class StaticCache(KVCache):
@@ -229,8 +233,16 @@ class StaticCache(KVCache):
 
     fixed_shape = True
 
-    def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, head_dim: int, max_len: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         shape = (num_layers, batch_size, num_kv_heads, max_len, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
@@ -299,8 +311,10 @@ class StaticCache(KVCache):
         """Rows are gathered in place (the buffers keep their addresses for a captured graph), so
         the batch size cannot change."""
         if index.numel() != self.keys.shape[1]:
-            raise ValueError(f"a static cache keeps its batch of {self.keys.shape[1]} rows; got {index.numel()} "
-                             "(use a dynamic cache for batches that shrink or grow)")
+            raise ValueError(
+                f"a static cache keeps its batch of {self.keys.shape[1]} rows; got {index.numel()} "
+                "(use a dynamic cache for batches that shrink or grow)"
+            )
         self.keys.copy_(self.keys.index_select(1, index))
         self.values.copy_(self.values.index_select(1, index))
         for k, v in self._cross.values():
@@ -350,7 +364,7 @@ class SlidingWindowCache(KVCache):
         """Absolute positions ``(Tk,)`` of the keys ``update`` returns: sinks, kept, new."""
         s, dropped = self._stored_sinks(), self._dropped()
         new = torch.arange(self.seen, self.seen + q_len)
-        return torch.cat((self.positions[:s], self.positions[s + dropped:], new))
+        return torch.cat((self.positions[:s], self.positions[s + dropped :], new))
 
     def key_slots(self, q_len: int, device=None) -> Tensor:
         return self._key_positions(q_len).to(device)
@@ -374,8 +388,8 @@ class SlidingWindowCache(KVCache):
         s, dropped, s_after, keep_from = self._step
         if layer_idx < len(self.keys):
             old_k, old_v = self.keys[layer_idx], self.values[layer_idx]
-            k = torch.cat((old_k[:, :, :s], old_k[:, :, s + dropped:], k), dim=2)  # (B, Hkv, Tk, Dh)
-            v = torch.cat((old_v[:, :, :s], old_v[:, :, s + dropped:], v), dim=2)
+            k = torch.cat((old_k[:, :, :s], old_k[:, :, s + dropped :], k), dim=2)  # (B, Hkv, Tk, Dh)
+            v = torch.cat((old_v[:, :, :s], old_v[:, :, s + dropped :], v), dim=2)
         kept_k = torch.cat((k[:, :, :s_after], k[:, :, keep_from:]), dim=2)  # (B, Hkv, <= S + W, Dh)
         kept_v = torch.cat((v[:, :, :s_after], v[:, :, keep_from:]), dim=2)
         if layer_idx == len(self.keys):
@@ -440,7 +454,7 @@ class SinkCache(SlidingWindowCache):
     def _plan(self, q_len: int) -> tuple[int, int, int, int]:
         s, dropped = self._stored_sinks(), self._dropped()
         new = self.slots(q_len)  # the new keys are rotated at their slots
-        rotated_at = torch.cat((self.rotated_at[:s], self.rotated_at[s + dropped:], new))  # (Tk,)
+        rotated_at = torch.cat((self.rotated_at[:s], self.rotated_at[s + dropped :], new))  # (Tk,)
         self._shift = torch.arange(len(rotated_at)) - rotated_at  # <= 0: how far each key has moved left
         plan = super()._plan(q_len)
         _, _, s_after, keep_from = plan
@@ -452,8 +466,10 @@ class SinkCache(SlidingWindowCache):
         if self.positional is None or moved.numel() == 0:
             return k
         first, last = int(moved[0]), int(moved[-1]) + 1  # the moved keys are one run (after the sinks)
-        return torch.cat((k[:, :, :first], self.positional.shift_keys(k[:, :, first:last], self._shift[first:last]),
-                          k[:, :, last:]), dim=2)
+        return torch.cat(
+            (k[:, :, :first], self.positional.shift_keys(k[:, :, first:last], self._shift[first:last]), k[:, :, last:]),
+            dim=2,
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -488,13 +504,15 @@ class SegmentMemory(KVCache):
         if layer_idx < len(self.memory):
             memory = self.memory[layer_idx]
             if memory.shape[0] != x.shape[0]:
-                raise ValueError(f"segment memory holds {memory.shape[0]} rows, the segment has {x.shape[0]}; "
-                                 "reset() the memory when the batch changes")
+                raise ValueError(
+                    f"segment memory holds {memory.shape[0]} rows, the segment has {x.shape[0]}; "
+                    "reset() the memory when the batch changes"
+                )
             source = torch.cat((memory.to(x.dtype), x), dim=1)  # (B, M' + T, D)
-            self.memory[layer_idx] = source[:, -self.memory_len:].detach()
+            self.memory[layer_idx] = source[:, -self.memory_len :].detach()
         elif layer_idx == len(self.memory):
             source = x
-            self.memory.append(x[:, -self.memory_len:].detach())
+            self.memory.append(x[:, -self.memory_len :].detach())
         else:
             raise ValueError(f"memory layers must be filled in order: got layer {layer_idx}, have {len(self.memory)}")
         return source

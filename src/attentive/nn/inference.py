@@ -49,8 +49,11 @@ def cat_linears(modules: list[nn.Module]) -> nn.Module:
     with torch.no_grad():
         joined.weight.copy_(weight)
         if has_bias:
-            joined.bias.copy_(torch.cat([m.bias.detach() if m.bias is not None else weight.new_zeros(m.out_features)
-                                         for m in modules]))
+            joined.bias.copy_(
+                torch.cat(
+                    [m.bias.detach() if m.bias is not None else weight.new_zeros(m.out_features) for m in modules]
+                )
+            )
     return joined.requires_grad_(False)
 
 
@@ -81,8 +84,15 @@ def default_activations(mode: str) -> str:
     return "int8" if mode != "fp32" and has_int8_activations() else "float"
 
 
-def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, QuantizedWeight] | None = None,
-                     group: int = 32, encoders: bool | None = None, activations: str | None = None) -> int:
+def quantize_linears(
+    model: nn.Module,
+    mode: str,
+    *,
+    blocks: dict[str, QuantizedWeight] | None = None,
+    group: int = 32,
+    encoders: bool | None = None,
+    activations: str | None = None,
+) -> int:
     """Every ``nn.Linear`` (and the output ``head``) -> ``PanelLinear`` in ``mode``; ``blocks``
     maps a weight's name (``stack.layers.0.ffn.up.weight``) to quantised values kept as they are.
     ``encoders``: include non-causal stacks (default: unless ``mode`` is fp32). ``activations``:
@@ -97,14 +107,18 @@ def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, Quantized
     blocks = blocks or {}
     encoders = mode != "fp32" if encoders is None else encoders
     skip = set() if encoders else _encoder_modules(model)
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and id(module) not in skip]
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and id(module) not in skip
+    ]
     head = getattr(model, "head", None)
     if head is not None and isinstance(getattr(head, "weight", None), torch.Tensor) and not isinstance(head, nn.Linear):
         targets.append(("head", head))
     if mode == "fp32":  # the encoders' many rows: oneDNN's GEMM
-        encoder_linears = [(name, module) for name, module in model.named_modules()
-                           if id(module) in skip and type(module) is nn.Linear]
+        encoder_linears = [
+            (name, module) for name, module in model.named_modules() if id(module) in skip and type(module) is nn.Linear
+        ]
         for name, module in encoder_linears:
             _set_module(model, name, GemmLinear.from_linear(module))
     for name, module in targets:
@@ -114,8 +128,9 @@ def quantize_linears(model: nn.Module, mode: str, *, blocks: dict[str, Quantized
         bias = getattr(module, "bias", None)
         if source is not None:
             if tuple(source.shape) != tuple(module.weight.shape):
-                raise ValueError(f"{name}: quantised weight {tuple(source.shape)} does not match "
-                                 f"{tuple(module.weight.shape)}")
+                raise ValueError(
+                    f"{name}: quantised weight {tuple(source.shape)} does not match {tuple(module.weight.shape)}"
+                )
             new = PanelLinear.from_blocks(source, mode, bias, act)
         else:
             new = PanelLinear.from_linear(module, mode, group, act)
@@ -129,8 +144,15 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def optimize(model: nn.Module, quantize: str | None = None, *, blocks: dict[str, QuantizedWeight] | None = None,
-             group: int = 32, fuse: bool = True, activations: str | None = None) -> nn.Module:
+def optimize(
+    model: nn.Module,
+    quantize: str | None = None,
+    *,
+    blocks: dict[str, QuantizedWeight] | None = None,
+    group: int = 32,
+    fuse: bool = True,
+    activations: str | None = None,
+) -> nn.Module:
     """``model`` (on CPU, float32) made ready for decoding, in place; see the module docstring.
     ``quantize``: None (fp32 panels), ``"int8"`` or ``"int4"``; ``group``: int4 group size;
     ``activations``: ``"float"`` or ``"int8"`` for quantised weights (default: int8 where the CPU

@@ -53,8 +53,14 @@ def _build():
 
         source = "".join(path.read_text(encoding="utf-8") for path in SOURCES + HEADERS)
         digest = hashlib.sha1((source + " ".join(FLAGS) + torch.__version__).encode()).hexdigest()[:12]
-        cpp_extension.load(name=f"attentive_cpu_{digest}", sources=[str(p) for p in SOURCES], extra_cflags=FLAGS,
-                           extra_ldflags=["-fopenmp"], is_python_module=False, verbose=False)
+        cpp_extension.load(
+            name=f"attentive_cpu_{digest}",
+            sources=[str(p) for p in SOURCES],
+            extra_cflags=FLAGS,
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+            verbose=False,
+        )
     except Exception as err:  # no compiler, no ninja, a build error: the reference path still works
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return None, f"the kernels did not build ({type(err).__name__}: {first[:200]})"
@@ -122,8 +128,14 @@ def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     slower (a call costs ~60 us), so this is for many rows; callers choose. Gradients, other
     dtypes and devices, or ``ATTENTIVE_ONEDNN=0`` take ``F.linear``."""
     op = _onednn_linear()
-    if (op is None or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or torch.is_grad_enabled() or x.numel() == 0):
+    if (
+        op is None
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or x.numel() == 0
+    ):
         return torch.nn.functional.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1])  # (M, K)
     y = op(rows, weight, bias, "none", [], "")  # (M, N)
@@ -137,8 +149,13 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     """``F.gelu(x)`` (the erf form); a decoding step's few values in ``gelu_erf`` on the caller's
     thread once the kernels are loaded (PyTorch's wakes every thread for them)."""
     ops = loaded_ops()
-    if (ops is None or x.device.type != "cpu" or x.dtype != torch.float32 or x.numel() > GELU_KERNEL_MAX
-            or torch.is_grad_enabled()):
+    if (
+        ops is None
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or x.numel() > GELU_KERNEL_MAX
+        or torch.is_grad_enabled()
+    ):
         return torch.nn.functional.gelu(x)
     return ops.gelu_erf(x)
 

@@ -69,8 +69,11 @@ class TransformerLayer(nn.Module):
     def __init__(self, spec: LayerSpec, cross_attention: bool = False, memory_dim: int | None = None):
         super().__init__()
         attn_kwargs = dict(
-            num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim, bias=spec.bias,
-            dropout=spec.attention_dropout, impl=spec.attn_impl,
+            num_kv_heads=spec.num_kv_heads,
+            head_dim=spec.head_dim,
+            bias=spec.bias,
+            dropout=spec.attention_dropout,
+            impl=spec.attn_impl,
         )
         self.self_attn = MultiHeadAttention(spec.d_model, spec.num_heads, **attn_kwargs)
         self.self_attn_residual = Residual(spec)
@@ -100,8 +103,15 @@ class TransformerLayer(nn.Module):
         where weights maps 'self' / 'cross' to ``(B, H, T, T|S)`` when ``need_weights``."""
         weights: dict[str, Tensor] = {}
         h, w = self.self_attn(
-            self.self_attn_residual.pre(x), mask=mask, is_causal=is_causal, bias=bias, rope=rope,
-            key_rope=key_rope, cache=cache, layer_idx=layer_idx, need_weights=need_weights,
+            self.self_attn_residual.pre(x),
+            mask=mask,
+            is_causal=is_causal,
+            bias=bias,
+            rope=rope,
+            key_rope=key_rope,
+            cache=cache,
+            layer_idx=layer_idx,
+            need_weights=need_weights,
         )
         x = self.self_attn_residual.post(x, h)
         if w is not None:
@@ -110,8 +120,12 @@ class TransformerLayer(nn.Module):
             if memory is None:
                 raise ValueError("this decoder layer has cross-attention: pass the encoder output as memory")
             h, w = self.cross_attn(
-                self.cross_attn_residual.pre(x), memory, mask=memory_mask, cache=cache,
-                layer_idx=layer_idx, need_weights=need_weights,
+                self.cross_attn_residual.pre(x),
+                memory,
+                mask=memory_mask,
+                cache=cache,
+                layer_idx=layer_idx,
+                need_weights=need_weights,
             )
             x = self.cross_attn_residual.post(x, h)
             if w is not None:

@@ -40,20 +40,34 @@ CPU_BLOCK_ELEMENTS = 2**21  # logits per pass on CPU: 8 MB in float32, cache-siz
 
 
 def cross_entropy(
-    logits: Tensor, targets: Tensor, *, label_smoothing: float = 0.0, ignore_index: int = -100,
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
     reduction: str = "sum",
 ) -> Tensor:
     """Plain cross-entropy of ``logits (..., V)`` against ``targets (...)``, softmax in float32."""
     _check_reduction(reduction)
     return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).to(_softmax_dtype(logits.dtype)), targets.reshape(-1),
-        ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction,
+        logits.reshape(-1, logits.shape[-1]).to(_softmax_dtype(logits.dtype)),
+        targets.reshape(-1),
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
     )
 
 
 def linear_cross_entropy(
-    hidden: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None, *, label_smoothing: float = 0.0,
-    ignore_index: int = -100, reduction: str = "sum", chunk_size: int | None = None,
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    bias: Tensor | None = None,
+    *,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    reduction: str = "sum",
+    chunk_size: int | None = None,
 ) -> Tensor:
     """``cross_entropy(hidden @ weight.T + bias, targets)`` computed ``chunk_size`` rows at a time.
 
@@ -74,8 +88,18 @@ def linear_cross_entropy(
     device_type = hidden.device.type
     compute_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
-    args = (hidden.reshape(-1, hidden.shape[-1]), weight, bias, targets.reshape(-1), label_smoothing, ignore_index,
-            reduction == "mean", chunk_size, compute_dtype, needs_grad)
+    args = (
+        hidden.reshape(-1, hidden.shape[-1]),
+        weight,
+        bias,
+        targets.reshape(-1),
+        label_smoothing,
+        ignore_index,
+        reduction == "mean",
+        chunk_size,
+        compute_dtype,
+        needs_grad,
+    )
     if hidden.device.type in OPAQUE_DEVICES:
         return _fused_loss_and_grads(*args)[0]
     return _TracedLinearCrossEntropy.apply(*args)
@@ -89,15 +113,34 @@ OPAQUE_DEVICES = ("cpu",)
 
 @torch.library.custom_op("attentive::linear_cross_entropy", mutates_args=())
 def _fused_loss_and_grads(
-    hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, label_smoothing: float, ignore_index: int,
-    mean: bool, chunk_size: int, compute_dtype: torch.dtype, needs_grad: bool,
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    targets: Tensor,
+    label_smoothing: float,
+    ignore_index: int,
+    mean: bool,
+    chunk_size: int,
+    compute_dtype: torch.dtype,
+    needs_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The loss of ``hidden (N, D)`` and, if ``needs_grad``, its gradients with respect to hidden,
     weight and bias (empty tensors where not computed): forward does all the work, so the logits
     never outlive their chunk; backward only scales these gradients."""
     with torch.autocast(hidden.device.type, enabled=False):
-        return _forward_chunks(hidden, weight, bias, targets, label_smoothing, ignore_index, mean, chunk_size,
-                               compute_dtype, needs_grad, reuse_buffer=True)
+        return _forward_chunks(
+            hidden,
+            weight,
+            bias,
+            targets,
+            label_smoothing,
+            ignore_index,
+            mean,
+            chunk_size,
+            compute_dtype,
+            needs_grad,
+            reuse_buffer=True,
+        )
 
 
 @_fused_loss_and_grads.register_fake
@@ -107,8 +150,12 @@ def _(hidden, weight, bias, targets, label_smoothing, ignore_index, mean, chunk_
         nothing = hidden.new_empty(0, dtype=acc)
         return hidden.new_empty((), dtype=acc), nothing, nothing.clone(), nothing.clone()
     grad_bias = hidden.new_empty(weight.shape[0] if bias is not None else 0, dtype=acc)
-    return (hidden.new_empty((), dtype=acc), hidden.new_empty(hidden.shape, dtype=compute_dtype),
-            hidden.new_empty(weight.shape, dtype=acc), grad_bias)
+    return (
+        hidden.new_empty((), dtype=acc),
+        hidden.new_empty(hidden.shape, dtype=compute_dtype),
+        hidden.new_empty(weight.shape, dtype=acc),
+        grad_bias,
+    )
 
 
 def _setup_context(ctx, inputs, output):
@@ -138,11 +185,23 @@ class _TracedLinearCrossEntropy(torch.autograd.Function):
     """The same computation as an autograd Function that torch.compile traces (GPUs)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, label_smoothing, ignore_index, mean, chunk_size, compute_dtype,
-                needs_grad):
+    def forward(
+        ctx, hidden, weight, bias, targets, label_smoothing, ignore_index, mean, chunk_size, compute_dtype, needs_grad
+    ):
         with torch.autocast(hidden.device.type, enabled=False):
-            loss, *grads = _forward_chunks(hidden, weight, bias, targets, label_smoothing, ignore_index, mean,
-                                           chunk_size, compute_dtype, needs_grad, reuse_buffer=False)
+            loss, *grads = _forward_chunks(
+                hidden,
+                weight,
+                bias,
+                targets,
+                label_smoothing,
+                ignore_index,
+                mean,
+                chunk_size,
+                compute_dtype,
+                needs_grad,
+                reuse_buffer=False,
+            )
         _setup_context(ctx, (hidden, weight, bias), (loss, *grads))
         return loss
 
@@ -151,8 +210,9 @@ class _TracedLinearCrossEntropy(torch.autograd.Function):
         return _scaled_grads(ctx, grad_loss, in_place=False)
 
 
-def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chunk_size, compute_dtype, needs_grad,
-                    reuse_buffer):
+def _forward_chunks(
+    hidden, weight, bias, targets, eps, ignore_index, mean, chunk_size, compute_dtype, needs_grad, reuse_buffer
+):
     """Row chunks of ``hidden``; each chunk's logits are made, used for the loss and the gradients,
     and overwritten by the next chunk's, in one buffer (on CPU, with ``reuse_buffer``, kept for
     the next call too)."""
@@ -184,10 +244,10 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
         logits_buffer = torch.empty(numel, dtype=compute_dtype, device=hidden.device)
     block = _vocab_block(vocab, chunk_size, hidden.device)
     for start in range(0, rows, chunk_size):
-        h = h_all[start:start + chunk_size]  # (C, D)
-        valid = valid_all[start:start + chunk_size]  # (C,)
-        y = torch.where(valid, targets[start:start + chunk_size], 0)  # (C,), ignored rows point anywhere
-        logits = logits_buffer[:vocab * h.shape[0]].view(vocab, h.shape[0])  # (V, C): vocabulary-major
+        h = h_all[start : start + chunk_size]  # (C, D)
+        valid = valid_all[start : start + chunk_size]  # (C,)
+        y = torch.where(valid, targets[start : start + chunk_size], 0)  # (C,), ignored rows point anywhere
+        logits = logits_buffer[: vocab * h.shape[0]].view(vocab, h.shape[0])  # (V, C): vocabulary-major
         # pass 1: the logits, their maximum (and sum) over the vocabulary
         col_max, logit_sum = _logits_and_max(h, w, bias, logits, block, acc, with_sum=bool(eps))  # (C,)
         target_logit = logits.gather(0, y[None, :]).squeeze(0).to(acc)  # (C,)
@@ -219,7 +279,7 @@ def _forward_chunks(hidden, weight, bias, targets, eps, ignore_index, mean, chun
         if eps:
             grad_h -= (eps / vocab) * w_colsum
             h_sum += (h.to(acc) * valid[:, None]).sum(0)
-        grad_hidden[start:start + chunk_size] = (grad_h * (valid.to(acc) * scale)[:, None]).to(compute_dtype)
+        grad_hidden[start : start + chunk_size] = (grad_h * (valid.to(acc) * scale)[:, None]).to(compute_dtype)
     if not needs_grad:
         return total * scale, nothing, nothing.clone(), nothing.clone()
     if eps:
@@ -265,10 +325,10 @@ def _logits_and_max(h, w, bias, logits, block, acc, with_sum):
     vocabulary ``(C,)`` and, if asked, the sum of the logits ``(C,)``, in ``acc``."""
     col_max, logit_sum = None, None
     for v0 in range(0, w.shape[0], block):
-        out = logits[v0:v0 + block]  # (b, C)
-        torch.mm(w[v0:v0 + block], h.t(), out=out)
+        out = logits[v0 : v0 + block]  # (b, C)
+        torch.mm(w[v0 : v0 + block], h.t(), out=out)
         if bias is not None:
-            out += bias[v0:v0 + block, None].to(out.dtype)
+            out += bias[v0 : v0 + block, None].to(out.dtype)
         block_max = out.amax(0)  # (C,)
         col_max = block_max if col_max is None else torch.maximum(col_max, block_max)
         if with_sum:
@@ -284,7 +344,7 @@ def _exp_in_place(logits, col_max, w, block, acc):
     sum_exp = torch.zeros(logits.shape[1], dtype=acc, device=logits.device)
     e_w = torch.zeros(logits.shape[1], w.shape[1], dtype=acc, device=logits.device) if w is not None else None
     for v0 in range(0, logits.shape[0], block):
-        stored = logits[v0:v0 + block]  # (b, C)
+        stored = logits[v0 : v0 + block]  # (b, C)
         if stored.dtype == acc:
             e = stored.sub_(col_max).exp_()
         else:  # bf16 logits: the exponent in float32, stored back at the products' precision
@@ -294,9 +354,9 @@ def _exp_in_place(logits, col_max, w, block, acc):
         if w is None:
             continue
         if stored.dtype == acc:
-            e_w.addmm_(stored.t(), w[v0:v0 + block])
+            e_w.addmm_(stored.t(), w[v0 : v0 + block])
         else:
-            e_w += (stored.t() @ w[v0:v0 + block]).to(acc)
+            e_w += (stored.t() @ w[v0 : v0 + block]).to(acc)
     return sum_exp, e_w
 
 

@@ -41,8 +41,15 @@ def key_mask(valid: Tensor) -> Tensor:
 
 
 def causal_mask(
-    q_len: int, k_len: int | None = None, *, past: int = 0, device=None, q_slots: Tensor | None = None,
-    k_slots: Tensor | None = None, window: int | None = None, sinks: int = 0,
+    q_len: int,
+    k_len: int | None = None,
+    *,
+    past: int = 0,
+    device=None,
+    q_slots: Tensor | None = None,
+    k_slots: Tensor | None = None,
+    window: int | None = None,
+    sinks: int = 0,
 ) -> Tensor:
     """Causal mask ``(1, 1, Tq, Tk)``: query i (at slot ``past + i``) sees keys at slots <= its own.
 
@@ -97,7 +104,7 @@ def segment_mask(segment_ids: Tensor, q_len: int | None = None) -> Tensor:
             f"segment ids must be an integer tensor of shape (batch, seq), got dtype {segment_ids.dtype} "
             f"and shape {tuple(segment_ids.shape)}"
         )
-    queries = segment_ids if q_len is None else segment_ids[:, segment_ids.shape[1] - q_len:]  # (B, Tq)
+    queries = segment_ids if q_len is None else segment_ids[:, segment_ids.shape[1] - q_len :]  # (B, Tq)
     return queries[:, None, :, None] == segment_ids[:, None, None, :]  # (B, 1, Tq, Tk)
 
 

@@ -111,8 +111,14 @@ class RotaryEmbedding(PositionalEncoding):
     contexts past ``max_len``, the length the model was trained on; YaRN also scales cos/sin.
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0, rotary_dim: int | None = None,
-                 scaling: RopeScaling | dict | None = None, max_len: int = 4096):
+    def __init__(
+        self,
+        head_dim: int,
+        base: float = 10000.0,
+        rotary_dim: int | None = None,
+        scaling: RopeScaling | dict | None = None,
+        max_len: int = 4096,
+    ):
         super().__init__()
         self.rotary_dim = rotary_dim or head_dim
         if self.rotary_dim % 2:
@@ -207,11 +213,14 @@ class RelativePositionBias(PositionalEncoding):
             distance = -torch.clamp(relative, max=0)
         max_exact = num_buckets // 2
         is_small = distance < max_exact
-        large = max_exact + (
-            torch.log(distance.float().clamp(min=1) / max_exact)
-            / math.log(self.max_distance / max_exact)
-            * (num_buckets - max_exact)
-        ).long()
+        large = (
+            max_exact
+            + (
+                torch.log(distance.float().clamp(min=1) / max_exact)
+                / math.log(self.max_distance / max_exact)
+                * (num_buckets - max_exact)
+            ).long()
+        )
         large = torch.clamp(large, max=num_buckets - 1)
         return buckets + torch.where(is_small, distance, large)
 
@@ -232,9 +241,17 @@ def _check_positions(positions: Tensor, max_len: int) -> None:
 
 
 def make_positional(
-    kind: str, d_model: int, num_heads: int, max_len: int = 4096, rope_base: float = 10000.0,
-    head_dim: int | None = None, rotary_dim: int | None = None, relative_buckets: int = 32,
-    relative_max_distance: int = 128, bidirectional: bool = True, rope_scaling: dict | None = None,
+    kind: str,
+    d_model: int,
+    num_heads: int,
+    max_len: int = 4096,
+    rope_base: float = 10000.0,
+    head_dim: int | None = None,
+    rotary_dim: int | None = None,
+    relative_buckets: int = 32,
+    relative_max_distance: int = 128,
+    bidirectional: bool = True,
+    rope_scaling: dict | None = None,
 ) -> PositionalEncoding:
     """Build a positional encoding by name; see ``POSITIONALS``. ``rope_scaling`` is RoPE's only."""
     if rope_scaling is not None and kind != "rope":

@@ -138,8 +138,14 @@ class QuantizedWeight:
 
     def map_rows(self, fn) -> QuantizedWeight:
         """The same weight with ``fn`` applied to every row-indexed tensor (a row permutation)."""
-        return QuantizedWeight(fn(self.values), fn(self.scale), None if self.mins is None else fn(self.mins),
-                               self.group, self.bits, self.kind)
+        return QuantizedWeight(
+            fn(self.values),
+            fn(self.scale),
+            None if self.mins is None else fn(self.mins),
+            self.group,
+            self.bits,
+            self.kind,
+        )
 
 
 class PanelLinear(nn.Module):
@@ -149,9 +155,19 @@ class PanelLinear(nn.Module):
     and minimums that are already quantised: GGUF blocks). Inference only: no gradients.
     """
 
-    def __init__(self, mode: str, in_features: int, out_features: int, panels: Tensor, scale: Tensor | None = None,
-                 mins: Tensor | None = None, group: int | None = None, bias: Tensor | None = None,
-                 act: str = "float", c128: Tensor | None = None):
+    def __init__(
+        self,
+        mode: str,
+        in_features: int,
+        out_features: int,
+        panels: Tensor,
+        scale: Tensor | None = None,
+        mins: Tensor | None = None,
+        group: int | None = None,
+        bias: Tensor | None = None,
+        act: str = "float",
+        c128: Tensor | None = None,
+    ):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -172,8 +188,9 @@ class PanelLinear(nn.Module):
         return cls.from_weight(linear.weight, getattr(linear, "bias", None), mode, group, act)
 
     @classmethod
-    def from_weight(cls, weight: Tensor, bias: Tensor | None, mode: str, group: int = 32,
-                    act: str = "float") -> PanelLinear:
+    def from_weight(
+        cls, weight: Tensor, bias: Tensor | None, mode: str, group: int = 32, act: str = "float"
+    ) -> PanelLinear:
         """Quantise a float weight: int8 per output channel (symmetric), int4 per ``group`` (min/max)."""
         if weight.dim() != 2:
             raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
@@ -199,8 +216,16 @@ class PanelLinear(nn.Module):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
     @classmethod
-    def from_quantized(cls, q: Tensor, scale: Tensor, mins: Tensor | None, mode: str, group: int,
-                       bias: Tensor | None = None, act: str = "float") -> PanelLinear:
+    def from_quantized(
+        cls,
+        q: Tensor,
+        scale: Tensor,
+        mins: Tensor | None,
+        mode: str,
+        group: int,
+        bias: Tensor | None = None,
+        act: str = "float",
+    ) -> PanelLinear:
         """From quantised values ``q (N, K)`` (int8: -128..127; int4: 0..15), ``scale (N, G)`` and
         ``mins (N, G)`` or None, with ``G = K / group``: ``w = scale * q + min`` groupwise.
         ``act="int8"`` needs K and the group to be multiples of 32 (else float activations)."""
@@ -224,12 +249,23 @@ class PanelLinear(nn.Module):
             q = q.to(torch.uint8)
         else:
             raise ValueError(f"quantised mode must be int8 or int4, got {mode!r}")
-        return cls(mode, k, n, _pack(q, mode, act), _panels(scale), None if mins is None else _panels(mins), group,
-                   bias, act, c128)
+        return cls(
+            mode,
+            k,
+            n,
+            _pack(q, mode, act),
+            _panels(scale),
+            None if mins is None else _panels(mins),
+            group,
+            bias,
+            act,
+            c128,
+        )
 
     @classmethod
-    def from_blocks(cls, weight: QuantizedWeight, mode: str, bias: Tensor | None = None,
-                    act: str = "float") -> PanelLinear:
+    def from_blocks(
+        cls, weight: QuantizedWeight, mode: str, bias: Tensor | None = None, act: str = "float"
+    ) -> PanelLinear:
         """Keep a quantised weight's own values, scales and minimums (no requantisation):
         ``int8`` holds 8- and 4-bit blocks (4-bit values widen exactly), ``int4`` holds 4-bit
         blocks and keeps 8-bit ones in int8 (the source's precision); ``fp32`` dequantises."""
@@ -249,13 +285,16 @@ class PanelLinear(nn.Module):
         for layer in layers[1:]:
             same = (layer.mode, layer.act, layer.in_features, layer.group, layer.scale is None, layer.mins is None)
             if same != (first.mode, first.act, first.in_features, first.group, first.scale is None, first.mins is None):
-                raise ValueError(f"cannot join {first.extra_repr()} and {layer.extra_repr()}: "
-                                 "mode, input width, group and minimums must match")
+                raise ValueError(
+                    f"cannot join {first.extra_repr()} and {layer.extra_repr()}: "
+                    "mode, input width, group and minimums must match"
+                )
         values = torch.cat([layer.values() for layer in layers])
         bias = None
         if any(layer.bias is not None for layer in layers):
-            bias = torch.cat([layer.bias if layer.bias is not None else torch.zeros(layer.out_features)
-                              for layer in layers])
+            bias = torch.cat(
+                [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
+            )
         if first.mode == "fp32":
             return cls("fp32", first.in_features, values.shape[0], _panels(values), bias=bias)
         scale = torch.cat([_unpanel(layer.scale, layer.out_features) for layer in layers])
@@ -295,11 +334,13 @@ class PanelLinear(nn.Module):
             return gemm(x, self.dequantize(), self.bias)
         if self.act == "int8":
             if self.mode == "int8":
-                y = ops.linear_i8_act8(rows, self.panels, self.scale, self.mins, self.c128, self.bias, self.group,
-                                       self.out_features)
+                y = ops.linear_i8_act8(
+                    rows, self.panels, self.scale, self.mins, self.c128, self.bias, self.group, self.out_features
+                )
             else:
-                y = ops.linear_u4_act8(rows, self.panels, self.scale, self.mins, self.bias, self.group,
-                                       self.out_features)
+                y = ops.linear_u4_act8(
+                    rows, self.panels, self.scale, self.mins, self.bias, self.group, self.out_features
+                )
         elif self.mode == "fp32":
             y = ops.linear_f32(rows, self.panels, self.bias, self.out_features)
         elif self.mode == "int8":
@@ -328,7 +369,12 @@ class GemmLinear(nn.Linear):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> GemmLinear:
-        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                  device=linear.weight.device, dtype=linear.weight.dtype)
+        new = cls(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
         new.load_state_dict(linear.state_dict())
         return new.requires_grad_(linear.weight.requires_grad)

@@ -36,7 +36,10 @@ from torch import Tensor
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
 _NEEDS = {  # fields a type cannot do without
-    "default": (), "linear": ("factor",), "dynamic": ("factor",), "yarn": ("factor",),
+    "default": (),
+    "linear": ("factor",),
+    "dynamic": ("factor",),
+    "yarn": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor"),
 }
 
@@ -63,23 +66,37 @@ class RopeScaling:
         missing = [name for name in _NEEDS[self.rope_type] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"rope_scaling type {self.rope_type!r} needs {', '.join(missing)}")
-        for name in ("factor", "low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow", "attention_factor",
-                     "mscale", "mscale_all_dim"):
+        for name in (
+            "factor",
+            "low_freq_factor",
+            "high_freq_factor",
+            "beta_fast",
+            "beta_slow",
+            "attention_factor",
+            "mscale",
+            "mscale_all_dim",
+        ):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
                 raise ValueError(f"rope_scaling {name} must be a number, got {value!r}")
         if self.factor is not None and self.factor < 1:
             raise ValueError(f"rope_scaling factor must be >= 1 (it stretches the context), got {self.factor}")
         if self.original_max_position_embeddings is not None and (
-                isinstance(self.original_max_position_embeddings, bool)
-                or not isinstance(self.original_max_position_embeddings, int)
-                or self.original_max_position_embeddings < 1):
-            raise ValueError(f"rope_scaling original_max_position_embeddings must be a positive integer, "
-                             f"got {self.original_max_position_embeddings!r}")
+            isinstance(self.original_max_position_embeddings, bool)
+            or not isinstance(self.original_max_position_embeddings, int)
+            or self.original_max_position_embeddings < 1
+        ):
+            raise ValueError(
+                f"rope_scaling original_max_position_embeddings must be a positive integer, "
+                f"got {self.original_max_position_embeddings!r}"
+            )
         if self.rope_type == "llama3" and self.high_freq_factor <= self.low_freq_factor:
-            raise ValueError(f"rope_scaling high_freq_factor ({self.high_freq_factor}) must exceed "
-                             f"low_freq_factor ({self.low_freq_factor})")
+            raise ValueError(
+                f"rope_scaling high_freq_factor ({self.high_freq_factor}) must exceed "
+                f"low_freq_factor ({self.low_freq_factor})"
+            )
         if self.attention_factor is not None and self.attention_factor <= 0:
             raise ValueError(f"rope_scaling attention_factor must be > 0, got {self.attention_factor}")
 
@@ -115,8 +132,9 @@ def default_frequencies(dim: int, base: float) -> Tensor:
     return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
 
 
-def rope_frequencies(scaling: RopeScaling | None, dim: int, base: float, max_len: int,
-                     seq_len: int | None = None) -> tuple[Tensor, float]:
+def rope_frequencies(
+    scaling: RopeScaling | None, dim: int, base: float, max_len: int, seq_len: int | None = None
+) -> tuple[Tensor, float]:
     """``(inv_freq (Dr/2,), attention_factor)`` for one scheme.
 
     ``max_len`` is the model's context (HF ``max_position_embeddings``); ``seq_len`` the length a
@@ -144,8 +162,11 @@ def _yarn(s: RopeScaling, dim: int, base: float, original: int) -> tuple[Tensor,
     factor = s.factor
     attention = s.attention_factor
     if attention is None:
-        attention = mscale(factor, s.mscale) / mscale(factor, s.mscale_all_dim) if s.mscale and s.mscale_all_dim \
+        attention = (
+            mscale(factor, s.mscale) / mscale(factor, s.mscale_all_dim)
+            if s.mscale and s.mscale_all_dim
             else mscale(factor)
+        )
     beta_fast, beta_slow = s.beta_fast or 32, s.beta_slow or 1
 
     def correction_dim(rotations: float) -> float:  # the pair that turns `rotations` times over `original`

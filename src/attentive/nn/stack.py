@@ -63,8 +63,15 @@ class TransformerStack(nn.Module):
         self.final_norm = make_norm(spec.norm, spec.d_model, spec.norm_eps, spec.bias) if final_norm else None
 
     def self_attention_mask(
-        self, batch_valid: Tensor | None, q_len: int, k_len: int, device, q_slots: Tensor | None = None,
-        k_slots: Tensor | None = None, window: int | None = None, sinks: int = 0,
+        self,
+        batch_valid: Tensor | None,
+        q_len: int,
+        k_len: int,
+        device,
+        q_slots: Tensor | None = None,
+        k_slots: Tensor | None = None,
+        window: int | None = None,
+        sinks: int = 0,
     ) -> tuple[Tensor | None, bool]:
         """(mask, is_causal) for self-attention; no mask is materialised when is_causal suffices.
 
@@ -78,8 +85,8 @@ class TransformerStack(nn.Module):
             raise ValueError(
                 f"key mask covers {keys.shape[-1]} positions, but attention sees {k_len} keys "
                 f"({k_len - q_len} cached + {q_len} new)"
-                if q_slots is None or k_slots is not None else
-                f"key mask covers {keys.shape[-1]} positions, but the static cache has {k_len} slots"
+                if q_slots is None or k_slots is not None
+                else f"key mask covers {keys.shape[-1]} positions, but the static cache has {k_len} slots"
             )
         banded = window is not None and (window < k_len or q_slots is not None or k_slots is not None)
         if not self.causal:
@@ -91,8 +98,9 @@ class TransformerStack(nn.Module):
         if q_slots is not None or k_slots is not None or banded:
             if q_slots is None:
                 q_slots = torch.arange(k_len - q_len, k_len, device=device)
-            return combine_masks(causal_mask(q_len, k_len, q_slots=q_slots, k_slots=k_slots, window=window,
-                                             sinks=sinks), keys), False
+            return combine_masks(
+                causal_mask(q_len, k_len, q_slots=q_slots, k_slots=k_slots, window=window, sinks=sinks), keys
+            ), False
         past = k_len - q_len
         if keys is None and past == 0:
             return None, True
@@ -142,14 +150,23 @@ class TransformerStack(nn.Module):
         bias = self.positional.attention_bias(slots, all_keys)  # (1, H, T, Tk)
         fixed = cache is not None and cache.fixed_shape
         own_slots = fixed or key_slots is not None  # queries are not simply the last q_len of the keys
-        mask, is_causal = self.self_attention_mask(key_mask, q_len, k_len, x.device,
-                                                   q_slots=slots if own_slots else None, k_slots=key_slots,
-                                                   window=window, sinks=sinks)
+        mask, is_causal = self.self_attention_mask(
+            key_mask,
+            q_len,
+            k_len,
+            x.device,
+            q_slots=slots if own_slots else None,
+            k_slots=key_slots,
+            window=window,
+            sinks=sinks,
+        )
         if segment_ids is not None:
             if cache is not None or tuple(segment_ids.shape) != (batch, q_len):
-                raise ValueError(f"segment_ids (packed sequences) must have shape (batch, seq) = {(batch, q_len)} "
-                                 f"and work without a KV cache; got {tuple(segment_ids.shape)}"
-                                 f"{' with a cache' if cache is not None else ''}")
+                raise ValueError(
+                    f"segment_ids (packed sequences) must have shape (batch, seq) = {(batch, q_len)} "
+                    f"and work without a KV cache; got {tuple(segment_ids.shape)}"
+                    f"{' with a cache' if cache is not None else ''}"
+                )
             causal = causal_mask(q_len, device=x.device) if is_causal else None  # (1, 1, T, T)
             mask, is_causal = combine_masks(mask, causal, segment_mask(segment_ids)), False  # (B, 1, T, T)
         cross_mask = expand_key_mask(memory_key_mask) if memory_key_mask is not None else None  # (B, 1, 1, S)
@@ -157,8 +174,17 @@ class TransformerStack(nn.Module):
         out = StackOutput(hidden=x)
         for i, layer in enumerate(self.layers):
             x, weights = layer(
-                x, memory, mask=mask, is_causal=is_causal, memory_mask=cross_mask, bias=bias, rope=rope,
-                key_rope=key_rope, cache=cache, layer_idx=i, need_weights=need_weights,
+                x,
+                memory,
+                mask=mask,
+                is_causal=is_causal,
+                memory_mask=cross_mask,
+                bias=bias,
+                rope=rope,
+                key_rope=key_rope,
+                cache=cache,
+                layer_idx=i,
+                need_weights=need_weights,
             )
             if need_weights:
                 out.self_attentions.append(weights["self"])

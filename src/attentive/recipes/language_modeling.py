@@ -30,8 +30,9 @@ def build_lm(name: str, settings: Settings) -> Recipe:
     tokenizer = pretrained.tokenizer if pretrained is not None else None
     if pretrained is not None and tokenizer is None:
         raise ValueError(f"init={settings.finetune.init} has no tokenizer beside its weights")
-    task = LanguageModelingTask.from_text(text, data, seed=train.seed, name=name, tokenizer=tokenizer,
-                                          memory_len=getattr(settings.model, "memory_len", 0))
+    task = LanguageModelingTask.from_text(
+        text, data, seed=train.seed, name=name, tokenizer=tokenizer, memory_len=getattr(settings.model, "memory_len", 0)
+    )
     max_len = settings.model.max_len if "max_len" in settings.explicit else data.block_size
     config = settings.model.replace(vocab_size=task.tokenizer.vocab_size, max_len=max_len)
     return Recipe(task=task, model=settings.new_model(config), train_config=train)
@@ -44,17 +45,38 @@ def build_lm(name: str, settings: Settings) -> Recipe:
 # of the steps and did worse. Smaller models were no faster per token, wider ones slower; see
 # README "Language models" for the runs behind it.
 CPU_MODEL = DecoderLMConfig(
-    num_layers=4, d_model=192, num_heads=6, d_ff=512, ffn="swiglu", norm="rmsnorm", positional="rope",
-    bias=False, dropout=0.0, attention_dropout=0.0, tie_embeddings=True,
+    num_layers=4,
+    d_model=192,
+    num_heads=6,
+    d_ff=512,
+    ffn="swiglu",
+    norm="rmsnorm",
+    positional="rope",
+    bias=False,
+    dropout=0.0,
+    attention_dropout=0.0,
+    tie_embeddings=True,
 )
 CPU_DATA = LMDataConfig(block_size=256, batch_size=8, eval_batch_size=32, eval_tokens=None)
 CPU_OPTIM = OptimConfig(
-    optimizer="adamw", lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.5, schedule="cosine",
-    warmup_steps=100, min_lr_ratio=0.02,
+    optimizer="adamw",
+    lr=3e-3,
+    betas=(0.9, 0.99),
+    eps=1e-8,
+    weight_decay=0.5,
+    schedule="cosine",
+    warmup_steps=100,
+    min_lr_ratio=0.02,
 )
 CPU_TRAIN = TrainConfig(
-    out_dir="runs/shakespeare-char", max_steps=1_000_000, max_minutes=10.0, log_every=50, eval_every=1000,
-    checkpoint_every=1000, precision="auto", device="auto",
+    out_dir="runs/shakespeare-char",
+    max_steps=1_000_000,
+    max_minutes=10.0,
+    log_every=50,
+    eval_every=1000,
+    checkpoint_every=1000,
+    precision="auto",
+    device="auto",
 )
 
 # One H100/H200 (bf16, compiled). Compute is not the limit here (a 21M-parameter model runs
@@ -63,25 +85,62 @@ CPU_TRAIN = TrainConfig(
 # dropped-out model on a short schedule, fixed in steps (the time limit is only a cap). Measured
 # on an H200: final validation loss 1.479 (best along the way 1.469, at step 750); see README.
 GPU_MODEL = DecoderLMConfig(
-    num_layers=12, d_model=384, num_heads=6, d_ff=1024, ffn="swiglu", norm="rmsnorm", positional="rope",
-    bias=False, dropout=0.25, attention_dropout=0.1, tie_embeddings=True,
+    num_layers=12,
+    d_model=384,
+    num_heads=6,
+    d_ff=1024,
+    ffn="swiglu",
+    norm="rmsnorm",
+    positional="rope",
+    bias=False,
+    dropout=0.25,
+    attention_dropout=0.1,
+    tie_embeddings=True,
 )
 GPU_DATA = LMDataConfig(block_size=256, batch_size=64, eval_batch_size=128, eval_tokens=None)
 GPU_OPTIM = OptimConfig(
-    optimizer="adamw", lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, schedule="cosine",
-    warmup_steps=100, min_lr_ratio=0.1,
+    optimizer="adamw",
+    lr=1e-3,
+    betas=(0.9, 0.99),
+    eps=1e-8,
+    weight_decay=0.1,
+    schedule="cosine",
+    warmup_steps=100,
+    min_lr_ratio=0.1,
 )
 GPU_TRAIN = TrainConfig(
-    out_dir="runs/shakespeare-char-gpu", max_steps=1200, max_minutes=4.5, log_every=50, eval_every=250,
-    checkpoint_every=600, precision="auto", device="auto", compile=True,
+    out_dir="runs/shakespeare-char-gpu",
+    max_steps=1200,
+    max_minutes=4.5,
+    log_every=50,
+    eval_every=250,
+    checkpoint_every=600,
+    precision="auto",
+    device="auto",
+    compile=True,
 )
 
-SHAKESPEARE_CHAR = register_recipe(RecipeSpec(
-    "shakespeare-char", "Tiny Shakespeare, characters: 10 min on 2 CPU cores; val loss 1.451",
-    CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN, lambda s: build_lm("shakespeare-char", s), cpu_bf16=True,
-))
-SHAKESPEARE_CHAR_GPU = register_recipe(RecipeSpec(
-    "shakespeare-char-gpu",
-    "Tiny Shakespeare, characters: one H100/H200, 1,200 steps (< 1 min); val loss 1.48 on an H200",
-    GPU_MODEL, GPU_DATA, GPU_OPTIM, GPU_TRAIN, lambda s: build_lm("shakespeare-char-gpu", s), cpu_bf16=True,
-))
+SHAKESPEARE_CHAR = register_recipe(
+    RecipeSpec(
+        "shakespeare-char",
+        "Tiny Shakespeare, characters: 10 min on 2 CPU cores; val loss 1.451",
+        CPU_MODEL,
+        CPU_DATA,
+        CPU_OPTIM,
+        CPU_TRAIN,
+        lambda s: build_lm("shakespeare-char", s),
+        cpu_bf16=True,
+    )
+)
+SHAKESPEARE_CHAR_GPU = register_recipe(
+    RecipeSpec(
+        "shakespeare-char-gpu",
+        "Tiny Shakespeare, characters: one H100/H200, 1,200 steps (< 1 min); val loss 1.48 on an H200",
+        GPU_MODEL,
+        GPU_DATA,
+        GPU_OPTIM,
+        GPU_TRAIN,
+        lambda s: build_lm("shakespeare-char-gpu", s),
+        cpu_bf16=True,
+    )
+)

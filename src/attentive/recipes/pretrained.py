@@ -46,8 +46,9 @@ class FinetuneConfig:
         self.lora()  # LoRA settings are checked whether used or not: a bad value is a typo to report
 
     def lora(self) -> LoRAConfig:
-        return LoRAConfig(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                          targets=self.lora_targets)
+        return LoRAConfig(
+            rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout, targets=self.lora_targets
+        )
 
     @property
     def base(self) -> str | None:
@@ -99,8 +100,9 @@ def pretrained_for(settings: Settings, config: ModelConfig):
     """The ``init`` Pretrained (None without init), checked to be of the recipe's family."""
     pre = settings.pretrained()
     if pre is not None and pre.kind != config.model_type:
-        raise ValueError(f"init={settings.finetune.init} holds a {pre.kind} model; this recipe trains "
-                         f"{config.model_type} models")
+        raise ValueError(
+            f"init={settings.finetune.init} holds a {pre.kind} model; this recipe trains {config.model_type} models"
+        )
     return pre
 
 
@@ -115,8 +117,10 @@ def initial_model(settings: Settings, config: ModelConfig) -> nn.Module:
         pre = pretrained_for(settings, config)
         shaped = sorted(settings.explicit & set(config.field_names()))
         if shaped:
-            raise ValueError(f"init={finetune.init} takes the model from its weights; model settings "
-                             f"({', '.join(shaped)}) do not apply")
+            raise ValueError(
+                f"init={finetune.init} takes the model from its weights; model settings "
+                f"({', '.join(shaped)}) do not apply"
+            )
         model = pre.model.train()
     if finetune.finetune == "lora":
         torch.manual_seed(settings.train.seed)  # the adapters' initial A matrices

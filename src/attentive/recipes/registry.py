@@ -61,7 +61,8 @@ class RecipeSpec:
         """The configs with ``overrides`` applied (text values parsed by their field's type)."""
         overrides = dict(overrides or {})
         model_o, data_o, optim_o, train_o, finetune_o = route_overrides(
-            overrides, [self.model, self.data, self.optim, self.train, self.finetune])
+            overrides, [self.model, self.data, self.optim, self.train, self.finetune]
+        )
         optim = dataclasses.replace(self.optim, **optim_o)
         train = dataclasses.replace(self.train, **train_o, optim=optim)
         train = dataclasses.replace(train, precision=resolve_precision(train, self.cpu_bf16))
@@ -90,8 +91,10 @@ _REGISTERED: dict[str, RecipeSpec] = {}  # filled by register_recipe as the cata
 def register_recipe(spec: RecipeSpec) -> RecipeSpec:
     """Define a recipe (``NAME = register_recipe(RecipeSpec(...))``); the catalogue must list it."""
     if spec.name not in RECIPES:
-        raise ValueError(f"recipe {spec.name!r} is not in RECIPES in attentive/recipes/catalogue.py; add it there "
-                         "with the module and attribute that hold it")
+        raise ValueError(
+            f"recipe {spec.name!r} is not in RECIPES in attentive/recipes/catalogue.py; add it there "
+            "with the module and attribute that hold it"
+        )
     if spec.name in _REGISTERED:
         raise ValueError(f"recipe {spec.name!r} is registered twice")
     _REGISTERED[spec.name] = spec
@@ -108,6 +111,8 @@ def get_recipe(name: str) -> RecipeSpec:
     module, _, attribute = RECIPES[name].partition(":")
     spec = getattr(importlib.import_module(module), attribute, None)
     if not isinstance(spec, RecipeSpec) or spec.name != name:
-        raise ValueError(f"RECIPES in attentive/recipes/catalogue.py says {RECIPES[name]} holds recipe {name!r}, "
-                         f"but it holds {getattr(spec, 'name', spec)!r}")
+        raise ValueError(
+            f"RECIPES in attentive/recipes/catalogue.py says {RECIPES[name]} holds recipe {name!r}, "
+            f"but it holds {getattr(spec, 'name', spec)!r}"
+        )
     return spec

@@ -33,8 +33,10 @@ def _pretrained_tokenizers(pretrained, init: str):
     tokenizer = pretrained.tokenizer
     if tokenizer is None or not hasattr(tokenizer, "to_json"):
         what = "no tokenizer" if tokenizer is None else f"a {type(tokenizer).__name__}"
-        raise ValueError(f"init={init}: the translation recipes take an attentive translation checkpoint with its "
-                         f"tokenizer.json; this one has {what}, which the translation task does not read")
+        raise ValueError(
+            f"init={init}: the translation recipes take an attentive translation checkpoint with its "
+            f"tokenizer.json; this one has {what}, which the translation task does not read"
+        )
     source_file = Path(pretrained.source) / SOURCE_TOKENIZER_FILE
     return tokenizer, load_tokenizer(source_file) if source_file.is_file() else None
 
@@ -47,8 +49,9 @@ def build_translation(name: str, settings: Settings) -> Recipe:
     if train_corpus.skipped_empty:
         log.info("%s: skipped %d pair(s) with an empty side", data.train, train_corpus.skipped_empty)
     valid = _limit(load_pairs(data.valid, data.src_lang, data.tgt_lang), data.valid_limit)
-    tests = {corpus_name(s): _limit(load_pairs(s, data.src_lang, data.tgt_lang), data.test_limit)
-             for s in data.test_specs}
+    tests = {
+        corpus_name(s): _limit(load_pairs(s, data.src_lang, data.tgt_lang), data.test_limit) for s in data.test_specs
+    }
     pretrained = pretrained_for(settings, settings.model)
     if pretrained is None:
         tokenizer, source_tokenizer = build_tokenizers(data, train_corpus)
@@ -57,11 +60,24 @@ def build_translation(name: str, settings: Settings) -> Recipe:
     tie = settings.model.tie_embeddings
     if source_tokenizer is not None and "tie_embeddings" not in settings.explicit:
         tie = "output"  # two vocabularies: only the output layer can share the target embedding
-    config = settings.model.replace(src_vocab_size=(source_tokenizer or tokenizer).vocab_size,
-                                    tgt_vocab_size=tokenizer.vocab_size, tie_embeddings=tie)
+    config = settings.model.replace(
+        src_vocab_size=(source_tokenizer or tokenizer).vocab_size,
+        tgt_vocab_size=tokenizer.vocab_size,
+        tie_embeddings=tie,
+    )
     max_len = config.max_len if pretrained is None else pretrained.config.max_len
-    task = TranslationTask(data, tokenizer, train_corpus, valid, tests, source_tokenizer, seed=train.seed,
-                           max_len=max_len, run_dir=train.out_dir, name=name)
+    task = TranslationTask(
+        data,
+        tokenizer,
+        train_corpus,
+        valid,
+        tests,
+        source_tokenizer,
+        seed=train.seed,
+        max_len=max_len,
+        run_dir=train.out_dir,
+        name=name,
+    )
     return Recipe(task=task, model=settings.new_model(config), train_config=train)
 
 
@@ -69,14 +85,29 @@ def build_translation(name: str, settings: Settings) -> Recipe:
 # warm-up, annealed linearly to zero by the time budget. See README "Translation" for the runs
 # behind these choices.
 CPU_MODEL = EncoderDecoderConfig(
-    d_model=256, num_heads=4, d_ff=1024, num_encoder_layers=3, num_decoder_layers=3, dropout=0.1,
-    attention_dropout=0.1, max_len=256, norm_first=True,
+    d_model=256,
+    num_heads=4,
+    d_ff=1024,
+    num_encoder_layers=3,
+    num_decoder_layers=3,
+    dropout=0.1,
+    attention_dropout=0.1,
+    max_len=256,
+    norm_first=True,
 )
 CPU_DATA = TranslationDataConfig(vocab_size=8000, max_tokens=4096, val_bleu_sentences=200, eval_beam=4)
 CPU_OPTIM = OptimConfig(lr=2e-3, schedule="linear", warmup_steps=300)
 CPU_TRAIN = TrainConfig(
-    out_dir="runs/multi30k-de-en", max_steps=1_000_000, max_minutes=15.0, log_every=25, eval_every=500,
-    checkpoint_every=100, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
+    out_dir="runs/multi30k-de-en",
+    max_steps=1_000_000,
+    max_minutes=15.0,
+    log_every=25,
+    eval_every=500,
+    checkpoint_every=100,
+    keep_checkpoints=5,
+    clip_norm=1.0,
+    precision="auto",
+    device="auto",
 )
 
 # One H100/H200 (bf16), at most 10 minutes: the paper's base model with dropout 0.3 (29k sentence
@@ -84,25 +115,54 @@ CPU_TRAIN = TrainConfig(
 # (~75 epochs) that a fast GPU reaches before the time budget; the learning rate decays linearly
 # to zero by whichever of the two limits comes first.
 GPU_MODEL = EncoderDecoderConfig(
-    d_model=512, num_heads=8, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6, dropout=0.3,
-    attention_dropout=0.1, max_len=256, norm_first=True,
+    d_model=512,
+    num_heads=8,
+    d_ff=2048,
+    num_encoder_layers=6,
+    num_decoder_layers=6,
+    dropout=0.3,
+    attention_dropout=0.1,
+    max_len=256,
+    norm_first=True,
 )
-GPU_DATA = TranslationDataConfig(vocab_size=10000, max_tokens=8192, val_bleu_sentences=1014, eval_beam=4,
-                                 eval_batch_tokens=20000)
+GPU_DATA = TranslationDataConfig(
+    vocab_size=10000, max_tokens=8192, val_bleu_sentences=1014, eval_beam=4, eval_batch_tokens=20000
+)
 GPU_OPTIM = OptimConfig(lr=1e-3, schedule="linear", warmup_steps=1000)
 GPU_TRAIN = TrainConfig(
-    out_dir="runs/multi30k-de-en-gpu", max_steps=8000, max_minutes=10.0, log_every=50, eval_every=1000,
-    checkpoint_every=500, keep_checkpoints=5, clip_norm=1.0, precision="auto", device="auto",
+    out_dir="runs/multi30k-de-en-gpu",
+    max_steps=8000,
+    max_minutes=10.0,
+    log_every=50,
+    eval_every=1000,
+    checkpoint_every=500,
+    keep_checkpoints=5,
+    clip_norm=1.0,
+    precision="auto",
+    device="auto",
 )
 
-MULTI30K_DE_EN = register_recipe(RecipeSpec(
-    "multi30k-de-en",
-    "Multi30k German->English, 2 CPU cores, 15 min (measured: test_2016 BLEU 40.1, test_2017 35.9, beam 4)",
-    CPU_MODEL, CPU_DATA, CPU_OPTIM, CPU_TRAIN, lambda s: build_translation("multi30k-de-en", s), cpu_bf16=True,
-))
-MULTI30K_DE_EN_GPU = register_recipe(RecipeSpec(
-    "multi30k-de-en-gpu",
-    "Multi30k German->English on one H100/H200, 10 min budget (target test_2016 BLEU >= 38; not yet measured)",
-    GPU_MODEL, GPU_DATA, GPU_OPTIM, GPU_TRAIN, lambda s: build_translation("multi30k-de-en-gpu", s),
-    cpu_bf16=True,
-))
+MULTI30K_DE_EN = register_recipe(
+    RecipeSpec(
+        "multi30k-de-en",
+        "Multi30k German->English, 2 CPU cores, 15 min (measured: test_2016 BLEU 40.1, test_2017 35.9, beam 4)",
+        CPU_MODEL,
+        CPU_DATA,
+        CPU_OPTIM,
+        CPU_TRAIN,
+        lambda s: build_translation("multi30k-de-en", s),
+        cpu_bf16=True,
+    )
+)
+MULTI30K_DE_EN_GPU = register_recipe(
+    RecipeSpec(
+        "multi30k-de-en-gpu",
+        "Multi30k German->English on one H100/H200, 10 min budget (target test_2016 BLEU >= 38; not yet measured)",
+        GPU_MODEL,
+        GPU_DATA,
+        GPU_OPTIM,
+        GPU_TRAIN,
+        lambda s: build_translation("multi30k-de-en-gpu", s),
+        cpu_bf16=True,
+    )
+)

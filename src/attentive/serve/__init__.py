@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"create_app": "app", "ModelRegistry": "registry", "ServedModel": "registry",
-            "load_served_model": "registry", "ServeSettings": "settings"}
+_EXPORTS = {
+    "create_app": "app",
+    "ModelRegistry": "registry",
+    "ServedModel": "registry",
+    "load_served_model": "registry",
+    "ServeSettings": "settings",
+}
 __all__ = sorted(_EXPORTS)
 
 

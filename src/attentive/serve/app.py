@@ -40,21 +40,37 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
         state.metrics.add_model(served.name)
         if served.kind == "lm":
             state.schedulers[served.name] = GenerationScheduler(
-                served.name, served.model, served.tokenizer, max_batch=settings.max_batch,
-                max_queue=settings.max_queue, retry_after=settings.retry_after, metrics=state.metrics,
-                engine=EngineConfig(cache=settings.cache, context=served.context))
+                served.name,
+                served.model,
+                served.tokenizer,
+                max_batch=settings.max_batch,
+                max_queue=settings.max_queue,
+                retry_after=settings.retry_after,
+                metrics=state.metrics,
+                engine=EngineConfig(cache=settings.cache, context=served.context),
+            )
         else:
-            state.workers[served.name] = Worker(served.name, max_queue=settings.max_queue,
-                                                retry_after=settings.retry_after, timeout=settings.timeout,
-                                                metrics=state.metrics)
+            state.workers[served.name] = Worker(
+                served.name,
+                max_queue=settings.max_queue,
+                retry_after=settings.retry_after,
+                timeout=settings.timeout,
+                metrics=state.metrics,
+            )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         state.close()
 
-    app = FastAPI(title="attentive", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="OpenAI-compatible endpoints over attentive's models")  # /openapi.json stays; the
+    app = FastAPI(
+        title="attentive",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="OpenAI-compatible endpoints over attentive's models",
+    )  # /openapi.json stays; the
     # docs pages would load their scripts from a CDN
     app.state.attentive = state
     install_handlers(app)
@@ -64,10 +80,15 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
     for router in routers:
         app.include_router(router, dependencies=secured)
     paths = {getattr(route, "path", None) for router in (system.health_router, *routers) for route in router.routes}
-    app.add_middleware(BodyLimit, limit_for=lambda path: settings.max_upload_bytes if path in UPLOAD_PATHS
-                       else settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit_for=lambda path: settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_body_bytes
+    )
     app.add_middleware(RequestMetrics, metrics=state.metrics, routes=lambda: paths)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app

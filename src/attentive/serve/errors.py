@@ -15,17 +15,34 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # status -> OpenAI's error type
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-               415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-               503: "server_error", 504: "timeout_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+    504: "timeout_error",
+}
 
 
 class APIError(Exception):
     """An error a client gets back: HTTP ``status``, a one-line ``message``, the offending ``param``."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type or ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
@@ -35,8 +52,9 @@ class APIError(Exception):
         return error_body(self.message, self.type, self.param, self.code)
 
 
-def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict:
+def error_body(
+    message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
@@ -51,13 +69,19 @@ def check_count(count: int, limit: int, noun: str, param: str) -> None:
 
 
 def queue_full(model: str, waiting: int, retry_after: int) -> APIError:
-    return APIError(429, f"model {model!r} is busy: {waiting} requests are already waiting (the queue's limit); "
-                    f"retry in {retry_after} s", code="queue_full", headers={"Retry-After": str(retry_after)})
+    return APIError(
+        429,
+        f"model {model!r} is busy: {waiting} requests are already waiting (the queue's limit); "
+        f"retry in {retry_after} s",
+        code="queue_full",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def timed_out(seconds: float) -> APIError:
-    return APIError(504, f"the request took longer than the server's limit of {seconds:g} s and was stopped",
-                    code="timeout")
+    return APIError(
+        504, f"the request took longer than the server's limit of {seconds:g} s and was stopped", code="timeout"
+    )
 
 
 def validation_message(err: ValidationError | RequestValidationError, prefix: tuple = ()) -> tuple[str, str | None]:
@@ -90,10 +114,14 @@ def install_handlers(app: FastAPI) -> None:
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif err.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return JSONResponse(error_body(message, ERROR_TYPES.get(err.status_code, "invalid_request_error")),
-                            status_code=err.status_code, headers=getattr(err, "headers", None))
+        return JSONResponse(
+            error_body(message, ERROR_TYPES.get(err.status_code, "invalid_request_error")),
+            status_code=err.status_code,
+            headers=getattr(err, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception):  # the server logs the traceback after this
-        return JSONResponse(error_body(f"internal server error ({type(err).__name__})", "server_error"),
-                            status_code=500)
+        return JSONResponse(
+            error_body(f"internal server error ({type(err).__name__})", "server_error"), status_code=500
+        )

@@ -48,8 +48,7 @@ class Prepared:
     echo: bool = False
 
 
-def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel,
-            settings: ServeSettings) -> Prepared:
+def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel, settings: ServeSettings) -> Prepared:
     """Prompts and per-choice settings for ``body``, or a 400 naming the limit it breaks."""
     tokenizer = served.tokenizer
     if body.n > settings.max_n:
@@ -77,19 +76,27 @@ def prepare(body: ChatCompletionRequest | CompletionRequest, served: ServedModel
     for ids in prompts:
         bad = [t for t in ids if not 0 <= t < vocab]
         if bad:
-            raise bad_request(f"prompt token id(s) {bad[:5]} are outside the model's vocabulary of {vocab}",
-                              param="prompt")
+            raise bad_request(
+                f"prompt token id(s) {bad[:5]} are outside the model's vocabulary of {vocab}", param="prompt"
+            )
     if kind == "text":
         prompt_texts = [t if isinstance(t, str) else tokenizer.decode(t) for t in texts] if body.echo else []
     limit = _token_limit(body, kind, max(len(p) for p in prompts), served.context, settings)
     stops = () if body.ignore_eos else stop_ids(tokenizer)
     configs = []
     for i in range(len(prompts) * body.n):
-        configs.append(GenerationConfig(
-            max_new_tokens=limit, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
-            repetition_penalty=body.repetition_penalty, seed=None if body.seed is None else body.seed + i,
-            logprobs=body.logprob_count, stop_tokens=stops,
-        ))
+        configs.append(
+            GenerationConfig(
+                max_new_tokens=limit,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                top_k=body.top_k,
+                repetition_penalty=body.repetition_penalty,
+                seed=None if body.seed is None else body.seed + i,
+                logprobs=body.logprob_count,
+                stop_tokens=stops,
+            )
+        )
     return Prepared(kind, prompts, configs, list(body.stop or ()), prompt_texts, echo=kind == "text" and body.echo)
 
 
@@ -99,15 +106,24 @@ def _token_limit(body, kind: str, prompt_tokens: int, context: int, settings: Se
     asked = body.token_limit
     param = "max_completion_tokens" if kind == "chat" and body.max_completion_tokens is not None else "max_tokens"
     if room <= 0:
-        raise APIError(400, f"this model's context is {context} tokens and the prompt has {prompt_tokens} tokens: "
-                       f"no room for a completion; shorten the prompt", param="messages" if kind == "chat"
-                       else "prompt", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"this model's context is {context} tokens and the prompt has {prompt_tokens} tokens: "
+            f"no room for a completion; shorten the prompt",
+            param="messages" if kind == "chat" else "prompt",
+            code="context_length_exceeded",
+        )
     if asked is None:  # OpenAI: chat runs to the end of the context, completions default to 16 tokens
         return room if kind == "chat" else min(settings.default_completion_tokens, room)
     if asked > room:
-        raise APIError(400, f"this model's context is {context} tokens; the prompt has {prompt_tokens} tokens and "
-                       f"{param} asks for {asked} more ({prompt_tokens + asked} > {context}); lower {param} to at "
-                       f"most {room} or shorten the prompt", param=param, code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"this model's context is {context} tokens; the prompt has {prompt_tokens} tokens and "
+            f"{param} asks for {asked} more ({prompt_tokens + asked} > {context}); lower {param} to at "
+            f"most {room} or shorten the prompt",
+            param=param,
+            code="context_length_exceeded",
+        )
     return asked
 
 
@@ -117,8 +133,16 @@ def _token_limit(body, kind: str, prompt_tokens: int, context: int, settings: Se
 class Run:
     """One request's choices in the scheduler, read back as ``Update``s."""
 
-    def __init__(self, request: Request, served: ServedModel, scheduler: GenerationScheduler, prepared: Prepared,
-                 settings: ServeSettings, metrics, started: float):
+    def __init__(
+        self,
+        request: Request,
+        served: ServedModel,
+        scheduler: GenerationScheduler,
+        prepared: Prepared,
+        settings: ServeSettings,
+        metrics,
+        started: float,
+    ):
         self.request, self.served, self.scheduler, self.prepared = request, served, scheduler, prepared
         self.settings, self.metrics, self.started = settings, metrics, started
         self.id = f"{'chatcmpl' if prepared.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
@@ -131,8 +155,15 @@ class Run:
         tokenizer = served.tokenizer
         token_text = lambda ids: tokenizer.decode(ids, skip_special=False)  # noqa: E731
         self.tickets = [
-            Ticket(i, EngineRequest(prepared.prompts[i // self.n], config), tokenizer.decode,
-                   self._deliver, prepared.stop_strings, logprobs=config.logprobs is not None, token_text=token_text)
+            Ticket(
+                i,
+                EngineRequest(prepared.prompts[i // self.n], config),
+                tokenizer.decode,
+                self._deliver,
+                prepared.stop_strings,
+                logprobs=config.logprobs is not None,
+                token_text=token_text,
+            )
             for i, config in enumerate(prepared.configs)
         ]
         self._timer = None
@@ -196,8 +227,11 @@ class Run:
             self._watcher.cancel()
 
     def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
     # ------------------------------------------------------------------ answers
     async def respond(self) -> JSONResponse:
@@ -220,25 +254,51 @@ class Run:
         for i, (text, reason) in enumerate(zip(texts, reasons)):
             wants = self.prepared.configs[i].logprobs is not None
             if self.prepared.kind == "chat":
-                choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                                "logprobs": _chat_logprobs(logprobs[i]) if wants else None, "finish_reason": reason})
+                choices.append(
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": _chat_logprobs(logprobs[i]) if wants else None,
+                        "finish_reason": reason,
+                    }
+                )
             else:
                 prefix = self.prepared.prompt_texts[i // self.n] if self.prepared.echo else ""
-                choices.append({"index": i, "text": prefix + text,
-                                "logprobs": _text_logprobs(logprobs[i]) if wants else None, "finish_reason": reason})
-        body = {"id": self.id, "object": "chat.completion" if self.prepared.kind == "chat" else "text_completion",
-                "created": self.created, "model": self.served.name, "system_fingerprint": None,
-                "choices": choices, "usage": self.usage()}
+                choices.append(
+                    {
+                        "index": i,
+                        "text": prefix + text,
+                        "logprobs": _text_logprobs(logprobs[i]) if wants else None,
+                        "finish_reason": reason,
+                    }
+                )
+        body = {
+            "id": self.id,
+            "object": "chat.completion" if self.prepared.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.served.name,
+            "system_fingerprint": None,
+            "choices": choices,
+            "usage": self.usage(),
+        }
         return JSONResponse(body)
 
     def stream(self, include_usage: bool) -> StreamingResponse:
-        return StreamingResponse(self._events(include_usage), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self._events(include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     def _chunk(self, choices: list[dict], usage: dict | None = None, with_usage: bool = False) -> str:
-        chunk = {"id": self.id, "object": "chat.completion.chunk" if self.prepared.kind == "chat"
-                 else "text_completion", "created": self.created, "model": self.served.name,
-                 "system_fingerprint": None, "choices": choices}
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.prepared.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.served.name,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
         if with_usage:
             chunk["usage"] = usage
         return _sse(chunk)
@@ -248,24 +308,48 @@ class Run:
         try:
             for i in range(len(self.tickets)):  # the first chunk of every choice: the role (chat) or the echo
                 if chat:
-                    yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                        "finish_reason": None}], with_usage=include_usage)
+                    yield self._chunk(
+                        [
+                            {
+                                "index": i,
+                                "delta": {"role": "assistant", "content": ""},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                        with_usage=include_usage,
+                    )
                 elif self.prepared.echo:
-                    yield self._chunk([{"index": i, "text": self.prepared.prompt_texts[i // self.n], "logprobs": None,
-                                        "finish_reason": None}], with_usage=include_usage)
+                    yield self._chunk(
+                        [
+                            {
+                                "index": i,
+                                "text": self.prepared.prompt_texts[i // self.n],
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                        with_usage=include_usage,
+                    )
             async for update in self.updates():
                 wants = update.logprob is not None
                 if not update.text and not wants and update.finish_reason is None:
                     continue  # text held back (a stop string may be starting): nothing to send yet
                 if chat:
                     delta = {"content": update.text} if update.text or update.finish_reason is None else {}
-                    choice = {"index": update.index, "delta": delta,
-                              "logprobs": _chat_logprobs([update]) if wants else None,
-                              "finish_reason": update.finish_reason}
+                    choice = {
+                        "index": update.index,
+                        "delta": delta,
+                        "logprobs": _chat_logprobs([update]) if wants else None,
+                        "finish_reason": update.finish_reason,
+                    }
                 else:
-                    choice = {"index": update.index, "text": update.text,
-                              "logprobs": _text_logprobs([update]) if wants else None,
-                              "finish_reason": update.finish_reason}
+                    choice = {
+                        "index": update.index,
+                        "text": update.text,
+                        "logprobs": _text_logprobs([update]) if wants else None,
+                        "finish_reason": update.finish_reason,
+                    }
                 yield self._chunk([choice], with_usage=include_usage)
             if include_usage:
                 yield self._chunk([], self.usage(), with_usage=True)
@@ -284,11 +368,20 @@ def _sse(data: dict) -> str:
 
 def _chat_logprobs(updates: list[Update]) -> dict:
     """OpenAI's chat ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
-    return {"content": [
-        {"token": u.token_text, "logprob": u.logprob, "bytes": list(u.token_text.encode()),
-         "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in u.top_logprobs or []]}
-        for u in updates
-    ], "refusal": None}
+    return {
+        "content": [
+            {
+                "token": u.token_text,
+                "logprob": u.logprob,
+                "bytes": list(u.token_text.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in u.top_logprobs or []
+                ],
+            }
+            for u in updates
+        ],
+        "refusal": None,
+    }
 
 
 def _text_logprobs(updates: list[Update]) -> dict:
@@ -297,5 +390,9 @@ def _text_logprobs(updates: list[Update]) -> dict:
     for u in updates:
         offsets.append(at)
         at += len(u.token_text)
-    return {"tokens": [u.token_text for u in updates], "token_logprobs": [u.logprob for u in updates],
-            "top_logprobs": [dict(u.top_logprobs or []) for u in updates], "text_offset": offsets}
+    return {
+        "tokens": [u.token_text for u in updates],
+        "token_logprobs": [u.logprob for u in updates],
+        "top_logprobs": [dict(u.top_logprobs or []) for u in updates],
+        "text_offset": offsets,
+    }

@@ -64,11 +64,20 @@ async def _drain(receive, most: int) -> None:
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps(error_body(f"request body is larger than the server's limit of {limit:,} bytes",
-                                 code="body_too_large")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    body = json.dumps(
+        error_body(f"request body is larger than the server's limit of {limit:,} bytes", code="body_too_large")
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -81,8 +90,12 @@ def api_key_dependency(key: str | None):
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
-            raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'",
-                           code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+            raise APIError(
+                401,
+                "missing API key: send the header 'Authorization: Bearer <key>'",
+                code="missing_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not hmac.compare_digest(given.strip().encode(), key.encode()):
             raise APIError(401, "incorrect API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 

@@ -37,20 +37,33 @@ class Metrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         reg = dict(registry=self.registry)
-        self.requests = Counter("attentive_requests", "HTTP requests answered, by route and status code",
-                                ["endpoint", "status"], **reg)
-        self.latency = Histogram("attentive_request_latency_seconds", "Arrival to last byte, by route", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, **reg)
-        self.ttft = Histogram("attentive_time_to_first_token_seconds", "Arrival to the first generated token",
-                              ["model"], buckets=LATENCY_BUCKETS, **reg)
+        self.requests = Counter(
+            "attentive_requests", "HTTP requests answered, by route and status code", ["endpoint", "status"], **reg
+        )
+        self.latency = Histogram(
+            "attentive_request_latency_seconds",
+            "Arrival to last byte, by route",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            **reg,
+        )
+        self.ttft = Histogram(
+            "attentive_time_to_first_token_seconds",
+            "Arrival to the first generated token",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            **reg,
+        )
         self.prompt_tokens = Counter("attentive_prompt_tokens", "Tokens read (prompts, texts)", ["model"], **reg)
         self.generated_tokens = Counter("attentive_generated_tokens", "Tokens generated", ["model"], **reg)
         self.queue_depth = Gauge("attentive_queue_depth", "Requests waiting for a row or a worker", ["model"], **reg)
         self.active = Gauge("attentive_active_sequences", "Rows decoding now", ["model"], **reg)
-        self.batch_rows = Histogram("attentive_decode_batch_rows", "Rows per decoding step", ["model"],
-                                    buckets=ROW_BUCKETS, **reg)
-        self.cancelled = Counter("attentive_cancelled_sequences", "Sequences stopped early (client gone, time limit)",
-                                 ["model"], **reg)
+        self.batch_rows = Histogram(
+            "attentive_decode_batch_rows", "Rows per decoding step", ["model"], buckets=ROW_BUCKETS, **reg
+        )
+        self.cancelled = Counter(
+            "attentive_cancelled_sequences", "Sequences stopped early (client gone, time limit)", ["model"], **reg
+        )
 
     def add_model(self, name: str) -> None:
         """Show a loaded model's series at zero before its first request."""

@@ -55,8 +55,16 @@ class Update:
 class Ticket:
     """One choice in flight: its engine ``Request``, its text, and where its updates go."""
 
-    def __init__(self, index: int, request: Request, decode: Callable, deliver: Callable[[Update], None],
-                 stop_strings=(), logprobs: bool = False, token_text: Callable | None = None):
+    def __init__(
+        self,
+        index: int,
+        request: Request,
+        decode: Callable,
+        deliver: Callable[[Update], None],
+        stop_strings=(),
+        logprobs: bool = False,
+        token_text: Callable | None = None,
+    ):
         self.index, self.request, self.deliver = index, request, deliver
         self.decode, self.logprobs = decode, logprobs
         self.token_text = token_text or decode  # one token's text (special tokens shown), for log-probabilities
@@ -73,7 +81,7 @@ class Ticket:
         self._text += self.stream.push(token)
         if self.logprobs:
             after = self.stream.text  # the piece this token added, so the pieces join to the text
-            piece = after[len(before):] if after.startswith(before) and not self.stream.stopped else ""
+            piece = after[len(before) :] if after.startswith(before) and not self.stream.stopped else ""
             self._token_text = piece or self.token_text([token])
         return "stop_string" if self.stream.stopped else None
 
@@ -100,8 +108,18 @@ class GenerationScheduler:
     engine's settings (cache kind, context, ...); the scheduler sets its batch size (``max_batch``)
     and its padding (the tokenizer's)."""
 
-    def __init__(self, name: str, model, tokenizer, *, max_batch: int, max_queue: int, retry_after: int = 1,
-                 metrics=None, engine: EngineConfig | None = None):
+    def __init__(
+        self,
+        name: str,
+        model,
+        tokenizer,
+        *,
+        max_batch: int,
+        max_queue: int,
+        retry_after: int = 1,
+        metrics=None,
+        engine: EngineConfig | None = None,
+    ):
         self.name, self.model, self.max_batch, self.max_queue = name, model, max_batch, max_queue
         self.retry_after, self.metrics = retry_after, metrics
         self.engine_config = (engine or EngineConfig()).replace(pad_id=pad_id_of(tokenizer), max_batch=max_batch)
@@ -136,8 +154,11 @@ class GenerationScheduler:
         """Queue ``tickets`` (all of one request) for the next step, or raise 429 when the queue is full."""
         with self._lock:
             if not self.alive:
-                raise APIError(503, f"model {self.name!r} cannot decode: {self.error or 'the server is stopping'}",
-                               code="engine_stopped")
+                raise APIError(
+                    503,
+                    f"model {self.name!r} cannot decode: {self.error or 'the server is stopping'}",
+                    code="engine_stopped",
+                )
             room = self.max_queue + max(0, self.max_batch - self._active)
             if self.waiting + len(tickets) > room:
                 raise queue_full(self.name, self.waiting, self.retry_after)
@@ -185,8 +206,7 @@ class GenerationScheduler:
                 self._closed = True
                 leftover = [t for _, t in self._inbox if not t.done]
                 self._inbox, self._adds = [], 0
-            self._fail_all(f"model {self.name!r} stopped decoding ({self.error or 'the server is stopping'})",
-                           leftover)
+            self._fail_all(f"model {self.name!r} stopped decoding ({self.error or 'the server is stopping'})", leftover)
             with self._lock:
                 self._pending = self._active = 0
                 self._publish()
@@ -231,8 +251,9 @@ class GenerationScheduler:
             except RuntimeError:  # the request's event loop has closed (server shutting down)
                 pass
         if self.metrics is not None:
-            self.metrics.decode_step(self.name, rows=len(self.engine.last_rows) if tokens else 0, tokens=tokens,
-                                     cancelled=cancelled)
+            self.metrics.decode_step(
+                self.name, rows=len(self.engine.last_rows) if tokens else 0, tokens=tokens, cancelled=cancelled
+            )
 
     def _fail_all(self, message: str, extra: list[Ticket] = ()) -> None:
         tickets, self._tickets = [*self._tickets.values(), *extra], {}
@@ -246,4 +267,3 @@ class GenerationScheduler:
     def _publish(self) -> None:
         if self.metrics is not None:
             self.metrics.engine_state(self.name, waiting=self.waiting, active=self._active)
-

@@ -144,8 +144,11 @@ class ChatCompletionRequest(_Sampling):
             raise ValueError("tools and functions are not supported")
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
-        if self.max_completion_tokens is not None and self.max_tokens is not None \
-                and self.max_completion_tokens != self.max_tokens:
+        if (
+            self.max_completion_tokens is not None
+            and self.max_tokens is not None
+            and self.max_completion_tokens != self.max_tokens
+        ):
             raise ValueError("max_tokens and max_completion_tokens differ; give one of them")
         return self
 

@@ -37,8 +37,17 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         self.cors_origins = tuple(self.cors_origins)
-        positive_ints = ("max_batch", "max_queue", "max_body_bytes", "max_upload_bytes", "max_inputs", "max_n",
-                         "max_image_pixels", "retry_after", "default_completion_tokens")
+        positive_ints = (
+            "max_batch",
+            "max_queue",
+            "max_body_bytes",
+            "max_upload_bytes",
+            "max_inputs",
+            "max_n",
+            "max_image_pixels",
+            "retry_after",
+            "default_completion_tokens",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

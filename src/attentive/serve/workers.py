@@ -23,8 +23,7 @@ from .errors import queue_full, timed_out
 class Worker:
     """Runs one model's jobs in its own thread; see the module docstring."""
 
-    def __init__(self, name: str, *, max_queue: int, retry_after: int = 1, timeout: float | None = None,
-                 metrics=None):
+    def __init__(self, name: str, *, max_queue: int, retry_after: int = 1, timeout: float | None = None, metrics=None):
         self.name, self.max_queue, self.retry_after, self.timeout = name, max_queue, retry_after, timeout
         self.metrics = metrics
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"attentive-{name}")

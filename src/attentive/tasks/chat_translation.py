@@ -69,17 +69,27 @@ class ChatTranslationTask(InstructionTask):
         def examples(spec: str | None, limit: int | None) -> list[Example]:
             if not spec:
                 return []
-            return [Example.chat(("user", data.prompt.format(source=s)), ("assistant", t), origin=f"{spec}:{i + 1}")
-                    for i, (s, t) in enumerate(_pairs(spec, data, limit))]
+            return [
+                Example.chat(("user", data.prompt.format(source=s)), ("assistant", t), origin=f"{spec}:{i + 1}")
+                for i, (s, t) in enumerate(_pairs(spec, data, limit))
+            ]
 
         self.valid_pairs = _pairs(data.valid, data, data.valid_limit) if data.valid else []
         self.tests = {corpus_name(s): _pairs(s, data, data.test_limit) for s in data.test_specs}
-        super().__init__(tokenizer, examples(data.train, data.train_limit), examples(data.valid, data.valid_limit),
-                         data, seed, name)
+        super().__init__(
+            tokenizer, examples(data.train, data.train_limit), examples(data.valid, data.valid_limit), data, seed, name
+        )
 
     def _bleu(self, model: nn.Module, pairs: list[tuple[str, str]]) -> dict:
-        return evaluate_chat_translation(model, self.tokenizer, [s for s, _ in pairs], [t for _, t in pairs],
-                                         self.data.prompt, self.data.system, self.data.eval_max_batch)
+        return evaluate_chat_translation(
+            model,
+            self.tokenizer,
+            [s for s, _ in pairs],
+            [t for _, t in pairs],
+            self.data.prompt,
+            self.data.system,
+            self.data.eval_max_batch,
+        )
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         metrics = super().evaluate(model)
@@ -93,13 +103,27 @@ class ChatTranslationTask(InstructionTask):
         results = super().final_evaluate(model)
         for name, pairs in self.tests.items():
             scores = self._bleu(model, pairs)
-            results[name] = {"bleu": round(scores["bleu"], 2), "chrf": round(scores["chrf"], 2),
-                             "sentences": len(pairs), "search": "greedy",
-                             "bleu_signature": scores["bleu_signature"]}
+            results[name] = {
+                "bleu": round(scores["bleu"], 2),
+                "chrf": round(scores["chrf"], 2),
+                "sentences": len(pairs),
+                "search": "greedy",
+                "bleu_signature": scores["bleu_signature"],
+            }
         return results
 
     def save_artifacts(self, directory: Path) -> None:
         super().save_artifacts(directory)
-        atomic_write_text(Path(directory) / CHAT_TRANSLATION_FILE, json.dumps({
-            "prompt": self.data.prompt, "system": self.data.system,
-            "src_lang": self.data.src_lang, "tgt_lang": self.data.tgt_lang}, indent=2) + "\n")
+        atomic_write_text(
+            Path(directory) / CHAT_TRANSLATION_FILE,
+            json.dumps(
+                {
+                    "prompt": self.data.prompt,
+                    "system": self.data.system,
+                    "src_lang": self.data.src_lang,
+                    "tgt_lang": self.data.tgt_lang,
+                },
+                indent=2,
+            )
+            + "\n",
+        )

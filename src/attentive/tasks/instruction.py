@@ -72,8 +72,9 @@ class InstructionDataConfig:
 # ----------------------------------------------------------------------------- rendering
 
 
-def render_example(example: Example, tokenizer, fmt: str = "auto", system: str | None = None
-                   ) -> tuple[list[int], list[bool]]:
+def render_example(
+    example: Example, tokenizer, fmt: str = "auto", system: str | None = None
+) -> tuple[list[int], list[bool]]:
     """Token ids of one example and, per token, whether it carries the loss (assistant text)."""
     fmt = ("chat" if getattr(tokenizer, "chat_template", None) else "plain") if fmt == "auto" else fmt
     if fmt == "plain":
@@ -91,8 +92,10 @@ def render_example(example: Example, tokenizer, fmt: str = "auto", system: str |
 
 def _plain_pieces(example: Example, tokenizer) -> list[tuple[str | list[int], bool]]:
     if example.messages is not None:
-        raise ValueError(f"{example.origin}: a conversation ('messages') needs a chat template, and "
-                         f"this tokenizer has none; give prompt/completion pairs")
+        raise ValueError(
+            f"{example.origin}: a conversation ('messages') needs a chat template, and "
+            f"this tokenizer has none; give prompt/completion pairs"
+        )
     eos = getattr(tokenizer, "eos_id", None)
     return [(example.prompt, False), (example.completion, True)] + ([([eos], True)] if eos is not None else [])
 
@@ -115,11 +118,13 @@ def _chat_pieces(example: Example, tokenizer, system: str | None) -> list[tuple[
         if message["role"] != "assistant":
             continue
         prefix = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages[:i + 1], add_generation_prompt=False)
+        full = tokenizer.apply_chat_template(messages[: i + 1], add_generation_prompt=False)
         if not prefix.startswith(done) or not full.startswith(prefix):
-            raise ValueError(f"{example.origin or 'example'}: the chat template does not render this conversation "
-                             f"turn by turn (turn {i}), so the assistant's tokens cannot be told apart")
-        pieces += [(prefix[len(done):], False), (full[len(prefix):], True)]
+            raise ValueError(
+                f"{example.origin or 'example'}: the chat template does not render this conversation "
+                f"turn by turn (turn {i}), so the assistant's tokens cannot be told apart"
+            )
+        pieces += [(prefix[len(done) :], False), (full[len(prefix) :], True)]
         done = full
     return pieces
 
@@ -158,10 +163,10 @@ def collate(rows: list[list[tuple[list[int], list[bool]]]], pad_id: int, packed:
         for s, (tokens, trained) in enumerate(row, start=1):
             n = len(tokens) - 1
             target = torch.tensor(tokens[1:])
-            ids[r, start:start + n] = torch.tensor(tokens[:-1])
-            labels[r, start:start + n] = torch.where(torch.tensor(trained[1:]), target, IGNORE)
-            positions[r, start:start + n] = torch.arange(n)
-            segments[r, start:start + n] = s
+            ids[r, start : start + n] = torch.tensor(tokens[:-1])
+            labels[r, start : start + n] = torch.where(torch.tensor(trained[1:]), target, IGNORE)
+            positions[r, start : start + n] = torch.arange(n)
+            segments[r, start : start + n] = s
             start += n
     return InstructionBatch(ids, labels, positions, segments if packed else None)
 
@@ -188,8 +193,15 @@ class InstructionTask(Task):
 
     unit = "tok"
 
-    def __init__(self, tokenizer, train: list[Example], valid: list[Example], data: InstructionDataConfig,
-                 seed: int = 0, name: str = "instruct"):
+    def __init__(
+        self,
+        tokenizer,
+        train: list[Example],
+        valid: list[Example],
+        data: InstructionDataConfig,
+        seed: int = 0,
+        name: str = "instruct",
+    ):
         self.tokenizer, self.data, self.seed, self.name = tokenizer, data, seed, name
         pad = getattr(tokenizer, "pad_id", None)
         self.pad_id = 0 if pad is None else int(pad)
@@ -199,12 +211,14 @@ class InstructionTask(Task):
             raise ValueError(f"no training example fits in seq_len={data.seq_len} tokens")
 
     @classmethod
-    def from_config(cls, tokenizer, data: InstructionDataConfig, seed: int = 0, name: str = "instruct"
-                    ) -> InstructionTask:
+    def from_config(
+        cls, tokenizer, data: InstructionDataConfig, seed: int = 0, name: str = "instruct"
+    ) -> InstructionTask:
         """Examples from ``data.train`` / ``data.valid`` (JSONL files)."""
         if not data.train:
-            raise ValueError("give the training examples: train=FILE.jsonl (one conversation or prompt/completion "
-                             "pair per line)")
+            raise ValueError(
+                "give the training examples: train=FILE.jsonl (one conversation or prompt/completion pair per line)"
+            )
         train = read_examples(data.train)
         if data.valid:
             valid = read_examples(data.valid)
@@ -224,8 +238,9 @@ class InstructionTask(Task):
             else:
                 out.append((ids, trained))
         if too_long:
-            log.warning("%d %s example(s) longer than seq_len=%d tokens were left out", too_long, what,
-                        self.data.seq_len)
+            log.warning(
+                "%d %s example(s) longer than seq_len=%d tokens were left out", too_long, what, self.data.seq_len
+            )
         if nothing:
             log.warning("%d %s example(s) with no answer tokens were left out", nothing, what)
         return out
@@ -277,7 +292,7 @@ class InstructionTask(Task):
         rows = self._rows(self.valid_ids, list(range(len(self.valid_ids))))
         total, count = 0.0, 0
         for start in range(0, len(rows), self.data.eval_batch_size):
-            chunk = [[self.valid_ids[j] for j in row] for row in rows[start:start + self.data.eval_batch_size]]
+            chunk = [[self.valid_ids[j] for j in row] for row in rows[start : start + self.data.eval_batch_size]]
             batch = collate(chunk, self.pad_id, self.data.packing).to(device)
             loss, _ = self.loss(model, batch)
             total += loss.item()
@@ -287,8 +302,11 @@ class InstructionTask(Task):
 
     def final_evaluate(self, model: nn.Module) -> dict[str, Any]:
         metrics = self.evaluate(model)
-        return {"val_loss": round(metrics["loss"], 4), "val_tokens": sum(
-            sum(t[1:]) for _, t in self.valid_ids)} if metrics else {}
+        return (
+            {"val_loss": round(metrics["loss"], 4), "val_tokens": sum(sum(t[1:]) for _, t in self.valid_ids)}
+            if metrics
+            else {}
+        )
 
     # ------------------------------------------------------------------ artefacts
     def save_artifacts(self, directory: Path) -> None:

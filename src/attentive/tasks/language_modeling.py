@@ -90,8 +90,16 @@ class LanguageModelingTask(Task):
 
     unit = "tok"
 
-    def __init__(self, tokenizer: Tokenizer, train_tokens: Tensor, val_tokens: Tensor, data: LMDataConfig,
-                 seed: int = 0, name: str = "lm", memory_len: int = 0):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        train_tokens: Tensor,
+        val_tokens: Tensor,
+        data: LMDataConfig,
+        seed: int = 0,
+        name: str = "lm",
+        memory_len: int = 0,
+    ):
         self.tokenizer, self.data, self.seed, self.name = tokenizer, data, seed, name
         self.memory_len = memory_len  # > 0: Transformer-XL recurrence over consecutive segments
         self.memory: SegmentMemory | None = None  # carried from training step to training step
@@ -102,8 +110,15 @@ class LanguageModelingTask(Task):
             self.eval_stream = val_tokens
 
     @classmethod
-    def from_text(cls, text: str, data: LMDataConfig, seed: int = 0, name: str = "lm",
-                  tokenizer: Tokenizer | None = None, memory_len: int = 0) -> LanguageModelingTask:
+    def from_text(
+        cls,
+        text: str,
+        data: LMDataConfig,
+        seed: int = 0,
+        name: str = "lm",
+        tokenizer: Tokenizer | None = None,
+        memory_len: int = 0,
+    ) -> LanguageModelingTask:
         """Tokenise ``text`` (building the tokenizer, unless a pretrained model brings its own) and
         split it, first part for training."""
         train_text, _ = split_train_val(text, data.train_fraction)
@@ -156,8 +171,11 @@ class LanguageModelingTask(Task):
     def final_evaluate(self, model: nn.Module) -> dict[str, Any]:
         """The whole validation split, whatever ``eval_tokens`` says."""
         metrics = self._stream_loss(model, self.val_tokens)
-        return {"val_loss": round(metrics["loss"], 4), "val_ppl": round(metrics["ppl"], 3),
-                "val_tokens": metrics["tokens"]}
+        return {
+            "val_loss": round(metrics["loss"], 4),
+            "val_ppl": round(metrics["ppl"], 3),
+            "val_tokens": metrics["tokens"],
+        }
 
     def _stream_loss(self, model: nn.Module, tokens: Tensor) -> dict[str, float]:
         """Consecutive blocks; with recurrence, lanes of consecutive segments under one memory."""

@@ -67,7 +67,12 @@ class ParameterNoisePolicy(BehaviourPolicy):
     """
 
     def __init__(
-        self, name: str, n_actions: int, weights: np.ndarray, sigma: np.ndarray, actions: tuple[int, int],
+        self,
+        name: str,
+        n_actions: int,
+        weights: np.ndarray,
+        sigma: np.ndarray,
+        actions: tuple[int, int],
         rng: np.random.Generator,
     ):
         super().__init__(name, n_actions, heuristic=self._rule, rng=rng)
@@ -94,7 +99,10 @@ def recipe_policies(env_id: str, n_actions: int, seed: int = 0, parameter_noise:
 
 
 def make_dataset(
-    env_id: str, episodes_per_policy: int = 200, seed: int = 0, parameter_noise: bool = True,
+    env_id: str,
+    episodes_per_policy: int = 200,
+    seed: int = 0,
+    parameter_noise: bool = True,
     path: str | Path | None = None,
 ) -> OfflineDataset:
     """Generate the Decision Transformer recipes' dataset (see :func:`recipe_policies`)."""
@@ -147,8 +155,11 @@ class RLArtifacts:
     def from_dataset(cls, dataset: OfflineDataset, rtg_scale: float, targets: list[float]) -> RLArtifacts:
         stats = dataset.state_stats()
         return cls(
-            env_id=dataset.env_id, rtg_scale=float(rtg_scale), state_mean=stats.mean.tolist(),
-            state_std=stats.std.tolist(), max_episode_steps=int(dataset.max_episode_steps),
+            env_id=dataset.env_id,
+            rtg_scale=float(rtg_scale),
+            state_mean=stats.mean.tolist(),
+            state_std=stats.std.tolist(),
+            max_episode_steps=int(dataset.max_episode_steps),
             behaviour_returns={k: float(v.mean()) for k, v in dataset.returns_by_policy().items() if len(v)},
             targets=[float(t) for t in targets],
         )
@@ -164,7 +175,11 @@ class DecisionTransformerAgent:
     """
 
     def __init__(
-        self, model: nn.Module, artifacts: RLArtifacts, target_return: float, device: str | torch.device = "cpu",
+        self,
+        model: nn.Module,
+        artifacts: RLArtifacts,
+        target_return: float,
+        device: str | torch.device = "cpu",
     ):
         self.model, self.artifacts = model.eval(), artifacts
         self.target_return = float(target_return)
@@ -209,7 +224,11 @@ class DecisionTransformerAgent:
 
 
 def evaluate_returns(
-    model: nn.Module, artifacts: RLArtifacts, target_return: float, episodes: int = 20, seed: int = 10_000,
+    model: nn.Module,
+    artifacts: RLArtifacts,
+    target_return: float,
+    episodes: int = 20,
+    seed: int = 10_000,
     device: str | torch.device = "cpu",
 ) -> list[float]:
     """Returns of ``episodes`` episodes played in lockstep, episode ``i`` reset with ``seed + i``
@@ -238,15 +257,26 @@ def evaluate_returns(
 
 
 def sweep_targets(
-    model: nn.Module, artifacts: RLArtifacts, targets: Sequence[float], episodes: int = 20, seed: int = 10_000,
+    model: nn.Module,
+    artifacts: RLArtifacts,
+    targets: Sequence[float],
+    episodes: int = 20,
+    seed: int = 10_000,
     device: str | torch.device = "cpu",
 ) -> list[dict[str, float]]:
     """Mean and std of the achieved return for each target return."""
     rows = []
     for target in targets:
         returns = np.asarray(evaluate_returns(model, artifacts, target, episodes, seed, device))
-        rows.append({"target": float(target), "mean": float(returns.mean()), "std": float(returns.std()),
-                     "min": float(returns.min()), "max": float(returns.max())})
+        rows.append(
+            {
+                "target": float(target),
+                "mean": float(returns.mean()),
+                "std": float(returns.std()),
+                "min": float(returns.min()),
+                "max": float(returns.max()),
+            }
+        )
     return rows
 
 
@@ -261,10 +291,17 @@ def plot_target_sweep(rows: list[dict[str, float]], artifacts: RLArtifacts, png_
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     lo, hi = min(targets + [r["mean"] - r["std"] for r in rows]), max(targets + [r["mean"] + r["std"] for r in rows])
     ax.plot([lo, hi], [lo, hi], ":", color="grey", label="achieved = target")
-    ax.errorbar(targets, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-", capsize=4,
-                label="Decision Transformer")
-    for (name, mean), style in zip(sorted(artifacts.behaviour_returns.items(), key=lambda kv: -kv[1])[:3],
-                                   ("--", "-.", (0, (1, 3)))):
+    ax.errorbar(
+        targets,
+        [r["mean"] for r in rows],
+        yerr=[r["std"] for r in rows],
+        fmt="o-",
+        capsize=4,
+        label="Decision Transformer",
+    )
+    for (name, mean), style in zip(
+        sorted(artifacts.behaviour_returns.items(), key=lambda kv: -kv[1])[:3], ("--", "-.", (0, (1, 3)))
+    ):
         ax.axhline(mean, linestyle=style, color="tab:red", alpha=0.7, label=f"data: {name} ({mean:.0f})")
     ax.set_xlabel("target return")
     ax.set_ylabel("achieved return")
@@ -321,7 +358,11 @@ class _SegmentBatches(Sequence):
         t = self.task
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         return sample_segments(
-            t.dataset, t.config.batch_size, t.context_len, generator=g, rtg_scale=t.artifacts.rtg_scale,
+            t.dataset,
+            t.config.batch_size,
+            t.context_len,
+            generator=g,
+            rtg_scale=t.artifacts.rtg_scale,
             state_stats=t.stats,
         )
 
@@ -357,20 +398,32 @@ class OfflineRLTask(Task):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         target = self.config.targets[-1]
         returns = evaluate_returns(
-            model, self.artifacts, target, self.config.periodic_eval_episodes, self.config.eval_seed,
+            model,
+            self.artifacts,
+            target,
+            self.config.periodic_eval_episodes,
+            self.config.eval_seed,
             self._device(model),
         )
         return {"target": target, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
 
     def final_evaluate(self, model: nn.Module) -> dict[str, Any]:
         rows = sweep_targets(
-            model, self.artifacts, self.config.targets, self.config.eval_episodes, self.config.eval_seed,
+            model,
+            self.artifacts,
+            self.config.targets,
+            self.config.eval_episodes,
+            self.config.eval_seed,
             self._device(model),
         )
         best_name, best_mean = self.artifacts.best_behaviour
         return {
-            "env_id": self.artifacts.env_id, "episodes": self.config.eval_episodes, "seed": self.config.eval_seed,
-            "returns": rows, "best_behaviour_policy": best_name, "best_behaviour_mean": best_mean,
+            "env_id": self.artifacts.env_id,
+            "episodes": self.config.eval_episodes,
+            "seed": self.config.eval_seed,
+            "returns": rows,
+            "best_behaviour_policy": best_name,
+            "best_behaviour_mean": best_mean,
         }
 
     def save_artifacts(self, directory: Path) -> None:

@@ -131,9 +131,19 @@ class TranslationTask(Task):
 
     unit = "tok"
 
-    def __init__(self, data: TranslationDataConfig, tokenizer: Tokenizer, train: ParallelCorpus,
-                 valid: ParallelCorpus, tests: dict[str, ParallelCorpus], source_tokenizer: Tokenizer | None = None,
-                 seed: int = 0, max_len: int = 256, run_dir: str | None = None, name: str = "translation"):
+    def __init__(
+        self,
+        data: TranslationDataConfig,
+        tokenizer: Tokenizer,
+        train: ParallelCorpus,
+        valid: ParallelCorpus,
+        tests: dict[str, ParallelCorpus],
+        source_tokenizer: Tokenizer | None = None,
+        seed: int = 0,
+        max_len: int = 256,
+        run_dir: str | None = None,
+        name: str = "translation",
+    ):
         self.data, self.tokenizer, self.seed, self.name, self.run_dir = data, tokenizer, seed, name, run_dir
         self.source_tokenizer = source_tokenizer or tokenizer
         self.valid, self.tests = valid, tests
@@ -150,8 +160,10 @@ class TranslationTask(Task):
         if drop:
             kept = [(s, t) for s, t in ids if len(s) <= max_len and len(t) + 1 <= max_len]
             if len(kept) < len(ids):
-                warnings.warn(f"{len(ids) - len(kept)} {what} pair(s) longer than the model's {max_len} positions "
-                              "were left out", stacklevel=2)
+                warnings.warn(
+                    f"{len(ids) - len(kept)} {what} pair(s) longer than the model's {max_len} positions were left out",
+                    stacklevel=2,
+                )
             ids = kept
         else:
             ids = [(s[:max_len], t[: max_len - 1]) for s, t in ids]
@@ -164,8 +176,14 @@ class TranslationTask(Task):
         key = (rank, world_size)
         if key not in self._samplers:
             self._samplers[key] = TokenBatchSampler(
-                pair_lengths(self.train_ids), self.data.max_tokens, shuffle=True, seed=self.seed, rank=rank,
-                world_size=world_size, bucket_width=self.data.bucket_width, drop_too_long=True,
+                pair_lengths(self.train_ids),
+                self.data.max_tokens,
+                shuffle=True,
+                seed=self.seed,
+                rank=rank,
+                world_size=world_size,
+                bucket_width=self.data.bucket_width,
+                drop_too_long=True,
             )
         return self._samplers[key]
 
@@ -182,9 +200,15 @@ class TranslationTask(Task):
         head = self._fused_head(model)
         if head is not None:
             hidden = model(batch.src, batch.tgt_in, return_hidden=True)  # (B, T, D), through forward: DDP's hooks run
-            return linear_cross_entropy(hidden, head.weight, batch.labels, head.bias,
-                                        label_smoothing=self.data.label_smoothing, ignore_index=PAD_ID,
-                                        reduction="sum"), {}
+            return linear_cross_entropy(
+                hidden,
+                head.weight,
+                batch.labels,
+                head.bias,
+                label_smoothing=self.data.label_smoothing,
+                ignore_index=PAD_ID,
+                reduction="sum",
+            ), {}
         logits = model(batch.src, batch.tgt_in)  # (B, T, V), through forward so wrappers see the call
         return label_smoothed_loss(logits, batch.labels, self.data.label_smoothing), {}
 
@@ -199,8 +223,13 @@ class TranslationTask(Task):
     def validation_loss(self, model: nn.Module) -> dict[str, float]:
         """Label-smoothed loss (comparable with the training loss) and plain NLL per target token."""
         device = next(model.parameters()).device
-        sampler = TokenBatchSampler(pair_lengths(self.valid_ids), max(self.data.max_tokens, 4096), shuffle=False,
-                                    bucket_width=self.data.bucket_width, drop_too_long=True)
+        sampler = TokenBatchSampler(
+            pair_lengths(self.valid_ids),
+            max(self.data.max_tokens, 4096),
+            shuffle=False,
+            bucket_width=self.data.bucket_width,
+            drop_too_long=True,
+        )
         smoothed = nll = 0.0
         tokens = 0
         for index in sampler.batches(0):
@@ -213,8 +242,9 @@ class TranslationTask(Task):
 
     def bleu(self, model: nn.Module, corpus: ParallelCorpus | list, beam: int, limit: int | None = None) -> dict:
         pairs = list(corpus)[:limit] if limit else list(corpus)
-        hyps = self.translator(model).translate([s for s, _ in pairs], self.data.search_config(beam),
-                                                batch_tokens=self.data.eval_batch_tokens)
+        hyps = self.translator(model).translate(
+            [s for s, _ in pairs], self.data.search_config(beam), batch_tokens=self.data.eval_batch_tokens
+        )
         return corpus_scores(hyps, [t for _, t in pairs])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -232,11 +262,20 @@ class TranslationTask(Task):
         results["search"] = asdict(search)
         for label, corpus in self.tests.items():
             scores = self.bleu(model, corpus, beam=search.beam_size)
-            results[label] = {"bleu": round(scores["bleu"], 2), "chrf": round(scores["chrf"], 2),
-                              "sentences": len(corpus)}
+            results[label] = {
+                "bleu": round(scores["bleu"], 2),
+                "chrf": round(scores["chrf"], 2),
+                "sentences": len(corpus),
+            }
             results["bleu_signature"], results["chrf_signature"] = scores["bleu_signature"], scores["chrf_signature"]
-            log.info("%s: BLEU %.2f  chrF %.2f  (beam %d, %d sentences)", label, scores["bleu"], scores["chrf"],
-                     search.beam_size, len(corpus))
+            log.info(
+                "%s: BLEU %.2f  chrF %.2f  (beam %d, %d sentences)",
+                label,
+                scores["bleu"],
+                scores["chrf"],
+                search.beam_size,
+                len(corpus),
+            )
         if self.tests:
             log.info("sacreBLEU signature: %s", results["bleu_signature"])
         return results
@@ -254,14 +293,25 @@ class TranslationTask(Task):
         final = {k: v.clone() for k, v in unique_state_dict(model).items()}
         load_state_into(model, average_checkpoints(found), source="averaged checkpoints")
         after = self.validation_loss(model)["loss"]
-        info = {"averaged": {"checkpoints": [p.name for p in found], "val_loss_last": round(before, 4),
-                             "val_loss_averaged": round(after, 4), "kept": after < before}}
+        info = {
+            "averaged": {
+                "checkpoints": [p.name for p in found],
+                "val_loss_last": round(before, 4),
+                "val_loss_averaged": round(after, 4),
+                "kept": after < before,
+            }
+        }
         if after < before:
             save_model(model, self.run_dir)
         else:
             load_state_into(model, final, source="final weights")
-        log.info("averaged the last %d checkpoints: val loss %.4f -> %.4f (%s)", len(found), before, after,
-                 "kept" if after < before else "not kept")
+        log.info(
+            "averaged the last %d checkpoints: val loss %.4f -> %.4f (%s)",
+            len(found),
+            before,
+            after,
+            "kept" if after < before else "not kept",
+        )
         return info
 
     # ------------------------------------------------------------------ artefacts and resume
@@ -269,8 +319,13 @@ class TranslationTask(Task):
         self.tokenizer.save(directory)
         if self.source_tokenizer is not self.tokenizer:
             atomic_write_text(Path(directory) / SOURCE_TOKENIZER_FILE, self.source_tokenizer.to_json())
-        info = {"task": "translation", "src_lang": self.data.src_lang, "tgt_lang": self.data.tgt_lang,
-                "search": asdict(self.data.search_config()), "run_id": self.run_id}
+        info = {
+            "task": "translation",
+            "src_lang": self.data.src_lang,
+            "tgt_lang": self.data.tgt_lang,
+            "search": asdict(self.data.search_config()),
+            "run_id": self.run_id,
+        }
         save_json(Path(directory) / TRANSLATION_FILE, info)
 
     def _fingerprint(self) -> str:

@@ -38,9 +38,7 @@ class BPETokenizer(Tokenizer):
         Training is deterministic for a given input order (a single pass, no sampling).
         """
         if vocab_size <= len(SPECIAL_TOKENS) + 256:
-            raise ValueError(
-                f"vocab_size={vocab_size} too small: byte-level BPE needs more than 260"
-            )
+            raise ValueError(f"vocab_size={vocab_size} too small: byte-level BPE needs more than 260")
         hf = HFTokenizer(models.BPE(unk_token=UNK))
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
@@ -89,9 +87,7 @@ class BPETokenizer(Tokenizer):
     def id_to_token(self, token_id: int) -> str:
         tok = self.hf.id_to_token(token_id)
         if tok is None:
-            raise ValueError(
-                f"token id {token_id} out of range for a vocabulary of {self.vocab_size}"
-            )
+            raise ValueError(f"token id {token_id} out of range for a vocabulary of {self.vocab_size}")
         return tok
 
     def to_json(self) -> str:

@@ -23,9 +23,7 @@ class CharTokenizer(Tokenizer):
         chars = list(chars)
         bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
         if bad:
-            raise ValueError(
-                f"char vocabulary entries must be single characters, found {bad[:5]!r}"
-            )
+            raise ValueError(f"char vocabulary entries must be single characters, found {bad[:5]!r}")
         if len(set(chars)) != len(chars):
             raise ValueError("char vocabulary has duplicate characters")
         self.chars: list[str] = chars
@@ -55,9 +53,7 @@ class CharTokenizer(Tokenizer):
         except KeyError:
             unknown = list(dict.fromkeys(c for c in text if c not in stoi))  # first-seen order
             shown = ", ".join(repr(c) for c in unknown[:_SHOW_UNKNOWN])
-            more = (
-                f" and {len(unknown) - _SHOW_UNKNOWN} more" if len(unknown) > _SHOW_UNKNOWN else ""
-            )
+            more = f" and {len(unknown) - _SHOW_UNKNOWN} more" if len(unknown) > _SHOW_UNKNOWN else ""
             raise ValueError(f"characters not in the vocabulary: {shown}{more}") from None
 
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
@@ -76,9 +72,7 @@ class CharTokenizer(Tokenizer):
         return self._itos[token_id]
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"type": "char", "version": 1, "vocab": self._itos}, ensure_ascii=False, indent=1
-        )
+        return json.dumps({"type": "char", "version": 1, "vocab": self._itos}, ensure_ascii=False, indent=1)
 
     @classmethod
     def from_json(cls, text: str, source: str = "<string>") -> CharTokenizer:

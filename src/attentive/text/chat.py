@@ -22,8 +22,9 @@ class ChatTokenizer(Protocol):
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str: ...
 
 
-def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True,
-                **variables: Any) -> str:
+def render_chat(
+    template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True, **variables: Any
+) -> str:
     """Render a chat template in Jinja's immutable sandbox (the template can call no Python code)."""
     compiled = _compiled_template(template)  # a one-line error if jinja2 is missing
     import jinja2
@@ -57,8 +58,7 @@ def _compiled_template(template: str):
         raise ValueError(f"chat template failed: {first_line(err)}") from None
 
 
-def chat_prompt(tokenizer: ChatTokenizer, prompt: str | list[dict[str, str]],
-                system: str | None = None) -> list[int]:
+def chat_prompt(tokenizer: ChatTokenizer, prompt: str | list[dict[str, str]], system: str | None = None) -> list[int]:
     """Token ids of a conversation (one user message, or a message list) ready for the assistant's reply."""
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if system:

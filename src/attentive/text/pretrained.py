@@ -24,8 +24,16 @@ class PretrainedTokenizer:
     ``decode`` drops them. ``bos_id`` / ``eos_ids`` / ``pad_id`` are what ``generate`` needs.
     """
 
-    def __init__(self, hf, *, bos_token: str | None = None, eos_tokens: list[str] = (), pad_token: str | None = None,
-                 chat_template: str | None = None, unk_token: str | None = None):
+    def __init__(
+        self,
+        hf,
+        *,
+        bos_token: str | None = None,
+        eos_tokens: list[str] = (),
+        pad_token: str | None = None,
+        chat_template: str | None = None,
+        unk_token: str | None = None,
+    ):
         self.hf = hf
         self.bos_token, self.pad_token, self.chat_template = bos_token, pad_token, chat_template
         self.unk_token = unk_token
@@ -75,8 +83,13 @@ class PretrainedTokenizer:
         """The prompt text for a conversation, from the model's own template."""
         if not self.chat_template:
             raise ValueError("this model has no chat template; give a plain prompt instead of --chat")
-        return render_chat(self.chat_template, messages, add_generation_prompt=add_generation_prompt,
-                           bos_token=self.bos_token or "", eos_token=self.eos_tokens[0] if self.eos_tokens else "")
+        return render_chat(
+            self.chat_template,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token or "",
+            eos_token=self.eos_tokens[0] if self.eos_tokens else "",
+        )
 
     def save(self, directory: str | Path) -> None:
         """``tokenizer.json`` plus ``tokenizer_config.json`` (special tokens, chat template), HF style."""
@@ -84,11 +97,17 @@ class PretrainedTokenizer:
 
         directory = Path(directory)
         self.hf.save(str(directory / "tokenizer.json"))
-        save_json(directory / TOKENIZER_CONFIG, {
-            "bos_token": self.bos_token, "eos_token": self.eos_tokens[0] if self.eos_tokens else None,
-            "stop_tokens": self.eos_tokens, "pad_token": self.pad_token, "chat_template": self.chat_template,
-            "unk_token": self.unk_token,
-        })
+        save_json(
+            directory / TOKENIZER_CONFIG,
+            {
+                "bos_token": self.bos_token,
+                "eos_token": self.eos_tokens[0] if self.eos_tokens else None,
+                "stop_tokens": self.eos_tokens,
+                "pad_token": self.pad_token,
+                "chat_template": self.chat_template,
+                "unk_token": self.unk_token,
+            },
+        )
 
     @classmethod
     def load(cls, folder: str | Path, stop_ids: list[int] = ()) -> PretrainedTokenizer:
@@ -108,9 +127,14 @@ class PretrainedTokenizer:
             template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
         stops = [_token_text(meta.get("eos_token"))] + list(meta.get("stop_tokens") or [])
         stops += [hf.id_to_token(i) for i in stop_ids]
-        return cls(hf, bos_token=_token_text(meta.get("bos_token")), eos_tokens=stops,
-                   pad_token=_token_text(meta.get("pad_token")), chat_template=template,
-                   unk_token=_token_text(meta.get("unk_token")))
+        return cls(
+            hf,
+            bos_token=_token_text(meta.get("bos_token")),
+            eos_tokens=stops,
+            pad_token=_token_text(meta.get("pad_token")),
+            chat_template=template,
+            unk_token=_token_text(meta.get("unk_token")),
+        )
 
 
 def _token_text(value) -> str | None:

@@ -78,8 +78,7 @@ def check_special_tokens(tokens: Sequence[str], source: str) -> None:
     head = list(tokens[: len(SPECIAL_TOKENS)])
     if head != list(SPECIAL_TOKENS):
         raise ValueError(
-            f"{source}: ids 0-{len(SPECIAL_TOKENS) - 1} must be the special tokens "
-            f"{list(SPECIAL_TOKENS)}, found {head}"
+            f"{source}: ids 0-{len(SPECIAL_TOKENS) - 1} must be the special tokens {list(SPECIAL_TOKENS)}, found {head}"
         )
 
 

@@ -64,8 +64,9 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
             if name not in total:
                 total[name], dtypes[name] = t.to(torch.float64).clone(), t.dtype
             elif t.shape != total[name].shape:
-                raise CheckpointError(f"{p}: tensor {name!r} has shape {tuple(t.shape)}, "
-                                      f"{paths[0]} has {tuple(total[name].shape)}")
+                raise CheckpointError(
+                    f"{p}: tensor {name!r} has shape {tuple(t.shape)}, {paths[0]} has {tuple(total[name].shape)}"
+                )
             else:
                 total[name] += t.to(torch.float64)
     return {name: (t / len(paths)).to(dtypes[name]) for name, t in total.items()}

@@ -155,8 +155,13 @@ class Checkpointer:
             progress = load_trainer_state(latest, optimizer)
         except (OSError, KeyError, json.JSONDecodeError) as err:
             raise CheckpointError(f"cannot resume from {latest}: {err}") from None
-        position = Position(step=progress["step"], epoch=progress["epoch"], batch_index=progress["batch_index"],
-                            elapsed=progress["elapsed"], units_seen=progress.get("units_seen", 0))
+        position = Position(
+            step=progress["step"],
+            epoch=progress["epoch"],
+            batch_index=progress["batch_index"],
+            elapsed=progress["elapsed"],
+            units_seen=progress.get("units_seen", 0),
+        )
         self.task.load_state_dict(progress.get("task", {}))
         old_world = progress.get("world_size", 1)
         restore_rank_rng(latest, self.dist, self.dist.device, old_world, reseed=seed + 1_000_003 * position.step)

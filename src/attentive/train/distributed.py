@@ -57,8 +57,10 @@ class DistContext:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if want_cuda:
             if resolved.index is not None:
-                raise ValueError(f"device {device!r}: under torchrun each rank uses cuda:LOCAL_RANK; "
-                                 "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
+                raise ValueError(
+                    f"device {device!r}: under torchrun each rank uses cuda:LOCAL_RANK; "
+                    "pass --device cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES"
+                )
             if local_rank >= torch.cuda.device_count():
                 raise ValueError(
                     f"LOCAL_RANK {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
@@ -70,7 +72,8 @@ class DistContext:
             dev = torch.device("cpu")
         if not dist.is_initialized():
             dist.init_process_group(
-                backend="nccl" if want_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT,
+                backend="nccl" if want_cuda else "gloo",
+                timeout=COLLECTIVE_TIMEOUT,
                 device_id=dev if want_cuda else None,
             )
         return cls(rank=rank, world_size=world, local_rank=local_rank, device=dev)
@@ -88,8 +91,9 @@ class DistContext:
         """Sum a Python number over ranks (no device work when running alone)."""
         if not self.enabled:
             return value
-        t = torch.tensor(float(value), dtype=torch.float64 if self.device.type == "cpu" else torch.float32,
-                         device=self.device)
+        t = torch.tensor(
+            float(value), dtype=torch.float64 if self.device.type == "cpu" else torch.float32, device=self.device
+        )
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.item()
 

@@ -74,8 +74,9 @@ def lr_at(step: int, config: OptimConfig, progress: float | None = None, model_d
     if config.schedule == "noam":
         dim = config.model_dim or model_dim
         if not dim:
-            raise ValueError("schedule 'noam' scales by the model width: the model has no config.d_model, "
-                             "so set model_dim")
+            raise ValueError(
+                "schedule 'noam' scales by the model width: the model has no config.d_model, so set model_dim"
+            )
         return config.lr * dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
     if config.schedule == "inverse_sqrt":
         return config.lr * min(step / warmup, math.sqrt(warmup / step))

@@ -69,16 +69,27 @@ class RunRecords:
 
             # the bar runs over the fraction of the run done, by steps or by the time budget,
             # whichever ends it first, so a run budgeted in minutes does not sit at 0%
-            self.bar = tqdm(total=100.0, initial=100 * fraction, desc=self.task.name, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+            self.bar = tqdm(
+                total=100.0,
+                initial=100 * fraction,
+                desc=self.task.name,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
+            )
 
     def train(self, step: int, lr: float, window: LogWindow, elapsed: float, fraction: float) -> None:
         """Record ``window`` (then cleared) as of ``step``; the loss is summed over ranks, so every
         rank calls this. ``fraction``: how much of the run is done, for the bar."""
         loss_value = self.dist.all_reduce_sum(window.loss_sum).item() / max(window.units, 1)
         rate = window.units / max(window.seconds, 1e-9)
-        record = {"step": step, "split": "train", "loss": loss_value, "lr": lr,
-                  f"{self.task.unit}_per_s": rate, "elapsed_s": round(elapsed, 2)}
+        record = {
+            "step": step,
+            "split": "train",
+            "loss": loss_value,
+            "lr": lr,
+            f"{self.task.unit}_per_s": rate,
+            "elapsed_s": round(elapsed, 2),
+        }
         utilisation = mfu(rate, self.flops_per_unit, self.peak, self.dist.world_size)
         if utilisation is not None:
             record["mfu"] = utilisation
@@ -86,8 +97,12 @@ class RunRecords:
             record["max_mem_gib"] = round(torch.cuda.max_memory_allocated(self.dist.device) / 2**30, 3)
         self.log(record)
         if self.bar is not None:
-            postfix = {"step": step, "loss": f"{loss_value:.4f}", "lr": f"{lr:.2e}",
-                       f"{self.task.unit}/s": f"{rate:,.0f}"}
+            postfix = {
+                "step": step,
+                "loss": f"{loss_value:.4f}",
+                "lr": f"{lr:.2e}",
+                f"{self.task.unit}/s": f"{rate:,.0f}",
+            }
             if utilisation is not None:
                 postfix["mfu"] = f"{utilisation:.1%}"
             self.bar.set_postfix(postfix)

@@ -41,8 +41,9 @@ def checkpoint_dirs(root: str | Path) -> list[Path]:
     folder = Path(root) / "checkpoints"
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")
-                  and not p.name.endswith(".tmp"))
+    return sorted(
+        p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
+    )
 
 
 def checkpoint_step(path: Path) -> int:

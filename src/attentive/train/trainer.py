@@ -68,8 +68,10 @@ class TrainConfig:
         if self.max_steps <= 0 or self.grad_accum <= 0:
             raise ValueError(f"max_steps and grad_accum must be positive, got {self.max_steps}, {self.grad_accum}")
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be an integer >= 1 (the newest N checkpoints are kept), "
-                             f"got {self.keep_checkpoints!r}")
+            raise ValueError(
+                f"keep_checkpoints must be an integer >= 1 (the newest N checkpoints are kept), "
+                f"got {self.keep_checkpoints!r}"
+            )
         if self.strategy not in ("ddp", "fsdp"):
             raise ValueError(f"strategy {self.strategy!r} is not one of ddp, fsdp")
 
@@ -278,8 +280,14 @@ class Trainer:
         return self.finish()
 
 
-def train(task: Task, model: nn.Module, config: TrainConfig, resume: bool = False,
-          dist: DistContext | None = None, overwrite: bool = False) -> dict[str, Any]:
+def train(
+    task: Task,
+    model: nn.Module,
+    config: TrainConfig,
+    resume: bool = False,
+    dist: DistContext | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Train ``model`` on ``task``; with ``resume`` continue from the newest checkpoint in ``out_dir``
     (``overwrite``: start again there, deleting an earlier run's checkpoints)."""
     return Trainer(task, model, config, dist).fit(resume=resume, overwrite=overwrite)

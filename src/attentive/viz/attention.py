@@ -17,8 +17,14 @@ from torch import Tensor
 from .figure import save_figure
 
 
-def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: list[str], png_path: str | Path,
-                   average: bool = False, title: str = "") -> Path:
+def plot_attention(
+    weights: Tensor,
+    source_tokens: list[str],
+    output_tokens: list[str],
+    png_path: str | Path,
+    average: bool = False,
+    title: str = "",
+) -> Path:
     """Write a PNG heatmap of ``weights (H, T, S)``; returns its path."""
     import matplotlib
 
@@ -29,8 +35,10 @@ def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: lis
         raise ValueError(f"attention weights must be (heads, output, source), got shape {tuple(weights.shape)}")
     heads, t_len, s_len = weights.shape
     if (t_len, s_len) != (len(output_tokens), len(source_tokens)):
-        raise ValueError(f"weights cover {t_len} output x {s_len} source tokens, labels give "
-                         f"{len(output_tokens)} x {len(source_tokens)}")
+        raise ValueError(
+            f"weights cover {t_len} output x {s_len} source tokens, labels give "
+            f"{len(output_tokens)} x {len(source_tokens)}"
+        )
     panels = weights.float().mean(0, keepdim=True) if average else weights.float()  # (P, T, S)
     names = ["mean of heads"] if average else [f"head {h}" for h in range(heads)]
     cols = min(len(panels), 4)
@@ -38,8 +46,14 @@ def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: lis
     cell = 0.32
     width = max(3.0, cell * s_len + 1.2)
     height = max(2.5, cell * t_len + 1.2)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols + 1.0, 6.0), height * rows + 0.6), dpi=100,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(max(width * cols + 1.0, 6.0), height * rows + 0.6),
+        dpi=100,
+        squeeze=False,
+        layout="constrained",
+    )
     for i, (ax, panel, name) in enumerate(zip(axes.flat, panels, names)):
         image = ax.imshow(panel.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks(range(s_len), source_tokens, rotation=90, fontsize=8)
@@ -49,7 +63,7 @@ def plot_attention(weights: Tensor, source_tokens: list[str], output_tokens: lis
         if i % cols == 0:
             ax.set_ylabel("output")
         ax.set_title(name, fontsize=9)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     if title:

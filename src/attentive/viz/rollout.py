@@ -58,7 +58,10 @@ def class_token_map(attentions: list[Tensor], method: str = "rollout") -> Tensor
 
 
 def save_attention_overlay(
-    image: np.ndarray | Tensor, heat: np.ndarray | Tensor, png_path: str | Path, title: str = "",
+    image: np.ndarray | Tensor,
+    heat: np.ndarray | Tensor,
+    png_path: str | Path,
+    title: str = "",
 ) -> Path:
     """Draw ``image (H, W)`` beside itself with ``heat (G, G)`` upsampled over it; save a PNG."""
     import matplotlib

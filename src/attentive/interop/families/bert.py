@@ -57,30 +57,43 @@ ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean
 # ----------------------------------------------------------------------------- read
 
 
-def read_config(hf: dict[str, Any], pooling: str = "mean", normalize: bool = False,
-                pooler: bool = False) -> EncoderConfig:
+def read_config(
+    hf: dict[str, Any], pooling: str = "mean", normalize: bool = False, pooler: bool = False
+) -> EncoderConfig:
     """``BertConfig`` fields -> ``EncoderConfig`` (post-LN, learned positions, segment embeddings)."""
     if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"BERT position_embedding_type {hf['position_embedding_type']!r} is not supported; "
-                         f"supported: absolute")
+        raise ValueError(
+            f"BERT position_embedding_type {hf['position_embedding_type']!r} is not supported; supported: absolute"
+        )
     act = hf.get("hidden_act", "gelu")
     if act not in ACTIVATIONS:
         raise ValueError(f"BERT hidden_act {act!r} is not supported; supported: {sorted(ACTIVATIONS)}")
     return EncoderConfig(
-        vocab_size=hf["vocab_size"], num_layers=hf["num_hidden_layers"], d_model=hf["hidden_size"],
-        num_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"], ffn=ACTIVATIONS[act],
-        norm_eps=float(hf.get("layer_norm_eps", 1e-12)), max_len=hf.get("max_position_embeddings", 512),
-        num_token_types=hf.get("type_vocab_size", 2), dropout=hf.get("hidden_dropout_prob", 0.1),
-        attention_dropout=hf.get("attention_probs_dropout_prob", 0.1), pad_id=hf.get("pad_token_id") or 0,
-        pooling=pooling, normalize=normalize, pooler=pooler,
+        vocab_size=hf["vocab_size"],
+        num_layers=hf["num_hidden_layers"],
+        d_model=hf["hidden_size"],
+        num_heads=hf["num_attention_heads"],
+        d_ff=hf["intermediate_size"],
+        ffn=ACTIVATIONS[act],
+        norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+        max_len=hf.get("max_position_embeddings", 512),
+        num_token_types=hf.get("type_vocab_size", 2),
+        dropout=hf.get("hidden_dropout_prob", 0.1),
+        attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        pad_id=hf.get("pad_token_id") or 0,
+        pooling=pooling,
+        normalize=normalize,
+        pooler=pooler,
     )
 
 
 def read_state(state: dict[str, torch.Tensor], config: EncoderConfig | None = None) -> dict[str, torch.Tensor]:
     """``BertModel`` (or ``bert.``-prefixed) weights -> ``Encoder`` names; old gamma/beta names too."""
     state = strip_prefix(state, "bert.")
-    state = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
-             for k, v in state.items()}
+    state = {
+        re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v
+        for k, v in state.items()
+    }
     return rename(state, RULES, IGNORED, NAME)
 
 
@@ -96,8 +109,9 @@ def sentence_transformers(folder: Path) -> tuple[str, bool, int | None]:
             cfg = read_json(folder / module["path"] / "config.json")
             modes = [mode for key, mode in ST_POOLING.items() if cfg.get(key)]
             if len(modes) != 1:
-                raise ValueError(f"sentence-transformers pooling {cfg} is not supported; "
-                                 f"supported: one of cls, mean, max")
+                raise ValueError(
+                    f"sentence-transformers pooling {cfg} is not supported; supported: one of cls, mean, max"
+                )
             pooling = modes[0]
     st = folder / "sentence_bert_config.json"
     max_tokens = read_json(st).get("max_seq_length") if st.is_file() else None
@@ -124,17 +138,38 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(``BertConfig`` fields, ``BertModel``-named tensors); BertModel always has a pooler."""
     c = model.config
     what = "a BERT (BertModel) export"
-    check(c, what, positional="learned", norm="layernorm", ffn=tuple(EXPORT_ACTIVATIONS), bias=True, norm_first=False,
-          embed_norm=True, head_dim=None, num_kv_heads=(None, c.num_heads))
+    check(
+        c,
+        what,
+        positional="learned",
+        norm="layernorm",
+        ffn=tuple(EXPORT_ACTIVATIONS),
+        bias=True,
+        norm_first=False,
+        embed_norm=True,
+        head_dim=None,
+        num_kv_heads=(None, c.num_heads),
+    )
     need(c.num_token_types > 0, f"{what} needs segment embeddings (num_token_types >= 1); this model has none")
     need(c.pooler, f"{what} needs BERT's pooler (pooler=True): BertModel always has one")
     config = {
-        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": c.vocab_size, "hidden_size": c.d_model,
-        "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads, "intermediate_size": c.d_ff,
-        "hidden_act": EXPORT_ACTIVATIONS[c.ffn], "max_position_embeddings": c.max_len,
-        "type_vocab_size": c.num_token_types, "layer_norm_eps": c.norm_eps, "pad_token_id": c.pad_id,
-        "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.attention_dropout,
-        "position_embedding_type": "absolute", "torch_dtype": "float32", "dtype": "float32",
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.d_model,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.d_ff,
+        "hidden_act": EXPORT_ACTIVATIONS[c.ffn],
+        "max_position_embeddings": c.max_len,
+        "type_vocab_size": c.num_token_types,
+        "layer_norm_eps": c.norm_eps,
+        "pad_token_id": c.pad_id,
+        "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "position_embedding_type": "absolute",
+        "torch_dtype": "float32",
+        "dtype": "float32",
     }
     return config, rename(unique_state_dict(model), RULES, family=NAME, reverse=True)
 
@@ -144,11 +179,19 @@ def extra_files(model: nn.Module) -> dict[str, Any]:
     c = model.config
     if c.pooling == "pooler":
         return {}
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if c.normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-    pooling = {"word_embedding_dimension": c.d_model, **{key: c.pooling == mode for key, mode in ST_POOLING.items()},
-               "pooling_mode_mean_sqrt_len_tokens": False}
-    return {"modules.json": modules, "1_Pooling/config.json": pooling,
-            "sentence_bert_config.json": {"max_seq_length": c.max_len, "do_lower_case": False}}
+    pooling = {
+        "word_embedding_dimension": c.d_model,
+        **{key: c.pooling == mode for key, mode in ST_POOLING.items()},
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    return {
+        "modules.json": modules,
+        "1_Pooling/config.json": pooling,
+        "sentence_bert_config.json": {"max_seq_length": c.max_len, "do_lower_case": False},
+    }

@@ -60,11 +60,21 @@ def read_config(hf: dict[str, Any]) -> DecoderLMConfig:
             raise ValueError(f"GPT-2 with {flag}={hf[flag]} is not supported; supported: {flag}={default}")
     d_model = hf["n_embd"]
     return DecoderLMConfig(
-        vocab_size=hf["vocab_size"], num_layers=hf["n_layer"], d_model=d_model, num_heads=hf["n_head"],
-        d_ff=hf.get("n_inner") or 4 * d_model, ffn=ACTIVATIONS[act], norm="layernorm",
-        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)), norm_first=True, positional="learned", bias=True,
-        dropout=float(hf.get("resid_pdrop", 0.1)), attention_dropout=float(hf.get("attn_pdrop", 0.1)),
-        max_len=hf.get("n_positions", 1024), tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        vocab_size=hf["vocab_size"],
+        num_layers=hf["n_layer"],
+        d_model=d_model,
+        num_heads=hf["n_head"],
+        d_ff=hf.get("n_inner") or 4 * d_model,
+        ffn=ACTIVATIONS[act],
+        norm="layernorm",
+        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        norm_first=True,
+        positional="learned",
+        bias=True,
+        dropout=float(hf.get("resid_pdrop", 0.1)),
+        attention_dropout=float(hf.get("attn_pdrop", 0.1)),
+        max_len=hf.get("n_positions", 1024),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
         pad_id=hf.get("pad_token_id") or 0,
     )
 
@@ -97,15 +107,38 @@ def load(folder: HFFolder, language: str | None, overrides: dict[str, Any]) -> t
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(``GPT2Config`` fields, ``GPT2LMHeadModel``-named tensors: q, k, v fused, Conv1D-transposed)."""
     c = model.config
-    check(c, "a GPT-2 (GPT2LMHeadModel) export", positional="learned", norm="layernorm", ffn=tuple(EXPORT_ACTIVATIONS),
-          bias=True, norm_first=True, scale_embedding=False, head_dim=None, num_kv_heads=(None, c.num_heads))
+    check(
+        c,
+        "a GPT-2 (GPT2LMHeadModel) export",
+        positional="learned",
+        norm="layernorm",
+        ffn=tuple(EXPORT_ACTIVATIONS),
+        bias=True,
+        norm_first=True,
+        scale_embedding=False,
+        head_dim=None,
+        num_kv_heads=(None, c.num_heads),
+    )
     config = {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
-        "n_embd": c.d_model, "n_layer": c.num_layers, "n_head": c.num_heads, "n_inner": c.d_ff,
-        "n_positions": c.max_len, "n_ctx": c.max_len, "activation_function": EXPORT_ACTIVATIONS[c.ffn],
-        "layer_norm_epsilon": c.norm_eps, "resid_pdrop": c.dropout, "embd_pdrop": c.dropout,
-        "attn_pdrop": c.attention_dropout, "tie_word_embeddings": bool(c.tie_embeddings),
-        "scale_attn_weights": True, "bos_token_id": None, "eos_token_id": None, "torch_dtype": "float32",
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_embd": c.d_model,
+        "n_layer": c.num_layers,
+        "n_head": c.num_heads,
+        "n_inner": c.d_ff,
+        "n_positions": c.max_len,
+        "n_ctx": c.max_len,
+        "activation_function": EXPORT_ACTIVATIONS[c.ffn],
+        "layer_norm_epsilon": c.norm_eps,
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.attention_dropout,
+        "tie_word_embeddings": bool(c.tie_embeddings),
+        "scale_attn_weights": True,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "torch_dtype": "float32",
         "dtype": "float32",
     }
     state = dict(unique_state_dict(model))

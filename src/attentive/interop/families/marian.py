@@ -40,8 +40,12 @@ RULES: list[tuple[str, str]] = [
     ("model.{side}.layers.{i}.final_layer_norm.{p}", "{side}.layers.{i}.ffn_residual.norm.{p}"),
 ]
 # copies of the shared embedding, the fixed sinusoid tables and the (zero) logits bias: checked, not loaded
-DERIVED = (r"model\.(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight",
-           r"model\.(encoder|decoder)\.embed_positions\.weight", r"final_logits_bias")
+DERIVED = (
+    r"model\.(encoder|decoder)\.embed_tokens\.weight",
+    r"lm_head\.weight",
+    r"model\.(encoder|decoder)\.embed_positions\.weight",
+    r"final_logits_bias",
+)
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu"}
 EXPORT_ACTIVATIONS = invert(ACTIVATIONS)  # ours -> HF's, for export
 
@@ -70,23 +74,37 @@ def read_config(hf: dict[str, Any]) -> EncoderDecoderConfig:
     """``MarianConfig`` fields -> ``EncoderDecoderConfig`` (post-LN, sinusoidal, all embeddings tied)."""
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf.get(a) != hf.get(b):
-            raise ValueError(f"Marian with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; supported: one "
-                             f"layer shape for both stacks")
+            raise ValueError(
+                f"Marian with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; supported: one "
+                f"layer shape for both stacks"
+            )
     act = hf.get("activation_function", "swish")
     if act not in ACTIVATIONS:
         raise ValueError(f"Marian activation_function {act!r} is not supported; supported: relu, gelu")
     vocab = hf["vocab_size"]
     if not hf.get("share_encoder_decoder_embeddings", True) or hf.get("decoder_vocab_size", vocab) != vocab:
-        raise ValueError("Marian with separate encoder and decoder vocabularies is not supported; supported: one "
-                         "shared vocabulary")
+        raise ValueError(
+            "Marian with separate encoder and decoder vocabularies is not supported; supported: one shared vocabulary"
+        )
     return EncoderDecoderConfig(
-        src_vocab_size=vocab, tgt_vocab_size=vocab, d_model=hf["d_model"], num_heads=hf["encoder_attention_heads"],
-        d_ff=hf["encoder_ffn_dim"], num_encoder_layers=hf["encoder_layers"], num_decoder_layers=hf["decoder_layers"],
-        ffn=ACTIVATIONS[act], dropout=float(hf.get("dropout", 0.1)),
+        src_vocab_size=vocab,
+        tgt_vocab_size=vocab,
+        d_model=hf["d_model"],
+        num_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"],
+        num_encoder_layers=hf["encoder_layers"],
+        num_decoder_layers=hf["decoder_layers"],
+        ffn=ACTIVATIONS[act],
+        dropout=float(hf.get("dropout", 0.1)),
         attention_dropout=float(hf.get("attention_dropout", 0.0)),
-        activation_dropout=float(hf.get("activation_dropout", 0.0)), norm_first=False, positional="sinusoidal",
-        max_len=hf.get("max_position_embeddings", 512), bias=True, tie_embeddings="all",
-        scale_embedding=bool(hf.get("scale_embedding", True)), pad_id=hf.get("pad_token_id") or 0,
+        activation_dropout=float(hf.get("activation_dropout", 0.0)),
+        norm_first=False,
+        positional="sinusoidal",
+        max_len=hf.get("max_position_embeddings", 512),
+        bias=True,
+        tie_embeddings="all",
+        scale_embedding=bool(hf.get("scale_embedding", True)),
+        pad_id=hf.get("pad_token_id") or 0,
     )
 
 
@@ -132,25 +150,57 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
     c = model.config
     what = "a Marian (MarianMTModel) export of the encoder-decoder"
-    check(c, what, norm_first=False, positional="sinusoidal", norm="layernorm", ffn=tuple(EXPORT_ACTIVATIONS),
-          bias=True, tie_embeddings="all", head_dim=None, num_kv_heads=(None, c.num_heads))
+    check(
+        c,
+        what,
+        norm_first=False,
+        positional="sinusoidal",
+        norm="layernorm",
+        ffn=tuple(EXPORT_ACTIVATIONS),
+        bias=True,
+        tie_embeddings="all",
+        head_dim=None,
+        num_kv_heads=(None, c.num_heads),
+    )
     need(c.norm_eps == 1e-5, f"{what} needs norm_eps=1e-05 (Marian's LayerNorm); this model has {c.norm_eps}")
     order = width_order(c.d_model)
     state = {name: permute_width(name, tensor, order) for name, tensor in unique_state_dict(model).items()}
     state = rename(state, RULES, family=NAME, reverse=True)
     table = sinusoidal_table(c.max_len, c.d_model)[:, order]  # (T, D): sines, then cosines
-    state.update({"model.encoder.embed_positions.weight": table, "model.decoder.embed_positions.weight": table.clone(),
-                  "final_logits_bias": torch.zeros(1, c.tgt_vocab_size)})  # (1, V)
+    state.update(
+        {
+            "model.encoder.embed_positions.weight": table,
+            "model.decoder.embed_positions.weight": table.clone(),
+            "final_logits_bias": torch.zeros(1, c.tgt_vocab_size),
+        }
+    )  # (1, V)
     config = {
-        "architectures": ["MarianMTModel"], "model_type": "marian", "vocab_size": c.src_vocab_size,
-        "decoder_vocab_size": c.tgt_vocab_size, "d_model": c.d_model, "encoder_layers": c.num_encoder_layers,
-        "decoder_layers": c.num_decoder_layers, "encoder_attention_heads": c.num_heads,
-        "decoder_attention_heads": c.num_heads, "encoder_ffn_dim": c.d_ff, "decoder_ffn_dim": c.d_ff,
-        "activation_function": EXPORT_ACTIVATIONS[c.ffn], "max_position_embeddings": c.max_len,
-        "scale_embedding": c.scale_embedding, "share_encoder_decoder_embeddings": True, "tie_word_embeddings": True,
-        "dropout": c.dropout, "attention_dropout": c.attention_dropout, "activation_dropout": c.activation_dropout,
-        "pad_token_id": c.pad_id, "decoder_start_token_id": BOS_ID, "eos_token_id": EOS_ID, "bos_token_id": BOS_ID,
-        "is_encoder_decoder": True, "torch_dtype": "float32", "dtype": "float32",
+        "architectures": ["MarianMTModel"],
+        "model_type": "marian",
+        "vocab_size": c.src_vocab_size,
+        "decoder_vocab_size": c.tgt_vocab_size,
+        "d_model": c.d_model,
+        "encoder_layers": c.num_encoder_layers,
+        "decoder_layers": c.num_decoder_layers,
+        "encoder_attention_heads": c.num_heads,
+        "decoder_attention_heads": c.num_heads,
+        "encoder_ffn_dim": c.d_ff,
+        "decoder_ffn_dim": c.d_ff,
+        "activation_function": EXPORT_ACTIVATIONS[c.ffn],
+        "max_position_embeddings": c.max_len,
+        "scale_embedding": c.scale_embedding,
+        "share_encoder_decoder_embeddings": True,
+        "tie_word_embeddings": True,
+        "dropout": c.dropout,
+        "attention_dropout": c.attention_dropout,
+        "activation_dropout": c.activation_dropout,
+        "pad_token_id": c.pad_id,
+        "decoder_start_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "bos_token_id": BOS_ID,
+        "is_encoder_decoder": True,
+        "torch_dtype": "float32",
+        "dtype": "float32",
     }
     return config, state
 
@@ -158,5 +208,11 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 def hf_generation_config(model: nn.Module, tokenizer, config: dict[str, Any]) -> dict[str, Any]:
     """``generation_config.json``: beam search as Marian models ship it, our special token ids."""
     c = model.config
-    return {"decoder_start_token_id": BOS_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
-            "pad_token_id": c.pad_id, "num_beams": 4, "max_length": c.max_len}
+    return {
+        "decoder_start_token_id": BOS_ID,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "pad_token_id": c.pad_id,
+        "num_beams": 4,
+        "max_length": c.max_len,
+    }

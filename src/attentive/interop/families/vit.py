@@ -64,13 +64,23 @@ def read_config(hf: dict[str, Any], preprocessor: dict[str, Any] | None = None) 
     labels = hf.get("id2label") or {}
     image, patch = hf.get("image_size", 224), hf.get("patch_size", 16)
     return ViTConfig(
-        image_size=image, patch_size=patch, in_channels=hf.get("num_channels", 3),
-        num_classes=hf.get("num_labels") or len(labels) or 2, num_layers=hf["num_hidden_layers"],
-        d_model=hf["hidden_size"], num_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"],
+        image_size=image,
+        patch_size=patch,
+        in_channels=hf.get("num_channels", 3),
+        num_classes=hf.get("num_labels") or len(labels) or 2,
+        num_layers=hf["num_hidden_layers"],
+        d_model=hf["hidden_size"],
+        num_heads=hf["num_attention_heads"],
+        d_ff=hf["intermediate_size"],
         dropout=float(hf.get("hidden_dropout_prob", 0.0)),
-        attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.0)), ffn="gelu", norm_first=True,
-        norm_eps=float(hf.get("layer_norm_eps", 1e-12)), positional="learned", max_len=(image // patch) ** 2 + 1,
-        pixel_mean=stats[0], pixel_std=stats[1],
+        attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.0)),
+        ffn="gelu",
+        norm_first=True,
+        norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+        positional="learned",
+        max_len=(image // patch) ** 2 + 1,
+        pixel_mean=stats[0],
+        pixel_std=stats[1],
     )
 
 
@@ -96,20 +106,42 @@ def load(folder: HFFolder, language: str | None, overrides: dict[str, Any]) -> t
 def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(``ViTConfig`` fields, ``ViTForImageClassification``-named tensors)."""
     c = model.config
-    check(c, "a ViT (ViTForImageClassification) export", positional="learned", norm="layernorm", ffn="gelu",
-          bias=True, norm_first=True, head_dim=None, num_kv_heads=(None, c.num_heads))
+    check(
+        c,
+        "a ViT (ViTForImageClassification) export",
+        positional="learned",
+        norm="layernorm",
+        ffn="gelu",
+        bias=True,
+        norm_first=True,
+        head_dim=None,
+        num_kv_heads=(None, c.num_heads),
+    )
     state = dict(unique_state_dict(model))
-    state["encoder.positional.weight"] = state["encoder.positional.weight"][:c.num_tokens][None]  # (1, T, D)
+    state["encoder.positional.weight"] = state["encoder.positional.weight"][: c.num_tokens][None]  # (1, T, D)
     state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"].reshape(
-        c.d_model, c.in_channels, c.patch_size, c.patch_size)  # (D, C, P, P)
+        c.d_model, c.in_channels, c.patch_size, c.patch_size
+    )  # (D, C, P, P)
     config = {
-        "architectures": ["ViTForImageClassification"], "model_type": "vit", "image_size": c.image_size,
-        "patch_size": c.patch_size, "num_channels": c.in_channels, "hidden_size": c.d_model,
-        "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads, "intermediate_size": c.d_ff,
-        "hidden_act": "gelu", "layer_norm_eps": c.norm_eps, "qkv_bias": True, "hidden_dropout_prob": c.dropout,
-        "attention_probs_dropout_prob": c.attention_dropout, "num_labels": c.num_classes,
+        "architectures": ["ViTForImageClassification"],
+        "model_type": "vit",
+        "image_size": c.image_size,
+        "patch_size": c.patch_size,
+        "num_channels": c.in_channels,
+        "hidden_size": c.d_model,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.d_ff,
+        "hidden_act": "gelu",
+        "layer_norm_eps": c.norm_eps,
+        "qkv_bias": True,
+        "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.attention_dropout,
+        "num_labels": c.num_classes,
         "id2label": {str(i): str(i) for i in range(c.num_classes)},
-        "label2id": {str(i): i for i in range(c.num_classes)}, "torch_dtype": "float32", "dtype": "float32",
+        "label2id": {str(i): i for i in range(c.num_classes)},
+        "torch_dtype": "float32",
+        "dtype": "float32",
     }
     return config, rename(state, RULES, family=NAME, reverse=True)
 
@@ -117,7 +149,15 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 def extra_files(model: nn.Module) -> dict[str, Any]:
     """Our ViT normalises raw 0..1 pixels itself; HF's image processor does it before the model."""
     c = model.config
-    return {"preprocessor_config.json": {
-        "image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": c.image_size,
-        "width": c.image_size}, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-        "image_mean": [c.pixel_mean] * c.in_channels, "image_std": [c.pixel_std] * c.in_channels}}
+    return {
+        "preprocessor_config.json": {
+            "image_processor_type": "ViTImageProcessor",
+            "do_resize": True,
+            "size": {"height": c.image_size, "width": c.image_size},
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": [c.pixel_mean] * c.in_channels,
+            "image_std": [c.pixel_std] * c.in_channels,
+        }
+    }

@@ -56,8 +56,10 @@ def read_config(hf: dict[str, Any], special: dict[str, int], language: str | Non
     """
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf.get(a) != hf.get(b):
-            raise ValueError(f"Whisper with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; "
-                             f"supported: one layer shape for both stacks")
+            raise ValueError(
+                f"Whisper with {a}={hf.get(a)} != {b}={hf.get(b)} is not supported; "
+                f"supported: one layer shape for both stacks"
+            )
     if hf.get("activation_function", "gelu") != "gelu":
         raise ValueError(f"Whisper activation {hf['activation_function']!r} is not supported; supported: gelu")
     if hf.get("scale_embedding"):
@@ -72,12 +74,20 @@ def read_config(hf: dict[str, Any], special: dict[str, int], language: str | Non
     elif language not in (None, "en"):
         raise ValueError(f"this Whisper model is English-only; it cannot transcribe language {language!r}")
     return SpeechConfig(
-        vocab_size=hf["vocab_size"], n_mels=hf.get("num_mel_bins", 80),
-        num_encoder_layers=hf["encoder_layers"], num_decoder_layers=hf["decoder_layers"], d_model=hf["d_model"],
-        num_heads=hf["encoder_attention_heads"], d_ff=hf["encoder_ffn_dim"],
-        max_len=hf.get("max_target_positions", 448), max_source_positions=hf.get("max_source_positions", 1500),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", True)), eot_id=eot, start_ids=start,
-        timestamp_begin=no_ts + 1, suppress_tokens=list(hf.get("suppress_tokens") or []),
+        vocab_size=hf["vocab_size"],
+        n_mels=hf.get("num_mel_bins", 80),
+        num_encoder_layers=hf["encoder_layers"],
+        num_decoder_layers=hf["decoder_layers"],
+        d_model=hf["d_model"],
+        num_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"],
+        max_len=hf.get("max_target_positions", 448),
+        max_source_positions=hf.get("max_source_positions", 1500),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        eot_id=eot,
+        start_ids=start,
+        timestamp_begin=no_ts + 1,
+        suppress_tokens=list(hf.get("suppress_tokens") or []),
         begin_suppress_tokens=list(hf.get("begin_suppress_tokens") or [220, eot]),
     )
 
@@ -137,8 +147,17 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(``WhisperConfig`` fields, ``WhisperForConditionalGeneration``-named tensors; zero key biases dropped)."""
     c = model.config
     what = "a Whisper (WhisperForConditionalGeneration) export"
-    check(c, what, positional="learned", norm="layernorm", ffn="gelu", bias=True, norm_first=True, head_dim=None,
-          num_kv_heads=(None, c.num_heads))
+    check(
+        c,
+        what,
+        positional="learned",
+        norm="layernorm",
+        ffn="gelu",
+        bias=True,
+        norm_first=True,
+        head_dim=None,
+        num_kv_heads=(None, c.num_heads),
+    )
     state = {}
     for name, tensor in unique_state_dict(model).items():
         if name.endswith("k_proj.bias"):  # Whisper's key projections have no bias: ours must be zero
@@ -149,15 +168,32 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     state = {k if k == "proj_out.weight" else f"model.{k}": v for k, v in state.items()}
     sot = c.start_ids[0]
     config = {
-        "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper", "vocab_size": c.vocab_size,
-        "num_mel_bins": c.n_mels, "encoder_layers": c.num_encoder_layers, "decoder_layers": c.num_decoder_layers,
-        "d_model": c.d_model, "encoder_attention_heads": c.num_heads, "decoder_attention_heads": c.num_heads,
-        "encoder_ffn_dim": c.d_ff, "decoder_ffn_dim": c.d_ff, "max_source_positions": c.max_source_positions,
-        "max_target_positions": c.max_len, "activation_function": "gelu", "scale_embedding": False,
-        "tie_word_embeddings": bool(c.tie_embeddings), "pad_token_id": c.eot_id, "bos_token_id": c.eot_id,
-        "eos_token_id": c.eot_id, "decoder_start_token_id": sot, "suppress_tokens": list(c.suppress_tokens),
-        "begin_suppress_tokens": list(c.begin_suppress_tokens), "dropout": c.dropout,
-        "attention_dropout": c.attention_dropout, "torch_dtype": "float32", "dtype": "float32",
+        "architectures": ["WhisperForConditionalGeneration"],
+        "model_type": "whisper",
+        "vocab_size": c.vocab_size,
+        "num_mel_bins": c.n_mels,
+        "encoder_layers": c.num_encoder_layers,
+        "decoder_layers": c.num_decoder_layers,
+        "d_model": c.d_model,
+        "encoder_attention_heads": c.num_heads,
+        "decoder_attention_heads": c.num_heads,
+        "encoder_ffn_dim": c.d_ff,
+        "decoder_ffn_dim": c.d_ff,
+        "max_source_positions": c.max_source_positions,
+        "max_target_positions": c.max_len,
+        "activation_function": "gelu",
+        "scale_embedding": False,
+        "tie_word_embeddings": bool(c.tie_embeddings),
+        "pad_token_id": c.eot_id,
+        "bos_token_id": c.eot_id,
+        "eos_token_id": c.eot_id,
+        "decoder_start_token_id": sot,
+        "suppress_tokens": list(c.suppress_tokens),
+        "begin_suppress_tokens": list(c.begin_suppress_tokens),
+        "dropout": c.dropout,
+        "attention_dropout": c.attention_dropout,
+        "torch_dtype": "float32",
+        "dtype": "float32",
     }
     return config, state
 
@@ -165,7 +201,13 @@ def to_hf(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 def hf_generation_config(model: nn.Module, tokenizer, config: dict[str, Any]) -> dict[str, Any]:
     """``generation_config.json``: the decoder prompt as forced ids, the suppressed tokens."""
     c = model.config
-    return {"decoder_start_token_id": c.start_ids[0], "eos_token_id": c.eot_id, "pad_token_id": c.eot_id,
-            "bos_token_id": c.eot_id, "forced_decoder_ids": [[i, t] for i, t in enumerate(c.start_ids[1:], 1)],
-            "suppress_tokens": list(c.suppress_tokens), "begin_suppress_tokens": list(c.begin_suppress_tokens),
-            "max_length": c.max_len}
+    return {
+        "decoder_start_token_id": c.start_ids[0],
+        "eos_token_id": c.eot_id,
+        "pad_token_id": c.eot_id,
+        "bos_token_id": c.eot_id,
+        "forced_decoder_ids": [[i, t] for i, t in enumerate(c.start_ids[1:], 1)],
+        "suppress_tokens": list(c.suppress_tokens),
+        "begin_suppress_tokens": list(c.begin_suppress_tokens),
+        "max_length": c.max_len,
+    }

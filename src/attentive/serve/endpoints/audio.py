@@ -31,8 +31,10 @@ async def transcriptions(request: Request):
     served = state.models.get(form_text(form, "model", required=True), ENDPOINT)
     response_format = form_text(form, "response_format", "json")
     if response_format not in FORMATS:
-        raise bad_request(f"response_format {response_format!r} is not supported; use one of {', '.join(FORMATS)}",
-                          param="response_format")
+        raise bad_request(
+            f"response_format {response_format!r} is not supported; use one of {', '.join(FORMATS)}",
+            param="response_format",
+        )
     _check_language(served, form_text(form, "language"))
     if form_text(form, "prompt"):
         raise bad_request("prompt is not supported for transcription", param="prompt")
@@ -41,8 +43,9 @@ async def transcriptions(request: Request):
         if float(temperature) != 0.0:
             raise ValueError
     except ValueError:
-        raise bad_request(f"temperature {temperature!r} is not supported; decoding is greedy (0)",
-                          param="temperature") from None
+        raise bad_request(
+            f"temperature {temperature!r} is not supported; decoding is greedy (0)", param="temperature"
+        ) from None
     data = await upload(form)
     try:
         audio, rate = read_wav(io.BytesIO(data))
@@ -53,8 +56,11 @@ async def transcriptions(request: Request):
     seconds = len(audio) / rate
     limit = state.settings.max_audio_seconds
     if seconds > limit:
-        raise bad_request(f"the audio is {seconds:.1f} s long; this server transcribes at most {limit:g} s",
-                          param="file", code="audio_too_long")
+        raise bad_request(
+            f"the audio is {seconds:.1f} s long; this server transcribes at most {limit:g} s",
+            param="file",
+            code="audio_too_long",
+        )
     text = await state.workers[served.name].run(transcribe_audio, served.model, served.tokenizer, audio, rate)
     if response_format == "text":
         return PlainTextResponse(text)
@@ -69,5 +75,8 @@ def _check_language(served, language: str | None) -> None:
     token = served.tokenizer.special_tokens().get(f"<|{language}|>")
     english_only = len(start) == 2  # <|startoftranscript|> <|notimestamps|>: no language token
     if (english_only and language != "en") or (not english_only and token not in start):
-        raise bad_request(f"language {language!r}: this model was loaded to transcribe "
-                          f"{'English only' if english_only else 'another language'}", param="language")
+        raise bad_request(
+            f"language {language!r}: this model was loaded to transcribe "
+            f"{'English only' if english_only else 'another language'}",
+            param="language",
+        )

@@ -53,8 +53,11 @@ async def read_json(request: Request) -> Any:
     """The body as JSON: 415 for another content type, 400 for text that is not JSON."""
     main, sub = _media_type(request)
     if main is not None and not (main == "application" and (sub == "json" or sub.endswith("+json"))):
-        raise APIError(415, f"Content-Type must be application/json, got {request.headers['content-type']!r}",
-                       code="unsupported_media_type")
+        raise APIError(
+            415,
+            f"Content-Type must be application/json, got {request.headers['content-type']!r}",
+            code="unsupported_media_type",
+        )
     raw = await request.body()
     if not raw.strip():
         raise bad_request("the request body is empty; send a JSON object")
@@ -63,8 +66,10 @@ async def read_json(request: Request) -> Any:
     except UnicodeDecodeError:
         raise bad_request("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as err:
-        raise bad_request(f"the request body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
-                          code="invalid_json") from None
+        raise bad_request(
+            f"the request body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
+            code="invalid_json",
+        ) from None
 
 
 async def read_form(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -72,8 +77,9 @@ async def read_form(request: Request, fields: tuple[str, ...]) -> dict[str, Any]
     main, sub = _media_type(request)
     if (main, sub) != ("multipart", "form-data"):
         got = request.headers.get("content-type") or "none"
-        raise APIError(415, f"Content-Type must be multipart/form-data (a file upload), got {got!r}",
-                       code="unsupported_media_type")
+        raise APIError(
+            415, f"Content-Type must be multipart/form-data (a file upload), got {got!r}", code="unsupported_media_type"
+        )
     try:
         form = await request.form(max_files=1, max_fields=len(fields) + 8)
     except Exception as err:  # starlette's MultiPartException / python-multipart's parse errors

@@ -30,14 +30,22 @@ async def embeddings(request: Request):
     check_count(len(texts), state.settings.max_inputs, "inputs", "input")
     width = served.model.config.d_model
     if body.dimensions is not None and body.dimensions != width:
-        raise bad_request(f"dimensions={body.dimensions}: this model's vectors have {width} dimensions "
-                          f"(it cannot shorten them)", param="dimensions")
+        raise bad_request(
+            f"dimensions={body.dimensions}: this model's vectors have {width} dimensions (it cannot shorten them)",
+            param="dimensions",
+        )
     vectors, tokens = await state.workers[served.name].run(_embed, served, texts)
     state.metrics.prompt_tokens.labels(served.name).inc(tokens)
-    data = [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-            for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": served.name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": served.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _embed(served, texts: list[str]):

@@ -32,8 +32,14 @@ async def classify_image(request: Request):
         raise bad_request(f"file: {err}", param="file") from None
     probs = await state.workers[served.name].run(_classify, served.model, image)
     best = int(probs.argmax())
-    return {"object": "classification", "model": served.name, "label": str(best), "index": best,
-            "probability": float(probs[best]), "probabilities": {str(k): float(p) for k, p in enumerate(probs)}}
+    return {
+        "object": "classification",
+        "model": served.name,
+        "label": str(best),
+        "index": best,
+        "probability": float(probs[best]),
+        "probabilities": {str(k): float(p) for k, p in enumerate(probs)},
+    }
 
 
 def _pixels(data: bytes, config, max_pixels: int) -> torch.Tensor:

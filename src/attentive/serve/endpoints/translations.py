@@ -37,7 +37,13 @@ async def translations(request: Request):
     read, written = sum(map(len, sources)), sum(map(len, outputs))
     state.metrics.prompt_tokens.labels(served.name).inc(read)
     state.metrics.generated_tokens.labels(served.name).inc(written)
-    data = [{"object": "translation", "index": i, "text": translator.tokenizer.decode(ids) if ids else ""}
-            for i, ids in enumerate(outputs)]
-    return {"object": "list", "model": served.name, "data": data,
-            "usage": {"prompt_tokens": read, "completion_tokens": written, "total_tokens": read + written}}
+    data = [
+        {"object": "translation", "index": i, "text": translator.tokenizer.decode(ids) if ids else ""}
+        for i, ids in enumerate(outputs)
+    ]
+    return {
+        "object": "list",
+        "model": served.name,
+        "data": data,
+        "usage": {"prompt_tokens": read, "completion_tokens": written, "total_tokens": read + written},
+    }
