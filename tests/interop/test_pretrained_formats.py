@@ -55,7 +55,11 @@ def test_hub_download_failure_is_one_line(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'.\nCheck your connection.")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    one_line_error("someone/some-model", r"could not fetch 'someone/some-model' .*OSError: We couldn't connect")
+    one_line_error(
+        "someone/some-model",
+        r"someone/some-model is not a local file or folder, and could not be fetched from the Hugging Face hub "
+        r"\(OSError: We couldn't connect",
+    )
 
 
 def _minilm_copy(tmp_path):

@@ -28,5 +28,5 @@ def register(sub) -> None:
     p = sub.add_parser("merge", help="fold a LoRA adapter into its base model (a plain checkpoint)")
     p.add_argument("--adapter", required=True, metavar="DIR", help="adapter folder (a LoRA run folder)")
     p.add_argument("--out", required=True, metavar="DIR", help="where the merged checkpoint goes")
-    p.add_argument("--base", metavar="PATH_OR_NAME", help="base model (default: the one the adapter records)")
+    p.add_argument("--base", metavar="SPEC", help="base model, any model spec (default: the one the adapter records)")
     p.set_defaults(func=run)

@@ -28,5 +28,6 @@ def download(name: str, revision: str | None) -> Path:
         return Path(snapshot_download(name, revision=revision, allow_patterns=list(PATTERNS)))
     except Exception as err:  # offline, unknown repo, gated, ...
         raise ValueError(
-            f"could not fetch {name!r} from the Hugging Face hub ({type(err).__name__}: {first_line(err)})"
+            f"{name} is not a local file or folder, and could not be fetched from the Hugging Face hub "
+            f"({type(err).__name__}: {first_line(err)})"
         ) from None
