@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .lazy import entry
 from .nn.feedforward import FEEDFORWARDS
 from .nn.layers import LayerSpec
 from .nn.norm import NORMS
@@ -215,12 +216,6 @@ def register_preset(name: str, config: ModelConfig, description: str) -> None:
     _PRESETS[name] = Preset(name, config, description)
 
 
-def _resolve(where: str) -> Any:
-    """The object a ``"module.path:attribute"`` string names, importing the module on first use."""
-    module, _, attribute = where.partition(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
 def presets() -> list[str]:
     """Names of all registered model presets."""
     return sorted(PRESETS)
@@ -240,7 +235,7 @@ def get_preset(name: str) -> Preset:
 
 def _family(model_type: str) -> type:
     """The model class FAMILIES names for ``model_type``, checked to be registered for it."""
-    model_cls = _resolve(FAMILIES[model_type])
+    model_cls = entry(FAMILIES[model_type])
     if getattr(model_cls, "config_class", None) is None or model_cls.config_class.model_type != model_type:
         raise ValueError(
             f"FAMILIES in attentive/config.py maps model_type {model_type!r} to "

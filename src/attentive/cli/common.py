@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..device import DEVICE_CHOICES
+from ..interop.bundled import short_names
 
 
 def add_device(parser) -> None:
@@ -24,7 +25,7 @@ def add_quantize(parser) -> None:
 
 MODEL_HELP = (
     "a run folder or checkpoint, a GGUF file, a Hugging Face or CTranslate2 folder, a bundled model "
-    "(smollm2, minilm, whisper-tiny.en: see `attentive models`) or a hub id"
+    f"({short_names()}: see `attentive models`) or a hub id"
 )
 
 

@@ -15,27 +15,15 @@ from pathlib import Path
 
 
 def run_folders(root: Path) -> list[tuple[Path, str]]:
-    """(folder, family) of every run folder or checkpoint directly under ``root``."""
+    """(folder, family) of every run folder or checkpoint directly under ``root`` (a LoRA run: ``lora``)."""
+    from ..interop.resolve import attentive_family
+
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        family = _family(folder)
+        family = "lora" if (folder / "adapter.json").is_file() else attentive_family(folder)
         if family is not None:
             found.append((folder, family))
     return found
-
-
-def _family(folder: Path) -> str | None:
-    """The family an attentive run folder holds (a LoRA run: ``lora``), None for anything else."""
-    if (folder / "adapter.json").is_file():
-        return "lora"
-    config = folder / "config.json"
-    if not (config.is_file() and (folder / "model.safetensors").is_file()):
-        return None
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return None
-    return data.get("model_type") if isinstance(data, dict) else None
 
 
 def run(args) -> int:

@@ -58,14 +58,14 @@ def add_chat_options(parser) -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="chat model: sentences decoded at once (default 32)")
 
 
-def load_translation_model(args):
+def load_translation_model(args, families: tuple[str, ...] = FAMILIES):
     """The ``Pretrained`` ``--model`` names: a translation model (``.translator``) or a chat LM."""
     if not args.model:
         raise ValueError(
             "give --model SPEC: a translation run folder (e.g. runs/multi30k-de-en) or a chat "
             "language model (e.g. smollm2)"
         )
-    loaded = load_model(args, FAMILIES)
+    loaded = load_model(args, families)
     if loaded.kind == "encoder-decoder" and loaded.translator is None:
         raise ValueError(f"{args.model} has no tokenizer.json; a translation model needs its tokenizer to read text")
     if loaded.kind == "decoder-lm" and not getattr(loaded.tokenizer, "chat_template", None):
@@ -78,10 +78,7 @@ def load_translation_model(args):
 
 def load_translator(args):
     """The ``Translator`` of a translation model (commands that show its beams or attention)."""
-    loaded = load_model(args, "encoder-decoder")
-    if loaded.translator is None:
-        raise ValueError(f"{args.model} has no tokenizer.json; a translation model needs its tokenizer to read text")
-    return loaded.translator
+    return load_translation_model(args, ("encoder-decoder",)).translator
 
 
 def chat_settings(args, loaded) -> dict:

@@ -52,12 +52,13 @@ class Translator:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, device: str | torch.device = "cpu") -> Translator:
-        """Load model and tokenizer(s); any missing or unreadable file is a one-line ValueError."""
+    def from_checkpoint(cls, directory: str | Path, device: str | torch.device = "cpu", model=None) -> Translator:
+        """Load model and tokenizer(s); any missing or unreadable file is a one-line ValueError.
+        ``model``: the folder's model, already read (e.g. by ``attentive.from_pretrained``)."""
         from ..checkpoint import load_model
 
         directory = Path(directory)
-        model = load_model(directory, device=device)
+        model = load_model(directory, device=device) if model is None else model
         if not hasattr(model, "encode") or not hasattr(model, "decode"):
             raise ValueError(f"{directory} holds a {type(model).__name__}, not an encoder-decoder translation model")
         if not (directory / TOKENIZER_FILE).exists():

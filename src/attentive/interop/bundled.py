@@ -8,10 +8,13 @@ without importing it); a model whose package is missing is named with the line t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import locate
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # what a model name may be (served, listed, typed)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 
 from ..text.pretrained import TOKENIZER_CONFIG
 from ..text.tokenizer import Tokenizer
-from .bundled import BUNDLED, BundledModel, bundled, default_for, short_names
+from .bundled import BUNDLED, NAME, BundledModel, bundled, default_for, short_names
 from .pretrained import Pretrained, read_pretrained
 
 SPECS = (
@@ -42,7 +42,6 @@ FAMILY_WORDS = {  # config.model_type -> what a person calls it
     "decision-transformer": "decision transformer",
 }
 _GENERIC = ("model", "checkpoint", "final", "latest", "best")  # folder names that say little on their own
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -122,39 +121,26 @@ def from_pretrained(
             raise ValueError(f"give a model: {SPECS}")
         spec = default.name
     where = resolve(spec)
-    if _is_translation_run(where.path):
-        _check_family(where, "encoder-decoder", families)
-        loaded = _translation_run(where, device, dtype, quantize)
-    else:
-        loaded = read_pretrained(
-            where.path if where.path is not None else where.hub_id,
-            device=device,
-            dtype=dtype,
-            language=language,
-            revision=revision,
-            quantize=quantize,
-            rope_scaling=rope_scaling,
-        )
-        _check_family(where, loaded.kind, families)
-        if loaded.kind == "encoder-decoder" and isinstance(loaded.tokenizer, Tokenizer):  # e.g. a Marian folder
-            from ..decode.translator import Translator
+    loaded = read_pretrained(
+        where.path if where.path is not None else where.hub_id,
+        device=device,
+        dtype=dtype,
+        language=language,
+        revision=revision,
+        quantize=quantize,
+        rope_scaling=rope_scaling,
+    )
+    _check_family(where, loaded.kind, families)
+    if loaded.kind == "encoder-decoder":
+        from ..decode.translator import Translator
 
+        if _is_translation_run(where.path):  # its source tokenizer and saved search settings too
+            loaded.translator = Translator.from_checkpoint(where.path, model=loaded.model)
+            loaded.tokenizer = loaded.translator.tokenizer
+        elif isinstance(loaded.tokenizer, Tokenizer):  # e.g. a Marian folder
             loaded.translator = Translator(loaded.model, loaded.tokenizer)
     loaded.name, loaded.title, loaded.aliases = where.name, where.title, where.aliases
     return loaded
-
-
-def _translation_run(where: ModelSpec, device, dtype: torch.dtype, quantize: str | None) -> Pretrained:
-    """A trained translation run: its model, target and source tokenizers and search settings."""
-    from ..decode.translator import Translator
-
-    translator = Translator.from_checkpoint(where.path, device=device)
-    translator.model.to(dtype=dtype)
-    if quantize is not None:
-        from ..nn.inference import optimize
-
-        optimize(translator.model, None if quantize == "fp32" else quantize)
-    return Pretrained(translator.model, translator.tokenizer, str(where.path), "attentive", translator=translator)
 
 
 def _check_family(where: ModelSpec, family: str, families: tuple[str, ...]) -> None:
@@ -175,7 +161,7 @@ def name_of(path: Path) -> str:
 
 def _safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._:-]", "-", text).lstrip("._:-")[:128]
-    return name if _NAME.match(name) else "model"
+    return name if NAME.match(name) else "model"
 
 
 def _bundled_at(path: Path) -> BundledModel | None:
@@ -197,13 +183,13 @@ def _is_translation_run(path: Path | None) -> bool:
     ``Translator`` (a Hugging Face tokenizer, with its ``tokenizer_config.json``, is read as such)."""
     return (
         path is not None
-        and _attentive_family(path) == "encoder-decoder"
+        and attentive_family(path) == "encoder-decoder"
         and (path / "tokenizer.json").is_file()
         and not (path / TOKENIZER_CONFIG).is_file()
     )
 
 
-def _attentive_family(path: Path) -> str | None:
+def attentive_family(path: Path) -> str | None:
     """``model_type`` of an attentive checkpoint or run folder, None for anything else."""
     config = path / "config.json"
     if not (path.is_dir() and config.is_file() and (path / "model.safetensors").is_file()):
@@ -212,7 +198,7 @@ def _attentive_family(path: Path) -> str | None:
         return None
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
     return data.get("model_type") if isinstance(data, dict) else None
 

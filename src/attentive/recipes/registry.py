@@ -13,7 +13,6 @@ precision the same way (``resolve_precision``) and makes its model the same way
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..device import cpu_has_native_bf16
+from ..lazy import entry
 from ..train.optim import OptimConfig
 from ..train.task import Task
 from ..train.trainer import TrainConfig
@@ -108,8 +108,7 @@ def recipes() -> dict[str, RecipeSpec]:
 def get_recipe(name: str) -> RecipeSpec:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))} (attentive recipes)")
-    module, _, attribute = RECIPES[name].partition(":")
-    spec = getattr(importlib.import_module(module), attribute, None)
+    spec = entry(RECIPES[name], default=None)
     if not isinstance(spec, RecipeSpec) or spec.name != name:
         raise ValueError(
             f"RECIPES in attentive/recipes/catalogue.py says {RECIPES[name]} holds recipe {name!r}, "

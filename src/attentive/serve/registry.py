@@ -14,7 +14,6 @@ template, and completions), ``encoder`` (embeddings), ``speech`` (transcription)
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..interop.bundled import NAME
 from .errors import APIError
 
 # family (config.model_type) -> what the server does with it
@@ -41,7 +41,6 @@ ENDPOINTS = {  # kind -> the endpoints that serve it
     "translation": ("/v1/translations/text",),
     "vit": ("/v1/classifications/image",),
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass
@@ -149,7 +148,7 @@ class ModelRegistry:
 def parse_spec(spec: str) -> tuple[str | None, str]:
     """``NAME=SPEC`` -> (NAME, SPEC); ``SPEC`` -> (None, SPEC)."""
     name, sep, path = spec.partition("=")
-    if sep and _NAME.match(name) and path and not Path(spec).exists():
+    if sep and NAME.match(name) and path and not Path(spec).exists():
         return name, path
     return None, spec
 
@@ -159,7 +158,7 @@ def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torc
     from ..interop.resolve import from_pretrained
 
     name, model_spec = parse_spec(spec)
-    if name is not None and not _NAME.match(name):
+    if name is not None and not NAME.match(name):
         raise ValueError(
             f"model name {name!r} is not usable; give one with --model NAME=SPEC (letters, digits, . _ : -)"
         )

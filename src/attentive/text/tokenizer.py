@@ -9,13 +9,13 @@ lists each kind and the class that reads it.
 from __future__ import annotations
 
 import abc
-import importlib
 import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from attentive.fileio import atomic_write_text
+from attentive.lazy import entry
 from attentive.text.special import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -99,8 +99,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     model_type = obj.get("model", {}).get("type") if isinstance(obj.get("model"), dict) else None
     for kind in (obj.get("type"), model_type):
         if isinstance(kind, str) and kind in TOKENIZERS:
-            module, _, name = TOKENIZERS[kind].partition(":")
-            return getattr(importlib.import_module(module), name).from_json(text, source=str(file))
+            return entry(TOKENIZERS[kind]).from_json(text, source=str(file))
     raise ValueError(
         f"{file}: unknown tokenizer kind (type={obj.get('type')!r}, model.type={model_type!r}); "
         "expected a char tokenizer or a Hugging Face BPE tokenizer.json"
