@@ -116,3 +116,119 @@ def test_one_query_path_is_only_for_inference_on_cpu():
     assert not _one_query_on_cpu(torch.randn(1, 2, 3, 8), 0.0)  # several queries
     with torch.enable_grad():
         assert not _one_query_on_cpu(q, 0.0)
+
+
+def _reference_float64(q, k, v, mask, bias, scale):
+    """softmax(q K^T * scale + bias, masked) V in float64, grouped-query heads repeated; rows with
+    every key masked give zeros."""
+    groups = q.shape[1] // k.shape[1]
+    k64, v64 = k.double().repeat_interleave(groups, 1), v.double().repeat_interleave(groups, 1)
+    scores = (q.double() @ k64.transpose(-1, -2)) * scale  # (B, H, 1, Tk)
+    if bias is not None:
+        scores = scores + bias.double()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, -1).nan_to_num(0.0)  # a fully masked row: NaN -> 0
+    return (weights @ v64).float()
+
+
+def _slot_mask(batch, heads, slots, layout, g):
+    """A key mask over a static cache of `slots` slots per row, each row using a different span."""
+    lengths = [1, 13, 64, 200][:batch]  # spans shorter than, equal to and not a multiple of 16
+    mask = torch.zeros(batch, 1, 1, slots, dtype=torch.bool)
+    if layout == "prefix":  # slot cache: a row's first n slots
+        for row, n in enumerate(lengths):
+            mask[row, ..., :n] = True
+    elif layout == "right_aligned":  # left padding: a row's last n slots
+        for row, n in enumerate(lengths):
+            mask[row, ..., slots - n :] = True
+    elif layout == "holes":  # a span at an odd offset with masked keys inside it
+        for row, n in enumerate(lengths):
+            start = 7 + 3 * row
+            mask[row, ..., start : start + n] = torch.rand(n, generator=g) > 0.4
+            mask[row, ..., start] = True
+    elif layout == "per_head":  # every query head its own span (a group's spans differ)
+        mask = torch.zeros(batch, heads, 1, slots, dtype=torch.bool)
+        for row in range(batch):
+            for h in range(heads):
+                start = int(torch.randint(0, slots // 2, (1,), generator=g))
+                mask[row, h, 0, start : start + int(torch.randint(1, slots // 2, (1,), generator=g))] = True
+        mask[0, 0] = False  # one head that sees nothing, its group's others do
+        if heads > 1:
+            mask[0, 1:] = False
+            mask[0, 1, 0, slots - 1] = True  # and one that sees only the last slot
+    if batch > 1:
+        mask[batch - 1] = False  # a row that sees nothing
+    return mask
+
+
+@needs_kernels
+@pytest.mark.parametrize("heads, kv_heads", [(9, 3), (4, 4), (8, 1)])
+@pytest.mark.parametrize("layout", ["prefix", "right_aligned", "holes", "per_head"])
+@pytest.mark.parametrize("dim", [64, 24, 32, 128])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_kernel_reads_only_the_allowed_span_of_a_slot_cache(heads, kv_heads, layout, dim, with_bias):
+    """A static cache of 512 slots, rows using a few of them (first n, last n, a span with holes,
+    a span per head, none): the kernel, which computes over each group's allowed span only,
+    gives the float64 reference's output."""
+    g = torch.Generator().manual_seed(heads + kv_heads + dim)
+    batch, slots = 4, 512
+    q = torch.randn(batch, heads, 1, dim, generator=g)
+    k = torch.randn(batch, kv_heads, slots, dim, generator=g)
+    v = torch.randn(batch, kv_heads, slots, dim, generator=g)
+    mask = _slot_mask(batch, heads, slots, layout, g)
+    bias = torch.randn(batch, heads, 1, slots, generator=g) if with_bias else None
+    got = kernels.panel_ops().attend_one(q, k, v, mask, bias, dim**-0.5)
+    want = _reference_float64(q, k, v, mask.expand(batch, heads, 1, slots), bias, dim**-0.5)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[batch - 1], torch.zeros_like(got[batch - 1]))
+    if layout == "per_head":
+        assert torch.equal(got[0, 0], torch.zeros_like(got[0, 0]))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dim", [64, 24])
+def test_kernel_over_a_span_gives_the_bits_of_the_whole_cache(dim):
+    """Rows allowed a few of 2,048 slots (the first n, the last n, a span at an odd offset): the
+    kernel, which reads only the span, gives bit for bit what it gives over every slot with the
+    others at -inf (a bias of -inf and no mask: no span), and, to rounding, what a cache of just
+    those keys gives; as a view of a longer cache and with masks broadcast over heads, over the
+    batch, and one flag for every key."""
+    g = torch.Generator().manual_seed(dim)
+    slots = 2048
+    q = torch.randn(2, 9, 1, dim, generator=g)
+    cache_k = torch.randn(2, 3, slots + 16, dim, generator=g)  # the kernel reads a view
+    cache_v = torch.randn(2, 3, slots + 16, dim, generator=g)
+    k, v = cache_k[:, :, :slots], cache_v[:, :, :slots]
+    ops = kernels.panel_ops()
+    slot = torch.arange(slots).reshape(1, 1, 1, slots)
+    for start, n in ((0, 1), (0, 15), (0, 64), (0, 257), (0, 2048), (2048 - 64, 64), (2048 - 15, 15), (37, 200)):
+        mask = (slot >= start) & (slot < start + n)  # (1, 1, 1, L): broadcast over the batch and heads
+        got = ops.attend_one(q, k, v, mask, None, 0.125)
+        everything = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+        assert torch.equal(got, ops.attend_one(q, k, v, None, everything, 0.125))
+        assert torch.equal(got, ops.attend_one(q, k, v, mask.expand(2, 9, 1, slots).contiguous(), None, 0.125))
+        span = slice(start, start + n)
+        alone = ops.attend_one(q, k[:, :, span], v[:, :, span], None, None, 0.125)
+        torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-6)
+    all_keys = ops.attend_one(q, k, v, torch.ones(1, 1, 1, 1, dtype=torch.bool), None, 0.125)
+    assert torch.equal(all_keys, ops.attend_one(q, k, v, None, None, 0.125))
+    no_key = ops.attend_one(q, k, v, torch.zeros(1, 1, 1, 1, dtype=torch.bool), None, 0.125)
+    assert torch.equal(no_key, torch.zeros_like(no_key))
+
+
+@needs_kernels
+@pytest.mark.parametrize("layout", ["prefix", "right_aligned", "holes", "per_head"])
+@pytest.mark.parametrize("dim", [64, 24])
+def test_kernel_with_a_mask_gives_the_bits_of_the_whole_cache(layout, dim):
+    """Every slot-cache layout above, with a bias: the same bits as the mask written into the bias
+    as -inf (the whole cache computed, as before spans)."""
+    g = torch.Generator().manual_seed(dim + 1)
+    batch, heads, slots = 4, 9, 300
+    q = torch.randn(batch, heads, 1, dim, generator=g)
+    k, v = torch.randn(batch, 3, slots, dim, generator=g), torch.randn(batch, 3, slots, dim, generator=g)
+    mask = _slot_mask(batch, heads, slots, layout, g)
+    bias = torch.randn(batch, heads, 1, slots, generator=g)
+    got = kernels.panel_ops().attend_one(q, k, v, mask, bias, dim**-0.5)
+    want = kernels.panel_ops().attend_one(q, k, v, None, bias.masked_fill(~mask, float("-inf")), dim**-0.5)
+    assert torch.equal(got, want)

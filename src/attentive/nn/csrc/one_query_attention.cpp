@@ -15,6 +15,12 @@
 // last dimension contiguous (a view into a larger static cache is fine); mask bool and bias
 // float broadcastable to (B, H, 1, Tk); out (B, H, 1, Dh). A row whose keys are all masked gets
 // zeros. Dimension names: B batch, H query heads, Hkv key/value heads, G = H / Hkv, Tk keys.
+//
+// With a mask, each key/value head reads only the span of keys its query heads may attend (from
+// the first allowed key to the last, rounded out to blocks of 16): a static cache of 2,048 slots
+// holding 64 tokens (a row's first n slots, or its last n when rows are right-aligned) costs
+// what 64 keys cost, plus a scan of the bool mask, and gives the same bits as computing over all
+// 2,048 with the rest masked. Masked keys inside the span are masked as before.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -23,7 +29,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "cpu_common.h"
@@ -167,6 +175,56 @@ void weighted_values_any(const float* scores, int64_t G, const float* vb, int64_
   }
 }
 
+// The first true of the n flags p[0], p[stride], ...; n when none is. With stride 1, 32 flags
+// at a time (a slot cache's padding is thousands of flags).
+int64_t first_true(const bool* p, int64_t n, int64_t stride) {
+  if (stride == 0) return n > 0 && *p ? 0 : n;  // one flag for every key
+  int64_t t = 0;
+  if (stride == 1) {
+    for (; t + 32 <= n; t += 32) {
+      uint64_t w[4];
+      std::memcpy(w, p + t, sizeof w);
+      if (w[0] | w[1] | w[2] | w[3]) break;
+    }
+  }
+  for (; t < n; ++t)
+    if (p[t * stride]) return t;
+  return n;
+}
+
+// One past the last true of the n flags p[0], p[stride], ...; 0 when none is.
+int64_t end_of_trues(const bool* p, int64_t n, int64_t stride) {
+  if (stride == 0) return n > 0 && *p ? n : 0;
+  int64_t t = n;
+  if (stride == 1) {
+    for (; t >= 32; t -= 32) {
+      uint64_t w[4];
+      std::memcpy(w, p + t - 32, sizeof w);
+      if (w[0] | w[1] | w[2] | w[3]) break;
+    }
+  }
+  for (; t > 0; --t)
+    if (p[(t - 1) * stride]) return t;
+  return 0;
+}
+
+// The smallest [t0, t1) holding every key that one of the G mask rows (row g at p + g * hs, keys
+// ks apart) allows; t0 == t1 when none does. Later rows only scan outside the span found so far.
+std::pair<int64_t, int64_t> allowed_span(const bool* p, int64_t G, int64_t hs, int64_t ks, int64_t Tk) {
+  int64_t t0 = Tk, t1 = 0;
+  for (int64_t g = 0; g < (hs == 0 ? 1 : G); ++g) {  // a mask broadcast over heads: one row
+    const bool* row = p + g * hs;
+    if (t0 >= t1) {  // nothing allowed yet: this row's own span
+      t0 = first_true(row, Tk, ks);
+      t1 = t0 == Tk ? 0 : t0 + end_of_trues(row + t0 * ks, Tk - t0, ks);
+      continue;
+    }
+    t0 = first_true(row, t0, ks);
+    t1 += end_of_trues(row + t1 * ks, Tk - t1, ks);
+  }
+  return t0 < t1 ? std::make_pair(t0, t1) : std::make_pair(int64_t(0), int64_t(0));
+}
+
 at::Tensor attend_one(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                       const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& bias, double scale) {
   check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be 4-D (batch, heads, seq, head_dim)");
@@ -199,45 +257,83 @@ at::Tensor attend_one(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   const float* vp = v.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const float sc = static_cast<float>(scale);
+  // Each task (b, hk) reads keys [span[2 task], span[2 task + 1]): all of them without a mask,
+  // else those its query heads' mask rows allow, first to last (scanning the bool mask costs far
+  // less than the dot products it saves over a mostly empty static cache). The span is widened
+  // to whole blocks of 16 keys counted from key 0 (at most 15 keys each side), so every key
+  // takes the same code path (16-key blocks, the tail's scalar dot and exp) and every sum adds
+  // the same terms in the same lanes as over the whole cache: the keys left out only added exact
+  // zeros (weight 0 times a finite value), and the results are bit for bit those of the full
+  // computation.
+  const int64_t tasks = B * Hkv;
+  std::vector<int64_t> span(2 * tasks);
+  int64_t keys_read = 0, widest = 0;
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t b = task / Hkv, hk = task % Hkv;
+    std::pair<int64_t, int64_t> s{0, Tk};
+    if (mp) {
+      const bool* rows = mp + b * m_view.stride(0) + hk * G * m_view.stride(1);  // head hk * G's mask row
+      s = allowed_span(rows, G, m_view.stride(1), m_view.stride(3), Tk);
+      if (s.first < s.second) {  // out to whole blocks of 16 keys counted from key 0: see above
+        s.first -= s.first % 16;
+        s.second = std::min(Tk, (s.second + 15) / 16 * 16);
+      }
+    }
+    span[2 * task] = s.first;
+    span[2 * task + 1] = s.second;
+    keys_read += s.second - s.first;
+    widest = std::max(widest, s.second - s.first);
+  }
   // Work as the panel kernel counts it (bytes read + multiply-adds), halved: this loop does about
   // twice as much of it a microsecond (1,500 keys x 6 heads of 64, 5.8M, take 61 us on one
-  // core and 89 us on two; 4,096 keys x 3 heads, 8.7M, 198 us on one and 170 us on two).
-  const int64_t work = (2 * B * Hkv * Tk * Dh * static_cast<int64_t>(sizeof(float)) + 2 * B * H * Tk * Dh) / 2;
-  attentive_cpu::parallel_if_worth_it(B * Hkv, work, [&](int64_t task0, int64_t task1) {
-    std::vector<float> scores(G * Tk);
+  // core and 89 us on two; 4,096 keys x 3 heads, 8.7M, 198 us on one and 170 us on two). Counted
+  // over the keys the spans hold, not the cache's length: a big, mostly masked cache is little
+  // work and should not wake the threads.
+  const int64_t work = keys_read * (2 * Dh * static_cast<int64_t>(sizeof(float)) + 2 * G * Dh) / 2;
+  const int64_t bs = bp ? b_view.stride(3) : 0, ms = mp ? m_view.stride(3) : 0;  // between keys
+  attentive_cpu::parallel_if_worth_it(tasks, work, [&](int64_t task0, int64_t task1) {
+    std::vector<float> scores(G * widest);
     std::vector<const float*> qs(G);
     std::vector<float*> outs(G);
     for (int64_t task = task0; task < task1; ++task) {
       const int64_t b = task / Hkv, hk = task % Hkv;
-      const float* kb = kp + b * k.stride(0) + hk * k.stride(1);
-      const float* vb = vp + b * v.stride(0) + hk * v.stride(1);
+      const int64_t t0 = span[2 * task], n = span[2 * task + 1] - t0;  // keys t0 .. t0 + n - 1
       for (int64_t g = 0; g < G; ++g) {
         qs[g] = qp + b * q.stride(0) + (hk * G + g) * q.stride(1);
         outs[g] = op + (b * H + hk * G + g) * Dh;
       }
-      switch (Dh) {  // scores (G, Tk): each key read once for the G query heads that share it
-        case 32: raw_scores<2>(qs.data(), G, kb, k.stride(2), Tk, scores.data()); break;
-        case 64: raw_scores<4>(qs.data(), G, kb, k.stride(2), Tk, scores.data()); break;
-        case 128: raw_scores<8>(qs.data(), G, kb, k.stride(2), Tk, scores.data()); break;
-        default: raw_scores_any(qs.data(), G, kb, k.stride(2), Tk, Dh, scores.data());
+      if (n == 0) {  // every key masked for these heads: zero outputs
+        for (int64_t g = 0; g < G; ++g) std::fill(outs[g], outs[g] + Dh, 0.f);
+        continue;
+      }
+      const float* kb = kp + b * k.stride(0) + hk * k.stride(1) + t0 * k.stride(2);
+      const float* vb = vp + b * v.stride(0) + hk * v.stride(1) + t0 * v.stride(2);
+      switch (Dh) {  // scores (G, n): each key read once for the G query heads that share it
+        case 32: raw_scores<2>(qs.data(), G, kb, k.stride(2), n, scores.data()); break;
+        case 64: raw_scores<4>(qs.data(), G, kb, k.stride(2), n, scores.data()); break;
+        case 128: raw_scores<8>(qs.data(), G, kb, k.stride(2), n, scores.data()); break;
+        default: raw_scores_any(qs.data(), G, kb, k.stride(2), n, Dh, scores.data());
       }
       for (int64_t g = 0; g < G; ++g) {
         const int64_t h = hk * G + g;
-        float* row = scores.data() + g * Tk;
-        for (int64_t t = 0; t < Tk; ++t) {
-          float s = row[t] * sc;
-          if (bp) s += bp[b * b_view.stride(0) + h * b_view.stride(1) + t * b_view.stride(3)];
-          if (mp && !mp[b * m_view.stride(0) + h * m_view.stride(1) + t * m_view.stride(3)])
-            s = -std::numeric_limits<float>::infinity();
-          row[t] = s;
-        }
-        if (!softmax_inplace(row, Tk)) std::fill(row, row + Tk, 0.f);  // every key masked: a zero output
+        float* row = scores.data() + g * n;
+        const float* brow = bp ? bp + b * b_view.stride(0) + h * b_view.stride(1) + t0 * bs : nullptr;
+        const bool* mrow = mp ? mp + b * m_view.stride(0) + h * m_view.stride(1) + t0 * ms : nullptr;
+        // Scaled, then the bias added in a loop of its own: the product is rounded before the
+        // add, never fused into one FMA, however the compiler treats `a * b + c`.
+        for (int64_t t = 0; t < n; ++t) row[t] *= sc;
+        if (brow)
+          for (int64_t t = 0; t < n; ++t) row[t] += brow[t * bs];
+        if (mrow)
+          for (int64_t t = 0; t < n; ++t)
+            if (!mrow[t * ms]) row[t] = -std::numeric_limits<float>::infinity();
+        if (!softmax_inplace(row, n)) std::fill(row, row + n, 0.f);  // every key masked: a zero output
       }
-      switch (Dh) {  // out (G, Dh) = weights (G, Tk) V (Tk, Dh)
-        case 32: weighted_values<2>(scores.data(), G, vb, v.stride(2), Tk, outs.data()); break;
-        case 64: weighted_values<4>(scores.data(), G, vb, v.stride(2), Tk, outs.data()); break;
-        case 128: weighted_values<8>(scores.data(), G, vb, v.stride(2), Tk, outs.data()); break;
-        default: weighted_values_any(scores.data(), G, vb, v.stride(2), Tk, Dh, outs.data());
+      switch (Dh) {  // out (G, Dh) = weights (G, n) V (n, Dh)
+        case 32: weighted_values<2>(scores.data(), G, vb, v.stride(2), n, outs.data()); break;
+        case 64: weighted_values<4>(scores.data(), G, vb, v.stride(2), n, outs.data()); break;
+        case 128: weighted_values<8>(scores.data(), G, vb, v.stride(2), n, outs.data()); break;
+        default: weighted_values_any(scores.data(), G, vb, v.stride(2), n, Dh, outs.data());
       }
     }
   });
