@@ -9,6 +9,13 @@ Hugging Face's ``WhisperForConditionalGeneration.generate(num_beams=N)`` searche
 length ** 1.0, its default ``early_stopping=False`` rule), the suppressions reaching every beam.
 The windows decode as one batch and are joined.
 
+A window's transcript depends on its audio alone (each starts from the start tokens, with no
+text of the window before), so windows decode side by side. The steps are functions that the
+command line (``transcribe_audio``) and ``attentive serve`` (which adds the windows of clips
+from different requests to one running engine, ``serve/encoder_decoder.py``) share:
+``audio_features`` (audio -> windows' log-Mel features), ``transcription_requests`` (features ->
+engine requests, encoded once) and ``transcript`` (the windows' tokens -> text).
+
 Dimension names: B windows, M mel bins, F frames (3000 for 30 s), S encoder positions.
 """
 
@@ -42,6 +49,21 @@ def transcription_config(model, max_new_tokens: int | None = None, beams: int = 
 
 
 @torch.no_grad()
+def transcription_requests(
+    model, features: Tensor, configs: GenerationConfig | list[GenerationConfig]
+) -> list[Request]:
+    """One engine request per window of ``features (B, M, F)``, encoded together: it starts from
+    the model's start tokens and carries its window's encoder output; ``configs``: one
+    ``transcription_config`` for every window, or one per window."""
+    configs = [configs] * len(features) if isinstance(configs, GenerationConfig) else list(configs)
+    if len(configs) != len(features):
+        raise ValueError(f"{len(features)} windows but {len(configs)} settings")
+    memory = model.encode(features).hidden  # (B, S, D)
+    start = list(model.config.start_ids)
+    return [Request(list(start), config, memory=row) for row, config in zip(memory, configs)]
+
+
+@torch.no_grad()
 def transcribe(
     model,
     features: Tensor,
@@ -55,13 +77,11 @@ def transcribe(
     (a compiled static step is kept)."""
     if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
         raise ValueError(f"beams must be a positive integer (1 = greedy), got {beams!r}")
-    config = model.config
-    memory = model.encode(features).hidden  # (B, S, D)
     if engine is not None and (engine.model is not model or not engine.idle):
         raise ValueError("transcribe needs an idle Engine over the same model")
-    generation = transcription_config(model, max_new_tokens, beams)
+    requests = transcription_requests(model, features, transcription_config(model, max_new_tokens, beams))
     engine = engine or Engine(model, cache=cache)
-    sequences = [engine.add(Request(list(config.start_ids), generation, memory=row)) for row in memory]
+    sequences = [engine.add(request) for request in requests]
     for _ in engine.run():
         pass
     return [s.tokens for s in sequences]
@@ -74,14 +94,25 @@ def greedy_transcribe(
     return transcribe(model, features, max_new_tokens, cache, engine)
 
 
+def audio_features(model, audio, sample_rate: int) -> Tensor:
+    """Mono samples in [-1, 1] at any rate -> the log-Mel features of its 30 s windows ``(B, M, F)``
+    (at least one; the last one padded with silence), on the model's device and in its dtype."""
+    samples = resample(audio, sample_rate, SAMPLE_RATE)  # (N,) float32 at 16 kHz
+    windows = [samples[i : i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
+    features = torch.stack([log_mel_spectrogram(w, model.config.n_mels) for w in windows])  # (B, M, 3000)
+    param = next(model.parameters())
+    return features.to(param.device, param.dtype)
+
+
+def transcript(tokenizer, tokens: list[list[int]]) -> str:
+    """The windows' tokens, in order, as one text (``tokenizer.decode`` drops special tokens)."""
+    return " ".join(text for text in (tokenizer.decode(ids).strip() for ids in tokens) if text)
+
+
 def transcribe_audio(
     model, tokenizer, audio, sample_rate: int, max_new_tokens: int | None = None, beams: int = 1
 ) -> str:
     """Mono samples in [-1, 1] at any rate -> transcript text (``tokenizer.decode`` drops special tokens);
     ``beams``: 1 greedy, N > 1 beam search."""
-    samples = resample(audio, sample_rate, SAMPLE_RATE)  # (N,) float32 at 16 kHz
-    windows = [samples[i : i + N_SAMPLES] for i in range(0, max(len(samples), 1), N_SAMPLES)]
-    features = torch.stack([log_mel_spectrogram(w, model.config.n_mels) for w in windows])  # (B, M, 3000)
-    param = next(model.parameters())
-    tokens = transcribe(model, features.to(param.device, param.dtype), max_new_tokens, beams=beams)
-    return " ".join(text for text in (tokenizer.decode(ids).strip() for ids in tokens) if text)
+    features = audio_features(model, audio, sample_rate)  # (B, M, 3000)
+    return transcript(tokenizer, transcribe(model, features, max_new_tokens, beams=beams))

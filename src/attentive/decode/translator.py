@@ -5,6 +5,13 @@ tokenizer saved beside them (``tokenizer.json``; a separate source vocabulary, w
 used one, in ``tokenizer.src.json``). ``translate(texts)`` sorts sentences by length, decodes
 them in batches of about ``batch_tokens`` source tokens and returns the outputs in input order.
 
+Each sentence is one request to the decoding engine (``requests``: the sentences are encoded
+together, each request carries its encoder output and its search settings), and the request's
+tokens are the translation (``text``: its detokenised form). ``translate_ids`` runs those
+requests on an engine of its own; ``attentive serve`` adds them to the model's running engine,
+beside other clients' sentences (``serve/encoder_decoder.py``): the same requests, so the same
+tokens.
+
 Bad input: an empty (or blank) sentence gets an empty translation without touching the model;
 a sentence longer than the model's ``max_len`` positions is cut to its first ``max_len`` tokens
 with a warning (the rest of it is not translated).
@@ -25,7 +32,9 @@ from torch import Tensor
 
 from ..data.batching import pad_sequences
 from ..text.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
-from .search import SearchConfig, search
+from .config import EngineConfig, GenerationConfig
+from .engine import Engine, Request
+from .search import SearchConfig, beam_settings, output_limits
 
 SOURCE_TOKENIZER_FILE = "tokenizer.src.json"  # only when source and target vocabularies differ
 TRANSLATION_FILE = "translation.json"  # language pair, written by the translation task
@@ -115,6 +124,45 @@ class Translator:
             )
         return [x[:limit] for x in ids]
 
+    def settings(self, config: SearchConfig) -> GenerationConfig:
+        """``config`` as one sentence's request settings (its length limit is filled in per sentence):
+        beam search for ``beam_size > 1``, greedy search otherwise (``decode.search``'s settings)."""
+        eos = self.tokenizer.eos_id
+        if config.beam_size > 1:
+            return beam_settings(config, eos)
+        return GenerationConfig(temperature=0.0, logprobs=0, force_stop_at_limit=True, stop_tokens=(eos,))
+
+    @torch.no_grad()
+    def requests(self, sources: list[list[int]], configs: SearchConfig | list[SearchConfig]) -> list[Request]:
+        """One engine request per source (none may be empty), with its search settings (one
+        ``config`` for all, or one per source): the sources are encoded together, as one padded
+        batch, and each request carries its sentence's encoder output, starts from BOS and may
+        take source length + ``max_len_b`` + 1 tokens (capped by the decoder's positions), the
+        end-of-sequence token forced at that limit. Its sequence's ``tokens`` are the translation."""
+        configs = [configs] * len(sources) if isinstance(configs, SearchConfig) else list(configs)
+        if len(configs) != len(sources):
+            raise ValueError(f"{len(sources)} sources but {len(configs)} search configs")
+        if not all(sources):
+            raise ValueError("an empty source has no request (its translation is empty)")
+        src = pad_sequences(sources, self.pad_id).to(self.device)  # (B, S)
+        src_valid = src != self.pad_id  # (B, S)
+        memory = self.model.encode(src, src_valid).hidden  # (B, S, D)
+        extra = torch.tensor([c.max_len_b for c in configs], device=self.device)  # (B,)
+        limits = output_limits(src_valid, extra, self.model).tolist()  # (B,)
+        return [
+            Request(
+                [self.tokenizer.bos_id],
+                self.settings(config).replace(max_new_tokens=int(limit)),
+                memory=memory[i],
+                memory_key_mask=src_valid[i],
+            )
+            for i, (config, limit) in enumerate(zip(configs, limits))
+        ]
+
+    def text(self, ids: list[int]) -> str:
+        """A translation's text (an empty output is an empty text)."""
+        return self.tokenizer.decode(ids) if ids else ""
+
     def translate_ids(
         self, sources: list[list[int]], config: SearchConfig | None = None, batch_tokens: int = 4000
     ) -> list[list[int]]:
@@ -133,17 +181,19 @@ class Translator:
                 width = max(width, len(sources[order[end]]))
                 end += 1
             chunk = order[start:end]
-            src = pad_sequences([sources[i] for i in chunk], self.pad_id).to(self.device)  # (B, S)
-            result = search(self.model, src, config, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
-            for i, out in zip(chunk, result.tokens):
-                outputs[i] = out
+            engine = Engine(self.model, EngineConfig(cache=config.cache, pad_id=self.pad_id))
+            sequences = [engine.add(r) for r in self.requests([sources[i] for i in chunk], config)]
+            for _ in engine.run():
+                pass
+            for i, sequence in zip(chunk, sequences):
+                outputs[i] = sequence.tokens
             start = end
         return outputs
 
     def translate(self, texts: list[str], config: SearchConfig | None = None, batch_tokens: int = 4000) -> list[str]:
         """Detokenised translations, one per input sentence."""
         outputs = self.translate_ids(self.encode_sources(texts), config, batch_tokens)
-        return [self.tokenizer.decode(ids) if ids else "" for ids in outputs]
+        return [self.text(ids) for ids in outputs]
 
     @torch.no_grad()
     def cross_attention(self, text: str, config: SearchConfig | None = None) -> CrossAttention:

@@ -1,10 +1,10 @@
-"""One worker thread per non-generating model (embeddings, transcription, translation, images).
+"""One worker thread per model that does not decode token by token (embeddings, images).
 
-These requests are one forward pass (or one search) each, so they run whole, one at a time per
-model, in arrival order, off the event loop; ``max_queue`` bounds how many may wait (then 429
-with ``Retry-After``) and the server's ``--timeout`` how long a caller waits (a job that has
-not started by then is dropped). Whisper and translation (greedy or beam search) decode through
-the decoding engine inside their job (``transcribe_audio``, ``Translator``), as the command line does.
+These requests are one forward pass each, so they run whole, one at a time per model, in
+arrival order, off the event loop; ``max_queue`` bounds how many may wait (then 429 with
+``Retry-After``) and the server's ``--timeout`` how long a caller waits (a job that has not
+started by then is dropped). Translation and Whisper decode through an engine thread instead,
+where concurrent requests share the decoding steps (``encoder_decoder.py``).
 """
 
 from __future__ import annotations

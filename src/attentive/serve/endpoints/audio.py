@@ -2,11 +2,14 @@
 
 The upload is a PCM WAV file (any rate, any channel count; the command line's ``attentive
 transcribe`` reads the same), held in memory and never written to disk. ``response_format`` is
-``json`` (``{"text": ...}``) or ``text``; decoding is greedy, as ``attentive transcribe``.
+``json`` (``{"text": ...}``) or ``text``; decoding is greedy, as ``attentive transcribe``. The
+clip's 30 s windows join the model's running engine batch beside other requests' windows
+(``serve/encoder_decoder.py``); the text is the one ``transcribe_audio`` gives.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 
@@ -14,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from ...audio import read_wav
-from ...decode.transcriber import transcribe_audio
+from ...decode.transcriber import audio_features, transcript, transcription_config
 from ..errors import bad_request
 from .common import form_text, read_form, state_of, upload
 
@@ -61,7 +64,11 @@ async def transcriptions(request: Request):
             param="file",
             code="audio_too_long",
         )
-    text = await state.workers[served.name].run(transcribe_audio, served.model, served.tokenizer, audio, rate)
+    features = await asyncio.to_thread(audio_features, served.model, audio, rate)  # (B, M, F), off the event loop
+    config = transcription_config(served.model)
+    sequences = await state.schedulers[served.name].run([(window, config) for window in features])
+    state.metrics.generated_tokens.labels(served.name).inc(sum(len(s.tokens) for s in sequences))
+    text = transcript(served.tokenizer, [s.tokens for s in sequences])
     if response_format == "text":
         return PlainTextResponse(text)
     return {"text": text, "usage": {"type": "duration", "seconds": math.ceil(seconds)}}

@@ -4,7 +4,9 @@ Request ``{"model", "input": "..." | ["...", ...], "beam": 4, "alpha": 0.6, "max
 (search settings default to the run's own, saved beside its weights, else beam 4); answer
 ``{"object": "list", "data": [{"object": "translation", "index", "text"}], "usage"}`` in input
 order. An empty sentence gets an empty translation; one longer than the model's positions is
-refused (the command line would cut it).
+refused (the command line would cut it), and so is a beam wider than the rows a step decodes
+(``--max-batch``). Each sentence joins the model's running engine batch beside other requests'
+sentences (``serve/encoder_decoder.py``), with the tokens ``Translator.translate_ids`` gives.
 """
 
 from __future__ import annotations
@@ -33,14 +35,22 @@ async def translations(request: Request):
         if len(ids) > limit:
             raise bad_request(f"input.{i} has {len(ids)} tokens; this model reads at most {limit}", param="input")
     config = translator.search_config(body.beam, body.alpha, body.max_len_b)
-    outputs = await state.workers[served.name].run(translator.translate_ids, sources, config)
+    rows = state.settings.max_batch
+    if config.beam_size > rows:
+        raise bad_request(
+            f"beam {config.beam_size} needs {config.beam_size} rows; this server decodes at most {rows} "
+            f"together (--max-batch)",
+            param="beam",
+        )
+    live = [i for i, ids in enumerate(sources) if ids]  # an empty sentence: an empty translation
+    sequences = await state.schedulers[served.name].run([(sources[i], config) for i in live])
+    outputs = [[] for _ in sources]
+    for i, sequence in zip(live, sequences):
+        outputs[i] = sequence.tokens
     read, written = sum(map(len, sources)), sum(map(len, outputs))
     state.metrics.prompt_tokens.labels(served.name).inc(read)
     state.metrics.generated_tokens.labels(served.name).inc(written)
-    data = [
-        {"object": "translation", "index": i, "text": translator.tokenizer.decode(ids) if ids else ""}
-        for i, ids in enumerate(outputs)
-    ]
+    data = [{"object": "translation", "index": i, "text": translator.text(ids)} for i, ids in enumerate(outputs)]
     return {
         "object": "list",
         "model": served.name,
