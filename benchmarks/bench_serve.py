@@ -67,14 +67,60 @@ def _die_with_parent() -> None:
         pass
 
 
-class ServerProcess:
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server process on a loopback ``port``, started from ``command`` with its output in
+    ``log``; ready once ``GET /health`` answers 200 (``ready_s``: seconds from launch to then);
+    stopped by ``close``."""
+
+    def __init__(self, command: list[str], port: int, log: Path, env: dict | None = None, timeout: float = 300):
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.log = open(log, "w")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.close()
+                raise RuntimeError(f"the server exited ({self.process.returncode}); see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    self.ready_s = time.monotonic() - started
+                    return
+            except OSError:  # not listening yet, or 503 while it loads
+                time.sleep(0.3)
+        self.close()
+        raise RuntimeError(f"the server did not start within {timeout:g} s; see {self.log.name}")
+
+    def model_id(self) -> str:
+        """The first model ``GET /v1/models`` lists (the name requests give)."""
+        with urllib.request.urlopen(f"{self.url}/v1/models", timeout=10) as response:
+            return json.loads(response.read())["data"][0]["id"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class ServerProcess(Server):
     """``python -m attentive serve`` on a free loopback port, stopped by ``close``."""
 
     def __init__(self, args, *options: str):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
         env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the event loop shares the cores with torch's threads
         command = [
@@ -85,7 +131,7 @@ class ServerProcess:
             "--model",
             args.model,
             "--port",
-            str(self.port),
+            str(port),
             "--device",
             args.device,
             "--dtype",
@@ -100,21 +146,7 @@ class ServerProcess:
         ]
         if args.threads:
             command += ["--threads", str(args.threads)]
-        self.log = open(args.out / f"server-{self.port}.log", "w")
-        self.process = subprocess.Popen(
-            command, env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-        )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.process.returncode}); see {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.close()
-        raise RuntimeError("the server did not start within 300 s")
+        super().__init__(command, port, args.out / f"server-{port}.log", env)
 
     def rows_per_step(self) -> tuple[float, float]:
         """(steps, rows) so far, from the server's ``attentive_decode_batch_rows`` histogram."""
@@ -127,18 +159,19 @@ class ServerProcess:
                     values[key] = values.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return values.get("attentive_decode_batch_rows_count", 0.0), values.get("attentive_decode_batch_rows_sum", 0.0)
 
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.close()
 
-
-async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens: int, stagger: float) -> dict:
-    """``concurrency`` clients, ``rounds`` streamed requests each: tokens/s, TTFT and latency."""
+async def one_level(
+    url: str,
+    model: str,
+    concurrency: int,
+    rounds: int,
+    tokens: int,
+    stagger: float,
+    chat: bool = False,
+    prompts: list[str] = PROMPTS,
+) -> dict:
+    """``concurrency`` clients, ``rounds`` streamed requests each: tokens/s, TTFT and latency.
+    ``chat``: ``/v1/chat/completions`` (each prompt one user message) instead of ``/v1/completions``."""
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=3600)
@@ -146,19 +179,24 @@ async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens:
 
     async def request(prompt: str) -> None:
         sent, first, n = time.perf_counter(), None, 0
-        stream = await client.completions.create(
+        settings = dict(
             model=model,
-            prompt=prompt,
             max_tokens=tokens,
             temperature=0,
             stream=True,
             stream_options={"include_usage": True},
             extra_body={"ignore_eos": True},
         )
+        if chat:
+            stream = await client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **settings)
+        else:
+            stream = await client.completions.create(prompt=prompt, **settings)
         async with stream:
             async for chunk in stream:
-                if chunk.choices and chunk.choices[0].text and first is None:
-                    first = time.perf_counter()
+                if chunk.choices and first is None:
+                    piece = chunk.choices[0].delta.content if chat else chunk.choices[0].text
+                    if piece:
+                        first = time.perf_counter()
                 if chunk.usage is not None:
                     n = chunk.usage.completion_tokens
         ttft.append((first or time.perf_counter()) - sent)
@@ -168,7 +206,7 @@ async def one_level(url: str, model: str, concurrency: int, rounds: int, tokens:
     async def client_loop(i: int) -> None:
         await asyncio.sleep(i * stagger)
         for r in range(rounds):
-            await request(PROMPTS[(i + r) % len(PROMPTS)])
+            await request(prompts[(i + r) % len(prompts)])
 
     start = time.perf_counter()
     await asyncio.gather(*(client_loop(i) for i in range(concurrency)))

@@ -87,7 +87,9 @@ def test_each_kind_is_checked_once_where_it_is_made():
     with pytest.raises(ValueError, match="length_penalty_form must be one of"):
         GenerationConfig(num_beams=2, temperature=0.0, length_penalty_form="linear")
     with pytest.raises(ValueError, match="compile needs fixed shapes"):
-        EngineConfig(compile=True)
+        EngineConfig(cache="dynamic", compile=True)
+    with pytest.raises(ValueError, match="compile needs fixed shapes"):
+        Engine(_lm(), compile=True)  # a plain model: "auto" is the dynamic cache
     with pytest.raises(ValueError, match="max_batch must be a positive integer"):
         EngineConfig(max_batch=0)
     with pytest.raises(ValueError, match="cache must be one of"):

@@ -56,7 +56,7 @@ def test_read_back_by_gguf_and_by_attentive(tmp_path, shipped, dtype, tied):
     # llama-tiny's FFN is 172 wide: ffn_down's rows are not whole q8_0 blocks and fall back to f16
     assert kinds["blk.0.ffn_down.weight"] == {"q8_0": "F16"}.get(dtype, dtype.upper())
     assert reader.fields["tokenizer.ggml.pre"].contents() == "smollm"
-    back = attentive.from_pretrained(path)
+    back = attentive.from_pretrained(path, optimize=False)
     ids = torch.tensor([tok.encode("Translate to English: Ein Hund rennt durch den Park.")])
     with torch.no_grad():
         ours, theirs = model(ids), back.model(ids)
@@ -100,7 +100,7 @@ def test_what_gguf_cannot_hold_is_refused_and_nothing_written(tmp_path, make, me
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["f32", "q8_0"])
 def test_smollm2_exports_with_the_shipped_files_keys_and_names(tmp_path, shipped, dtype):
-    pre = attentive.from_pretrained(need_smollm2())
+    pre = attentive.from_pretrained(need_smollm2(), optimize=False)
     path = export_gguf(pre.model, pre.tokenizer, tmp_path / "smollm2.gguf", dtype=dtype)
     reader = gguf.GGUFReader(path)
     assert _keys(reader) == _keys(shipped) - DESCRIPTIVE
@@ -115,7 +115,7 @@ def test_smollm2_exports_with_the_shipped_files_keys_and_names(tmp_path, shipped
         "tokenizer.chat_template",
     ):
         assert reader.fields[key].contents() == shipped.fields[key].contents(), key
-    back = attentive.from_pretrained(path)
+    back = attentive.from_pretrained(path, optimize=False)
     ids = torch.tensor([pre.tokenizer.encode("The capital of France is Paris, and the capital of Germany is")])
     with torch.no_grad():
         ours, theirs = pre.model(ids), back.model(ids)

@@ -54,7 +54,7 @@ def _same_tensors(a, b) -> None:
 def _round_trip(folder, tmp_path) -> None:
     """HF folder -> attentive -> HF folder: the same tensors."""
     again = tmp_path / "again"
-    pre = attentive.from_pretrained(folder)
+    pre = attentive.from_pretrained(folder, optimize=False)
     export_hf(pre.model, pre.tokenizer, again)
     _same_tensors(folder, again)
 
@@ -92,7 +92,7 @@ def test_gpt2_style_decoder_loads_in_transformers(tmp_path):
 
 def test_minilm_round_trips_bit_for_bit_and_transformers_agrees(tmp_path):
     source = need_minilm()
-    pre = attentive.from_pretrained(source)
+    pre = attentive.from_pretrained(source, optimize=False)
     export_hf(pre.model, pre.tokenizer, tmp_path / "hf")
     original, ours = read_tensors(source / "model.safetensors"), read_tensors(tmp_path / "hf" / "model.safetensors")
     original.pop("embeddings.position_ids")  # a buffer, not a weight
@@ -102,7 +102,7 @@ def test_minilm_round_trips_bit_for_bit_and_transformers_agrees(tmp_path):
     mask = ids != 0
     with torch.no_grad():
         assert (hf(ids, attention_mask=mask.long()).last_hidden_state - pre.model(ids, mask))[mask].abs().max() <= TOL
-    again = attentive.from_pretrained(tmp_path / "hf")  # sentence-transformers pooling travels with it
+    again = attentive.from_pretrained(tmp_path / "hf", optimize=False)  # sentence-transformers pooling travels with it
     assert (again.model.config.pooling, again.model.config.normalize) == ("mean", True)
     texts = ["A man is eating food.", "Someone is having a meal."]
     from attentive.models.encoder import embed_texts
@@ -111,7 +111,7 @@ def test_minilm_round_trips_bit_for_bit_and_transformers_agrees(tmp_path):
 
 
 def test_whisper_exports_to_whisper_for_conditional_generation(tmp_path):
-    pre = attentive.from_pretrained(need_whisper_ct2())
+    pre = attentive.from_pretrained(need_whisper_ct2(), optimize=False)
     export_hf(pre.model, pre.tokenizer, tmp_path / "hf")
     hf = hf_load(transformers.WhisperForConditionalGeneration, tmp_path / "hf")
     features = torch.randn(1, 80, 3000)
@@ -198,7 +198,7 @@ def test_a_failed_write_leaves_no_folder(tmp_path, monkeypatch):
 def test_smollm2_exports_to_llama_for_causal_lm_and_round_trips(tmp_path):
     from pretrained_paths import need_smollm2
 
-    pre = attentive.from_pretrained(need_smollm2())
+    pre = attentive.from_pretrained(need_smollm2(), optimize=False)
     export_hf(pre.model, pre.tokenizer, tmp_path / "hf")
     hf = hf_load(transformers.AutoModelForCausalLM, tmp_path / "hf")
     ids = torch.tensor([pre.tokenizer.encode("The capital of France is Paris, and the capital of Germany is")])

@@ -18,8 +18,8 @@ def add_quantize(parser) -> None:
     parser.add_argument(
         "--quantize",
         choices=("fp32", "int8", "int4"),
-        help="CPU inference: int8 / int4 weight-only (a GGUF file keeps its blocks) or fp32, each "
-        "with fused projections and the panel kernels (default: the model as loaded)",
+        help="CPU inference: int8 / int4 weight-only or fp32, each with fused projections and the "
+        "panel kernels (default on CPU: the file's own precision, a GGUF's Q4_1 / Q8_0 blocks kept)",
     )
 
 
@@ -35,6 +35,12 @@ def add_model(parser, what: str, *, required: bool = False, default: str | None 
     parser.add_argument(
         "--model", "--checkpoint", dest="model", metavar="SPEC", required=required, help=f"{what}: {MODEL_HELP}{tail}"
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="the plain model (optimize=False): not prepared for CPU decoding, dynamic cache, nothing "
+        "compiled; the reference path the fast default is tested against",
+    )
 
 
 def load_model(args, family: str | tuple[str, ...], **options):
@@ -44,6 +50,12 @@ def load_model(args, family: str | tuple[str, ...], **options):
 
     if getattr(args, "quantize", None) is not None:
         options.setdefault("quantize", args.quantize)
+    if getattr(args, "plain", False):
+        if options.get("quantize") is not None:
+            raise ValueError(
+                f"--plain loads the model as it is; --quantize {options['quantize']} prepares it: give one"
+            )
+        options["optimize"] = False
     return from_pretrained(args.model, family=family, device=device_for(args), **options)
 
 

@@ -35,7 +35,7 @@ def run(args) -> int:
     else:
         if args.dtype is not None and args.to != "gguf":
             raise ValueError(f"--dtype is for --to gguf (f32, f16, q8_0); --to {args.to} writes float32")
-        pre = from_pretrained(args.model)
+        pre = from_pretrained(args.model, optimize=False)  # the weights as they are
         if args.to == "hf":
             from ..interop.hf_export import export_hf
 

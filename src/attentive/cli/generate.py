@@ -3,13 +3,16 @@
     attentive generate --model runs/shakespeare-char "ROMEO:" --max-new-tokens 300 --seed 1
     attentive generate --model smollm2 --chat "What is the capital of France?"
     attentive generate --model smollm2 "Once upon a time" --max-new-tokens 20000 --window 1024 --sinks 4
-    attentive generate --model path/to/model.gguf --quantize int4 --cache static --compile "Once upon a time"
+    attentive generate --model path/to/model.gguf "Once upon a time"    # fast by default on CPU
+    attentive generate --model path/to/model.gguf --plain "Once upon a time"  # the reference path
 
 An empty prompt starts from BOS. A prompt longer than the model's context is left-truncated
 (a warning says so). Sampling settings that make no sense are rejected before the model loads.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import sys
 import warnings
@@ -62,9 +65,9 @@ def generation_config(args) -> tuple[GenerationConfig, EngineConfig]:
         stop_strings=tuple(args.stop or ()),
         seed=args.seed,
     )
-    engine = EngineConfig(
-        cache=args.cache, compile=args.compile, context=args.context, window=args.window, sinks=args.sinks
-    )
+    compile = "auto" if args.compile is None else args.compile
+    cache, compile = ("dynamic", False) if getattr(args, "plain", False) else (args.cache, compile)
+    engine = EngineConfig(cache=cache, compile=compile, context=args.context, window=args.window, sinks=args.sinks)
     return request, engine
 
 
@@ -115,8 +118,19 @@ def register(sub) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R", help="> 1 discourages repeats")
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
-    p.add_argument("--cache", choices=CACHES, default="dynamic", help="KV cache kind (default dynamic)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (needs --cache static)")
+    p.add_argument(
+        "--cache",
+        choices=CACHES,
+        default="auto",
+        help="KV cache kind (default auto: slots for a model prepared for CPU decoding, else dynamic)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the decode step (slots or static cache; default: when the batch decodes enough "
+        "tokens to earn the compile back, cached on disk)",
+    )
     p.add_argument("--context", type=int, metavar="N", help="tokens the model sees at most (default: its max_len)")
     p.add_argument(
         "--window",

@@ -15,6 +15,7 @@ the README's "Serving" section for the endpoints and limits.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..device import resolve_device
@@ -32,7 +33,10 @@ def build_settings(args):
         api_key=args.api_key,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
-        cache=args.cache,
+        cache="dynamic" if args.plain else args.cache,
+        compile=args.compile and not args.plain,
+        context=args.context,
+        prefill_chunk=args.prefill_chunk,
         timeout=args.timeout if args.timeout and args.timeout > 0 else None,
         max_n=args.max_n,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
@@ -64,7 +68,7 @@ def run(args) -> int:
     device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
     registry = ModelRegistry()
     for spec in args.model:
-        served = load_served_model(spec, device=device, dtype=dtype)
+        served = load_served_model(spec, device=device, dtype=dtype, quantize=args.quantize, optimize=not args.plain)
         registry.add(served)
         print(
             f"loaded {served.name} ({served.kind}: {', '.join(served.endpoints)}) from {served.source}",
@@ -117,7 +121,7 @@ def mount_explorer(app, registry, prefix: str = "/explore") -> None:
 
 
 def register(sub) -> None:
-    from ..serve.settings import ServeSettings
+    from ..serve.settings import CACHES, ServeSettings
 
     d = ServeSettings()
     p = sub.add_parser("serve", help="serve models over HTTP with an OpenAI-compatible API")
@@ -143,10 +147,43 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--cache",
-        choices=("dynamic", "static", "cuda_graph"),
+        choices=CACHES,
         default=d.cache,
-        help="dynamic (default): requests join the running batch between steps; static / cuda_graph: "
-        "fixed-shape steps (a CUDA graph on GPU), a batch runs to its end before the next starts",
+        help="auto (default): slots for a model prepared for CPU decoding, else dynamic. slots / "
+        "dynamic: requests join the running batch between steps (slots: fixed shapes, a compiled "
+        "step, chunked prefill, shared prompt beginnings reused); static / cuda_graph: fixed-shape "
+        "steps (a CUDA graph on GPU), a batch runs to its end before the next starts",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=d.compile,
+        help="compile the slots cache's step when the server starts (default on; cached on disk, so "
+        "the second start is quick)",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=d.context,
+        metavar="N",
+        help=f"tokens one request may hold (default {d.context}, at most the model's context)",
+    )
+    p.add_argument(
+        "--prefill-chunk",
+        type=int,
+        default=d.prefill_chunk,
+        metavar="N",
+        help=f"prompt tokens written a step while others decode (default {d.prefill_chunk})",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("fp32", "int8", "int4"),
+        help="CPU: int8 / int4 weight-only or fp32 panels (default: the file's own precision, a GGUF's blocks kept)",
+    )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="serve the models as loaded (optimize=False, dynamic cache, nothing compiled): the reference path",
     )
     p.add_argument(
         "--max-queue",

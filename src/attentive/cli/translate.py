@@ -58,14 +58,14 @@ def add_chat_options(parser) -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="chat model: sentences decoded at once (default 32)")
 
 
-def load_translation_model(args, families: tuple[str, ...] = FAMILIES):
+def load_translation_model(args, families: tuple[str, ...] = FAMILIES, **options):
     """The ``Pretrained`` ``--model`` names: a translation model (``.translator``) or a chat LM."""
     if not args.model:
         raise ValueError(
             "give --model SPEC: a translation run folder (e.g. runs/multi30k-de-en) or a chat "
             "language model (e.g. smollm2)"
         )
-    loaded = load_model(args, families)
+    loaded = load_model(args, families, **options)
     if loaded.kind == "encoder-decoder" and loaded.translator is None:
         raise ValueError(f"{args.model} has no tokenizer.json; a translation model needs its tokenizer to read text")
     if loaded.kind == "decoder-lm" and not getattr(loaded.tokenizer, "chat_template", None):
@@ -77,8 +77,9 @@ def load_translation_model(args, families: tuple[str, ...] = FAMILIES):
 
 
 def load_translator(args):
-    """The ``Translator`` of a translation model (commands that show its beams or attention)."""
-    return load_translation_model(args, ("encoder-decoder",)).translator
+    """The ``Translator`` of a translation model (commands that show its beams or attention: the
+    plain model, whose attention weights are read layer by layer)."""
+    return load_translation_model(args, ("encoder-decoder",), optimize=False).translator
 
 
 def chat_settings(args, loaded) -> dict:

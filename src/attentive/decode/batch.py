@@ -89,7 +89,11 @@ class DecodeBatch:
     ):
         config = config or EngineConfig()
         config = config.replace(**options) if options else config
-        self.config, self.layout = config, layout or cache_layout(model)
+        layout = layout or cache_layout(model)
+        if config.cache == "slots":
+            raise ValueError("cache='slots' is SlotBatch's (decode/slots.py); an Engine picks it")
+        config = config.resolved(model, layout, slots=False)  # "auto" made concrete
+        self.config, self.layout = config, layout
         cache, compile = config.cache, config.compile
         self.window, self.sinks = config.window, config.sinks
         param = next(model.parameters())

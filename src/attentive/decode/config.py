@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 from ..nn.cache import check_window
 
-CACHES = ("dynamic", "static", "cuda_graph", "none")
-STATIC_CACHES = ("static", "cuda_graph")
+CACHES = ("auto", "dynamic", "slots", "static", "cuda_graph", "none")
+STATIC_CACHES = ("static", "cuda_graph")  # a fixed batch: fixed shapes, no rows join once started
+COMPILED_CACHES = ("slots", "static", "cuda_graph")  # fixed shapes: a step that can be compiled
+COMPILE_PAYS_TOKENS = 256  # compile="auto": compile a CPU step when a batch will decode this many tokens
 FINISH_REASONS = ("stop_token", "stop_string", "length", "cancelled")
 LENGTH_PENALTIES = ("power", "gnmt")  # score / len ** p (Hugging Face) | score / ((5 + len) / 6) ** p (GNMT)
 EARLY_STOPPING = (True, False, "never")
@@ -168,9 +170,14 @@ class GenerationConfig(_Settings):
 class EngineConfig(_Settings):
     """What an ``Engine`` (and its ``DecodeBatch``) fixes when it is built."""
 
-    cache: str = "dynamic"  # dynamic | static | cuda_graph | none
-    # static caches: torch.compile the step (True = inductor, on CPU with the weights frozen in; or a backend name)
-    compile: bool | str = False
+    # auto: "slots" for a model prepared for CPU decoding (nn.inference.optimize: what from_pretrained
+    # gives on CPU), else "dynamic" | dynamic | slots | static | cuda_graph | none
+    cache: str = "auto"
+    # slots / static caches: torch.compile the step (True = inductor, on CPU with the weights frozen
+    # in; or a backend name). auto: slots on CPU for a prepared model compile when a batch decodes
+    # at least COMPILE_PAYS_TOKENS tokens (the compile is cached on disk: seconds after the first
+    # time); anything else is not compiled unless asked
+    compile: bool | str = "auto"
     context: int | None = None  # tokens the model sees at most (None: the model's own, its cache layout's)
     # streaming (StreamingLLM): keep only the last `window` tokens' keys (and the first `sinks`),
     # positions within that cache, so generation runs past the context with bounded memory
@@ -188,14 +195,14 @@ class EngineConfig(_Settings):
         """Raise ValueError naming the first setting that makes no sense."""
         if self.cache not in CACHES:
             raise ValueError(f"cache must be one of {CACHES}, got {self.cache!r}")
-        if self.compile and self.cache not in STATIC_CACHES:
-            raise ValueError(f"compile needs fixed shapes: use cache='static' (got cache={self.cache!r})")
+        if self.compile and self.compile != "auto" and self.cache not in COMPILED_CACHES + ("auto",):
+            raise ValueError(f"compile needs fixed shapes: use cache='slots' or 'static' (got cache={self.cache!r})")
         if self.context is not None and (not _is_int(self.context) or self.context < 1):
             raise ValueError(
                 f"context must be a positive integer (or None for the model's max_len), got {self.context!r}"
             )
         check_window(self.window, self.sinks)
-        if self.window is not None and self.cache != "dynamic":
+        if self.window is not None and self.cache not in ("dynamic", "auto"):
             raise ValueError(
                 f"a window streams through its own bounded cache: use cache='dynamic' (got {self.cache!r})"
             )
@@ -203,6 +210,29 @@ class EngineConfig(_Settings):
             raise ValueError(f"pad_id must be a token id >= 0 (or None), got {self.pad_id!r}")
         if self.max_batch is not None and (not _is_int(self.max_batch) or self.max_batch < 1):
             raise ValueError(f"max_batch must be a positive integer (or None for no limit), got {self.max_batch!r}")
+
+    def resolved(self, model, layout, slots: bool = True) -> EngineConfig:
+        """``cache`` / ``compile`` "auto" made concrete for ``model`` (its parameters' device, whether
+        it was prepared for CPU decoding, its ``layout``): a prepared decoder-only model on CPU
+        decodes in slots (continuous batching over fixed shapes); everything else in the dynamic
+        cache, uncompiled. compile="auto" stays "auto" for a slots cache: the batch decides when
+        it starts, from the tokens it will decode (``COMPILE_PAYS_TOKENS``). ``slots=False``: for a
+        caller that has no slots (``DecodeBatch`` alone), where "auto" means dynamic."""
+        param = next(model.parameters(), None)
+        cpu = param is None or param.device.type == "cpu"
+        prepared = cpu and bool(getattr(model, "inference", None))
+        cache = self.cache
+        if cache == "auto":
+            cache = "slots" if slots and prepared and not layout.cross_attention and self.window is None else "dynamic"
+        compile = self.compile
+        if compile and compile != "auto" and cache not in COMPILED_CACHES:
+            raise ValueError(
+                f"compile needs fixed shapes: this model decodes in the {cache} cache here; "
+                "use cache='slots' or 'static' (a model prepared for CPU decoding gets slots by default)"
+            )
+        if compile == "auto" and cache != "slots":  # only slots decide by themselves; static compiles when asked
+            compile = False
+        return dataclasses.replace(self, cache=cache, compile=compile)
 
     @property
     def fixed(self) -> bool:

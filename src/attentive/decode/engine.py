@@ -49,6 +49,7 @@ from torch import Tensor
 
 from . import beams as beam
 from .batch import DecodeBatch, cache_layout
+from .slots import SlotBatch
 from .config import EngineConfig, GenerationConfig
 from .processors import RowSettings, choose, new_generator
 
@@ -113,12 +114,15 @@ class Engine:
     def __init__(self, model, config: EngineConfig | None = None, **options):
         config = config or EngineConfig()
         config = config.replace(**options) if options else config
-        self.model, self.config = model, config
         self.layout = cache_layout(model)
-        self.batch = DecodeBatch(model, config, layout=self.layout)
+        config = config.resolved(model, self.layout)  # cache / compile "auto" made concrete
+        self.model, self.config = model, config
+        batch = SlotBatch if config.cache == "slots" else DecodeBatch
+        self.batch = batch(model, config, layout=self.layout)
         self.device, self.pad_id, self.max_batch = self.batch.device, self.batch.pad_id, config.max_batch
         self.vocab = self.layout.vocab
         self.pending: list[Sequence] = []
+        self.prefilling: list[tuple[Sequence, list]] = []  # (sequence, its rows' Prefills): prompts being written
         self.rows: list[Sequence] = []  # the batch's rows, in order (static: finished ones stay as padding)
         self.logits: Tensor | None = None  # (R, V) next-token logits of every row
         self.seen: Tensor | None = None  # (R, V) tokens in each row's prompt or output (repetition penalty)
@@ -195,6 +199,9 @@ class Engine:
         sequence.finish_reason = "cancelled"
         if sequence in self.pending:
             self.pending.remove(sequence)
+        for entry in [e for e in self.prefilling if e[0] is sequence]:
+            self.prefilling.remove(entry)
+            self.batch.abandon(entry[1])
         self._events.append(TokenEvent(sequence, None, finish_reason="cancelled"))
 
     def reconfigure(self, sequence: Sequence, config: GenerationConfig) -> None:
@@ -216,6 +223,12 @@ class Engine:
         if sequence in self.rows:
             self._settings()
 
+    def warm_up(self) -> None:
+        """Compile the decoding step now rather than at the first request (a slot batch that
+        compiles; other batches compile, if at all, at their first step)."""
+        if isinstance(self.batch, SlotBatch):
+            self.batch.warm_up()
+
     @property
     def active(self) -> list[Sequence]:
         """The sequences decoding now (a beam search once, though it holds several rows)."""
@@ -230,7 +243,7 @@ class Engine:
 
     @property
     def idle(self) -> bool:
-        return not self.pending and not self._live()
+        return not self.pending and not self.prefilling and not self._live()
 
     # ------------------------------------------------------------------ the step
     @torch.no_grad()
@@ -442,11 +455,14 @@ class Engine:
 
     # ------------------------------------------------------------------ rows in and out
     def _admit(self) -> None:
+        if self.prefilling:
+            self._prefill()
         if not self.pending:
             return
         if not self.batch.joinable and self._live():
             return  # a static or streaming batch is fixed: the waiting requests start when it has finished
-        room = None if self.max_batch is None else max(0, self.max_batch - self._rows_in_use())
+        busy = self._rows_in_use() + sum(s.request.config.rows for s, _ in self.prefilling)
+        room = None if self.max_batch is None else max(0, self.max_batch - busy)
         taken = 0
         new: list[Sequence] = []
         for sequence in self.pending:
@@ -458,17 +474,56 @@ class Engine:
         self.pending = self.pending[len(new) :]
         if not new:
             return
+        if isinstance(self.batch, SlotBatch) and (self.rows or self.prefilling):
+            # rows are decoding: the new prompts are written a chunk a step between their steps
+            self.prefilling += [(s, [self.batch.begin(s.request.prompt)]) for s in new]
+            self._prefill()
+            return
         rows = [s for s in new for _ in range(s.request.config.rows)]  # a beam request: K rows
         prompts = [s.request.prompt for s in rows]
         memory, memory_key_mask = _stack_memory([s.request for s in rows])
         if self.batch.fixed or not self.rows:
             longest = max(s.request.config.max_new_tokens for s in new)
-            self.rows, self.seen, self.beam_scores, self.beam_tokens = [], None, None, None
+            self.rows, self.seen, self.beam_scores, self.beam_tokens, self.logits = [], None, None, None, None
             logits = self.batch.start(prompts, memory, memory_key_mask, max_new_tokens=longest)
-            self.logits = logits
         else:
             logits = self.batch.join(prompts, memory, memory_key_mask)
-            self.logits = torch.cat((self.logits, logits))
+        self._joined(rows, logits)
+
+    def _prefill(self) -> None:
+        """Chunked prefill (a ``SlotBatch``): write up to one chunk of waiting prompts, so running
+        rows wait one chunk a step, not a whole long prompt; the prompts that are in join. With no
+        row decoding, each waiting prompt advances a chunk a step. A beam request's
+        other rows start from its first row's keys (copied, not computed again)."""
+        budget = self.batch.chunk if self._live() else None
+        ready = []
+        for entry in self.prefilling:
+            sequence, parts = entry
+            for part in parts:
+                before = part.done
+                self.batch.prefill(part, budget)
+                if budget is not None:
+                    budget -= part.done - before
+            width = sequence.request.config.rows
+            if parts[0].finished and len(parts) < width:  # the other beams: the prompt's keys are there now
+                parts += [self.batch.begin(sequence.request.prompt) for _ in range(width - len(parts))]
+                for part in parts[1:]:
+                    self.batch.prefill(part)
+            if all(p.finished for p in parts):
+                ready.append(entry)
+            if budget is None:
+                budget = 0 if ready else None
+            if budget is not None and budget <= 0:
+                break
+        for entry in ready:
+            self.prefilling.remove(entry)
+            sequence, parts = entry
+            logits = self.batch.attach(parts)
+            self._joined([sequence] * len(parts), logits)
+
+    def _joined(self, rows: list[Sequence], logits: Tensor) -> None:
+        """``rows`` (their next-token logits ``(n, V)``) have joined the batch after the current ones."""
+        self.logits = logits if self.logits is None or not self.rows else torch.cat((self.logits, logits))
         new_seen = self._seen_rows(rows)
         if new_seen is not None or self.seen is not None:
             old = (
@@ -482,7 +537,7 @@ class Engine:
                 else torch.zeros((len(rows), self.vocab), dtype=torch.bool, device=self.device)
             )
             self.seen = torch.cat((old, fresh))
-        if any(s.beams is not None for s in new) or self.beam_scores is not None:
+        if any(s.beams is not None for s in rows) or self.beam_scores is not None:
             self._beam_rows_join(rows)
         self.rows = self.rows + rows
         self._settings()

@@ -24,7 +24,8 @@ def load_subject(spec: str, device: str | torch.device = "cpu") -> Subject:
     """The model named by ``spec`` as a Subject; errors are one-line ValueErrors."""
     from ..interop.resolve import from_pretrained
 
-    loaded = from_pretrained(spec, family=("encoder-decoder", *FAMILIES), device=device)
+    # plain: the explorer reads attention maps and projections module by module
+    loaded = from_pretrained(spec, family=("encoder-decoder", *FAMILIES), device=device, optimize=False)
     if loaded.translator is not None:
         return TranslationModel(loaded.translator, loaded.title)
     return make_subject(loaded.model, loaded.tokenizer, loaded.title)

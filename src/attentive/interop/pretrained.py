@@ -48,6 +48,7 @@ from .loading import HFFolder
 
 HF_FAMILIES = tuple(HF_FAMILY_MODULES)  # bert, llama, gpt2, whisper, vit, marian
 QUANTIZE = ("fp32", "int8", "int4")  # from_pretrained(quantize=): CPU inference (nn/inference.py)
+DECODING_FAMILIES = ("decoder-lm", "encoder-decoder", "speech")  # prepared for CPU decoding by default
 SUPPORTED = (
     "a GGUF file (LLaMA family), a CTranslate2 Whisper folder (model.bin), a Hugging Face folder "
     f"(config.json + *.safetensors; model_type {', '.join(HF_FAMILIES)}), or an attentive checkpoint folder"
@@ -102,9 +103,16 @@ def read_pretrained(
     revision: str | None = None,
     quantize: str | None = None,
     rope_scaling: dict | None = None,
+    optimize: bool = True,
 ) -> Pretrained:
     """Read a pretrained model into attentive's own classes, choosing the reader by what is there
     (users call ``attentive.from_pretrained``, which also names the model and checks its family).
+
+    ``optimize`` (default): on CPU in float32, a model that decodes (a language model, a
+    translation model, Whisper) is made ready for decoding as ``quantize=`` would make it, at the
+    file's own precision: a GGUF file's Q4_0 / Q4_1 blocks as int4, its Q8_0 blocks as int8,
+    anything else fp32 (``default_quantize``). ``optimize=False`` reads the plain model (the
+    reference path, and what training, exporting and attention maps need).
 
     ``language`` picks the transcription language of a multilingual Whisper model (default en).
     ``rope_scaling`` (Hugging Face's fields, e.g. ``{"rope_type": "yarn", "factor": 2.0}``) replaces
@@ -119,19 +127,34 @@ def read_pretrained(
             raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
         if torch.device(device).type != "cpu" or dtype != torch.float32:
             raise ValueError(f"quantize={quantize!r} runs on CPU in float32; got device={device}, dtype={dtype}")
+        if not optimize:
+            raise ValueError(
+                f"quantize={quantize!r} prepares the model for decoding and optimize=False reads it plain: give one"
+            )
+    auto = optimize and quantize is None and torch.device(device).type == "cpu" and dtype == torch.float32
     path = Path(path_or_name).expanduser()
     if not path.exists():
         found = bundled(str(path_or_name))
         path = found.require(str(path_or_name)) if found is not None else download(str(path_or_name), revision)
     overrides = {"rope_scaling": rope_scaling} if rope_scaling is not None else {}
-    loaded = _dispatch(path, language, overrides, keep_blocks=quantize is not None)
+    loaded = _dispatch(path, language, overrides, keep_blocks=quantize is not None or auto)
     loaded.model = loaded.model.to(device=device, dtype=dtype).eval()
+    if auto and loaded.kind in DECODING_FAMILIES:
+        quantize = default_quantize(loaded.blocks)
     if quantize is not None:
         from ..nn.inference import optimize
 
         optimize(loaded.model, None if quantize == "fp32" else quantize, blocks=loaded.blocks)
     loaded.blocks = None
     return loaded
+
+
+def default_quantize(blocks: dict[str, Any] | None) -> str:
+    """The precision a file's weights are stored at, as ``quantize=`` names it: int4 when any
+    weight is in 4-bit blocks, int8 when any is in 8-bit ones, else fp32 (llama.cpp, too,
+    computes with a file's own block types)."""
+    bits = {getattr(b, "bits", 32) for b in (blocks or {}).values()}
+    return "int4" if 4 in bits else "int8" if 8 in bits else "fp32"
 
 
 def _dispatch(path: Path, language: str | None, overrides: dict[str, Any], keep_blocks: bool = False) -> Pretrained:
@@ -209,7 +232,7 @@ def load_adapter(folder: str | Path, base: str | Path | None = None) -> Pretrain
     base = base or adapter.base
     if not base:
         raise ValueError(f"{folder}: the adapter does not record its base model; give it (--base PATH_OR_NAME)")
-    loaded = read_pretrained(base)
+    loaded = read_pretrained(base, optimize=False)  # the adapter is merged into plain weights
     model = merge_lora(apply_adapter(loaded.model, adapter, source=str(folder / "adapter.safetensors")))
     tokenizer = PretrainedTokenizer.load(folder) if (folder / TOKENIZER_CONFIG).is_file() else loaded.tokenizer
     return Pretrained(model, tokenizer, str(folder), "adapter")

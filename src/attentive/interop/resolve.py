@@ -98,6 +98,7 @@ def from_pretrained(
     revision: str | None = None,
     quantize: str | None = None,
     rope_scaling: dict | None = None,
+    optimize: bool = True,
 ) -> Pretrained:
     """Load the model ``spec`` names into attentive's own classes, with its tokenizer.
 
@@ -113,6 +114,12 @@ def from_pretrained(
     ``"int8"`` / ``"int4"`` weight-only or ``"fp32"``, made ready for decoding (fused
     projections, panel kernels); a GGUF file's blocks are kept as they are. Such a model is for
     inference only.
+
+    Fast by default: on CPU in float32 a model that decodes (language model, translation,
+    Whisper) is made ready for decoding without being asked, at the file's own precision (a
+    Q4_1 GGUF as int4, a Q8_0 one as int8, everything else fp32), and ``generate`` then decodes it
+    in slots with a compiled step. ``optimize=False`` gives the plain model: the reference path
+    the fast one is tested against, and the one to train, export or read attention maps from.
     """
     families = (family,) if isinstance(family, str) else tuple(family or ())
     if spec is None:
@@ -129,6 +136,7 @@ def from_pretrained(
         revision=revision,
         quantize=quantize,
         rope_scaling=rope_scaling,
+        optimize=optimize,
     )
     _check_family(where, loaded.kind, families)
     if loaded.kind == "encoder-decoder":

@@ -4,7 +4,7 @@ No I/O and no training code lives here; models compose these parts.
 """
 
 from .attention import MultiHeadAttention, attention
-from .cache import DynamicCache, KVCache, SegmentMemory, SinkCache, SlidingWindowCache, StaticCache
+from .cache import DynamicCache, KVCache, SegmentMemory, SinkCache, SlidingWindowCache, SlotCache, StaticCache
 from .embedding import OutputProjection, TokenEmbedding
 from .feedforward import FeedForward, GatedFeedForward, make_feedforward
 from .layers import LayerSpec, TransformerLayer
@@ -45,6 +45,7 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "SlidingWindowCache",
     "StackOutput",
+    "SlotCache",
     "StaticCache",
     "TokenEmbedding",
     "TransformerLayer",

@@ -13,6 +13,12 @@ stack asks the cache where the new tokens go (``slots``) and how many keys atten
   in a device tensor: every step has the same shapes and the same memory addresses, as
   ``torch.compile`` and CUDA graphs need. Unfilled slots lie in the future and the causal
   mask hides them.
+* ``SlotCache`` is a static buffer of rows ("slots") that each hold their own sequence and
+  length: a decoding step writes every row's new key at that row's own position, so rows of
+  different lengths decode together with fixed shapes, and a row can be refilled (a new
+  request) while the others run. The key mask, not the causal mask, says which slots a row
+  sees. A row's prompt is written through ``StaticCache.over`` (one row's view, its own
+  position), so prefill and steps share the buffer.
 
 Context memory (bounded caches, and Transformer-XL's recurrence) uses the same interface:
 
@@ -260,6 +266,21 @@ class StaticCache(KVCache):
         self.length = 0  # host copy of ``position``
         self._write: Tensor | None = None  # the slots of this step's tokens (until the last layer has written)
 
+    @classmethod
+    def over(cls, keys: Tensor, values: Tensor, position: int) -> StaticCache:
+        """A static cache over existing buffers ``(layers, B, Hkv, max_len, Dh)`` (views into a larger
+        one: a ``SlotCache``'s row), its next write at ``position``; writes land in those buffers."""
+        cache = cls.__new__(cls)
+        KVCache.__init__(cache)
+        cache.keys, cache.values = keys, values
+        with torch.no_grad():
+            cache._layer_keys = [keys[i] for i in range(keys.shape[0])]
+            cache._layer_values = [values[i] for i in range(values.shape[0])]
+        cache.num_layers, cache.max_len = keys.shape[0], keys.shape[3]
+        cache.position = torch.tensor(position, dtype=torch.long, device=keys.device)
+        cache.length, cache._write = position, None
+        return cache
+
     def key_length(self, q_len: int) -> int:
         return self.max_len
 
@@ -320,6 +341,52 @@ class StaticCache(KVCache):
         for k, v in self._cross.values():
             k.copy_(k.index_select(0, index))
             v.copy_(v.index_select(0, index))
+
+
+class SlotCache(KVCache):
+    """Rows of a static buffer ``(layers, R, Hkv, L, Dh)``, each at its own length: one decoding
+    step writes row r's new key and value at slot ``write_at[r]`` (a device tensor the caller
+    fills before the step, so a compiled step reads it as an input). Every row's attention sees
+    all L slots, and the key mask the caller gives hides the ones a row has not filled; so
+    ``slots`` puts the queries last (the causal mask hides nothing). Only single-token steps:
+    a prompt is written through ``StaticCache.over`` on its row."""
+
+    fixed_shape = True
+
+    def __init__(self, layer_keys: list[Tensor], layer_values: list[Tensor], write_at: Tensor) -> None:
+        """``layer_keys[i]`` / ``layer_values[i]``: layer i's ``(R, Hkv, L, Dh)`` buffers, views taken
+        before any compiled step (a write into a view made inside it would be functionalised into a
+        copy of the whole buffer; see ``StaticCache``)."""
+        super().__init__()
+        self._layer_keys, self._layer_values, self.write_at = list(layer_keys), list(layer_values), write_at
+        rows, kv_heads, self.max_len, _ = layer_keys[0].shape
+        self.num_layers = len(layer_keys)
+        self._rows = torch.arange(rows, device=write_at.device)[:, None]  # (R, 1)
+        self._heads = torch.arange(kv_heads, device=write_at.device)[None, :]  # (1, Hkv)
+
+    def key_length(self, q_len: int) -> int:
+        return self.max_len
+
+    def slots(self, q_len: int, device=None) -> Tensor:
+        return torch.arange(self.max_len - q_len, self.max_len, device=device)
+
+    def get_seq_length(self) -> int:
+        return self.max_len
+
+    def update(self, layer_idx: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if k.shape[2] != 1:
+            raise ValueError(f"a slot cache takes one new token per row a step, got {k.shape[2]}")
+        keys, values = self._layer_keys[layer_idx], self._layer_values[layer_idx]  # (R, Hkv, L, Dh)
+        at = self.write_at[:, None]  # (R, 1)
+        keys.index_put_((self._rows, self._heads, at), k[:, :, 0].to(keys.dtype))  # (R, Hkv, Dh) at each row's slot
+        values.index_put_((self._rows, self._heads, at), v[:, :, 0].to(values.dtype))
+        return keys, values
+
+    def _tensors(self):
+        return (*self._layer_keys, *self._layer_values)
+
+    def reorder(self, index: Tensor) -> None:
+        raise ValueError("a slot cache's rows stay where they are; its owner maps requests to slots")
 
 
 class SlidingWindowCache(KVCache):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._runtime import warn_if_spinning
 from .feedforward import GatedFeedForward
 from .layers import TransformerLayer
 from .kernels import has_int8_activations, panel_ops
@@ -161,6 +162,7 @@ def optimize(
     if param is not None and (param.device.type != "cpu" or param.dtype != torch.float32):
         raise ValueError(f"optimize() prepares float32 models on CPU; this one is {param.dtype} on {param.device}")
     model.eval().requires_grad_(False)
+    warn_if_spinning()
     panel_ops()  # built or loaded now (about 30 s the first time), not at the first token
     quantize_linears(model, quantize or "fp32", blocks=blocks, group=group, activations=activations)
     if fuse:

@@ -93,7 +93,7 @@ def load_init(finetune: FinetuneConfig):
     """The ``Pretrained`` (model + tokenizer) that ``init`` names."""
     from ..interop.resolve import from_pretrained
 
-    return from_pretrained(finetune.base)
+    return from_pretrained(finetune.base, optimize=False)  # trained from: the plain model
 
 
 def pretrained_for(settings: Settings, config: ModelConfig):

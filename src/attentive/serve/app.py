@@ -20,6 +20,7 @@ from .. import __version__
 from ..decode.config import EngineConfig
 from .endpoints import audio, completions, embeddings, images, system, translations
 from .endpoints.common import ServerState
+from .encoder_decoder import KINDS as ENCODER_DECODER_KINDS, encoder_decoder_scheduler
 from .errors import install_handlers
 from .limits import BodyLimit, api_key_dependency
 from .metrics import Metrics, RequestMetrics
@@ -47,8 +48,15 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
                 max_queue=settings.max_queue,
                 retry_after=settings.retry_after,
                 metrics=state.metrics,
-                engine=EngineConfig(cache=settings.cache, context=served.context),
+                engine=EngineConfig(
+                    cache=settings.cache,
+                    compile="auto" if settings.compile else False,
+                    context=min(served.context, settings.context or served.context),
+                ),
+                prefill_chunk=settings.prefill_chunk,
             )
+        elif served.kind in ENCODER_DECODER_KINDS:  # translation, Whisper: their own engine thread
+            state.schedulers[served.name] = encoder_decoder_scheduler(served, settings, state.metrics)
         else:
             state.workers[served.name] = Worker(
                 served.name,

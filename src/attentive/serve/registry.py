@@ -153,7 +153,13 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
     return None, spec
 
 
-def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ServedModel:
+def load_served_model(
+    spec: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    quantize: str | None = None,
+    optimize: bool = True,
+) -> ServedModel:
     """Load what ``--model SPEC`` names (see the module docstring); errors are one-line ValueErrors."""
     from ..interop.resolve import from_pretrained
 
@@ -162,7 +168,9 @@ def load_served_model(spec: str, device: str | torch.device = "cpu", dtype: torc
         raise ValueError(
             f"model name {name!r} is not usable; give one with --model NAME=SPEC (letters, digits, . _ : -)"
         )
-    loaded = from_pretrained(model_spec, family=tuple(KIND_OF_FAMILY), device=device, dtype=dtype)
+    loaded = from_pretrained(
+        model_spec, family=tuple(KIND_OF_FAMILY), device=device, dtype=dtype, quantize=quantize, optimize=optimize
+    )
     kind = KIND_OF_FAMILY[loaded.kind]
     aliases = tuple(a for a in (loaded.name, *loaded.aliases) if a != name) if name else loaded.aliases
     name = name or loaded.name

@@ -119,11 +119,12 @@ class GenerationScheduler:
         retry_after: int = 1,
         metrics=None,
         engine: EngineConfig | None = None,
+        prefill_chunk: int | None = None,
     ):
         self.name, self.model, self.max_batch, self.max_queue = name, model, max_batch, max_queue
-        self.retry_after, self.metrics = retry_after, metrics
+        self.retry_after, self.metrics, self.prefill_chunk = retry_after, metrics, prefill_chunk
         self.engine_config = (engine or EngineConfig()).replace(pad_id=pad_id_of(tokenizer), max_batch=max_batch)
-        self.engine = Engine(model, self.engine_config)
+        self.engine = self._new_engine()
         self._lock = threading.Condition()
         self._inbox: list[tuple[str, Ticket]] = []
         self._adds = 0  # "add" entries in the inbox
@@ -135,6 +136,26 @@ class GenerationScheduler:
         self.steps = 0
         self._thread = threading.Thread(target=self._run, name=f"attentive-engine-{name}", daemon=True)
         self._thread.start()
+
+    def _new_engine(self) -> Engine:
+        engine = Engine(self.model, self.engine_config)
+        if hasattr(engine.batch, "min_rows"):  # slots: one compiled graph for every load
+            engine.batch.min_rows = 2
+            if self.prefill_chunk is not None:
+                engine.batch.chunk = self.prefill_chunk
+        engine.warm_up()  # a compiled step is compiled now (or found cached), not at the first request
+        return engine
+
+    @property
+    def path(self) -> dict:
+        """How this model decodes: the cache kind, whether the step is compiled, and the weights
+        (``fp32`` / ``int8`` / ``int4`` panels prepared for CPU decoding, or ``plain``)."""
+        compiled = getattr(self.engine.batch, "compile", False)
+        return {
+            "cache": self.engine.config.cache,
+            "compiled": bool(compiled) and compiled != "auto",
+            "weights": getattr(self.model, "inference", None) or "plain",
+        }
 
     # ------------------------------------------------------------------ the event loop's side
     @property
@@ -196,7 +217,8 @@ class GenerationScheduler:
                 self._apply(work)
                 self._step()
                 with self._lock:
-                    self._pending, self._active = len(self.engine.pending), len(self.engine.active)
+                    self._pending = len(self.engine.pending) + len(self.engine.prefilling)
+                    self._active = len(self.engine.active)
                     self._publish()
         except BaseException as err:  # a bug in this loop, not in a step: nothing more can decode
             self.error = f"{type(err).__name__}: {err}"
@@ -230,7 +252,7 @@ class GenerationScheduler:
             self.engine.step(emit=self._deliver)  # tokens go out before the model runs for the next ones
         except Exception as err:
             log.exception("decoding step of %s failed", self.name)
-            self.engine = Engine(self.model, self.engine_config)  # the failed rows are gone with the old one
+            self.engine = self._new_engine()  # the failed rows are gone with the old one
             self._fail_all(f"decoding failed ({type(err).__name__}: {err})")
             return
         self.steps += 1

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 API_KEY_ENV = "ATTENTIVE_API_KEY"
+CACHES = ("auto", "slots", "dynamic", "static", "cuda_graph")
 
 
 @dataclass
@@ -21,7 +22,12 @@ class ServeSettings:
     port: int = 8000
     api_key: str | None = None  # None: no key needed (ATTENTIVE_API_KEY fills it in the CLI)
     max_batch: int = 32  # rows decoding together per language model (1 = one request at a time)
-    cache: str = "dynamic"  # dynamic: rows join between steps; static / cuda_graph: a fixed batch runs to its end
+    # auto: slots for a model prepared for CPU decoding (from_pretrained's default on CPU), else dynamic;
+    # slots / dynamic: rows join between steps; static / cuda_graph: a fixed batch runs to its end
+    cache: str = "auto"
+    compile: bool = True  # a slots cache: compile its step when the server starts (cached on disk)
+    context: int | None = 2048  # tokens a request may hold in a slot (at most the model's context; None: the model's)
+    prefill_chunk: int = 256  # prompt tokens written a step while other requests decode (chunked prefill)
     max_queue: int = 256  # requests waiting for a row (or a worker) per model; more -> 429
     timeout: float | None = 600.0  # seconds a request may take from arrival to its last token (None: no limit)
     max_body_bytes: int = 2 * 1024 * 1024  # JSON bodies
@@ -54,8 +60,12 @@ class ServeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535, got {self.port!r}")
-        if self.cache not in ("dynamic", "static", "cuda_graph"):
-            raise ValueError(f"cache must be dynamic, static or cuda_graph, got {self.cache!r}")
+        if self.cache not in CACHES:
+            raise ValueError(f"cache must be one of {', '.join(CACHES)}, got {self.cache!r}")
+        if self.context is not None and (not isinstance(self.context, int) or self.context < 1):
+            raise ValueError(f"context must be a positive integer (or None for the model's), got {self.context!r}")
+        if not isinstance(self.prefill_chunk, int) or self.prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be a positive integer, got {self.prefill_chunk!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be a number of seconds > 0 (or None for no limit), got {self.timeout!r}")
         if not self.max_audio_seconds > 0:

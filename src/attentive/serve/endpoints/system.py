@@ -18,7 +18,8 @@ async def health(request: Request):
     dead = {name: s.error or "stopped" for name, s in state.schedulers.items() if not s.alive}
     if dead:
         return JSONResponse({"status": "error", "stopped": dead}, status_code=503)
-    return {"status": "ok", "models": state.models.names}
+    decoding = {name: s.path for name, s in state.schedulers.items() if hasattr(s, "path")}
+    return {"status": "ok", "models": state.models.names, "decoding": decoding}
 
 
 @router.get("/v1/models")
