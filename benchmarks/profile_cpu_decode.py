@@ -14,16 +14,19 @@ Three views of the same decoding (a prompt, then ``--tokens`` greedy steps):
 * ``torch.profiler``: the top ops by their own time (profiling adds several microseconds to
   each op, so small ops look larger there than they are).
 
-Variants: the model as loaded (``from_pretrained``, dynamic cache), and optimised fp32 / int8 /
+Variants: the plain model (``from_pretrained(..., optimize=False)``, dynamic cache); the default
+path whole (``from_pretrained`` at the file's precision, the ``Engine`` in slots with its sampler,
+eager and compiled); and optimised fp32 / int8 /
 int4 (``from_pretrained(..., quantize=)``, static cache, eager; ``--compiled int8`` adds the
 compiled static step, which has no modules left to time: its torch.profiler table shows the
 compiled graph, the custom ops, SDPA and the guards).
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/profile_cpu_decode.py
+    python benchmarks/profile_cpu_decode.py   # import attentive sets OMP_WAIT_POLICY=PASSIVE
 """
 
 from __future__ import annotations
 
+import attentive  # noqa: F401  (before torch: OpenMP's threads wait passively, as in attentive's command line)
 import argparse
 import cProfile
 import io
@@ -99,6 +102,21 @@ def decode_loop(model, prompt, steps, cache, compiled=False):
     return run
 
 
+def engine_loop(model, prompt, steps, compiled):
+    """The default path, whole: the engine (slots, sampler, stop checks) around the model."""
+    from attentive.decode import Engine, GenerationConfig, Request
+
+    engine = Engine(model, compile=compiled)
+    config = GenerationConfig(max_new_tokens=steps, temperature=0, stop_tokens=())
+
+    def run():
+        engine.add(Request(prompt, config))
+        while not engine.idle:
+            engine.step()
+
+    return run
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=64)
@@ -117,12 +135,17 @@ def main() -> None:
     from attentive.interop.locate import smollm2_gguf
 
     path = smollm2_gguf(required=True)
-    base = from_pretrained(path)
+    base = from_pretrained(path, optimize=False)
     prompt = base.tokenizer.encode(
         "The history of the Roman Empire spans many centuries. It began when Augustus "
         "became the first emperor, and it grew"
     )[:32]
-    variants = [("as loaded (dynamic cache)", base.model, "dynamic", False)]
+    variants = [("plain (optimize=False, dynamic cache)", base.model, "dynamic", False)]
+    default = from_pretrained(path).model  # the file's own precision (Q4_1: int4)
+    variants += [
+        (f"default: {default.inference}, engine + slots, eager", default, "engine", False),
+        (f"default: {default.inference}, engine + slots, compiled", default, "engine", True),
+    ]
     for q in ("fp32", "int8", "int4"):
         model = from_pretrained(path, quantize=q).model
         variants.append((f"{q} optimised (static cache, eager)", model, "static", False))
@@ -141,7 +164,10 @@ def main() -> None:
     ]
     details = []
     for name, model, cache, compiled in variants:
-        run = decode_loop(model, prompt, args.tokens, cache, compiled)
+        if cache == "engine":
+            run = engine_loop(model, prompt, args.tokens, compiled)
+        else:
+            run = decode_loop(model, prompt, args.tokens, cache, compiled)
         run()
         run()
         walls = []
