@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attentive.models import DecoderLMConfig, EncoderDecoderConfig
+from attentive.models import DecoderLMConfig, EncoderDecoderConfig, SpeechConfig, SpeechModel
 
 
 def tiny_encdec(**overrides) -> EncoderDecoderConfig:
@@ -79,3 +79,24 @@ def masked_full_pass(
     for layer in stack.layers:
         h, _ = layer(h, mask=mask, rope=rope, bias=bias)
     return stack.final_norm(h) if stack.final_norm is not None else h
+
+
+def tiny_speech(**overrides) -> SpeechModel:
+    """A 1+1-layer Whisper-shaped model: 8 Mel bins, a 60-token vocabulary."""
+    base = dict(
+        vocab_size=60,
+        n_mels=8,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        d_model=16,
+        num_heads=2,
+        d_ff=32,
+        max_len=20,
+        max_source_positions=50,
+        eot_id=50,
+        start_ids=[51, 52],
+        timestamp_begin=53,
+        suppress_tokens=[3, 4],
+        begin_suppress_tokens=[5, 50],
+    )
+    return SpeechModel(SpeechConfig(**{**base, **overrides})).eval()

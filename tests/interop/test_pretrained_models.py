@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from helpers import tiny_speech
 
 from attentive.models.encoder import Encoder, EncoderConfig
 from attentive.decode.transcriber import greedy_transcribe
-from attentive.models.speech import SpeechConfig, SpeechModel, whisper_sinusoids
+from attentive.models.speech import SpeechConfig, whisper_sinusoids
 
 
 def tiny_encoder(**overrides) -> Encoder:
@@ -41,26 +42,6 @@ def test_encoder_config_errors():
         EncoderConfig(pooling="sum")
     with pytest.raises(ValueError, match="pooling = 'pooler' needs pooler=True"):
         EncoderConfig(pooling="pooler")
-
-
-def tiny_speech(**overrides) -> SpeechModel:
-    base = dict(
-        vocab_size=60,
-        n_mels=8,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        d_model=16,
-        num_heads=2,
-        d_ff=32,
-        max_len=20,
-        max_source_positions=50,
-        eot_id=50,
-        start_ids=[51, 52],
-        timestamp_begin=53,
-        suppress_tokens=[3, 4],
-        begin_suppress_tokens=[5, 50],
-    )
-    return SpeechModel(SpeechConfig(**{**base, **overrides})).eval()
 
 
 def test_speech_config_round_trip_and_errors():

@@ -40,6 +40,8 @@ def tight_server(tiny_models, tmp_path_factory):
         "1",
         "--timeout",
         "3",
+        "--context",  # its requests ask for 4,000 tokens: beyond the default 2,048 a slot holds
+        "4096",
         log=tmp_path_factory.mktemp("logs") / "tight.log",
     )
     yield server

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from helpers import tiny_speech
 import torch
 
 from serve_helpers import SENTENCES, _spread, http, make_translator, multipart
@@ -50,24 +51,9 @@ def translate(tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech():
     """A 1+1-layer Whisper-shaped model (8 Mel bins, 30 s windows) with spread-out weights."""
-    from attentive.models.speech import SpeechConfig, SpeechModel
+    from attentive.models.speech import SpeechModel
 
-    config = SpeechConfig(
-        vocab_size=60,
-        n_mels=8,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        d_model=16,
-        num_heads=2,
-        d_ff=32,
-        max_len=16,
-        max_source_positions=1500,
-        eot_id=50,
-        start_ids=[51, 52],
-        timestamp_begin=53,
-        suppress_tokens=[3, 4],
-        begin_suppress_tokens=[5, 50],
-    )
+    config = tiny_speech(max_len=16, max_source_positions=1500).config
     torch.manual_seed(7)
     return ServedModel("speech", "speech", _spread(SpeechModel(config), 7), WordTokenizer())
 

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from ..device import resolve_device
-from .common import MODEL_HELP, add_device
+from .common import MODEL_HELP, add_device, add_quantize
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -175,11 +175,7 @@ def register(sub) -> None:
         metavar="N",
         help=f"prompt tokens written a step while others decode (default {d.prefill_chunk})",
     )
-    p.add_argument(
-        "--quantize",
-        choices=("fp32", "int8", "int4"),
-        help="CPU: int8 / int4 weight-only or fp32 panels (default: the file's own precision, a GGUF's blocks kept)",
-    )
+    add_quantize(p)
     p.add_argument(
         "--plain",
         action="store_true",

@@ -23,7 +23,10 @@ from ..nn.cache import check_window
 CACHES = ("auto", "dynamic", "slots", "static", "cuda_graph", "none")
 STATIC_CACHES = ("static", "cuda_graph")  # a fixed batch: fixed shapes, no rows join once started
 COMPILED_CACHES = ("slots", "static", "cuda_graph")  # fixed shapes: a step that can be compiled
-COMPILE_PAYS_TOKENS = 256  # compile="auto": compile a CPU step when a batch will decode this many tokens
+# compile="auto": compile a CPU slot step when a batch will decode this many tokens. A start with
+# inductor's code cached on disk still costs tens of seconds on 2 cores (dynamo traces again) and
+# the compiled step saves ~8-10 ms a token at batch 1 (SmolLM2 int4): it pays after ~1,000 tokens
+COMPILE_PAYS_TOKENS = 1024
 FINISH_REASONS = ("stop_token", "stop_string", "length", "cancelled")
 LENGTH_PENALTIES = ("power", "gnmt")  # score / len ** p (Hugging Face) | score / ((5 + len) / 6) ** p (GNMT)
 EARLY_STOPPING = (True, False, "never")

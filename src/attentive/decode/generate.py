@@ -8,10 +8,13 @@ fields of either, and each goes to its kind:
 
 * **Batching.** Prompts are left-padded; a row's positions count only its real tokens and the
   key mask hides the padding, so a padded row computes what the prompt alone would.
-* **KV cache** (engine). ``cache="dynamic"`` (default), ``"static"`` (fixed shapes;
-  ``compile=True`` compiles the step), ``"cuda_graph"`` (static, replayed as a CUDA graph) or
-  ``"none"`` (recompute the window each step: the reference the tests compare with). The same
-  seed gives the same tokens in every mode.
+* **KV cache** (engine). ``cache="auto"`` (default: ``"slots"`` for a model prepared for CPU
+  decoding, which ``from_pretrained`` gives on CPU, else ``"dynamic"``), ``"slots"`` (rows of one
+  static buffer at their own lengths: fixed shapes, rows join and leave; ``compile=`` compiles the
+  step, and ``"auto"`` does where the batch decodes enough tokens), ``"dynamic"``, ``"static"``
+  (a fixed batch of fixed shapes; ``compile=True`` compiles the step), ``"cuda_graph"`` (static,
+  replayed as a CUDA graph) or ``"none"`` (recompute the window each step: the reference the tests
+  compare with). The same seed gives the same tokens in every mode.
 * **Context window** (engine). The model sees at most ``context`` tokens (default: its own). A
   longer prompt is left-truncated with a warning; when generation fills the window the oldest
   half is dropped and the rest re-encoded, so ``max_new_tokens`` may exceed the context.

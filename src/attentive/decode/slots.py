@@ -221,8 +221,9 @@ class SlotBatch:
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("a row needs at least one prompt token")
-        if len(prompt) > self.context:  # the model sees only the last `context` tokens
-            prompt = prompt[-self.context :]
+        keep = max(1, self.context - 1)  # the model sees the last tokens; a slot's last position stays
+        if len(prompt) > keep:  # free for the padding rows of a step (see _step) while this one waits
+            prompt = prompt[-keep:]
         self._reserve(self.rows + len(self.reserved) + 1, self._sized(len(prompt) + 1))
         slot, shared = self._take_slot(prompt)
         self.reserved.add(slot)
@@ -403,15 +404,16 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {
 
 def _compiled(model, head, compile: bool | str, device: torch.device):
     """The model's compiled slot step (one per model, head and backend; torch.compile keeps one
-    graph per shape under it). On CPU the weights are frozen into it (inductor's ``freezing``, as
-    ``DecodeBatch``'s static step: no per-token checks of ~400 weight tensors' sizes and strides),
-    so a model whose weights change afterwards needs ``forget_compiled(model)``."""
+    graph per shape under it). On CPU without inductor's size and stride asserts on the inputs
+    (some 600 a token: the cache's layer views). The weights are not frozen in (``DecodeBatch``'s
+    static step freezes them): a frozen graph skips inductor's and AOTAutograd's on-disk caches'
+    fast path, and a server's second start took 44-54 s frozen against 31 s not (2 cores, warm
+    caches), with no per-token difference measurable on this noisy machine."""
     backend = "inductor" if compile is True else compile
     steps = _COMPILED.setdefault(model, {})
     key = (id(head), backend)
     if key not in steps:
-        # no size/stride asserts on the inputs either (some 600 a token: the cache's layer views)
-        options = {"freezing": True, "size_asserts": False} if compile is True and device.type == "cpu" else None
+        options = {"size_asserts": False} if compile is True and device.type == "cpu" else None
         steps[key] = torch.compile(_slot_step(model, head), fullgraph=True, backend=backend, options=options)
     return steps[key]
 

@@ -40,6 +40,8 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
     for served in models:
         state.metrics.add_model(served.name)
         if served.kind == "lm":
+            if getattr(served.model, "inference", None):  # prepared for CPU decoding: slots of fixed length
+                served.served_context = settings.context  # a request's prompt + max_tokens are checked against it
             state.schedulers[served.name] = GenerationScheduler(
                 served.name,
                 served.model,
@@ -51,7 +53,7 @@ def create_app(models: ModelRegistry | list[ServedModel], settings: ServeSetting
                 engine=EngineConfig(
                     cache=settings.cache,
                     compile="auto" if settings.compile else False,
-                    context=min(served.context, settings.context or served.context),
+                    context=served.context,
                 ),
                 prefill_chunk=settings.prefill_chunk,
             )

@@ -56,10 +56,13 @@ class ServedModel:
     aliases: tuple[str, ...] = ()  # other names requests may use (a bundled model's longer names)
     created: int = field(default_factory=lambda: int(time.time()))
 
+    served_context: int | None = None  # the server's limit per request (--context), below the model's
+
     @property
     def context(self) -> int:
-        """Tokens (positions) the model sees at most."""
-        return int(self.model.config.max_len)
+        """Tokens (positions) a request may hold: the model's context, or the server's limit below it."""
+        own = int(self.model.config.max_len)
+        return own if self.served_context is None else min(own, self.served_context)
 
     @property
     def chat(self) -> bool:

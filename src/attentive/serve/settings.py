@@ -26,7 +26,9 @@ class ServeSettings:
     # slots / dynamic: rows join between steps; static / cuda_graph: a fixed batch runs to its end
     cache: str = "auto"
     compile: bool = True  # a slots cache: compile its step when the server starts (cached on disk)
-    context: int | None = 2048  # tokens a request may hold in a slot (at most the model's context; None: the model's)
+    # tokens a request may hold, for a model decoded in slots (each row a buffer of this length; at
+    # most the model's context; None: the model's). Other models grow their cache as they need
+    context: int | None = 2048
     prefill_chunk: int = 256  # prompt tokens written a step while other requests decode (chunked prefill)
     max_queue: int = 256  # requests waiting for a row (or a worker) per model; more -> 429
     timeout: float | None = 600.0  # seconds a request may take from arrival to its last token (None: no limit)
