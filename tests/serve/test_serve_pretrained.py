@@ -16,7 +16,7 @@ import pytest
 from pretrained_paths import need_espeak, need_minilm, need_smollm2, need_whisper_ct2
 from serve_helpers import Server, http, multipart
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(360)  # the server compiles its step at start (about 70 s cold on 2 cores)
 openai = pytest.importorskip("openai")
 SAID = "Hello world. This is a test of the speech recognition system."
 QUESTION = "What is the capital of France?"
@@ -34,7 +34,7 @@ def server(tmp_path_factory):
     if not specs:
         pytest.skip("none of the pretrained-weight packages is installed")
     server = Server(
-        specs, "--max-audio-seconds", "8", log=tmp_path_factory.mktemp("logs") / "pretrained.log", ready_timeout=150
+        specs, "--max-audio-seconds", "8", log=tmp_path_factory.mktemp("logs") / "pretrained.log", ready_timeout=300
     )
     yield server
     server.stop()
