@@ -495,15 +495,15 @@ class Engine:
         rows wait one chunk a step, not a whole long prompt; the prompts that are in join. With no
         row decoding, each waiting prompt advances a chunk a step. A beam request's
         other rows start from its first row's keys (copied, not computed again)."""
-        budget = self.batch.chunk if self._live() else None
+        live = self._live()
+        budget = self.batch.chunk  # prompt tokens written this step while rows decode
         ready = []
         for entry in self.prefilling:
             sequence, parts = entry
             for part in parts:
                 before = part.done
-                self.batch.prefill(part, budget)
-                if budget is not None:
-                    budget -= part.done - before
+                self.batch.prefill(part, budget if live else None)
+                budget -= part.done - before
             width = sequence.request.config.rows
             if parts[0].finished and len(parts) < width:  # the other beams: the prompt's keys are there now
                 parts += [self.batch.begin(sequence.request.prompt) for _ in range(width - len(parts))]
@@ -511,9 +511,7 @@ class Engine:
                     self.batch.prefill(part)
             if all(p.finished for p in parts):
                 ready.append(entry)
-            if budget is None:
-                budget = 0 if ready else None
-            if budget is not None and budget <= 0:
+            if budget <= 0 if live else ready:  # the step's budget is spent, or a row can start decoding
                 break
         for entry in ready:
             self.prefilling.remove(entry)

@@ -168,19 +168,7 @@ class SlotBatch:
         self._reserve(2, self._sized(self.context))
         with torch.no_grad():
             for size in sorted({max(1, self.min_rows), 2}):
-                self._padding_step(size)
-
-    def _padding_step(self, size: int) -> Tensor:
-        """The step of the first ``size`` slots with no row in them (padding written where no
-        kept key is)."""
-        self.write_at[:size].fill_(self.slot_len - 1)
-        self.visible[:size].zero_()
-        step = self._steps.get(size) or self._steps.setdefault(size, self._make_step(size))
-        out = step(torch.full((size, 1), self.pad_id, dtype=torch.long, device=self.device))
-        for slot in range(size):
-            if self.lengths[slot] >= self.slot_len:
-                self.tokens[slot], self.lengths[slot] = self.tokens[slot][: self.slot_len - 1], self.slot_len - 1
-        return out
+                self._step([], [], size)  # padding only
 
     # ------------------------------------------------------------------ rows in
     @torch.no_grad()
@@ -233,7 +221,9 @@ class SlotBatch:
         """Write up to ``budget`` (default ``chunk``) more tokens of a prompt; True when all are in."""
         if pending.finished:
             return True
-        budget = budget or self.chunk
+        budget = self.chunk if budget is None else budget
+        if budget <= 0:
+            return False
         end = min(len(pending.prompt), pending.done + budget)
         with torch.no_grad():
             logits = self._write(pending.slot, pending.prompt[pending.done : end], pending.done)
@@ -274,13 +264,16 @@ class SlotBatch:
         donors = [(min(common_prefix(self.tokens[s], prompt), limit), s) for s in busy]
         shared, donor = max(donors, default=(0, -1))
         if shared >= MIN_SHARED_PREFIX:
-            self.keys[:, slot, :, :shared] = self.keys[:, donor, :, :shared]
-            self.values[:, slot, :, :shared] = self.values[:, donor, :, :shared]
-            self.tokens[slot] = self.tokens[donor][:shared]
-            self.lengths[slot] = shared
+            self._copy(donor, slot, shared)
             return slot, shared
         self.tokens[slot], self.lengths[slot] = [], 0
         return slot, 0
+
+    def _copy(self, source: int, target: int, length: int) -> None:
+        """Slot ``target`` holds the first ``length`` keys (and tokens) of slot ``source``."""
+        self.keys[:, target, :, :length] = self.keys[:, source, :, :length]
+        self.values[:, target, :, :length] = self.values[:, source, :, :length]
+        self.tokens[target], self.lengths[target] = self.tokens[source][:length], length
 
     def _write(self, slot: int, ids: list[int], start: int) -> Tensor:
         """Keys of ``ids`` into ``slot`` from position ``start`` (one forward pass, the slot's own
@@ -306,10 +299,7 @@ class SlotBatch:
             slot = self.slot_of[i]
             if slot in placed:  # a second copy of a row
                 target = next(s for s in range(self.slots) if s not in kept and s not in self.reserved)
-                length = self.lengths[slot]
-                self.keys[:, target, :, :length] = self.keys[:, slot, :, :length]
-                self.values[:, target, :, :length] = self.values[:, slot, :, :length]
-                self.tokens[target], self.lengths[target] = list(self.tokens[slot]), length
+                self._copy(slot, target, self.lengths[slot])
                 kept.add(target)
                 slot = target
             placed.add(slot)
@@ -341,10 +331,12 @@ class SlotBatch:
                 logits[row] = out[i]
         return torch.stack(logits)
 
-    def _step(self, slots: list[int], fed: list[int]) -> Tensor:
-        """One token into each of ``slots`` through the bucket's step; their logits ``(n, V)``."""
+    def _step(self, slots: list[int], fed: list[int], size: int | None = None) -> Tensor:
+        """One token into each of ``slots`` through the step of the first ``size`` slots (default:
+        the bucket that covers them); their logits ``(n, V)``."""
         self._reserve(self.min_rows, self.slot_len)
-        size = max(bucket(max(slots) + 1, self.slots), self.min_rows)
+        if size is None:
+            size = max(bucket(max(slots) + 1, self.slots), self.min_rows)
         ids = [self.pad_id] * size
         at = [self.slot_len - 1] * size  # slots without a row write padding where no kept key is
         seen = [0] * size  # ... and see one key (whatever it holds), so they cost nothing to attend
@@ -363,7 +355,7 @@ class SlotBatch:
         for slot in range(size):  # a free slot's last position held this step's padding
             if slot not in slots and self.lengths[slot] >= self.slot_len:
                 self.tokens[slot], self.lengths[slot] = self.tokens[slot][: self.slot_len - 1], self.slot_len - 1
-        return logits.index_select(0, torch.tensor(slots, device=self.device))
+        return logits.index_select(0, torch.tensor(slots, dtype=torch.long, device=self.device))
 
     def _make_step(self, size: int):
         """The step of the first ``size`` slots: ``ids (Rb, 1) -> logits (Rb, V)``, every shape fixed.
