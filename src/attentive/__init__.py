@@ -20,7 +20,7 @@ from .checkpoint import load_model as load, save_model as save  # noqa: E402
 from .interop.resolve import from_pretrained  # one way in: every model spec, in our classes  # noqa: E402
 from .decode.generate import generate  # text from decoder-only language models  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "build",

@@ -10,7 +10,8 @@ from ..recipes import DEFAULT_RECIPE, get_recipe, recipes
 def run(args) -> int:
     if args.name:
         spec = get_recipe(args.name)
-        print(f"{spec.name}: {spec.description}\n")
+        print(f"{spec.name}: {spec.description}")
+        print(f"measured: {spec.measured() or 'not yet'}\n")
         for title, config in (
             ("model", spec.model),
             ("data", spec.data),
@@ -27,6 +28,8 @@ def run(args) -> int:
     print(f"{'recipe':<22} description   (attentive train --recipe NAME; default {DEFAULT_RECIPE})")
     for name, spec in recipes().items():
         print(f"{name:<22} {spec.description}")
+        if spec.measured():
+            print(f"{'':<22} measured: {spec.measured()}")
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..device import cpu_has_native_bf16
+from ..figures import load as load_result
 from ..lazy import entry
 from ..train.optim import OptimConfig
 from ..train.task import Task
@@ -31,6 +33,7 @@ from .overrides import route_overrides
 from .pretrained import FinetuneConfig, Settings
 
 DEFAULT_RECIPE = "multi30k-de-en"
+RESULTS = Path(__file__).parent / "results"  # <recipe>.json: what a run of the recipe measured
 
 
 @dataclass
@@ -73,6 +76,19 @@ class RecipeSpec:
 
     def build(self, overrides: dict[str, Any] | None = None) -> Recipe:
         return self.make(self.settings(overrides))
+
+    def result(self) -> dict | None:
+        """What a run of this recipe measured (``recipes/results/NAME.json``), if one was recorded."""
+        path = RESULTS / f"{self.name}.json"
+        return load_result(path) if path.is_file() else None
+
+    def measured(self) -> str | None:
+        """The result file's ``summary`` filled from its ``figures``, with the date: one line."""
+        result = self.result()
+        if result is None:
+            return None
+        line = result["summary"].format(**result["figures"])
+        return f"{line} ({result['date'][:10]}, {result['machine']})"
 
 
 def resolve_precision(train: TrainConfig, cpu_bf16: bool) -> str:

@@ -1,0 +1,53 @@
+"""MkDocs hooks: the pages and pictures the site generates at build time, and fresh figures.
+
+* ``on_files`` adds what is generated, never typed: the reference pages (``docref.pages``: the
+  command line from the real argument parser, the registries, the HTTP API from the server's
+  OpenAPI schema, environment variables, metrics), the concept pages' figures drawn by the real
+  code (``docfigures.figures``) and the changelog (``CHANGELOG.md`` at the root).
+* ``on_page_markdown`` refills every ``<!--fig-->`` / ``<!--table-->`` / ``<!--gen-->`` part from
+  its result file or registry (``docgen.render``), so the site shows what the files hold even
+  before ``python scripts/docgen.py`` has rewritten the Markdown (the tests require that too).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+sys.path.insert(0, str(SCRIPTS))
+
+import docgen  # noqa: E402
+
+
+def _generated() -> dict[str, str | bytes]:
+    pages: dict[str, str | bytes] = {"changelog.md": (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")}
+    try:
+        import docref
+    except ModuleNotFoundError:
+        docref = None
+    if docref is not None:
+        pages.update(docref.pages())
+    try:
+        import docfigures
+    except ModuleNotFoundError:
+        docfigures = None
+    if docfigures is not None:
+        pages.update(docfigures.figures())
+    return pages
+
+
+def on_files(files, config):
+    for path, content in _generated().items():
+        existing = files.get_file_from_path(path)
+        if existing is not None:
+            files.remove(existing)
+        files.append(File.generated(config, path, content=content))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    return docgen.render(markdown)
