@@ -17,7 +17,7 @@ from pathlib import Path
 import attentive
 
 FLOORS = [
-    {"_runtime", "fileio", "device", "lazy", "nn"},
+    {"_runtime", "environment", "fileio", "figures", "device", "lazy", "nn"},
     {"config", "models", "text", "checkpoint", "lora"},
     {"audio", "data", "viz"},
     {"decode", "interop", "evaluate"},

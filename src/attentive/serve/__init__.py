@@ -4,8 +4,10 @@
 holds the loaded models (``registry.py``); ``GenerationScheduler`` owns a language model's
 decoding engine and batches concurrent requests between its steps (``scheduler.py``); the
 endpoints live one family per module in ``endpoints/``; ``schemas.py`` checks request bodies,
-``errors.py`` shapes errors as OpenAI does, ``limits.py`` holds the body cap and the API key,
-``metrics.py`` the Prometheus metrics.
+``responses.py`` models the answers, ``errors.py`` shapes errors as OpenAI does, ``limits.py``
+holds the body cap and the API key, ``metrics.py`` the Prometheus metrics; ``openapi.py``
+describes all of it in the OpenAPI schema (``openapi_schema()`` builds it without a model, for
+documentation).
 
 The names below are imported on first use, so ``attentive.serve.settings`` (which the command
 line reads for its defaults) needs none of the server's optional dependencies.
@@ -20,6 +22,7 @@ _EXPORTS = {
     "ModelRegistry": "registry",
     "ServedModel": "registry",
     "load_served_model": "registry",
+    "openapi_schema": "app",
     "ServeSettings": "settings",
 }
 __all__ = sorted(_EXPORTS)

@@ -7,6 +7,10 @@ presence / frequency penalties other than 0) are refused by name rather than ign
 client never gets an answer to a question it did not ask. Unknown fields are ignored, as
 OpenAI's own server does. attentive's extensions, sent by the ``openai`` client through
 ``extra_body``: ``top_k``, ``repetition_penalty`` and ``ignore_eos`` (vLLM's names).
+
+The same models are the request bodies of the OpenAPI schema (``openapi.py``). The uploads'
+multipart fields are described by ``TranscriptionForm`` and ``ImageClassificationForm``: their
+endpoints read exactly those fields and check each value with a message of their own.
 """
 
 from __future__ import annotations
@@ -52,16 +56,16 @@ class _Sampling(_Body):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1)
     stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stream_options: StreamOptions | None = Field(None, description="only with stream: true")
+    stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP} non-empty stop sequences")
     seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: dict[str, float] | None = None
+    presence_penalty: float = Field(0.0, description="not supported: only 0")
+    frequency_penalty: float = Field(0.0, description="not supported: only 0")
+    logit_bias: dict[str, float] | None = Field(None, description="not supported: only empty")
     # attentive's extensions (vLLM's names)
-    top_k: int | None = Field(None, ge=1)
-    repetition_penalty: float = Field(1.0, gt=0.0)
-    ignore_eos: bool = False
+    top_k: int | None = Field(None, ge=1, description="attentive's extension: sample from the k most likely tokens")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="attentive's extension: > 1 discourages repeats")
+    ignore_eos: bool = Field(False, description="attentive's extension: decode past the end-of-text token")
 
     @field_validator("stop")
     @classmethod
@@ -134,9 +138,9 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     response_format: ResponseFormat | None = None
-    tools: list | None = None
+    tools: list | None = Field(None, description="not supported: only empty")
     tool_choice: Any = None
-    functions: list | None = None
+    functions: list | None = Field(None, description="not supported: only empty")
 
     @model_validator(mode="after")
     def _chat_options(self):
@@ -170,8 +174,8 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
-    suffix: str | None = None
-    best_of: int | None = None
+    suffix: str | None = Field(None, description="not supported: only empty")
+    best_of: int | None = Field(None, description="only 1 or equal to n")
 
     @model_validator(mode="after")
     def _completion_options(self):
@@ -234,3 +238,26 @@ class TranslationRequest(_Body):
         if not texts:
             raise bad_request("input must not be empty", param="input")
         return texts
+
+
+# ----------------------------------------------------------------------------- uploads (multipart forms)
+
+
+class TranscriptionForm(_Body):
+    """The multipart fields of ``POST /v1/audio/transcriptions`` (others are ignored)."""
+
+    file: bytes = Field(description="the audio: a PCM WAV file (any rate, any channel count)")
+    model: str
+    response_format: Literal["json", "text"] = "json"
+    language: str | None = Field(
+        None, description="ISO-639-1 code; only the language the model was loaded to transcribe"
+    )
+    prompt: str | None = Field(None, max_length=0, description="not supported: a non-empty prompt is refused")
+    temperature: float = Field(0.0, ge=0.0, le=0.0, description="only 0: decoding is greedy")
+
+
+class ImageClassificationForm(_Body):
+    """The multipart fields of ``POST /v1/classifications/image`` (others are ignored)."""
+
+    file: bytes = Field(description="the image: PNG, JPEG or any format Pillow reads")
+    model: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from typing import get_args
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -19,16 +20,31 @@ from fastapi.responses import PlainTextResponse
 from ...audio import read_wav
 from ...decode.transcriber import audio_features, transcript, transcription_config
 from ..errors import bad_request
+from ..openapi import DECODES, POST_FORM, answer, errors, form_body
+from ..responses import Transcription
+from ..schemas import TranscriptionForm
 from .common import form_text, read_form, state_of, upload
 
-router = APIRouter()
+router = APIRouter(tags=["audio"])
 ENDPOINT = "/v1/audio/transcriptions"
-FORMATS = ("json", "text")
-FIELDS = ("file", "model", "response_format", "language", "prompt", "temperature")
+FORMATS = get_args(TranscriptionForm.model_fields["response_format"].annotation)  # json, text
+FIELDS = tuple(TranscriptionForm.model_fields)  # file, model, response_format, language, prompt, temperature
 
 
-@router.post(ENDPOINT)
+@router.post(
+    ENDPOINT,
+    openapi_extra=form_body(TranscriptionForm, "audio/wav, audio/x-wav, application/octet-stream"),
+    responses={
+        **answer(
+            Transcription,
+            "The transcript: JSON, or with response_format text the bare text",
+            **{"text/plain": {"schema": {"type": "string"}}},
+        ),
+        **errors(*POST_FORM, *DECODES),
+    },
+)
 async def transcriptions(request: Request):
+    """Speech to text with a Whisper model: a WAV upload, greedy decoding."""
     state = state_of(request)
     form = await read_form(request, FIELDS)
     served = state.models.get(form_text(form, "model", required=True), ENDPOINT)

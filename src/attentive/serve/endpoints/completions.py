@@ -7,19 +7,43 @@ import time
 from fastapi import APIRouter, Request
 
 from ..generation import Run, prepare
+from ..openapi import DECODES, POST_JSON, answer, errors, event_stream, json_body
+from ..responses import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk
 from ..schemas import ChatCompletionRequest, CompletionRequest, parse
 from .common import read_json, state_of
 
-router = APIRouter()
+router = APIRouter(tags=["text generation"])
 
 
-@router.post("/v1/chat/completions")
+@router.post(
+    "/v1/chat/completions",
+    openapi_extra=json_body(ChatCompletionRequest),
+    responses={
+        **answer(
+            ChatCompletion,
+            "The reply (JSON), or with stream: true its chunks as Server-Sent Events",
+            **{"text/event-stream": event_stream(ChatCompletionChunk)},
+        ),
+        **errors(*POST_JSON, *DECODES),
+    },
+)
 async def chat_completions(request: Request):
     """The assistant's reply to ``messages``, through the model's chat template."""
     return await _generate(request, ChatCompletionRequest, "/v1/chat/completions")
 
 
-@router.post("/v1/completions")
+@router.post(
+    "/v1/completions",
+    openapi_extra=json_body(CompletionRequest),
+    responses={
+        **answer(
+            Completion,
+            "The continuations (JSON), or with stream: true their chunks as Server-Sent Events",
+            **{"text/event-stream": event_stream(CompletionChunk)},
+        ),
+        **errors(*POST_JSON, *DECODES),
+    },
+)
 async def completions(request: Request):
     """The continuation of ``prompt`` (text, token ids, or a list of either)."""
     return await _generate(request, CompletionRequest, "/v1/completions")

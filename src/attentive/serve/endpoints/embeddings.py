@@ -14,15 +14,22 @@ from fastapi import APIRouter, Request
 
 from ...models.encoder import embed_texts
 from ..errors import bad_request, check_count
+from ..openapi import POST_JSON, RUNS_ONCE, answer, errors, json_body
+from ..responses import EmbeddingList
 from ..schemas import EmbeddingRequest, parse
 from .common import read_json, state_of
 
-router = APIRouter()
+router = APIRouter(tags=["embeddings"])
 ENDPOINT = "/v1/embeddings"
 
 
-@router.post(ENDPOINT)
+@router.post(
+    ENDPOINT,
+    openapi_extra=json_body(EmbeddingRequest),
+    responses={**answer(EmbeddingList, "One vector per input, in input order"), **errors(*POST_JSON, *RUNS_ONCE)},
+)
 async def embeddings(request: Request):
+    """Sentence vectors of ``input`` from an encoder model, as numbers or base64."""
     state = state_of(request)
     body = parse(EmbeddingRequest, await read_json(request))
     served = state.models.get(body.model, ENDPOINT)

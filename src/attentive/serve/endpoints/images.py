@@ -14,16 +14,28 @@ from fastapi import APIRouter, Request
 
 from ...data.images import IMAGE_SIZE, load_image_bytes, open_image_bytes
 from ..errors import bad_request
+from ..openapi import POST_FORM, RUNS_ONCE, answer, errors, form_body
+from ..responses import ImageClassification
+from ..schemas import ImageClassificationForm
 from .common import form_text, read_form, state_of, upload
 
-router = APIRouter()
+router = APIRouter(tags=["images"])
 ENDPOINT = "/v1/classifications/image"
+FIELDS = tuple(ImageClassificationForm.model_fields)  # file, model
 
 
-@router.post(ENDPOINT)
+@router.post(
+    ENDPOINT,
+    openapi_extra=form_body(ImageClassificationForm, "image/*, application/octet-stream"),
+    responses={
+        **answer(ImageClassification, "The most likely class and every class's probability"),
+        **errors(*POST_FORM, *RUNS_ONCE),
+    },
+)
 async def classify_image(request: Request):
+    """An uploaded image through a ViT model (attentive's own endpoint)."""
     state = state_of(request)
-    form = await read_form(request, ("file", "model"))
+    form = await read_form(request, FIELDS)
     served = state.models.get(form_text(form, "model", required=True), ENDPOINT)
     data = await upload(form)
     try:

@@ -14,15 +14,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..errors import bad_request, check_count
+from ..openapi import DECODES, POST_JSON, answer, errors, json_body
+from ..responses import TranslationList
 from ..schemas import TranslationRequest, parse
 from .common import read_json, state_of
 
-router = APIRouter()
+router = APIRouter(tags=["translation"])
 ENDPOINT = "/v1/translations/text"
 
 
-@router.post(ENDPOINT)
+@router.post(
+    ENDPOINT,
+    openapi_extra=json_body(TranslationRequest),
+    responses={**answer(TranslationList, "One translation per input, in input order"), **errors(*POST_JSON, *DECODES)},
+)
 async def translations(request: Request):
+    """Sentences through a trained translation model (attentive's own endpoint); search settings
+    default to the run's own."""
     state = state_of(request)
     body = parse(TranslationRequest, await read_json(request))
     served = state.models.get(body.model, ENDPOINT)
