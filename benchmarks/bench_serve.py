@@ -309,7 +309,10 @@ def environment(args) -> str:
 def write(args, cfg: dict, results: list[dict]) -> None:
     name = f"serve_{args.tag}" if args.tag else "serve"
     (args.out / f"{name}.json").write_text(
-        json.dumps({"config": cfg, "device": environment(args), "results": results}, indent=1)
+        json.dumps(
+            {**common.provenance(args.device), "config": cfg, "device": environment(args), "results": results},
+            indent=1,
+        )
     )
     (args.out / f"{name}.md").write_text(markdown(args, cfg, results))
 

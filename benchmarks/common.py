@@ -11,7 +11,11 @@ Rules the numbers follow, whatever is measured:
   that fails (or is not installed) leaves a row saying why, not a lost table;
 * results are written after every contestant (``<name>.json`` and ``<name>.md`` in the output
   folder: ``--out``, else ``$OUT``, else ``benchmarks/results``), so a run cut short by a
-  timeout still leaves what it measured.
+  timeout still leaves what it measured;
+* every result file says where its numbers come from, at its top level: ``command`` (this
+  process's command line), ``commit`` (the checkout's, ``-dirty`` when tracked files differ),
+  ``date``, ``machine`` (CPU model, cores, GPU) and ``torch``, the keys the documentation's
+  stamp reads (``attentive.figures.provenance``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -151,6 +156,46 @@ def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name(0)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def command_line() -> str:
+    """This process's command, as a reader would type it (``python benchmarks/bench_x.py ...``)."""
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def git_commit() -> str:
+    """This checkout's commit (``-dirty`` when tracked files differ from it), else "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine(device: str) -> dict[str, Any]:
+    """CPU model, cores, threads, memory, load (``context_common.machine``) and the GPU, if used."""
+    from context_common import machine as cpu_machine
+
+    return {**cpu_machine(), "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """The top-level keys every result file carries: command, commit, date, machine, torch."""
+    return {
+        "command": command_line(),
+        "commit": git_commit(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(device),
+        "torch": torch.__version__,
+    }
 
 
 def peak_flops(device: str) -> float | None:
@@ -316,6 +361,7 @@ class Report:
         self.extra_md: list[str] = []  # more markdown after the table (e.g. a summary by length)
         self.peer_filter: Callable[[Row, Row], bool] | None = None  # which peers a row is compared with
         self.peak = peak_flops(args.device)
+        self.provenance = provenance(args.device)  # command, commit, machine: fixed for the run
 
     def run(self, name: str, impl: str, mode: str, measure: Callable[[], Row]) -> Row | None:
         """Run one contestant (``measure`` returns its Row) unless deselected; keep going on errors."""
@@ -397,9 +443,9 @@ class Report:
         data = {
             "benchmark": self.name,
             "title": self.title,
+            **self.provenance,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "device": device_name(self.args.device),
-            "torch": torch.__version__,
             "small": self.args.small,
             "config": self.config,
             "peak_flops": self.peak,

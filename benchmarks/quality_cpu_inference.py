@@ -50,7 +50,11 @@ def write(out: Path, name: str, title: str, header: list[str], rows: list[list],
     text = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(text)
     (out / f"{name}.json").write_text(
-        json.dumps({"title": title, "header": header, "rows": rows, "notes": notes}, indent=1, default=str)
+        json.dumps(
+            {**common.provenance("cpu"), "title": title, "header": header, "rows": rows, "notes": notes},
+            indent=1,
+            default=str,
+        )
     )
     print(text, flush=True)
 

@@ -213,7 +213,7 @@ def main() -> int:
     p.add_argument("files", nargs="*", type=Path, help="default: README.md and docs/**/*.md")
     args = p.parse_args()
     stale = []
-    for path in args.files or markdown_files():
+    for path in [p.resolve() for p in args.files] or markdown_files():
         text = path.read_text(encoding="utf-8")
         new = render(text)
         if new != text:

@@ -183,7 +183,8 @@ def stamp(data: dict, source: str | None = None) -> str:
     if p["torch"]:
         parts.append(f"torch {p['torch']}")
     if p["commit"]:
-        parts.append(f"commit `{str(p['commit'])[:12]}`")
+        commit = str(p["commit"])
+        parts.append(f"commit `{commit[:12]}{'-dirty' if commit.endswith('-dirty') and len(commit) > 18 else ''}`")
     if p["command"]:
         parts.append(f"`{p['command']}`")
     if source:
