@@ -41,7 +41,7 @@ def _vit_recipe(
 
 VIT_MNIST = _vit_recipe(
     "vit-mnist",
-    "ViT on MNIST for CPU: 7x7 patches, 4 layers x 128, AdamW + cosine, shifts, 8.5 min",
+    "ViT on MNIST for CPU: 7x7 patches, 4 layers x 128, AdamW + cosine, shifts, 8 min 30 s budget",
     {},
     batch_size=128,
     lr=2e-3,
@@ -55,7 +55,7 @@ VIT_MNIST = _vit_recipe(
 )
 VIT_MNIST_GPU = _vit_recipe(
     "vit-mnist-gpu",
-    "ViT on MNIST for one GPU: 4x4 patches, 6 layers x 256, 4.3-minute budget",
+    "ViT on MNIST for one GPU: 4x4 patches, 6 layers x 256, a 258-second budget",
     {"patch_size": 4, "num_layers": 6, "d_model": 256, "num_heads": 8, "d_ff": 1024, "dropout": 0.1},
     batch_size=512,
     lr=1.5e-3,
