@@ -22,6 +22,10 @@ compiled static step, which has no modules left to time: its torch.profiler tabl
 compiled graph, the custom ops, SDPA and the guards).
 
     python benchmarks/profile_cpu_decode.py   # import attentive sets OMP_WAIT_POLICY=PASSIVE
+
+Results: ``profile_cpu_decode.md`` (the table, then each variant's cProfile and torch.profiler
+tops) and ``profile_cpu_decode.json`` (the table's figures with the command, commit, date,
+machine and torch version; the documentation renders its table from it) in ``--out``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ import attentive  # noqa: F401  (before torch: OpenMP's threads wait passively, 
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
+import shlex
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import context_common  # benchmarks/: the machine's description, as the other benchmarks record it
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -117,6 +126,21 @@ def engine_loop(model, prompt, steps, compiled):
     return run
 
 
+def commit() -> str:
+    """This checkout's commit (``-dirty`` when tracked files differ from it), or "unknown"."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=64)
@@ -163,6 +187,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     details = []
+    rows = []  # the table's figures, for profile_cpu_decode.json
     for name, model, cache, compiled in variants:
         if cache == "engine":
             run = engine_loop(model, prompt, args.tokens, compiled)
@@ -196,8 +221,10 @@ def main() -> None:
             )
             + "\n```"
         )
+        row = {"variant": name, "compiled": compiled, "wall_ms": wall, "python_ms": python}
         if compiled:
             table.append(f"| {name} | {wall:.1f} | (one compiled graph) | | | | | {python:.2f} |")
+            row.update({f"{k}_ms": None for k in ("matmuls", "attention", "norms", "ffn_activation", "rest")})
         else:
             timer = ClassTimer(model)
             t0 = time.perf_counter()
@@ -211,6 +238,9 @@ def main() -> None:
                 + " | ".join(f"{per[k]:.2f}" for k in keys)
                 + f" | {rest:.2f} | {python:.2f} |"
             )
+            row.update({f"{k.replace(' ', '_').lower()}_ms": per[k] for k in keys})
+            row["rest_ms"] = rest
+        rows.append(row)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             run()
         details.append(
@@ -220,6 +250,20 @@ def main() -> None:
         print(table[-1], flush=True)
     text = "\n".join(lines + table + [""] + details) + "\n"
     (out_dir / "profile_cpu_decode.md").write_text(text)
+    result = {
+        "benchmark": "profile_cpu_decode",
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": context_common.machine(),
+        "torch": torch.__version__,
+        "tokens": args.tokens,
+        "prompt_tokens": len(prompt),
+        "threads": torch.get_num_threads(),
+        "unit": "ms per token (prompt included)",
+        "rows": rows,
+    }
+    (out_dir / "profile_cpu_decode.json").write_text(json.dumps(result, indent=1) + "\n")
     print(text)
 
 

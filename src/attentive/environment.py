@@ -39,6 +39,38 @@ VARIABLES = (
         "attentive.nn.kernels",
     ),
     Variable(
+        "ATTENTIVE_PARALLEL_MIN",
+        "4194304 (4M multiply-adds)",
+        "The smallest product the C++ kernels split across threads; a smaller one runs on the "
+        "caller's thread, since waking a passive thread costs more than it saves.",
+        "attentive/nn/csrc/cpu_common.h",
+    ),
+    Variable(
+        "ATTENTIVE_UPDATE_DOCS",
+        "unset",
+        "`1` makes the explorer's screenshot test (`tests/explore/test_screenshots.py`, slow) write "
+        "its pictures into `docs/explore/` instead of comparing with them.",
+        "tests/explore/test_screenshots.py",
+    ),
+    Variable(
+        "ATTENTIVE_CHROMIUM",
+        "`chromium` on the `PATH`",
+        "The browser the explorer's page tests drive through Playwright (tests only).",
+        "tests/explore/explore_support.py",
+    ),
+    Variable(
+        "ATTENTIVE_TEST_ARTIFACTS",
+        "`test-artifacts/`",
+        "Where the explorer's browser tests leave screenshots and page logs (tests only).",
+        "tests/explore/explore_support.py",
+    ),
+    Variable(
+        "ATTENTIVE_TRANSLATION_RUN",
+        "`runs/multi30k-de-en`",
+        "The trained translator the explorer's screenshot test opens (tests only).",
+        "tests/explore/test_screenshots.py",
+    ),
+    Variable(
         "OMP_WAIT_POLICY",
         "`PASSIVE`, set by `import attentive` when unset and torch is not loaded yet",
         "OpenMP's thread wait policy; passive threads keep a shared machine's cores free. A value you set is kept.",

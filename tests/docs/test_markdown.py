@@ -104,11 +104,12 @@ def test_environment_variables_named_exist():
     for path in FILES:
         named |= set(ENV_NAME.findall(path.read_text(encoding="utf-8")))
     assert named <= names(), f"documented but not in attentive/environment.py: {sorted(named - names())}"
-    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "src" / "attentive").rglob("*.py"))
+    files = [p for p in (ROOT / "src" / "attentive").rglob("*") if p.suffix in (".py", ".h", ".cpp")]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in [*files, *(ROOT / "tests").rglob("*.py")])
     for variable in VARIABLES:
         for name in variable.name.split(","):
             assert f'"{name.strip()}"' in source, f"{name.strip()} is in the table but nothing reads it"
-    read = set(re.findall(r'environ(?:\.get)?\(?\[?"(ATTENTIVE_[A-Z_]+)"', source))
+    read = set(re.findall(r'(?:environ(?:\.get)?\(?\[?|env_int\(|getenv\()"(ATTENTIVE_[A-Z_]+)"', source))
     read |= set(re.findall(r'_ENV = "(ATTENTIVE_[A-Z_]+)"', source))
     assert read <= names(), f"read by the package but not in the table: {sorted(read - names())}"
 
@@ -118,6 +119,7 @@ GENERATED = (
     "concepts/explorer/",
     "reference/",
     "changelog.md",
+    "index.md",
 )  # made by the site build (scripts/mkdocs_hooks.py)
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
