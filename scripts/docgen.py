@@ -82,7 +82,41 @@ def _extras() -> str:
     return "\n".join(lines)
 
 
+HEADLINE_RECIPES = (  # the README's results table: recipe -> (job, guide)
+    ("multi30k-de-en", "Translation: Multi30k German->English, trained from scratch", "translation"),
+    ("shakespeare-char", "Language model: Tiny Shakespeare characters, trained from scratch", "language-models"),
+    ("vit-mnist", "Vision: ViT on MNIST, trained from scratch", "vision"),
+    ("dt-cartpole", "Reinforcement learning: Decision Transformer, offline CartPole-v1", "decision-transformer"),
+    ("smollm2-multi30k-lora", "Fine-tuning: SmolLM2-135M-Instruct + LoRA, German->English", "fine-tuning"),
+)
+LLAMACPP = "benchmarks/llamacpp/vs_llamacpp_bench.json"
+
+
+def _headline() -> str:
+    """One row per job: the recipe's measured line, and the CPU figures against llama.cpp."""
+    from attentive.recipes import get_recipe
+
+    lines = ["| job | measured | run |", "|---|---|---|"]
+    for name, job, guide in HEADLINE_RECIPES:
+        result = get_recipe(name).result()
+        line = result["summary"].format(**result["figures"])
+        lines.append(f"| [{job}](docs/guides/{guide}.md) | {line} | {result['date'][:10]}, {result['machine']} |")
+    data = figures.load(ROOT / LLAMACPP)
+    rate = {row["name"]: row["rate"] for row in data["rows"] if row.get("rate")}
+    for test, what in (("pp512", "reading a 512-token prompt"), ("tg128", "generating 128 tokens")):
+        ours, peer = rate[f"Q4_1 {test} attentive default"], rate[f"Q4_1 {test} llama.cpp"]
+        best = rate[f"Q4_1 {test} attentive best (int4, slots, compiled)"]
+        lines.append(
+            f"| [CPU inference: SmolLM2-135M Q4_1 GGUF, {what}](docs/guides/cpu-inference.md) | "
+            f"{ours:,.0f} tok/s by default, {best:,.0f} compiled: {ours / peer:.2f}x and {best / peer:.2f}x "
+            f"llama.cpp's {peer:,.0f} tok/s on the same file | "
+            f"{figures.provenance(data)['date']}, {figures.provenance(data)['machine']} |"
+        )
+    return "\n".join(lines)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "headline": _headline,
     "extras": _extras,
     "presets": _presets,
     "recipes": _recipes,

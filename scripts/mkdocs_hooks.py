@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,8 +24,31 @@ sys.path.insert(0, str(SCRIPTS))
 import docgen  # noqa: E402
 
 
+LINK = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<target>[^)\s]+)\)")
+
+
+def home_page() -> str:
+    """The README as the site's home page: links into ``docs/`` made relative to the site, the
+    changelog pointed at its page, links to other files of the checkout kept as their text."""
+
+    def link(match: re.Match) -> str:
+        target = match["target"]
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            return match.group(0)
+        if target.startswith("docs/"):
+            return f"[{match['text']}]({target[len('docs/') :]})"
+        if target == "CHANGELOG.md":
+            return f"[{match['text']}](changelog.md)"
+        return match["text"]
+
+    return LINK.sub(link, (ROOT / "README.md").read_text(encoding="utf-8"))
+
+
 def _generated() -> dict[str, str | bytes]:
-    pages: dict[str, str | bytes] = {"changelog.md": (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")}
+    pages: dict[str, str | bytes] = {
+        "index.md": home_page(),
+        "changelog.md": (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"),
+    }
     try:
         import docref
     except ModuleNotFoundError:

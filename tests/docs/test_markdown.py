@@ -139,3 +139,9 @@ def test_relative_links_land(path):
         if not os.path.exists(resolved):
             missing.append(f"{rel(path)}: {match['target']}")
     assert not missing, "links to nothing:\n" + "\n".join(missing)
+
+
+def test_readme_is_a_front_page():
+    """The README is the front page (the site's home page too); the rest lives in docs/."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 200, f"README.md has {len(lines)} lines; move sections into docs/"
