@@ -38,7 +38,7 @@ BLOCK = re.compile(r"<!--(?P<kind>table|gen) (?P<spec>[^>]*?)-->\n(?P<body>.*?)<
 
 def markdown_files() -> list[Path]:
     """The Markdown files whose generated parts this script owns."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 # ----------------------------------------------------------------------------- renderers

@@ -27,9 +27,10 @@ import docgen  # noqa: E402
 LINK = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<target>[^)\s]+)\)")
 
 
-def home_page() -> str:
-    """The README as the site's home page: links into ``docs/`` made relative to the site, the
-    changelog pointed at its page, links to other files of the checkout kept as their text."""
+def site_links(text: str) -> str:
+    """A root Markdown file (README, CHANGELOG) as a page of the site: links into ``docs/`` made
+    relative to the site, the changelog pointed at its page, links to other files of the
+    checkout kept as their text."""
 
     def link(match: re.Match) -> str:
         target = match["target"]
@@ -41,14 +42,16 @@ def home_page() -> str:
             return f"[{match['text']}](changelog.md)"
         return match["text"]
 
-    return LINK.sub(link, (ROOT / "README.md").read_text(encoding="utf-8"))
+    return LINK.sub(link, text)
 
 
 def _generated() -> dict[str, str | bytes]:
     pages: dict[str, str | bytes] = {
-        "index.md": home_page(),
-        "changelog.md": (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"),
+        "index.md": site_links((ROOT / "README.md").read_text(encoding="utf-8")),
+        "changelog.md": site_links((ROOT / "CHANGELOG.md").read_text(encoding="utf-8")),
     }
+    if str(SCRIPTS) not in sys.path:  # MkDocs restores sys.path after loading this file
+        sys.path.insert(0, str(SCRIPTS))
     try:
         import docref
     except ModuleNotFoundError:

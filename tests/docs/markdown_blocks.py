@@ -17,7 +17,7 @@ SETUP = re.compile(r"<!--setup\n(?P<code>.*?)-->", re.S)
 
 def markdown_files() -> list[Path]:
     """README.md and every page under docs/ (generated reference pages are checked by the site build)."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def rel(path: Path) -> str:
