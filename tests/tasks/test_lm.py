@@ -275,6 +275,15 @@ def test_perplexity_rejects_bad_input():
         perplexity(model, [1, 2, 50])
 
 
+def test_perplexity_blocks_reach_a_scaled_ropes_context():
+    """RoPE scaled by a factor f reads blocks up to f times the trained context, and no longer."""
+    scaled = {"rope_type": "linear", "factor": 2.0}
+    model = attentive.build("llama-tiny", vocab_size=50, max_len=16, rope_scaling=scaled)
+    assert perplexity(model, list(range(40)), block_size=32).tokens == 39
+    with pytest.raises(ValueError, match=r"context \(16, 32 with its RoPE scaling\)"):
+        perplexity(model, list(range(40)), block_size=33)
+
+
 @pytest.mark.slow
 def test_shakespeare_char_recipe_reaches_its_cpu_target(tmp_path):
     """The CPU target: 10 minutes on 2 cores, validation loss <= 1.47 (what a run measured:

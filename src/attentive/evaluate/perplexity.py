@@ -85,8 +85,13 @@ def perplexity(
     block_size = block_size or context
     if block_size is None:
         raise ValueError(f"{type(model).__name__} has no config.max_len; pass block_size")
-    if context is not None and block_size > context and not memory:
-        raise ValueError(f"block_size {block_size} is longer than the model's context ({context})")
+    limit = context
+    scaling = _config(model, "rope_scaling")
+    if limit is not None and isinstance(scaling, dict) and scaling.get("factor"):
+        limit = int(limit * float(scaling["factor"]))  # a scaled RoPE reaches factor x its trained context
+    if limit is not None and block_size > limit and not memory:
+        scaled = f", {limit} with its RoPE scaling" if limit != context else ""
+        raise ValueError(f"block_size {block_size} is longer than the model's context ({context}{scaled})")
     segment = segment_len or memory or block_size
     device = next(model.parameters()).device
     was_training = model.training
