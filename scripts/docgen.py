@@ -187,11 +187,17 @@ def render(text: str) -> str:
         part = BLOCK.sub(block, part)
         return FIG.sub(lambda m: f"<!--fig {m['spec']}-->{render_figure(m['spec'])}<!--/fig-->", part)
 
+    return outside_code(text, prose)
+
+
+def outside_code(text: str, change: Callable[[str], str]) -> str:
+    """``text`` with ``change`` applied to everything outside fenced code blocks (markers shown
+    inside code blocks stay as written)."""
     out, end = [], 0
-    for fence in FENCE.finditer(text):  # markers shown inside code blocks stay as written
-        out += [prose(text[end : fence.start()]), fence.group(0)]
+    for fence in FENCE.finditer(text):
+        out += [change(text[end : fence.start()]), fence.group(0)]
         end = fence.end()
-    return "".join(out + [prose(text[end:])])
+    return "".join(out + [change(text[end:])])
 
 
 # ----------------------------------------------------------------------------- typed figures

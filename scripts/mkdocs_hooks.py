@@ -76,5 +76,13 @@ def on_files(files, config):
     return files
 
 
+MARKER = re.compile(r"<!--/?(?:fig|table|gen)\b[^>]*?-->|<!--setup\n.*?-->\n?", re.S)
+
+
 def on_page_markdown(markdown, page, config, files):
-    return docgen.render(markdown)
+    """Markers refilled from their files, then dropped with the hidden set-up code: the reader
+    sees the figures, and cross-reference plugins see no ``[i][j]`` of a marker's path."""
+    markdown = docgen.render(markdown)
+    if page.file.src_uri in ("index.md", "changelog.md"):
+        markdown = site_links(markdown)
+    return docgen.outside_code(markdown, lambda prose: MARKER.sub("", prose))
