@@ -271,3 +271,37 @@ def test_static_export_renders_offline(browser, lm, translation, tmp_path):
         if subject.family == "lm":
             page.shot("export-lm-ideas")
         page.check_clean(None)
+
+
+def test_a_link_opens_one_idea_panel(server, browser, lm, tmp_path):
+    """``#idea=NAME`` opens the Ideas view with that panel alone (the documentation embeds an
+    exported page once per concept this way), a new hash switches panel or view, and "Show every
+    idea" brings the others back; on an exported page and on the served one."""
+    from attentive.explore import export_html
+
+    path = export_html(lm, LM_TEXT, tmp_path / "lm.html")
+    page = Page(browser, offline=True)
+    page.context.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+    )
+    page.open(path.as_uri() + "#idea=positions")
+    page.rendered("idea-positions")
+    assert page.page.is_visible("#view-ideas") and not page.page.is_visible("#view-head")
+    visible = page.page.locator("#ideas .idea:visible")
+    assert visible.count() == 1 and visible.get_attribute("id") == "idea-positions"
+    page.page.evaluate("location.hash = 'idea=attention-steps'")  # dashes or underscores
+    page.rendered("idea-attention_steps")
+    assert visible.count() == 1 and visible.get_attribute("id") == "idea-attention_steps"
+    page.page.click("#ideas-all")
+    page.rendered("idea-masks")
+    assert visible.count() == len(IDEAS) and page.page.is_hidden("#ideas-all")
+    page.page.evaluate("location.hash = 'view=model'")
+    page.rendered("model")
+    assert page.page.is_visible("#view-model") and not page.page.is_visible("#view-ideas")
+    page.check_clean(None)
+
+    live = Page(browser)
+    live.open(f"{server}/lm/#idea=masks")  # the example text runs on load, into the masks panel
+    live.rendered("idea-masks")
+    assert live.page.locator("#ideas .idea:visible").count() == 1
+    live.check_clean(server)

@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const state = { position: 0, place: 4, layer: 0, head: 0, query: -1, seed: 0, renders: 0 };
+  const state = { position: 0, place: 4, layer: 0, head: 0, query: -1, seed: 0, renders: 0, focus: null };
   const TEXT = {
     embedding: "A token enters as an index i. The one-hot vector eᵢ (all zeros but a 1 at i) times the embedding matrix E " +
       "(vocabulary × d_model) picks row i of E: the same numbers as looking the row up, which is what the model does. " +
@@ -378,13 +378,30 @@
 
   const PANELS = { embedding, positions, attention_steps: attentionSteps, heads, residual, permutation, masks };
 
+  // One panel alone (a link to #idea=NAME: the documentation embeds a panel this way), or all (null).
+  function focus(name) {
+    name = name && name.replace(/-/g, "_");
+    state.focus = name in PANELS ? name : null;
+    AX.$("ideas").dataset.focus = state.focus || "";
+    AX.$("ideas-all").hidden = !state.focus;
+  }
+
   async function render() {
     if (!AX.analysis) return;
-    const names = (AX.info.defaults && AX.info.defaults.ideas) || Object.keys(PANELS);
+    let names = (AX.info.defaults && AX.info.defaults.ideas) || Object.keys(PANELS);
+    if (state.focus && names.includes(state.focus)) names = [state.focus];
+    for (const node of AX.$("ideas").querySelectorAll(".idea")) node.hidden = !names.includes(node.id.slice(5));
     names.forEach(card);
     for (const name of names) await AX.guard(PANELS[name]);
     AX.$("ideas").dataset.renders = String(state.renders);
   }
 
-  AX.views.ideas = { render, init: () => {}, state };
+  function init() {
+    AX.$("ideas-all").addEventListener("click", () => {
+      focus(null);
+      return AX.guard(render);
+    });
+  }
+
+  AX.views.ideas = { render, init, focus, state };
 })();

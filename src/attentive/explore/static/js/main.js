@@ -85,6 +85,17 @@
     nav.hidden = false;
   }
 
+  // A link into the page: #idea=NAME opens the Ideas view with that panel alone, #view=NAME a view
+  // (the documentation embeds an exported page once per concept this way). Returns the view to show.
+  function fromHash(info) {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const idea = params.get("idea");
+    const view = idea ? "ideas" : params.get("view");
+    if (!info.views.includes(view)) return null;
+    if (view === "ideas") AX.views.ideas.focus(idea);
+    return view;
+  }
+
   function describe(info) {
     const parts = [`${info.name}: ${info.family === "lm" ? "language model" : info.family}`,
       `${(info.parameters / 1e6).toFixed(info.parameters < 1e6 ? 3 : 1)}M parameters`, `d_model ${info.d_model}`,
@@ -122,7 +133,11 @@
         }));
       }
     }
-    AX.showView(AX.info.views[0]);
+    AX.showView(fromHash(AX.info) || AX.info.views[0]);
+    window.addEventListener("hashchange", () => {
+      const view = fromHash(AX.info);
+      if (view) AX.showView(view, true);
+    });
     if (AX.staticData) {
       if (AX.staticData.text !== undefined) AX.$("text").value = AX.staticData.text;
       await show(AX.staticData.analysis, AX.staticData.text);
