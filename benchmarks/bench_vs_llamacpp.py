@@ -140,20 +140,6 @@ def gguf_files(folder: Path, names: list[str]) -> dict[str, Path]:
     return files
 
 
-def attentive_commit() -> str:
-    """This checkout's commit (``-dirty`` when tracked files differ from it)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def llama_cpp_version(folder: str | None) -> str:
     """``version: 1 (4227c9b)`` as ``llama-server --version`` prints it ("unknown" without it)."""
     binary = Path(folder or "").expanduser() / "llama-server"
@@ -170,7 +156,7 @@ def environment(args) -> dict:
         "machine": context_common.machine(),
         "torch": torch.__version__,
         "attentive": getattr(attentive, "__version__", "?"),
-        "attentive_commit": attentive_commit(),
+        "attentive_commit": context_common.git_commit(),
         "llama_cpp": llama_cpp_version(args.llama_cpp_bin or os.environ.get("LLAMA_CPP_BIN")),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "threads": args.threads,

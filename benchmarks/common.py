@@ -166,20 +166,6 @@ def command_line() -> str:
     return " ".join([Path(sys.executable).name, *sys.argv])
 
 
-def git_commit() -> str:
-    """This checkout's commit (``-dirty`` when tracked files differ from it), else "unknown"."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine(device: str) -> dict[str, Any]:
     """CPU model, cores, threads, memory, load (``context_common.machine``) and the GPU, if used."""
     from context_common import machine as cpu_machine
@@ -189,6 +175,8 @@ def machine(device: str) -> dict[str, Any]:
 
 def provenance(device: str) -> dict[str, Any]:
     """The top-level keys every result file carries: command, commit, date, machine, torch."""
+    from context_common import git_commit
+
     return {
         "command": command_line(),
         "commit": git_commit(),

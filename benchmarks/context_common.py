@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -22,6 +23,21 @@ from typing import Any
 import torch
 
 OUT = Path(__file__).parent / "context"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """This checkout's commit (``-dirty`` when tracked files differ from it), else "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def machine() -> dict[str, Any]:

@@ -38,7 +38,6 @@ import json
 import os
 import pstats
 import shlex
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -124,21 +123,6 @@ def engine_loop(model, prompt, steps, compiled):
             engine.step()
 
     return run
-
-
-def commit() -> str:
-    """This checkout's commit (``-dirty`` when tracked files differ from it), or "unknown"."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -253,7 +237,7 @@ def main() -> None:
     result = {
         "benchmark": "profile_cpu_decode",
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "commit": commit(),
+        "commit": context_common.git_commit(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": context_common.machine(),
         "torch": torch.__version__,

@@ -15,7 +15,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # context_common: the machine and commit, as every benchmark records them
 ATTENTIVE = str(Path(sys.executable).parent / "attentive")
 OUT = Path(__file__).resolve().parent / "tour.json"
 
@@ -73,15 +73,10 @@ CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Name three
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {cpu} (shared), no GPU"
+    from context_common import machine as cpu_machine
+
+    cpu = cpu_machine()
+    return f"{cpu['cores']}-core {cpu['cpu']} (shared), no GPU"
 
 
 def serve_demo(work: str) -> tuple[float, float, str]:
@@ -129,7 +124,9 @@ def main() -> int:
 
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    from context_common import git_commit
+
+    commit = git_commit()
     rows, figures, printed, loads = [], {}, {}, {}
     with tempfile.TemporaryDirectory() as work:
         for name, what, argv in DEMOS:
