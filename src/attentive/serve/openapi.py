@@ -97,9 +97,9 @@ def event_stream(chunk: type[BaseModel]) -> dict[str, Any]:
             {"const": "[DONE]"},
         ]
     }
-    return {
+    return {  # OpenAPI 3.2: with itemSchema, schema is the whole stream, read as an array of events
         "schema": {
-            "type": "string",
+            "type": "array",
             "description": f"Server-Sent Events: `data: <{chunk.__name__} JSON>` per chunk (every chunk with the "
             "response's one id), `data: <ErrorResponse JSON>` for an error after the stream has started, "
             "then `data: [DONE]`",

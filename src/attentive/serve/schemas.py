@@ -23,6 +23,9 @@ from .errors import APIError, bad_request, validation_message
 
 ROLES = ("system", "developer", "user", "assistant")
 MAX_STOP = 4  # stop sequences per request (OpenAI's limit)
+MAX_STOP_CHARS = 256  # characters per stop sequence (each is searched for in the text after every token)
+MAX_ALPHA = 10.0  # translation's length penalty ((5 + length) / 6) ** alpha: beyond, floats overflow
+_STOP_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
 
 
 class _Body(BaseModel):
@@ -57,8 +60,14 @@ class _Sampling(_Body):
     n: int = Field(1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = Field(None, description="only with stream: true")
-    stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP} non-empty stop sequences")
-    seed: int | None = None
+    stop: str | list[str] | None = Field(
+        None,
+        description=f"up to {MAX_STOP} non-empty stop sequences of at most {MAX_STOP_CHARS} characters",
+        json_schema_extra={
+            "anyOf": [_STOP_TEXT, {"type": "array", "items": _STOP_TEXT, "maxItems": MAX_STOP}, {"type": "null"}]
+        },
+    )
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="a 64-bit integer")
     presence_penalty: float = Field(0.0, description="not supported: only 0")
     frequency_penalty: float = Field(0.0, description="not supported: only 0")
     logit_bias: dict[str, float] | None = Field(None, description="not supported: only empty")
@@ -75,6 +84,9 @@ class _Sampling(_Body):
             raise ValueError(f"at most {MAX_STOP} stop sequences, got {len(stops)}")
         if any(not s for s in stops):
             raise ValueError("stop sequences must be non-empty strings")
+        longest = max(stops, key=len, default="")
+        if len(longest) > MAX_STOP_CHARS:
+            raise ValueError(f"a stop sequence has {len(longest)} characters; at most {MAX_STOP_CHARS} are allowed")
         return stops
 
     @model_validator(mode="after")
@@ -230,7 +242,7 @@ class TranslationRequest(_Body):
     model: str
     input: str | list[str]
     beam: int | None = Field(None, ge=1, le=16)
-    alpha: float | None = Field(None, ge=0.0)
+    alpha: float | None = Field(None, ge=0.0, le=MAX_ALPHA, description="length penalty (beam search)")
     max_len_b: int | None = Field(None, ge=1)
 
     def texts(self) -> list[str]:

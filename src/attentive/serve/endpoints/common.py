@@ -62,7 +62,7 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise bad_request("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except UnicodeDecodeError:
         raise bad_request("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as err:
@@ -70,6 +70,38 @@ async def read_json(request: Request) -> Any:
             f"the request body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
             code="invalid_json",
         ) from None
+    except RecursionError:  # [[[[...: Python's parser recurses once per level
+        raise bad_request("the request body's JSON is nested too deeply", code="invalid_json") from None
+    where = _lone_surrogate(data)
+    if where is not None:  # "\ud800" escaped in JSON: no tokenizer (nor UTF-8 answer) can take it
+        raise bad_request(
+            f"{where or 'the body'} holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape); "
+            "text must be valid Unicode",
+            param=where or None,
+        )
+    return data
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The path (``messages.0.content``) of the first string in ``value`` (keys too) that is not
+    valid Unicode, or None."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                name = key.encode("utf-8", "backslashreplace").decode()  # a bad key is named, escaped
+                inner_path = f"{path}.{name}" if path else name
+                stack.append((key, inner_path))
+                stack.append((inner, inner_path))
+        elif isinstance(item, list):
+            stack.extend((inner, f"{path}.{i}" if path else str(i)) for i, inner in enumerate(item))
+    return None
 
 
 async def read_form(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
