@@ -12,6 +12,7 @@ hop 160, reflect-padded centre frames, power spectrum, Slaney mel filters, log10
 from __future__ import annotations
 
 import math
+import struct
 import wave
 from pathlib import Path
 from typing import BinaryIO
@@ -51,13 +52,20 @@ def read_wav(path: str | Path | BinaryIO) -> tuple[np.ndarray, int]:
     try:
         with wave.open(source, "rb") as wav:
             width, channels = wav.getsampwidth(), wav.getnchannels()
-            rate, raw = wav.getframerate(), wav.readframes(wav.getnframes())
+            rate, raw = wav.getframerate(), _read_frames(wav, width * channels)
     except FileNotFoundError:
         raise ValueError(f"WAV file not found: {path}") from None
-    except (wave.Error, EOFError) as err:
+    except (wave.Error, EOFError, RuntimeError, struct.error) as err:
+        # the wave module raises a bare RuntimeError for a chunk size past the end of the file
+        why = str(err) or "a chunk runs past the end of the file"
         raise ValueError(
-            f"{path} is not a readable PCM WAV file ({err}); supported: integer PCM, 8/16/24/32-bit"
+            f"{path} is not a readable PCM WAV file ({why}); supported: integer PCM, 8/16/24/32-bit"
         ) from None
+    if rate <= 0:
+        raise ValueError(f"{path} has a sample rate of {rate} Hz; supported: a positive rate")
+    if width not in (1, 2, 3, 4):
+        raise ValueError(f"{path} has {8 * width}-bit samples; supported: 8, 16, 24, 32-bit PCM")
+    raw = raw[: len(raw) - len(raw) % (width * channels)]  # a torn last frame (a truncated file) is dropped
     if width == 1:
         samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -67,13 +75,20 @@ def read_wav(path: str | Path | BinaryIO) -> tuple[np.ndarray, int]:
         ints = bytes3[:, 0] | (bytes3[:, 1] << 8) | (bytes3[:, 2] << 16)
         ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)  # sign-extend 24-bit
         samples = ints.astype(np.float32) / float(1 << 23)
-    elif width == 4:
-        samples = (np.frombuffer(raw, "<i4").astype(np.float64) / 2.0**31).astype(np.float32)
     else:
-        raise ValueError(f"{path} has {8 * width}-bit samples; supported: 8, 16, 24, 32-bit PCM")
-    usable = len(samples) - len(samples) % channels
-    mono = samples[:usable].reshape(-1, channels).mean(axis=1, dtype=np.float32)
+        samples = (np.frombuffer(raw, "<i4").astype(np.float64) / 2.0**31).astype(np.float32)
+    mono = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return mono.astype(np.float32), rate
+
+
+def _read_frames(wav: wave.Wave_read, frame_bytes: int) -> bytes:
+    """The data chunk's bytes, read in blocks of at most 4 MiB: its header's size is a claim (a
+    header may say 4 GiB for a file of 40 bytes) and ``readframes`` would allocate all of it first."""
+    frames = max(1, (4 << 20) // max(frame_bytes, 1))
+    blocks = []
+    while block := wav.readframes(frames):
+        blocks.append(block)
+    return b"".join(blocks)
 
 
 def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:

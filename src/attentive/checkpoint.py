@@ -124,6 +124,48 @@ def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: 
             expected[name].copy_(tensor)
 
 
+# Buffers a config may ask for beyond the file's own tensors (rotary tables, sinusoidal tables, masks):
+# this much, or the file's size again if that is more. A config that wants more is not this file's.
+BUFFER_ALLOWANCE = 256 << 20
+
+
+def build_checked(config: ModelConfig, tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """The model of ``config`` with ``tensors`` copied in, checked before anything is allocated.
+
+    The config and the tensors come from files, so the model is first built on the meta device
+    (no memory) and the tensors' names and shapes compared with it; only a model they fit is
+    built for real. A config whose numbers cannot build a model (``d_model`` 10**30, 10**9 layers
+    for 12 tensors, tables of terabytes) is a one-line CheckpointError naming ``source``.
+    """
+    for name in config.field_names():
+        value = getattr(config, name)
+        if name.endswith("layers") and isinstance(value, int) and value > len(tensors):
+            raise CheckpointError(
+                f"{source}: the config's {name} = {value} cannot fit {len(tensors)} tensors (each layer has its own)"
+            )
+    try:
+        with torch.device("meta"):
+            shape = build_model(config)
+    except (ValueError, TypeError, RuntimeError, OverflowError, ZeroDivisionError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{source}: the config does not build a model ({type(err).__name__}: {first})") from None
+    expected = shape.state_dict(keep_vars=True)
+    tensors = _current_names(tensors, expected)
+    check_state(expected, tensors, source, type(shape).__name__)
+    stored = sum(t.numel() * t.element_size() for t in tensors.values())
+    extra = sum(b.numel() * b.element_size() for b in shape.buffers()) + sum(
+        p.numel() * p.element_size() for n, p in expected.items() if n not in tensors
+    )
+    if extra > max(BUFFER_ALLOWANCE, stored):
+        raise CheckpointError(
+            f"{source}: the config asks for {extra / 2**20:.0f} MiB beyond the file's {stored / 2**20:.1f} MiB of "
+            f"tensors (tables sized by max_len or the like); limit: {max(BUFFER_ALLOWANCE, stored) / 2**20:.0f} MiB"
+        )
+    model = build_model(config)
+    load_state_into(model, tensors, source=source)
+    return model
+
+
 def load_model(
     directory: str | Path, device: str | torch.device = "cpu", overrides: dict[str, Any] | None = None
 ) -> nn.Module:
@@ -138,6 +180,5 @@ def load_model(
         raise CheckpointError(f"{directory}: bad config ({err})") from None
     if overrides:
         config = config.replace(**overrides)
-    model = build_model(config)
-    load_state_into(model, read_tensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
+    model = build_checked(config, read_tensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
     return model.to(device)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
+import math
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -59,6 +61,10 @@ class ModelConfig:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {cls.field_names()}")
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            if not _fits(value, hints[name]):
+                raise ValueError(f"{cls.__name__}.{name} must be {_type_words(hints[name])}, got {value!r:.80}")
         return cls(**data)
 
     def replace(self, **overrides: Any) -> "ModelConfig":
@@ -68,6 +74,31 @@ class ModelConfig:
                 f"override(s) {unknown} are not fields of {type(self).__name__}; valid fields: {self.field_names()}"
             )
         return dataclasses.replace(self, **overrides)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a config field's annotation (int, float, bool, str, dict,
+    list[int], X | None): a config file's ``"d_model": [64]`` or ``1e400`` stops here, not in torch."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    origin = typing.get_origin(hint) or hint
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        return isinstance(value, (list, tuple)) and (item is Any or all(_fits(v, item) for v in value))
+    return isinstance(value, origin) if isinstance(origin, type) else True
+
+
+def _type_words(hint: Any) -> str:
+    words = str(hint).replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+    return words.replace("float", "a finite number").replace("int", "an integer below 2**63")
 
 
 @dataclass
@@ -253,7 +284,7 @@ def preset_config(name: str, **overrides: Any) -> ModelConfig:
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     """Rebuild a config from its JSON form (dispatching on ``model_type``)."""
     model_type = data.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ValueError(f"unknown model_type {model_type!r} in config; known types: {sorted(FAMILIES)}")
     return _family(model_type).config_class.from_dict(data)
 
@@ -262,13 +293,16 @@ def load_config(path: str | Path) -> ModelConfig:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
+    from .text.files import read_json_object  # bad JSON, too deep, not UTF-8, not an object: one line
+
     try:
-        data = json.loads(path.read_text())
+        data = read_json_object(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"no config.json at {path}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except (ValueError, TypeError) as err:  # a field the family lacks, a value of the wrong kind
+        raise ValueError(f"{path}: {err}") from None
 
 
 def build_model(config: ModelConfig):

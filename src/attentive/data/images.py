@@ -9,6 +9,7 @@ restores the generator state reproduces the same crops and the same batch order.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 MNIST_SPLITS = ("train", "test")
 IMAGE_SIZE = 28
+MAX_PIXELS = 50_000_000  # a larger image is refused before it is decoded (a decompression bomb)
 
 
 def mnist_path() -> Path:
@@ -142,21 +144,41 @@ class BatchSampler:
         return [g[self.rank :: self.world_size] for g in perm.split(self.global_batch)]
 
 
-def _open_image(path: Path):
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+def _open_image(path: Path, max_pixels: int | None = None):
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     if not path.is_file():
         raise ValueError(f"{path}: not a file")
+    with open(path, "rb") as f:
+        return _decode(f, f"{path}: ", max_pixels)
+
+
+def _decode(fp, where: str, max_pixels: int | None):
+    """Decode an image file; anything wrong with it (not an image, truncated, corrupt, more than
+    ``max_pixels`` pixels, ``MAX_PIXELS`` by default) is a one-line ValueError starting with ``where``."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        img = Image.open(path)
-        img.load()
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"{path}: not an image file (Pillow cannot identify it)") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: not an image file ({exc})") from exc
-    return ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            img = Image.open(fp)  # reads the header only
+            width, height = img.size
+            if width * height > limit:
+                raise _TooLarge(f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limit:,}")
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except _TooLarge as exc:
+        raise ValueError(f"{where}{exc}") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{where}not an image file (Pillow cannot identify it)") from None
+    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, struct.error, ... for corrupt files
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{where}not a readable image file ({detail})") from None
+
+
+class _TooLarge(Exception):
+    """An image over the pixel limit (raised inside ``_decode``'s own try)."""
 
 
 def _to_gray(img) -> np.ndarray:
@@ -215,7 +237,7 @@ def load_image_file(path: str | Path, fit: bool = True) -> torch.Tensor:
     with ``fit``, cropped to its ink, scaled into 20x20 and centred by mass (MNIST's own
     preprocessing), else simply resized. Apply :func:`normalize` before the model.
     """
-    return _as_mnist(_open_image(Path(path)), fit)
+    return _as_mnist(_open_image(Path(path)), fit)  # at most MAX_PIXELS pixels
 
 
 def load_image_bytes(data: bytes, fit: bool = True, max_pixels: int | None = None) -> torch.Tensor:
@@ -227,22 +249,11 @@ def load_image_bytes(data: bytes, fit: bool = True, max_pixels: int | None = Non
 
 
 def open_image_bytes(data: bytes, max_pixels: int | None = None):
-    """A PIL image from bytes; a ValueError for data that is not an image or is too large."""
+    """A PIL image from bytes; a ValueError for data that is not an image or is too large
+    (``max_pixels``, ``MAX_PIXELS`` by default)."""
     import io
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
-        width, height = img.size
-        if max_pixels is not None and width * height > max_pixels:
-            raise ValueError(f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
-        img.load()
-    except UnidentifiedImageError:
-        raise ValueError("not an image file (Pillow cannot identify it)") from None
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image file ({exc})") from None
-    return ImageOps.exif_transpose(img)
+    return _decode(io.BytesIO(data), "", max_pixels)
 
 
 def _as_mnist(img, fit: bool) -> torch.Tensor:

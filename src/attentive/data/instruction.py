@@ -15,6 +15,7 @@ sequence packing.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +55,18 @@ def example_from_json(record, origin: str) -> Example:
             if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
                 raise ValueError(
                     f"{origin}: message {i} must be an object with a role in {ROLES} and a text "
-                    f"content, got {json.dumps(m)[:80]}"
+                    f"content, got {_short(m)}"
                 )
+        for i, m in enumerate(messages):
+            _check_unicode(m["content"], f"{origin}: message {i}")
         if not any(m["role"] == "assistant" for m in messages):
             raise ValueError(f"{origin}: the conversation has no assistant turn (nothing to learn from)")
         return Example(messages=tuple({"role": m["role"], "content": m["content"]} for m in messages), origin=origin)
     if "prompt" in record and "completion" in record:
         if not isinstance(record["prompt"], str) or not isinstance(record["completion"], str):
             raise ValueError(f"{origin}: 'prompt' and 'completion' must be text")
+        _check_unicode(record["prompt"], f"{origin}: 'prompt'")
+        _check_unicode(record["completion"], f"{origin}: 'completion'")
         if not record["completion"]:
             raise ValueError(f"{origin}: the completion is empty (nothing to learn from)")
         return Example(prompt=record["prompt"], completion=record["completion"], origin=origin)
@@ -69,6 +74,21 @@ def example_from_json(record, origin: str) -> Example:
         f"{origin}: expected 'messages' (a conversation) or 'prompt' and 'completion'; "
         f"the object has {sorted(record) or 'no keys'}"
     )
+
+
+def _short(value) -> str:
+    """A bad value for an error message: cut short, whatever its size or depth."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 60, 60
+    return short.repr(value)[:80]
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """JSON can spell a lone surrogate (``"\\ud800"``), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where} is not valid Unicode text ({text[err.start]!r} at character {err.start})") from None
 
 
 def read_examples(path: str | Path) -> list[Example]:
@@ -89,6 +109,8 @@ def read_examples(path: str | Path) -> list[Example]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{origin}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise ValueError(f"{origin}: not valid JSON (nested too deeply)") from None
         examples.append(example_from_json(record, origin))
     if not examples:
         raise ValueError(f"{path}: no examples (an empty file)")

@@ -25,7 +25,7 @@ zeros by CTranslate2) is dropped.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..text.files import read_json, read_json_object
 
 __all__ = ["SUPPORTED_VERSIONS", "CT2Model", "read_ct2_model", "read_ct2_folder", "whisper_ct2_to_hf"]
 
@@ -63,6 +65,7 @@ class CT2Model:
     config: dict[str, Any] = field(default_factory=dict)
     vocabulary: list[str] = field(default_factory=list)
     tokenizer_json: Path | None = None
+    path: Path | None = None  # the model.bin it was read from (named by mapping errors)
 
 
 class _Cursor:
@@ -115,7 +118,9 @@ def read_ct2_model(path: str | Path) -> CT2Model:
             raise ValueError(f"{path}: variable {name!r} has dtype id {dtype_id}; supported: {_DTYPE_NAMES}")
         np_dtype, torch_dtype = _DTYPES[dtype_id]
         nbytes = cur.unpack("<I", f"byte count of {name!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_dtype).itemsize
+        if math.prod(d or 1 for d in shape) >= 2**62:  # torch's strides overflow, even with a zero dim
+            raise ValueError(f"{path} is corrupt: {name!r} has shape {shape}, too large for any tensor")
+        expected = math.prod(shape) * np.dtype(np_dtype).itemsize
         if nbytes != expected:
             raise ValueError(
                 f"{path} is corrupt: {name!r} of shape {shape} needs {expected} bytes, header says {nbytes}"
@@ -136,7 +141,9 @@ def read_ct2_model(path: str | Path) -> CT2Model:
         if target not in variables:
             raise ValueError(f"{path} is corrupt: alias {alias!r} points to missing {target!r}")
         variables[alias] = variables[target]
-    return CT2Model(spec=spec, spec_revision=revision, binary_version=version, variables=variables, aliases=aliases)
+    return CT2Model(
+        spec=spec, spec_revision=revision, binary_version=version, variables=variables, aliases=aliases, path=path
+    )
 
 
 def read_ct2_folder(folder: str | Path) -> CT2Model:
@@ -144,16 +151,22 @@ def read_ct2_folder(folder: str | Path) -> CT2Model:
     folder = Path(folder)
     model = read_ct2_model(folder / "model.bin")
     if (folder / "config.json").is_file():
-        model.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        model.config = read_json_object(folder / "config.json")
     for name in ("vocabulary.txt", "vocabulary.json"):
         vocab = folder / name
         if vocab.is_file():
-            text = vocab.read_text(encoding="utf-8")
-            model.vocabulary = json.loads(text) if name.endswith(".json") else text.splitlines()
+            model.vocabulary = read_json(vocab) if name.endswith(".json") else _read_lines(vocab)
             break
     if (folder / "tokenizer.json").is_file():
         model.tokenizer_json = folder / "tokenizer.json"
     return model
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start})") from None
 
 
 def _scalar(v: dict[str, torch.Tensor], name: str, default: int | None = None) -> int:
@@ -161,6 +174,8 @@ def _scalar(v: dict[str, torch.Tensor], name: str, default: int | None = None) -
         if default is None:
             raise ValueError(f"CTranslate2 Whisper model lacks {name!r}")
         return default
+    if v[name].numel() != 1 or v[name].is_floating_point():
+        raise ValueError(f"CTranslate2 flag {name!r} should be one integer, got shape {tuple(v[name].shape)}")
     return int(v[name].item())
 
 
@@ -186,14 +201,32 @@ def _copy(v: dict[str, torch.Tensor], src: str, dst: str, out: dict[str, torch.T
 
 
 def whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(``WhisperConfig`` kwargs, ``WhisperForConditionalGeneration`` state dict)."""
+    """(``WhisperConfig`` kwargs, ``WhisperForConditionalGeneration`` state dict); a file whose
+    variables do not make a Whisper model is a one-line ValueError naming it."""
+    path = model.path if isinstance(model, CT2Model) else None
+    try:
+        return _whisper_ct2_to_hf(model)
+    except ValueError as err:
+        if path is None or str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from None
+    except (KeyError, IndexError, TypeError, RuntimeError) as err:  # variables of the wrong shape or kind
+        where = f"{path}: " if path is not None else ""
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{where}the variables do not make a Whisper model ({type(err).__name__}: {first})") from None
+
+
+def _whisper_ct2_to_hf(model: CT2Model | dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     v = model.variables if isinstance(model, CT2Model) else model
     extra = model.config if isinstance(model, CT2Model) else {}
     if isinstance(model, CT2Model) and model.spec != "WhisperSpec":
         raise ValueError(f"CTranslate2 spec {model.spec!r} is not supported; supported: WhisperSpec")
     act_id = _scalar(v, "decoder/activation", 3)
     if act_id not in _ACTIVATIONS:
-        raise ValueError(f"CTranslate2 activation id {act_id} is not supported; supported: {_ACTIVATIONS}")
+        raise ValueError(
+            f"CTranslate2 activation id {act_id} is not supported; supported: "
+            + ", ".join(f"{k} {n}" for k, n in _ACTIVATIONS.items())
+        )
     if (
         not _scalar(v, "decoder/pre_norm", 1)
         or _scalar(v, "decoder/scale_embeddings", 0)

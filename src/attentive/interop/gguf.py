@@ -116,15 +116,118 @@ class GGUFLlama:
     blocks: dict[str, QuantizedWeight] | None = None  # HF names -> the file's quantised blocks
 
 
+# GGUF value types (gguf.GGUFValueType) -> struct format of a scalar; 8 is a string, 9 an array.
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+
+
+def check_header(path: Path) -> None:
+    """Walk a GGUF header checking every count, length and tensor extent against the file's size,
+    before the ``gguf`` package reads it: that package trusts them (an array length of 2**63 past
+    the end of the file loops for minutes, growing its lists, then fails with a SystemError).
+    A bad number is a one-line ValueError naming the file, the field and its byte offset."""
+    import mmap
+
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    size = path.stat().st_size
+    if size < 24:
+        raise ValueError(f"{path} is not a readable GGUF file: {size} bytes, shorter than a GGUF header")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        order = "<" if struct.unpack_from("<I", data, 4)[0] & 0xFFFF else ">"  # as gguf reads big-endian files
+        version = struct.unpack_from(order + "I", data, 4)[0]
+        if version not in (2, 3):
+            return  # the gguf package refuses it with its own message
+        pos = 8
+
+        def fail(what: str, at: int) -> None:
+            raise ValueError(f"{path} is not a readable GGUF file ({what} at byte {at}; the file has {size} bytes)")
+
+        def number(fmt: str, what: str) -> int:
+            nonlocal pos
+            n = struct.calcsize(fmt)
+            if pos + n > size:
+                fail(f"{what} runs past the end", pos)
+            (value,) = struct.unpack_from(order + fmt, data, pos)
+            pos += n
+            return value
+
+        def skip(n: int, what: str) -> None:
+            nonlocal pos
+            if n > size - pos:
+                fail(f"{what} of {n} bytes runs past the end", pos)
+            pos += n
+
+        def string(what: str) -> None:
+            skip(number("Q", f"length of {what}"), what)
+
+        def value(kind: int, what: str) -> None:
+            if kind in _SCALARS:
+                skip(struct.calcsize(_SCALARS[kind]), what)
+            elif kind == 8:
+                string(what)
+            elif kind == 9:
+                at = pos
+                item = number("I", f"item type of {what}")
+                count = number("Q", f"length of {what}")
+                if item in _SCALARS:
+                    skip(count * struct.calcsize(_SCALARS[item]), what)
+                    return
+                if item not in (8, 9):
+                    fail(f"{what} has item type {item}, not a GGUF value type", at)
+                if count * (8 if item == 8 else 12) > size - pos:  # each item at least its own header
+                    fail(f"{what} of {count} items runs past the end", at)
+                for _ in range(count):
+                    value(item, what)
+            else:
+                fail(f"{what} has type {kind}, not a GGUF value type", pos - 4)
+
+        n_tensors = number("Q", "tensor count")
+        n_kv = number("Q", "key/value count")
+        if n_kv * 13 > size or n_tensors * 24 > size:
+            fail(f"{n_tensors} tensors and {n_kv} keys do not fit", 8)
+        alignment = 32
+        for index in range(n_kv):
+            at = pos
+            key_len = number("Q", f"length of key {index}")
+            skip(key_len, f"key {index}")
+            key = bytes(data[pos - key_len : pos])
+            kind = number("I", f"type of key {key!r:.60}")
+            if key == b"general.alignment" and kind == 4:
+                alignment = struct.unpack_from(order + "I", data, pos)[0] if pos + 4 <= size else alignment
+            value(kind, f"value of {key!r:.60} (key at byte {at})")
+        infos = []
+        for index in range(n_tensors):
+            string(f"name of tensor {index}")
+            dims = number("I", f"dimension count of tensor {index}")
+            if not 0 < dims <= _MAX_DIMS:
+                fail(f"tensor {index} has {dims} dimensions; GGUF allows 1 to {_MAX_DIMS}", pos - 4)
+            shape = [number("Q", f"dimension of tensor {index}") for _ in range(dims)]
+            kind = number("I", f"type of tensor {index}")
+            infos.append((index, shape, kind, number("Q", f"data offset of tensor {index}"), pos))
+        if alignment and not alignment & (alignment - 1):
+            start = -(-pos // alignment) * alignment
+            for index, shape, kind, offset, at in infos:
+                try:
+                    block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+                except (ValueError, KeyError):
+                    fail(f"tensor {index} has GGML type {kind}, which the gguf package does not know", at)
+                count = int(np.prod([int(d) for d in shape], dtype=object))
+                if count % block or start + offset + count // block * block_bytes > size:
+                    fail(f"tensor {index}'s data ({shape}, type {kind}, offset {offset}) lies past the end", at)
+
+
 def _reader(path: str | Path):
     import gguf
 
     path = Path(path)
+    if path.is_file():
+        check_header(path)
     try:
         return gguf.GGUFReader(path, "r")
     except FileNotFoundError:
         raise ValueError(f"GGUF file not found: {path}") from None
-    except (ValueError, struct.error, IndexError, OSError) as err:
+    except (ValueError, struct.error, IndexError, KeyError, OverflowError, OSError) as err:  # KeyError: a key twice
         raise ValueError(
             f"{path} is not a readable GGUF file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from None
@@ -147,32 +250,54 @@ def _need(meta: dict[str, Any], key: str) -> Any:
     return meta[key]
 
 
+def _count(meta: dict[str, Any], key: str, default: int | None = None) -> int:
+    """A positive integer field (a size or a count), else a one-line ValueError naming the key."""
+    value = _need(meta, key) if default is None else meta.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < value < 2**31:
+        raise ValueError(f"GGUF metadata {key!r} is {value!r:.60}; expected a positive integer below 2**31")
+    return int(value)
+
+
+def _number(meta: dict[str, Any], key: str, default: float | None = None) -> float:
+    value = _need(meta, key) if default is None else meta.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise ValueError(f"GGUF metadata {key!r} is {value!r:.60}; expected a finite number")
+    return float(value)
+
+
+def _token_id(meta: dict[str, Any], key: str) -> int | None:
+    value = meta.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+        raise ValueError(f"GGUF metadata {key!r} is {value!r:.60}; expected a token id")
+    return value
+
+
 def llama_config(meta: dict[str, Any], tensor_names: set[str]) -> LlamaGGUFConfig:
     """Config from ``{arch}.*`` metadata; only LLaMA-layout architectures are accepted."""
     arch = meta.get("general.architecture")
     if arch not in ("llama", "mistral"):
         raise ValueError(f"GGUF architecture {arch!r} is not supported; supported: llama, mistral")
-    hidden = int(_need(meta, f"{arch}.embedding_length"))
-    heads = int(_need(meta, f"{arch}.attention.head_count"))
+    hidden = _count(meta, f"{arch}.embedding_length")
+    heads = _count(meta, f"{arch}.attention.head_count")
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = int(meta.get(f"{arch}.vocab_size", len(tokens) if tokens else 0))
-    if vocab == 0:
-        raise ValueError("GGUF metadata has neither a vocab_size nor a token list")
+    if tokens is not None and not isinstance(tokens, list):
+        raise ValueError(f"GGUF metadata 'tokenizer.ggml.tokens' is a {type(tokens).__name__}; expected a list")
+    vocab = _count(meta, f"{arch}.vocab_size", len(tokens) if tokens else None)
     return LlamaGGUFConfig(
-        num_layers=int(_need(meta, f"{arch}.block_count")),
+        num_layers=_count(meta, f"{arch}.block_count"),
         hidden_size=hidden,
         num_heads=heads,
-        num_kv_heads=int(meta.get(f"{arch}.attention.head_count_kv", heads)),
-        ffn_size=int(_need(meta, f"{arch}.feed_forward_length")),
-        rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+        num_kv_heads=_count(meta, f"{arch}.attention.head_count_kv", heads),
+        ffn_size=_count(meta, f"{arch}.feed_forward_length"),
+        rope_theta=_number(meta, f"{arch}.rope.freq_base", 10000.0),
         # Stored as float32: print-and-parse gives back the intended decimal (1e-05).
-        rms_norm_eps=float(str(np.float32(_need(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
+        rms_norm_eps=float(str(np.float32(_number(meta, f"{arch}.attention.layer_norm_rms_epsilon")))),
         vocab_size=vocab,
-        context_length=int(meta.get(f"{arch}.context_length", 2048)),
+        context_length=_count(meta, f"{arch}.context_length", 2048),
         tie_word_embeddings="output.weight" not in tensor_names,
-        bos_token_id=meta.get("tokenizer.ggml.bos_token_id"),
-        eos_token_id=meta.get("tokenizer.ggml.eos_token_id"),
-        head_dim=int(meta.get(f"{arch}.attention.key_length", hidden // heads)),
+        bos_token_id=_token_id(meta, "tokenizer.ggml.bos_token_id"),
+        eos_token_id=_token_id(meta, "tokenizer.ggml.eos_token_id"),
+        head_dim=_count(meta, f"{arch}.attention.key_length", max(hidden // heads, 1)),
     )
 
 
@@ -226,6 +351,8 @@ def unpermute_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     so each head's two halves are interleaved; here they are separated again.
     """
     rows = weight.shape[0]
+    if weight.dim() < 1 or rows % (2 * n_heads):
+        raise ValueError(f"a q/k weight of shape {tuple(weight.shape)} does not split into {n_heads} heads of pairs")
     half = rows // n_heads // 2
     return weight.reshape(n_heads, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
@@ -254,6 +381,8 @@ def to_hf_llama(tensors: dict[str, torch.Tensor], config: LlamaGGUFConfig) -> di
         hf, heads = _hf_name(name, config)
         if hf is not None:
             out[hf] = value if heads is None else unpermute_rotary(value, heads)
+    if "model.embed_tokens.weight" not in out:
+        raise ValueError("GGUF file has no token_embd.weight, the token embedding a LLaMA model needs")
     if "lm_head.weight" not in out and config.tie_word_embeddings:
         out["lm_head.weight"] = out["model.embed_tokens.weight"]
     return out
@@ -272,6 +401,18 @@ def blocks_to_hf(reader, config: LlamaGGUFConfig) -> dict[str, QuantizedWeight]:
     return out
 
 
+def _list_of(meta: dict[str, Any], key: str, kind: type, default: list | None) -> list:
+    """A metadata array whose items are all ``kind`` (int: any integer, bool excluded)."""
+    value = _need(meta, key) if default is None else meta.get(key, default)
+    ok = isinstance(value, list) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) if kind is int else isinstance(v, kind)
+        for v in value
+    )
+    if not ok:
+        raise ValueError(f"GGUF metadata {key!r} is not a list of {kind.__name__}")
+    return value
+
+
 def build_tokenizer(meta: dict[str, Any]):
     """A ``PreTrainedTokenizerFast`` from the vocabulary and merges stored in the metadata.
 
@@ -288,10 +429,22 @@ def build_tokenizer(meta: dict[str, Any]):
     pre = meta.get("tokenizer.ggml.pre", "default")
     if pre not in ("smollm", "gpt2", "default"):
         raise ValueError(f"GGUF pre-tokenizer {pre!r} is not supported; supported: smollm, gpt2")
-    tokens: list[str] = list(meta["tokenizer.ggml.tokens"])
-    types: list[int] = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
-    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
+    tokens: list[str] = _list_of(meta, "tokenizer.ggml.tokens", str, None)
+    types: list[int] = _list_of(meta, "tokenizer.ggml.token_type", int, [1] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in _list_of(meta, "tokenizer.ggml.merges", str, [])]
+    if any(len(m) != 2 for m in merges):
+        raise ValueError("GGUF metadata 'tokenizer.ggml.merges' holds an entry without a space; expected 'left right'")
+    for key in ("bos", "eos", "unknown", "padding"):
+        idx = _token_id(meta, f"tokenizer.ggml.{key}_token_id")
+        if idx is not None and idx >= len(tokens):
+            raise ValueError(f"GGUF metadata 'tokenizer.ggml.{key}_token_id' is {idx}, past the {len(tokens)} tokens")
     vocab = {tok: i for i, tok in enumerate(tokens)}
+    for index, (left, right) in enumerate(merges):
+        for part in (left, right, left + right):
+            if part not in vocab:  # tokenizers would raise a bare Exception
+                raise ValueError(
+                    f"GGUF merge {index} ({left!r} {right!r}) needs token {part!r:.40}, which is not in the token list"
+                )
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre == "smollm":

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import load_state_into, read_tensors
-from ..config import ModelConfig, build_model
+from ..checkpoint import build_checked, read_tensors
+from ..config import ModelConfig
 from ..text.files import read_json
 
 
@@ -55,6 +55,4 @@ def build(
     config: ModelConfig, state: dict[str, torch.Tensor], source: str, overrides: dict[str, Any] | None = None
 ) -> nn.Module:
     """The family's model with ``state`` copied in; a missing or extra tensor is an error."""
-    model = build_model(config.replace(**overrides) if overrides else config)
-    load_state_into(model, state, source=source)
-    return model
+    return build_checked(config.replace(**overrides) if overrides else config, state, source)

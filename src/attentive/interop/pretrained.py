@@ -30,6 +30,7 @@ wrapper is ``text.pretrained`` and the hub download ``interop.hub``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from torch import nn
 
 from ..checkpoint import load_model, save_model
 from ..config import ModelConfig
-from ..text.files import read_json
+from ..text.files import read_json_object
 from ..text.pretrained import TOKENIZER_CONFIG, PretrainedTokenizer
 from .bundled import bundled
 from .families import HF_FAMILY_MODULES, llama, whisper
@@ -172,8 +173,8 @@ def _dispatch(path: Path, language: str | None, overrides: dict[str, Any], keep_
     if (path / "model.bin").is_file():
         return _load_ct2(path, language, overrides)
     if (path / "config.json").is_file():
-        config = read_json(path / "config.json")
-        if config.get("model_type") in HF_FAMILY_MODULES and not _is_attentive_config(config):
+        config = read_json_object(path / "config.json")
+        if str(config.get("model_type")) in HF_FAMILY_MODULES and not _is_attentive_config(config):
             return _load_hf(path, config, language, overrides)
         return _load_attentive(path, config, overrides)
     ggufs = sorted(path.glob("*.gguf"))
@@ -198,7 +199,8 @@ def _load_gguf(path: Path, overrides: dict[str, Any] | None = None, keep_blocks:
         if "not a readable GGUF file" in message:
             message += "; the file may be truncated or corrupt"
         raise ValueError(message) from None
-    return pretrained_from_gguf(gg, str(path), overrides)
+    with _naming(path):  # the tensor names and shapes, mapped to attentive's
+        return pretrained_from_gguf(gg, str(path), overrides)
 
 
 def pretrained_from_gguf(gg, source: str = "<gguf>", overrides: dict[str, Any] | None = None) -> Pretrained:
@@ -209,14 +211,32 @@ def pretrained_from_gguf(gg, source: str = "<gguf>", overrides: dict[str, Any] |
 
 
 def _load_ct2(folder: Path, language: str | None, overrides: dict[str, Any]) -> Pretrained:
-    model, tokenizer = whisper.from_ct2(folder, language, overrides)
+    with _naming(folder / "model.bin"):
+        model, tokenizer = whisper.from_ct2(folder, language, overrides)
     return Pretrained(model, tokenizer, str(folder), "ctranslate2")
 
 
 def _load_hf(folder: Path, hf: dict[str, Any], language: str | None, overrides: dict[str, Any]) -> Pretrained:
     """The family's loader (``interop.families``) on the folder's weights and configs."""
-    model, tokenizer = HF_FAMILY_MODULES[hf["model_type"]].load(HFFolder.read(folder, hf), language, overrides)
+    with _naming(folder / "config.json"):
+        model, tokenizer = HF_FAMILY_MODULES[hf["model_type"]].load(HFFolder.read(folder, hf), language, overrides)
     return Pretrained(model, tokenizer, str(folder), "huggingface")
+
+
+@contextmanager
+def _naming(path: Path):
+    """A reader's refusal names the file it comes from, on one line; a config value of the wrong
+    kind (a list for a number, a string for a dict) that a family's mapping trips over is one too."""
+    try:
+        yield
+    except ValueError as err:
+        message = str(err)
+        if str(path.parent) in message:
+            raise
+        raise ValueError(f"{path}: {message}") from None
+    except (TypeError, KeyError, IndexError, AttributeError, OverflowError, ZeroDivisionError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{path}: a value does not fit the model ({type(err).__name__}: {first})") from None
 
 
 def load_adapter(folder: str | Path, base: str | Path | None = None) -> Pretrained:

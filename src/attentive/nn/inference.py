@@ -58,16 +58,28 @@ def cat_linears(modules: list[nn.Module]) -> nn.Module:
     return joined.requires_grad_(False)
 
 
+def joinable(modules: list[nn.Module]) -> bool:
+    """Whether ``cat_linears`` can join ``modules``: PanelLinears of one mode (a GGUF file may keep
+    q in 4-bit blocks and v in 8-bit ones: those stay apart), or plain linears."""
+    if all(isinstance(m, PanelLinear) for m in modules):
+        return len({m.join_key() for m in modules}) == 1
+    return True
+
+
 def fuse_projections(model: nn.Module) -> int:
-    """Join q/k/v of every self-attention and gate/up of every gated FFN; returns how many joins."""
+    """Join q/k/v of every self-attention and gate/up of every gated FFN whose projections can be
+    joined (``joinable``); returns how many joins."""
     joins = 0
     for module in model.modules():
         if isinstance(module, TransformerLayer) and module.self_attn.qkv_proj is None:
-            module.self_attn.fuse_qkv(cat_linears)
-            joins += 1
+            attn = module.self_attn
+            if joinable([attn.q_proj, attn.k_proj, attn.v_proj]):
+                attn.fuse_qkv(cat_linears)
+                joins += 1
         elif isinstance(module, GatedFeedForward) and module.gate_up is None:
-            module.fuse_gate_up(cat_linears)
-            joins += 1
+            if joinable([module.gate, module.up]):
+                module.fuse_gate_up(cat_linears)
+                joins += 1
     return joins
 
 

@@ -277,14 +277,17 @@ class PanelLinear(nn.Module):
         values = weight.values.to(torch.int8) if kernel == "int8" else weight.values
         return cls.from_quantized(values, weight.scale, weight.mins, kernel, weight.group, bias, act)
 
+    def join_key(self) -> tuple:
+        """What layers joined by ``cat`` must share: mode, activations, input width, group, minimums."""
+        return (self.mode, self.act, self.in_features, self.group, self.scale is None, self.mins is None)
+
     @classmethod
     def cat(cls, layers: list[PanelLinear]) -> PanelLinear:
         """One layer computing ``layers`` side by side (their outputs concatenated): exact, the
         same values, scales and minimums; a missing bias counts as zeros."""
         first = layers[0]
         for layer in layers[1:]:
-            same = (layer.mode, layer.act, layer.in_features, layer.group, layer.scale is None, layer.mins is None)
-            if same != (first.mode, first.act, first.in_features, first.group, first.scale is None, first.mins is None):
+            if layer.join_key() != first.join_key():
                 raise ValueError(
                     f"cannot join {first.extra_repr()} and {layer.extra_repr()}: "
                     "mode, input width, group and minimums must match"

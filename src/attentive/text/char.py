@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+from attentive.text.files import parse_json
 from attentive.text.special import SPECIAL_TOKENS
 from attentive.text.tokenizer import Tokenizer, check_special_tokens
 
@@ -77,10 +78,7 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def from_json(cls, text: str, source: str = "<string>") -> CharTokenizer:
         """Rebuild from the text ``to_json`` wrote (``load_tokenizer`` reads every kind this way)."""
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source}: not valid JSON ({e})") from None
+        obj = parse_json(text, source)
         if not isinstance(obj, dict):
             raise ValueError(f"{source}: expected a JSON object, found {type(obj).__name__}")
         return cls.from_dict(obj, source=source)
@@ -92,4 +90,7 @@ class CharTokenizer(Tokenizer):
         if not isinstance(vocab, list):
             raise ValueError(f"{source}: char tokenizer needs a 'vocab' list")
         check_special_tokens(vocab, source)
-        return cls(vocab[_N_SPECIAL:])
+        try:
+            return cls(vocab[_N_SPECIAL:])
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None

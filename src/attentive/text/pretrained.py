@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attentive.text.chat import render_chat
-from attentive.text.files import first_line, read_json
+from attentive.text.files import first_line, read_json_object
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
@@ -33,8 +33,10 @@ class PretrainedTokenizer:
         pad_token: str | None = None,
         chat_template: str | None = None,
         unk_token: str | None = None,
+        template_source: str | None = None,
     ):
         self.hf = hf
+        self.template_source = template_source  # the file the chat template came from, for its errors
         self.bos_token, self.pad_token, self.chat_template = bos_token, pad_token, chat_template
         self.unk_token = unk_token
         self.eos_tokens = [t for t in dict.fromkeys(eos_tokens) if t is not None]
@@ -83,13 +85,16 @@ class PretrainedTokenizer:
         """The prompt text for a conversation, from the model's own template."""
         if not self.chat_template:
             raise ValueError("this model has no chat template; give a plain prompt instead of --chat")
-        return render_chat(
-            self.chat_template,
-            messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token or "",
-            eos_token=self.eos_tokens[0] if self.eos_tokens else "",
-        )
+        try:
+            return render_chat(
+                self.chat_template,
+                messages,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_tokens[0] if self.eos_tokens else "",
+            )
+        except ValueError as err:
+            raise ValueError(f"{self.template_source}: {err}" if self.template_source else str(err)) from None
 
     def save(self, directory: str | Path) -> None:
         """``tokenizer.json`` plus ``tokenizer_config.json`` (special tokens, chat template), HF style."""
@@ -119,24 +124,43 @@ class PretrainedTokenizer:
             hf = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as err:  # tokenizers raises plain Exception subclasses
             raise ValueError(f"{folder / 'tokenizer.json'} is not a readable tokenizer ({first_line(err)})") from None
-        meta = read_json(folder / TOKENIZER_CONFIG) if (folder / TOKENIZER_CONFIG).is_file() else {}
+        config = folder / TOKENIZER_CONFIG
+        meta = read_json_object(config) if config.is_file() else {}
         template = meta.get("chat_template")
         if isinstance(template, list):  # named templates: take the default one
-            template = next((t["template"] for t in template if t.get("name") == "default"), None)
+            named = [t for t in template if isinstance(t, dict) and isinstance(t.get("template"), str)]
+            if len(named) != len(template):
+                raise ValueError(f'{config}: chat_template must be text or a list of {{"name", "template"}} objects')
+            template = next((t["template"] for t in named if t.get("name") == "default"), None)
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"{config}: chat_template must be text, got {type(template).__name__}")
+        source = str(config) if template is not None else None
         if template is None and (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        stops = [_token_text(meta.get("eos_token"))] + list(meta.get("stop_tokens") or [])
+            source = str(folder / "chat_template.jinja")
+            try:
+                template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{folder / 'chat_template.jinja'} is not UTF-8 text (byte {err.start})") from None
+        stop_tokens = meta.get("stop_tokens") or []
+        if not isinstance(stop_tokens, list):
+            raise ValueError(f"{config}: stop_tokens must be a list of tokens, got {type(stop_tokens).__name__}")
+        stops = [_token_text(meta.get("eos_token"), "eos_token", config)]
+        stops += [_token_text(t, "stop_tokens", config) for t in stop_tokens]
         stops += [hf.id_to_token(i) for i in stop_ids]
         return cls(
             hf,
-            bos_token=_token_text(meta.get("bos_token")),
+            bos_token=_token_text(meta.get("bos_token"), "bos_token", config),
             eos_tokens=stops,
-            pad_token=_token_text(meta.get("pad_token")),
+            pad_token=_token_text(meta.get("pad_token"), "pad_token", config),
             chat_template=template,
-            unk_token=_token_text(meta.get("unk_token")),
+            unk_token=_token_text(meta.get("unk_token"), "unk_token", config),
+            template_source=source,
         )
 
 
-def _token_text(value) -> str | None:
+def _token_text(value, key: str = "token", source: Path | str = TOKENIZER_CONFIG) -> str | None:
     """HF writes special tokens as strings or as ``{"content": ...}`` objects."""
-    return value.get("content") if isinstance(value, dict) else value
+    text = value.get("content") if isinstance(value, dict) else value
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f'{source}: {key} must be a token\'s text (or {{"content": text}}), got {value!r:.80}')
+    return text

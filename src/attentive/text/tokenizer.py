@@ -9,13 +9,13 @@ lists each kind and the class that reads it.
 from __future__ import annotations
 
 import abc
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from attentive.fileio import atomic_write_text
 from attentive.lazy import entry
+from attentive.text.files import parse_json
 from attentive.text.special import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -89,11 +89,11 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         file = file / TOKENIZER_FILE
     if not file.is_file():
         raise FileNotFoundError(f"no tokenizer file at {file}")
-    text = file.read_text(encoding="utf-8")
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from None
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{file}: not UTF-8 text (byte {err.start})") from None
+    obj = parse_json(text, file)
     if not isinstance(obj, dict):
         raise ValueError(f"{file}: expected a JSON object, found {type(obj).__name__}")
     model_type = obj.get("model", {}).get("type") if isinstance(obj.get("model"), dict) else None

@@ -8,7 +8,6 @@ Under torchrun every rank's torch RNG state (dropout masks differ per rank) is g
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import read_tensors, save_json, save_tensors
+from ..text.files import read_json_object
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -48,10 +48,50 @@ def optimizer_from_flat(
     for idx, values in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
     groups = meta["param_groups"]
+    inner = getattr(optimizer, "optimizer", optimizer)  # under FSDP: the optimiser FullOptimizerState wraps
+    _check_groups(groups, inner.state_dict()["param_groups"])  # the plain one's: no collective
     for group in groups:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
+    params = [p for group in inner.param_groups for p in group["params"]]  # DTensors: full shapes
+    for idx, values in state.items():
+        if not 0 <= idx < len(params):
+            raise ValueError(f"optimizer state for parameter {idx}; the model has {len(params)}")
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != params[idx].shape:
+                raise ValueError(
+                    f"optimizer state {key!r} of parameter {idx} has shape {tuple(value.shape)}, "
+                    f"the parameter {tuple(params[idx].shape)}"
+                )
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _check_groups(saved: Any, current: list[dict[str, Any]]) -> None:
+    """The saved param groups must have the current optimiser's settings, each of the same kind
+    (a number for a number, a pair of numbers for ``betas``): torch would take anything and fail
+    at the first step, far from the file."""
+    if not isinstance(saved, list) or len(saved) != len(current):
+        raise ValueError(f"optimizer param_groups must be a list of {len(current)} groups, found {saved!r:.60}")
+    for i, (group, want) in enumerate(zip(saved, current)):
+        if not isinstance(group, dict) or set(group) != set(want):
+            raise ValueError(f"optimizer param group {i} must have the fields {sorted(want)}")
+        for key, value in want.items():
+            if not _same_kind(group[key], value):
+                raise ValueError(f"optimizer param group {i}: {key!r} is {group[key]!r:.60}, expected {value!r:.60}")
+
+
+def _same_kind(value: Any, like: Any) -> bool:
+    if isinstance(like, bool) or like is None:
+        return type(value) is type(like)
+    if isinstance(like, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if isinstance(like, (list, tuple)):
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(like)
+            and all(_same_kind(v, w) for v, w in zip(value, like))
+        )
+    return isinstance(value, type(like))
 
 
 def rng_to_flat() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,12 +125,20 @@ def save_trainer_state(directory: Path, optimizer, progress: dict[str, Any]) -> 
 
 
 def load_trainer_state(directory: Path, optimizer, restore_rng: bool = True) -> dict[str, Any]:
-    meta = json.loads((directory / STATE_JSON).read_text())
+    meta = read_json_object(directory / STATE_JSON)
+    for key in ("progress", "optimizer", "rng"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(f"{directory / STATE_JSON}: {key!r} must be a JSON object, found {meta.get(key)!r:.60}")
     tensors = read_tensors(directory / STATE_TENSORS)
-    if optimizer is not None:
-        optimizer_from_flat(optimizer, tensors, meta["optimizer"])
-    if restore_rng:
-        rng_from_flat(tensors, meta["rng"])
+    try:
+        if optimizer is not None:
+            optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+        if restore_rng:
+            rng_from_flat(tensors, meta["rng"])
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        why = why if isinstance(err, ValueError) else f"{type(err).__name__}: {why}"
+        raise ValueError(f"{directory / STATE_JSON} (and {STATE_TENSORS}) do not fit this run: {why}") from None
     return meta["progress"]
 
 

@@ -16,8 +16,9 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     import matplotlib.pyplot as plt
 
     records = read_jsonl(metrics_path)
-    train = [(r["step"], r["loss"]) for r in records if r.get("split") == "train" and "loss" in r]
-    val = [(r["step"], r["loss"]) for r in records if r.get("split") == "val" and "loss" in r]
+    points = [r for r in records if _number(r.get("step")) and _number(r.get("loss"))]  # a mangled record is no point
+    train = [(r["step"], r["loss"]) for r in points if r.get("split") == "train"]
+    val = [(r["step"], r["loss"]) for r in points if r.get("split") == "val"]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     if train:
         ax.plot(*zip(*train), label="train", linewidth=1.0, alpha=0.8)
@@ -30,3 +31,7 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str =
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, png_path)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
