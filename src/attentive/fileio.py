@@ -31,9 +31,10 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        # mkstemp creates the file 0600; give the result the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_current_umask())
         write(tmp)
+        # mkstemp creates the file 0600 (and writers such as safetensors' save_file replace the
+        # file with a fresh 0600 one): give the result the permissions a plain open() would
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,7 +63,8 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     try:
         if os.fstat(fd).st_size and _last_byte(path) != b"\n":
             line = b"\n" + line  # a torn record before us: start ours on its own line
-        os.write(fd, line)
+        while line:  # a short write (a disk filling up) goes on; the next write raises ENOSPC
+            line = line[os.write(fd, line) :]
     finally:
         os.close(fd)
 
@@ -88,7 +90,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested too deeply
             warnings.warn(f"{path}:{number}: skipped a torn or corrupt record", stacklevel=2)
             continue
         if isinstance(record, dict):

@@ -10,13 +10,14 @@ Sums are taken in float64 and cast back to each tensor's dtype.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_tensors, save_tensors
+from ..fileio import atomic_directory
+from ..text.files import read_json_object
 from .run_folder import checkpoint_dirs
 
 CARRIED_FILES = ("config.json", "tokenizer.json", "tokenizer.src.json", "translation.json")
@@ -37,9 +38,9 @@ def _config(path: Path) -> dict:
     if not file.exists():
         raise CheckpointError(f"no {CONFIG_NAME} in {path}")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{file} is not valid JSON ({err.msg})") from None
+        return read_json_object(file)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
@@ -74,15 +75,17 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
 
 def write_average(paths: list[str | Path], out_dir: str | Path) -> Path:
     """Average ``paths`` into ``out_dir``: ``model.safetensors`` plus the newest checkpoint's config,
-    tokenizer and task files, so ``out_dir`` is a checkpoint like any other."""
+    tokenizer and task files, so ``out_dir`` is a checkpoint like any other. It is written into a
+    temporary folder and renamed into place (replacing an earlier ``out_dir``): whole or absent."""
     paths = [Path(p) for p in paths]
     out = Path(out_dir)
     if any(out.resolve() == p.resolve() for p in paths):
         raise ValueError(f"--out {out} is one of the checkpoints being averaged; choose another folder")
     averaged = average_checkpoints(paths)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in CARRIED_FILES:
-        if (paths[-1] / name).exists():
-            shutil.copyfile(paths[-1] / name, out / name)
-    save_tensors(out / WEIGHTS_NAME, averaged, metadata={"format": "pt", "averaged_from": ",".join(map(str, paths))})
+    with atomic_directory(out) as tmp:  # a kill mid-write leaves no half checkpoint at ``out``
+        for name in CARRIED_FILES:
+            if (paths[-1] / name).exists():
+                shutil.copyfile(paths[-1] / name, tmp / name)
+        metadata = {"format": "pt", "averaged_from": ",".join(map(str, paths))}
+        save_tensors(tmp / WEIGHTS_NAME, averaged, metadata=metadata)
     return out

@@ -14,7 +14,6 @@ step) and rank 0 writes them; the same gathered weights give rank 0 a plain copy
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ..checkpoint import WEIGHTS_NAME, CheckpointError, load_state_into, read_te
 from ..lora import ADAPTER_WEIGHTS, adapter_state, build_like, load_adapter_state, lora_config_of, save_adapter
 from .distributed import DistContext, unwrap
 from .run_folder import RunFolder, checkpoint_step
-from .state import gather_rank_rng, load_trainer_state, restore_rank_rng, save_rank_rng, save_trainer_state
+from .state import STATE_JSON, gather_rank_rng, load_trainer_state, restore_rank_rng, save_rank_rng, save_trainer_state
 from .task import Task
 
 
@@ -92,8 +91,8 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ saving
     def save(self, position: Position) -> Path | None:
-        """Write ``checkpoints/step-N`` (whole or not at all) and refresh the inference files at
-        the top of the run folder. Every rank takes part in gathering (FSDP shards, per-rank RNG
+        """Refresh the inference files at the top of the run folder, then write
+        ``checkpoints/step-N`` (whole or not at all). Every rank takes part in gathering (FSDP shards, per-rank RNG
         states); rank 0 alone writes."""
         weights = self.full_state_dict(position.step)
         optimizer = self.optimizer
@@ -112,9 +111,13 @@ class Checkpointer:
             save_trainer_state(folder, optimizer, self._progress_state(position))
             save_rank_rng(folder, rank_rng, self.dist.world_size)
 
+        # the run folder itself is a loadable checkpoint. Its files go first: written after the
+        # checkpoint, a kill between the two left them a checkpoint behind, for good when the
+        # run was at its last step (resuming it saves nothing more)
+        with self.run.writing("the model files"):
+            self.write_weights(self.run.root, weights)
+            self.task.save_artifacts(self.run.root)
         final = self.run.write_checkpoint(position.step, fill)
-        self.write_weights(self.run.root, weights)  # the run folder itself is a loadable checkpoint
-        self.task.save_artifacts(self.run.root)
         self.dist.barrier()
         return final
 
@@ -153,16 +156,14 @@ class Checkpointer:
             else:
                 self._load_weights(latest)
             progress = load_trainer_state(latest, optimizer)
-        except (OSError, KeyError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"cannot resume from {latest}: {err}") from None
-        position = Position(
-            step=progress["step"],
-            epoch=progress["epoch"],
-            batch_index=progress["batch_index"],
-            elapsed=progress["elapsed"],
-            units_seen=progress.get("units_seen", 0),
-        )
-        self.task.load_state_dict(progress.get("task", {}))
+            position = _position(progress)
+            self.task.load_state_dict(progress.get("task", {}))
+        # a checkpoint is a file like any other: whatever in it does not fit (a missing key, a
+        # value of the wrong type, an optimiser state for other parameters) stops the resume here
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            why = message if isinstance(err, (OSError, ValueError)) else f"{type(err).__name__}: {message}"
+            raise CheckpointError(f"cannot resume from {latest}: {why}") from None
         old_world = progress.get("world_size", 1)
         restore_rank_rng(latest, self.dist, self.dist.device, old_world, reseed=seed + 1_000_003 * position.step)
         if old_world != self.dist.world_size:
@@ -197,6 +198,18 @@ class Checkpointer:
         new_len = len(self.task.train_batches(position.epoch, self.dist.rank, self.dist.world_size))
         old_len = len(self.task.train_batches(position.epoch, 0, old_world))
         return min(new_len, round(position.batch_index * new_len / max(old_len, 1)))
+
+
+def _position(progress: dict[str, Any]) -> Position:
+    """The saved position, its numbers checked: a wrong one would derail the run much later."""
+    numbers = {"step": int, "epoch": int, "batch_index": int, "elapsed": (int, float), "units_seen": int}
+    values = {key: progress[key] for key in ("step", "epoch", "batch_index", "elapsed")}
+    values["units_seen"] = progress.get("units_seen", 0)
+    for key, kind in numbers.items():
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, kind) or value < 0 or value != value:
+            raise ValueError(f"{STATE_JSON}: progress {key!r} must be a number >= 0, found {value!r:.60}")
+    return Position(**values)
 
 
 class _StateSnapshot:

@@ -9,14 +9,20 @@
 
 A checkpoint is written into ``step-N.tmp`` and renamed into place only once every file is on
 disk, so a run killed at any moment leaves complete checkpoints and at most a ``.tmp`` folder,
-which listing ignores and the next save clears. Only the newest ``keep`` checkpoints stay.
-Metrics are appended a record at a time; a record torn by a kill is dropped when read.
+which listing ignores and the next start clears (as it clears the temporary files a kill leaves
+beside the run folder's own files). Only the newest ``keep`` checkpoints stay; an old one is
+renamed to ``.tmp`` before it is deleted, so a kill mid-deletion never leaves half a checkpoint
+listed. Metrics are appended a record at a time; a record torn by a kill is dropped when read.
+A write that fails (a full disk, a read-only folder) is a one-line ``RunFolderWriteError`` naming
+the folder; the checkpoints already written stay as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +38,15 @@ METRICS = "metrics.jsonl"
 RUN_FILES = (METRICS, "results.json", "loss.png")  # what --overwrite clears beside the checkpoints
 
 
+_CHECKPOINT_NAME = re.compile(r"step-\d+")  # step-0001000; not step-N.tmp, not a stray step-foo
+
+
 class RunFolderError(ValueError):
     """A fresh run pointed at a folder that already holds another run."""
+
+
+class RunFolderWriteError(OSError):
+    """A write into the run folder failed (no space left, a read-only folder): one line naming it."""
 
 
 def checkpoint_dirs(root: str | Path) -> list[Path]:
@@ -41,9 +54,7 @@ def checkpoint_dirs(root: str | Path) -> list[Path]:
     folder = Path(root) / "checkpoints"
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and not p.name.endswith(".tmp")
-    )
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name))
 
 
 def checkpoint_step(path: Path) -> int:
@@ -71,41 +82,83 @@ class RunFolder:
         and its metrics would run on in ``metrics.jsonl``. So a folder holding a run is an error
         unless the caller resumes it or asks to overwrite it (which deletes it)."""
         found = self.checkpoints()
-        if resume or not found:
+        if not found:
+            # records of a run killed before its first checkpoint: those steps run again
+            with self.writing("metrics"):
+                self.metrics_path.unlink(missing_ok=True)
+            return
+        if resume:
             return
         if not overwrite:
             raise RunFolderError(
                 f"run folder {self.root} already holds a run (newest checkpoint: {found[-1].name}); "
                 "pass --resume to continue it, --overwrite to start it again, or --out for a new folder"
             )
-        shutil.rmtree(self.root / "checkpoints")
-        for name in RUN_FILES:
-            (self.root / name).unlink(missing_ok=True)
+        with self.writing("(deleting the earlier run)"):
+            shutil.rmtree(self.root / "checkpoints")
+            for name in RUN_FILES:
+                (self.root / name).unlink(missing_ok=True)
 
     def create(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make the folder, and clear what a run killed while writing left: temporary files beside
+        the run's files, ``step-N.tmp`` folders (a checkpoint half written, or half deleted). A
+        checkpoint moved aside to be replaced by a new copy of the same step goes back in place."""
+        with self.writing("the run folder"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.glob(".*.tmp"):  # fileio's atomic writes: ``.NAME.XXXXXXXX.tmp``
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
+            root = self.root / "checkpoints"
+            if root.is_dir():
+                for old in root.glob("step-*.old.tmp"):
+                    final = root / old.name[: -len(".old.tmp")]
+                    if not final.exists():
+                        old.rename(final)
+                for stale in root.glob("step-*.tmp"):
+                    shutil.rmtree(stale, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writing(self, what: str):
+        """Turn an OSError of the writes inside into a one-line RunFolderWriteError naming the folder."""
+        try:
+            yield
+        except RunFolderWriteError:
+            raise
+        except OSError as err:
+            reason = (err.strerror or str(err)).lower()  # "no space left on device", "permission denied"
+            error = RunFolderWriteError(f"cannot write {what} in run folder {self.root}: {reason}")
+            error.errno = err.errno
+            raise error from err
 
     # ------------------------------------------------------------------ checkpoints
     def write_checkpoint(self, step: int, fill: Callable[[Path], None]) -> Path:
         """``fill(folder)`` writes a checkpoint's files; they appear as ``checkpoints/step-N``
         all at once. Older checkpoints beyond the newest ``keep`` are deleted."""
         root = self.root / "checkpoints"
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("step-*.tmp"):  # left by a run killed while writing
-            shutil.rmtree(stale, ignore_errors=True)
         final = root / f"step-{step:07d}"
         tmp = root / f"step-{step:07d}.tmp"
-        tmp.mkdir()
-        fill(tmp)
-        _fsync_dir(tmp)
-        old = root / f"step-{step:07d}.old.tmp"
-        if final.exists():  # the same step saved again: move the old copy aside, never delete first
-            final.rename(old)
-        tmp.rename(final)
-        _fsync_dir(root)
-        shutil.rmtree(old, ignore_errors=True)
-        for stale in self.checkpoints()[: -self.keep]:
-            shutil.rmtree(stale, ignore_errors=True)
+        with self.writing(f"checkpoint {final.name}"):
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+            try:
+                tmp.mkdir()
+                fill(tmp)
+                _fsync_dir(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # the failed write leaves nothing behind
+                raise
+            old = root / f"step-{step:07d}.old.tmp"
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():  # the same step saved again: move the old copy aside, never delete first
+                final.rename(old)
+            tmp.rename(final)
+            _fsync_dir(root)
+            shutil.rmtree(old, ignore_errors=True)
+            for stale in self.checkpoints()[: -self.keep]:
+                # out of the listing in one rename first: a kill mid-deletion leaves a .tmp folder
+                doomed = stale.with_name(stale.name + ".del.tmp")
+                stale.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
         return final
 
     @staticmethod
@@ -116,7 +169,8 @@ class RunFolder:
 
     # ------------------------------------------------------------------ metrics and results
     def log(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.metrics_path, record)
+        with self.writing(METRICS):
+            append_jsonl(self.metrics_path, record)
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
@@ -126,15 +180,23 @@ class RunFolder:
         dropping any record a kill tore."""
         if not self.metrics_path.exists():
             return
-        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        kept = [r for r in self.metrics() if not _later(r.get("step"), step)]
+        with self.writing(METRICS):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_json(self, name: str, data: Any) -> None:
-        save_json(self.root / name, data)
+        with self.writing(name):
+            save_json(self.root / name, data)
 
     def plot(self, title: str) -> None:
         if self.metrics_path.exists():
-            plot_loss_curve(self.metrics_path, self.root / "loss.png", title=title)
+            with self.writing("loss.png"):
+                plot_loss_curve(self.metrics_path, self.root / "loss.png", title=title)
+
+
+def _later(value: Any, step: int) -> bool:
+    """Whether a record's step is after ``step`` (a record with no number for its step is kept)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > step
 
 
 def _fsync_dir(path: Path) -> None:
