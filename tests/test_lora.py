@@ -119,3 +119,34 @@ def test_a_model_takes_one_adapter_at_a_time():
         add_lora(_adapted(), LoRAConfig())
     with pytest.raises(ValueError, match="carries no LoRA adapter"):
         merge_lora(chat_model())
+
+
+@pytest.mark.parametrize("rank, alpha", [(2, 6.0), (4, 6.0), (2, 12.0)])
+def test_the_update_is_scaled_by_alpha_over_rank_in_forward_and_merge(rank, alpha):
+    """peft's semantics: ``y = W x + (alpha / rank) B A x``, and merging folds the same into W."""
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = torch.nn.Linear(6, 5, bias=False)
+
+        def forward(self, x):
+            return self.q_proj(x)
+
+    torch.manual_seed(0)
+    model = Tiny()
+    base = model.q_proj.weight.detach().clone()
+    add_lora(model, LoRAConfig(rank=rank, alpha=alpha, targets=("q_proj",)))
+    a = torch.randn(rank, 6)
+    b = torch.randn(5, rank)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_A" in name:
+                p.copy_(a)
+            elif "lora_B" in name:
+                p.copy_(b)
+    x = torch.randn(3, 6)
+    expected = x @ (base + (alpha / rank) * b @ a).T
+    torch.testing.assert_close(model(x), expected)
+    merge_lora(model)
+    torch.testing.assert_close(model.q_proj.weight, base + (alpha / rank) * b @ a)

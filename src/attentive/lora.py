@@ -45,7 +45,8 @@ _BASE_ATTR = "lora_base"  # ... and where its base weights came from (a path or 
 
 @dataclass
 class LoRAConfig:
-    """Rank, scale (``alpha / rank``), dropout on the adapter's input, and which linear layers."""
+    """Rank, alpha (the adapter's update is scaled by ``alpha / rank``, peft's ``lora_alpha / r``),
+    dropout on the adapter's input, and which linear layers."""
 
     rank: int = 8
     alpha: float = 16.0
@@ -64,10 +65,6 @@ class LoRAConfig:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
         if not self.targets:
             raise ValueError("LoRA needs at least one target module (e.g. targets=q_proj,v_proj)")
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "targets": list(self.targets)}
