@@ -40,6 +40,18 @@ def git_commit() -> str:
         return "unknown"
 
 
+def provenance() -> dict[str, Any]:
+    """The keys every result file opens with: command, commit, date, machine, torch (the
+    documentation's tables are stamped from them: attentive.figures.provenance)."""
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "torch": torch.__version__,
+    }
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, threads, memory, torch version, load average, date."""
     cpu = platform.processor() or platform.machine()

@@ -24,7 +24,6 @@ reproducing input each (copied into ``--keep``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import io
 import json
@@ -918,7 +917,6 @@ def main(argv: list[str] | None = None) -> int:
         args.inputs = 50
     sys.path.insert(0, str(HERE.parent))
     import context_common
-    import torch
 
     targets = all_targets()
     chosen = args.targets or list(targets)
@@ -928,11 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     global _TIMEOUT
     _TIMEOUT = args.timeout
     result: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": context_common.git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": context_common.machine(),
-        "torch": torch.__version__,
+        **context_common.provenance(),
         "settings": {
             "seconds": args.seconds,
             "inputs": args.inputs,

@@ -15,7 +15,6 @@ by kind (with one example each), the statuses seen, and the bugs fuzzing found t
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -78,11 +77,7 @@ def main() -> int:
     finally:
         app.state.attentive.close()
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": context_common.git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": context_common.machine(),
-        "torch": __import__("torch").__version__,
+        **context_common.provenance(),
         "figures": {
             "operations": len(report["operations"]),
             "examples_per_operation_and_mode": args.examples,

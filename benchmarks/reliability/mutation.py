@@ -24,7 +24,6 @@ any other.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import random
 import re
@@ -255,7 +254,6 @@ def main(argv: list[str] | None = None) -> None:
 def write(out: Path, ran: dict) -> None:
     """Merge this run's packages into the result file (read now: runs of other packages may have
     written it meanwhile)."""
-    import torch
 
     packages = json.loads(out.read_text()).get("packages", {}) if out.exists() else {}
     packages.update(ran)
@@ -264,11 +262,7 @@ def write(out: Path, ran: dict) -> None:
         for n, p in sorted(packages.items())
     ]
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": context_common.git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": context_common.machine(),
-        "torch": torch.__version__,
+        **context_common.provenance(),
         "mutmut": _mutmut_version(),
         "figures": {f"{n}_score": p["score"] for n, p in sorted(packages.items())},
         "tables": {

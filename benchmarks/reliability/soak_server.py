@@ -28,7 +28,6 @@ answers a normal request at the end. Writes ``benchmarks/reliability/soak_server
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import json
 import random
@@ -383,11 +382,7 @@ def main() -> int:
         "server": {"args": server_args, "max_batch": MAX_BATCH, "max_queue": MAX_QUEUE, "burst": BURST},
     }
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": context_common.git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": context_common.machine(),
-        "torch": __import__("torch").__version__,
+        **context_common.provenance(),
         "figures": figures,
         "tables": {
             "per_minute": {
