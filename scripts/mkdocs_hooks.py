@@ -3,7 +3,8 @@
 * ``on_files`` adds what is generated, never typed: the reference pages (``docref.pages``: the
   command line from the real argument parser, the registries, the HTTP API from the server's
   OpenAPI schema, environment variables, metrics), the concept pages' figures drawn by the real
-  code (``docfigures.figures``) and the changelog (``CHANGELOG.md`` at the root).
+  code (``docfigures.figures``), the benchmarks' plots under ``results/`` (as their scripts wrote
+  them in ``benchmarks/``) and the changelog (``CHANGELOG.md`` at the root).
 * ``on_page_markdown`` refills every ``<!--fig-->`` / ``<!--table-->`` / ``<!--gen-->`` part from
   its result file or registry (``docgen.render``), so the site shows what the files hold even
   before ``python scripts/docgen.py`` has rewritten the Markdown (the tests require that too).
@@ -50,6 +51,10 @@ def _generated() -> dict[str, str | bytes]:
         "index.md": site_links((ROOT / "README.md").read_text(encoding="utf-8")),
         "changelog.md": site_links((ROOT / "CHANGELOG.md").read_text(encoding="utf-8")),
     }
+    for picture in (ROOT / "benchmarks").rglob("*.png"):  # the benchmarks' own plots, not copies
+        if picture.relative_to(ROOT / "benchmarks").parts[0] == "results":
+            continue  # the scripts' untracked default output folder
+        pages[f"results/{picture.relative_to(ROOT / 'benchmarks').as_posix()}"] = picture.read_bytes()
     if str(SCRIPTS) not in sys.path:  # MkDocs restores sys.path after loading this file
         sys.path.insert(0, str(SCRIPTS))
     try:

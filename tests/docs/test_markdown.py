@@ -120,6 +120,7 @@ GENERATED = (
     "reference/",
     "changelog.md",
     "index.md",
+    "results/",
 )  # made by the site build (scripts/mkdocs_hooks.py)
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
