@@ -337,53 +337,59 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
 _GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 10: "<Q", 11: "<q", 12: "<d"}
 
 
-def gguf_fields(data: bytes) -> list[tuple[int, str, str]]:
-    """Every number in a GGUF file's header as (offset, struct format, role), by walking it."""
-    fields: list[tuple[int, str, str]] = []
-    pos = 0
+class HeaderWalk:
+    """A cursor through a binary header that records every number it reads as (offset, struct
+    format, role), and a length-prefixed name's bytes as "text": what structured mutation edits."""
 
-    def num(fmt: str, role: str) -> int:
-        nonlocal pos
-        (v,) = struct.unpack_from(fmt, data, pos)
-        fields.append((pos, fmt, role))
-        pos += struct.calcsize(fmt)
+    def __init__(self, data: bytes, pos: int = 0):
+        self.data, self.pos = data, pos
+        self.fields: list[tuple[int, str, str]] = []
+
+    def num(self, fmt: str, role: str) -> int:
+        (v,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.fields.append((self.pos, fmt, role))
+        self.pos += struct.calcsize(fmt)
         return v
 
-    def string(role: str) -> None:
-        nonlocal pos
-        n = num("<Q", role)
-        if 0 < n < 4096:
-            fields.append((pos, f"{n}s", "text"))
-        pos += n
+    def string(self, length_fmt: str, role: str, nul: bool = False, longest: int | None = None) -> None:
+        """A name after its length; ``nul``: the length counts a trailing NUL, not part of the text."""
+        n = self.num(length_fmt, role)
+        text = n - 1 if nul else n
+        if 0 < text and (longest is None or text < longest):
+            self.fields.append((self.pos, f"{text}s", "text"))
+        self.pos += n
+
+
+def gguf_fields(data: bytes) -> list[tuple[int, str, str]]:
+    """Every number in a GGUF file's header as (offset, struct format, role), by walking it."""
+    walk = HeaderWalk(data, pos=4)
 
     def value(kind: int, role: str) -> None:
-        nonlocal pos
         if kind == 8:
-            string(role + ".strlen")
+            walk.string("<Q", role + ".strlen", longest=4096)
         elif kind == 9:
-            inner = num("<I", "array_type")
-            count = num("<Q", "array_len")
+            inner = walk.num("<I", "array_type")
+            count = walk.num("<Q", "array_len")
             for _ in range(count):
                 value(inner, "array_item")
         else:
-            num(_GGUF_SCALAR[kind], role)
+            walk.num(_GGUF_SCALAR[kind], role)
 
-    pos = 4
-    num("<I", "version")
-    n_tensors = num("<Q", "tensor_count")
-    n_kv = num("<Q", "kv_count")
+    walk.num("<I", "version")
+    n_tensors = walk.num("<Q", "tensor_count")
+    n_kv = walk.num("<Q", "kv_count")
     for _ in range(n_kv):
-        string("key_len")
-        kind = num("<I", "value_type")
+        walk.string("<Q", "key_len", longest=4096)
+        kind = walk.num("<I", "value_type")
         value(kind, "kv_value")
     for _ in range(n_tensors):
-        string("tensor_name_len")
-        dims = num("<I", "n_dims")
+        walk.string("<Q", "tensor_name_len", longest=4096)
+        dims = walk.num("<I", "n_dims")
         for _ in range(dims):
-            num("<Q", "dim")
-        num("<I", "ggml_type")
-        num("<Q", "data_offset")
-    return fields
+            walk.num("<Q", "dim")
+        walk.num("<I", "ggml_type")
+        walk.num("<Q", "data_offset")
+    return walk.fields
 
 
 def mutate_fields(data: bytes, fields: list[tuple[int, str, str]], rng: random.Random, count: int = 1) -> bytes:
@@ -556,40 +562,24 @@ def write_ct2(path: Path, spec: dict, name: str = "WhisperSpec", version: int = 
 
 def ct2_fields(data: bytes) -> list[tuple[int, str, str]]:
     """Every number in a ``model.bin`` as (offset, struct format, role) (the data bytes skipped)."""
-    fields: list[tuple[int, str, str]] = []
-    pos = 0
-
-    def num(fmt: str, role: str) -> int:
-        nonlocal pos
-        (v,) = struct.unpack_from(fmt, data, pos)
-        fields.append((pos, fmt, role))
-        pos += struct.calcsize(fmt)
-        return v
-
-    def string(role: str) -> None:
-        nonlocal pos
-        n = num("<H", role)
-        if n > 1:
-            fields.append((pos, f"{n - 1}s", "text"))  # the name, not its trailing NUL
-        pos += n
-
-    num("<I", "version")
-    string("spec_len")
-    num("<I", "revision")
-    for _ in range(num("<I", "var_count")):
-        string("name_len")
-        rank = num("<B", "rank")
+    walk = HeaderWalk(data)
+    walk.num("<I", "version")
+    walk.string("<H", "spec_len", nul=True)
+    walk.num("<I", "revision")
+    for _ in range(walk.num("<I", "var_count")):
+        walk.string("<H", "name_len", nul=True)
+        rank = walk.num("<B", "rank")
         for _ in range(rank):
-            num("<I", "dim")
-        num("<B", "dtype")
-        nbytes = num("<I", "nbytes")
+            walk.num("<I", "dim")
+        walk.num("<B", "dtype")
+        nbytes = walk.num("<I", "nbytes")
         if rank == 0:  # flags such as decoder/activation, encoder/num_heads
-            fields.append((pos, "<i" if nbytes >= 4 else "<b", "scalar_value"))
-        pos += nbytes
-    for _ in range(num("<I", "alias_count")):
-        string("alias_len")
-        string("target_len")
-    return fields
+            walk.fields.append((walk.pos, "<i" if nbytes >= 4 else "<b", "scalar_value"))
+        walk.pos += nbytes
+    for _ in range(walk.num("<I", "alias_count")):
+        walk.string("<H", "alias_len", nul=True)
+        walk.string("<H", "target_len", nul=True)
+    return walk.fields
 
 
 # ---------------------------------------------------------------------------- safetensors + JSON
