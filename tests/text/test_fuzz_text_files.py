@@ -15,14 +15,13 @@ import io
 import json
 import shutil
 import struct
+import sys
 import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -35,9 +34,10 @@ from attentive.text import PretrainedTokenizer, chat, load_tokenizer, render_cha
 from attentive.text.files import read_json
 from attentive.train.average import write_average
 from attentive.train.run_folder import checkpoint_dirs
-from attentive.train.task import Task
-from attentive.train.trainer import TrainConfig, train
 from pretrained_paths import need_minilm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "reliability"))
+from fuzz_text_targets import tiny_run  # noqa: E402  (the long run's tiny run folder: one recipe for both)
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow and read_jsonl warn about what they skip
 
@@ -623,41 +623,6 @@ def test_instruction_text_with_a_lone_surrogate_is_a_clean_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- run folders
-
-
-class CountTask(Task):
-    """Next-token toy task for a tiny decoder: a run folder in a second."""
-
-    name = "count"
-
-    def train_batches(self, epoch, rank=0, world_size=1):
-        g = torch.Generator().manual_seed(epoch)
-        return [b[rank::world_size] for b in torch.randint(0, 16, (4, 4, 9), generator=g)]
-
-    def count(self, batch):
-        return batch[:, 1:].numel()
-
-    def loss(self, model, batch):
-        logits = model(batch[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"), {}
-
-    def evaluate(self, model):
-        return {}
-
-
-def tiny_run(out: Path, steps: int, resume: bool = False):
-    torch.manual_seed(0)
-    model = attentive.build("gpt2-small", vocab_size=16, num_layers=1, d_model=16, num_heads=2, d_ff=32, max_len=16)
-    config = TrainConfig(
-        out_dir=str(out),
-        max_steps=steps,
-        log_every=1,
-        eval_every=1000,
-        checkpoint_every=1,
-        progress=False,
-        device="cpu",
-    )
-    return train(CountTask(), model, config, resume=resume)
 
 
 @pytest.fixture(scope="module")
