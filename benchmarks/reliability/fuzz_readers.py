@@ -758,16 +758,22 @@ def target_gguf(rng: random.Random) -> dict[str, Any]:
     return run_in_child("attentive:from_pretrained", [str(path)], file=path)
 
 
-def checkpoint_input(rng: random.Random, case: Path) -> Path:
-    folder = case / "ckpt"
-    shutil.copytree(build_seeds() / "checkpoint", folder)
-    what = rng.choice(["weights", "weights", "weights", "config", "both"])
+def _weights_and_config_input(rng: random.Random, folder: Path, seed: str, choices: list[str]) -> Path:
+    """``folder``: a copy of a seed folder with its model.safetensors, its config.json or both mutated."""
+    shutil.copytree(build_seeds() / seed, folder)
+    what = rng.choice(choices)
     if what != "config":
         weights = folder / "model.safetensors"
         weights.write_bytes(mutate_safetensors(weights.read_bytes(), rng))
     if what != "weights":
         mutate_config(folder / "config.json", rng)
     return folder
+
+
+def checkpoint_input(rng: random.Random, case: Path) -> Path:
+    return _weights_and_config_input(
+        rng, case / "ckpt", "checkpoint", ["weights", "weights", "weights", "config", "both"]
+    )
 
 
 def target_checkpoint(rng: random.Random) -> dict[str, Any]:
@@ -777,15 +783,7 @@ def target_checkpoint(rng: random.Random) -> dict[str, Any]:
 
 
 def hf_input(rng: random.Random, case: Path) -> Path:
-    folder = case / "hf"
-    shutil.copytree(build_seeds() / "hf", folder)
-    what = rng.choice(["weights", "weights", "config", "both"])
-    if what != "config":
-        weights = folder / "model.safetensors"
-        weights.write_bytes(mutate_safetensors(weights.read_bytes(), rng))
-    if what != "weights":
-        mutate_config(folder / "config.json", rng)
-    return folder
+    return _weights_and_config_input(rng, case / "hf", "hf", ["weights", "weights", "config", "both"])
 
 
 def target_hf_folder(rng: random.Random) -> dict[str, Any]:

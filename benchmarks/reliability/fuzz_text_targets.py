@@ -95,6 +95,20 @@ def read_json_with(reader: str, path: str) -> None:
         read_jsonl(path)
 
 
+IMAGE_SEEDS = [  # (mode, format) of the seed images: every mode and container Pillow reads for us
+    ("L", "PNG"),
+    ("RGBA", "PNG"),
+    ("P", "PNG"),
+    ("RGB", "JPEG"),
+    ("RGB", "GIF"),
+    ("I;16", "PNG"),
+    ("RGB", "BMP"),
+    ("CMYK", "TIFF"),
+    ("RGB", "WEBP"),
+    ("1", "PNG"),
+]
+
+
 # ============================================================================ the tiny run
 
 
@@ -178,18 +192,7 @@ def build_text_seeds() -> Path:
     from PIL import Image
 
     rgb = Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8))
-    for mode, fmt in [
-        ("L", "PNG"),
-        ("RGBA", "PNG"),
-        ("P", "PNG"),
-        ("RGB", "JPEG"),
-        ("RGB", "GIF"),
-        ("I;16", "PNG"),
-        ("RGB", "BMP"),
-        ("CMYK", "TIFF"),
-        ("RGB", "WEBP"),
-        ("1", "PNG"),
-    ]:
+    for mode, fmt in IMAGE_SEEDS:
         rgb.convert(mode).save(TEXT_SEEDS / f"image-{mode.replace(';', '')}.{fmt.lower()}", fmt)
     lines = [
         {

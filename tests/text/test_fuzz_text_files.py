@@ -37,7 +37,7 @@ from attentive.train.run_folder import checkpoint_dirs
 from pretrained_paths import need_minilm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "reliability"))
-from fuzz_text_targets import tiny_run  # noqa: E402  (the long run's tiny run folder: one recipe for both)
+from fuzz_text_targets import IMAGE_SEEDS, tiny_run  # noqa: E402  (the long run's tiny run folder: one recipe for both)
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow and read_jsonl warn about what they skip
 
@@ -518,20 +518,6 @@ def image_bytes(mode: str, fmt: str, size=(40, 30)) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt)
     return buf.getvalue()
-
-
-IMAGE_SEEDS = [
-    ("L", "PNG"),
-    ("RGBA", "PNG"),
-    ("P", "PNG"),
-    ("RGB", "JPEG"),
-    ("RGB", "GIF"),
-    ("I;16", "PNG"),
-    ("RGB", "BMP"),
-    ("CMYK", "TIFF"),
-    ("RGB", "WEBP"),
-    ("1", "PNG"),
-]
 
 
 @settings(FUZZ, max_examples=50)
