@@ -102,6 +102,7 @@ def _headline() -> str:
         line = result["summary"].format(**result["figures"])
         lines.append(f"| [{job}](docs/guides/{guide}.md) | {line} | {result['date'][:10]}, {result['machine']} |")
     data = figures.load(ROOT / LLAMACPP)
+    run = figures.provenance(data)
     rate = {row["name"]: row["rate"] for row in data["rows"] if row.get("rate")}
     for test, what in (("pp512", "reading a 512-token prompt"), ("tg128", "generating 128 tokens")):
         ours, peer = rate[f"Q4_1 {test} attentive default"], rate[f"Q4_1 {test} llama.cpp"]
@@ -110,7 +111,7 @@ def _headline() -> str:
             f"| [CPU inference: SmolLM2-135M Q4_1 GGUF, {what}](docs/guides/cpu-inference.md) | "
             f"{ours:,.0f} tok/s by default, {best:,.0f} compiled: {ours / peer:.2f}x and {best / peer:.2f}x "
             f"llama.cpp's {peer:,.0f} tok/s on the same file | "
-            f"{figures.provenance(data)['date']}, {figures.provenance(data)['machine']} |"
+            f"{run['date']}, {run['machine']} |"
         )
     return "\n".join(lines)
 

@@ -28,8 +28,9 @@ def run(args) -> int:
     print(f"{'recipe':<22} description   (attentive train --recipe NAME; default {DEFAULT_RECIPE})")
     for name, spec in recipes().items():
         print(f"{name:<22} {spec.description}")
-        if spec.measured():
-            print(f"{'':<22} measured: {spec.measured()}")
+        measured = spec.measured()
+        if measured:
+            print(f"{'':<22} measured: {measured}")
     return 0
 
 
